@@ -1,0 +1,242 @@
+"""Domain events: what the session actors conclude from the log, consumed by the projections.
+
+Every event carries the log ``position`` of the record that produced it (a ``SessionEnded`` caused
+by inactivity carries the position of the record whose time revealed the inactivity, or of the
+clock tick), so that a projection can store "all records up to N are applied" as its checkpoint and
+skip events at or below it on replay. Times are epoch milliseconds taken from the records and the
+messages, never from the wall clock (DESIGN.md invariant 7).
+
+Events that become rows of the session-events table (``SessionEvent`` subclasses) carry
+``message_id`` = (page_no << 32) + first_index + index of the message in its batch, as the
+OpenReplay backend numbers them, and the page URL current when the message was sent.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class DomainEvent:
+    """Common head of every domain event."""
+
+    position: int
+    session_id: int
+    project_id: int
+    timestamp: int
+
+
+# -- session lifecycle -------------------------------------------------------------------------
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class SessionStarted(DomainEvent):
+    """A session was started by ``/v1/web/start`` (or a mobile start). ``timestamp`` = start time."""
+
+    platform: str = "web"
+    user_uuid: str = ""
+    user_id: str | None = None
+    rev_id: str = ""
+    tracker_version: str = ""
+    is_snippet: bool = False
+    user_agent: str = ""
+    user_os: str = ""
+    user_os_version: str = ""
+    user_browser: str = ""
+    user_browser_version: str = ""
+    user_device: str = ""
+    user_device_type: str = ""
+    user_country: str = ""
+    user_city: str = ""
+    user_state: str = ""
+    timezone: str = ""
+    screen_width: int = 0
+    screen_height: int = 0
+    referrer: str = ""
+    device_memory: int = 0
+    js_heap_size_limit: int = 0
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class SessionEnded(DomainEvent):
+    """The session saw no record for the inactivity timeout (in record time).
+
+    ``timestamp`` = the last message time of the session; ``duration_ms`` = that minus the start.
+    A late batch re-activates the session, which can then end again with a longer duration.
+    """
+
+    duration_ms: int
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class UserIdSet(DomainEvent):
+    user_id: str
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class AnonymousIdSet(DomainEvent):
+    anonymous_id: str
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class MetadataSet(DomainEvent):
+    key: str
+    value: str
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class PageTitleChanged(DomainEvent):
+    """The current page (and its title) changed; feeds the live-session object."""
+
+    url: str
+    title: str
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class TabVisibilityChanged(DomainEvent):
+    """The tracked tab went to the background (``active=False``) or came back."""
+
+    active: bool
+
+
+# -- rows of the session-events table ----------------------------------------------------------
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class SessionEvent(DomainEvent):
+    """An event that becomes one row of the session's event list, ordered by (timestamp, message_id)."""
+
+    message_id: int
+    page_url: str = ""
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class PageVisited(SessionEvent):
+    """LOCATION. ``loaded`` is false for SPA navigations (NavigationStart == 0).
+
+    Timings are filled by later ``PageTimingsReported`` / ``WebVitalReported`` events that name this
+    page by ``message_id``.
+    """
+
+    url: str
+    referrer: str = ""
+    title: str = ""
+    loaded: bool = False
+    navigation_start: int = 0
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class PageTimingsReported(DomainEvent):
+    """PageLoadTiming / PageRenderTiming for the page whose LOCATION row has ``page_message_id``.
+
+    Values are milliseconds relative to navigation start; ``None`` = not reported (or dropped because
+    above 30 s, as the reference backend does).
+    """
+
+    page_message_id: int
+    request_start: int | None = None
+    response_start: int | None = None
+    response_end: int | None = None
+    dom_content_loaded_event_start: int | None = None
+    dom_content_loaded_event_end: int | None = None
+    load_event_start: int | None = None
+    load_event_end: int | None = None
+    first_paint: int | None = None
+    first_contentful_paint: int | None = None
+    speed_index: int | None = None
+    visually_complete: int | None = None
+    time_to_interactive: int | None = None
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class WebVitalReported(DomainEvent):
+    """A web vital (CLS, INP, LCP, TTFB, ...) for the page whose LOCATION row has ``page_message_id``."""
+
+    page_message_id: int
+    name: str
+    value: str
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class Clicked(SessionEvent):
+    """CLICK. ``normalized_x/y`` in hundredths of a percent (0-10000), ``None`` when unknown."""
+
+    label: str
+    selector: str = ""
+    hesitation_ms: int = 0
+    normalized_x: int | None = None
+    normalized_y: int | None = None
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class InputChanged(SessionEvent):
+    """INPUT. ``value`` is what the tracker sent (already masked/obscured by the tracker)."""
+
+    label: str
+    value: str = ""
+    value_masked: bool = False
+    duration_ms: int = 0
+    hesitation_ms: int = 0
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class CustomEventRecorded(SessionEvent):
+    """CUSTOM: ``tracker.event(name, payload)``; payload is the JSON text the tracker sent."""
+
+    name: str
+    payload: str = ""
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class ErrorRaised(SessionEvent):
+    """ERROR: a JS exception (source ``js_exception``)."""
+
+    name: str
+    message: str
+    payload: str = ""
+    source: str = "js_exception"
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class RequestMade(SessionEvent):
+    """REQUEST: a fetch/xhr/beacon the tracker observed."""
+
+    url: str
+    method: str
+    status: int
+    duration_ms: int
+    request_type: str = "fetch"
+    request_body: str = ""
+    response_body: str = ""
+    transferred_size: int = 0
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class GraphQLCalled(SessionEvent):
+    """GRAPHQL."""
+
+    operation_kind: str
+    operation_name: str
+    variables: str = ""
+    response: str = ""
+    duration_ms: int = 0
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class StateActionDispatched(SessionEvent):
+    """STATEACTION (Redux/Vuex/... action type)."""
+
+    action_type: str
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class IssueDetected(SessionEvent):
+    """ISSUE: click_rage, dead_click, bad_request, js_exception, custom, mouse_thrashing, cpu, memory, ...
+
+    ``payload`` is JSON text (e.g. ``{"Count": 3}`` for click rage).
+    """
+
+    issue_type: str
+    context_string: str = ""
+    context: str = ""
+    payload: str = ""
