@@ -240,3 +240,19 @@ class IssueDetected(SessionEvent):
     context_string: str = ""
     context: str = ""
     payload: str = ""
+
+
+# -- dead letters ------------------------------------------------------------------------------
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class RecordParked(DomainEvent):
+    """A record the engine could not decode or apply (DESIGN.md invariant 8).
+
+    The projections keep it in a dead-letter table; the session carries on with its next record.
+    ``timestamp`` = the record's ``received_at_ms``; ``kind`` = its ``RecordKind`` value; ``error``
+    = the exception type and message.
+    """
+
+    error: str
+    kind: int = 0

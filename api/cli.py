@@ -1,0 +1,253 @@
+"""The ``replayd`` command line.
+
+Contract (scripts rely on it):
+
+* ``replayd serve [--db PATH] [--host H] [--port P] ...`` runs the server; on the first start of a
+  database (no project yet) it creates a default project and an organization API key and prints
+  both with the tracker snippet.
+* ``replayd project create NAME [--db PATH] [--platform web]`` and ``replayd api-key create
+  [--db PATH]`` print the new key ALONE on the LAST line of stdout.
+* Every flag also reads its ``REPLAYD_*`` variable (``REPLAYD_DB``, ``REPLAYD_HOST``, ...).
+
+Adding a subcommand: write ``def add_<name>_command(subparsers) -> None`` that adds its parser and
+``set_defaults(handler=<function taking the argparse.Namespace, returning an exit code>)``, and
+append it to ``COMMANDS`` below. The function may live in its own layer (e.g. projections/); this
+module is the only place that imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import attrs
+import trio
+
+from api.config import SETTINGS, ServerConfig
+from storage.catalog import PLATFORMS, Catalog, Project
+
+# argparse has no public name for the object add_subparsers() returns.
+SubParsers = argparse._SubParsersAction
+
+
+def _db_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        default=None,
+        help="SQLite database file (env REPLAYD_DB, default ./data/replayd.db)",
+    )
+
+
+def _db_path(args: argparse.Namespace) -> str:
+    return ServerConfig.from_env(db_path=args.db).db_path
+
+
+# -- serve ---------------------------------------------------------------------------------------
+
+
+def add_serve_command(subparsers: SubParsers) -> None:
+    parser = subparsers.add_parser("serve", help="run the server")
+    for setting in SETTINGS:
+        default_text = getattr(ServerConfig(), setting.field)
+        parser.add_argument(
+            setting.flag,
+            dest=setting.field,
+            type=setting.parse,
+            default=None,
+            help=f"{setting.help} (env {setting.env}, default {default_text})",
+        )
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("REPLAYD_LOG_LEVEL", "INFO"),
+        help="logging level (env REPLAYD_LOG_LEVEL, default INFO)",
+    )
+    parser.set_defaults(handler=run_serve)
+
+
+@attrs.frozen(slots=True)
+class FirstStart:
+    """What the first ``serve`` of a database created (printed once the port is known)."""
+
+    project: Project
+    api_key: str
+
+
+def bootstrap(db_path: str) -> FirstStart | None:
+    """On a database without projects: create the default project and an organization API key."""
+    catalog = Catalog.open(db_path)
+    try:
+        if catalog.list_projects():
+            return None
+        project = catalog.create_project("default")
+        api_key = catalog.create_api_key(label="created by the first serve")
+        return FirstStart(project, api_key)
+    finally:
+        catalog.close()
+
+
+def tracker_snippet(project_key: str, ingest_point: str) -> str:
+    """The one line that points the OpenReplay tracker at this server."""
+    return (
+        f'new Tracker({{projectKey: "{project_key}", ingestPoint: "{ingest_point}", '
+        "__DISABLE_SECURE_MODE: true})"
+    )
+
+
+def _print_first_start(first: FirstStart, ingest_point: str) -> None:
+    print("First start: created a default project and an organization API key.")
+    print(f"  project key: {first.project.project_key}")
+    print(f"  API key:     {first.api_key}   (shown once; only its hash is stored)")
+    print("Point the tracker at this server:")
+    print(f"  {tracker_snippet(first.project.project_key, ingest_point)}")
+    print("  (__DISABLE_SECURE_MODE is only for plain http; drop it when serving over https)")
+    sys.stdout.flush()
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    overrides = {s.field: getattr(args, s.field) for s in SETTINGS}
+    try:
+        config = ServerConfig.from_env(**overrides)
+    except (ValueError, TypeError) as error:
+        print(f"replayd: bad configuration: {error}", file=sys.stderr)
+        return 2
+    first = bootstrap(config.db_path)
+
+    async def main() -> None:
+        from api.server import serve  # imported late: `replayd project ...` needs no web stack
+
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(partial(serve, config))
+            if first is not None:
+                host = server.host if server.host not in ("0.0.0.0", "::") else "localhost"
+                host = f"[{host}]" if ":" in host else host
+                _print_first_start(first, f"http://{host}:{server.port}")
+            print(f"replayd serving {config.db_path} on {server.url}", flush=True)
+
+    trio.run(main)
+    return 0
+
+
+# -- project / api-key ---------------------------------------------------------------------------
+
+
+def add_project_command(subparsers: SubParsers) -> None:
+    parser = subparsers.add_parser("project", help="manage projects")
+    actions = parser.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a project; prints its key on the last line")
+    create.add_argument("name")
+    create.add_argument("--platform", choices=PLATFORMS, default="web")
+    _db_argument(create)
+    create.set_defaults(handler=run_project_create)
+    listing = actions.add_parser("list", help="list projects")
+    _db_argument(listing)
+    listing.set_defaults(handler=run_project_list)
+
+
+def run_project_create(args: argparse.Namespace) -> int:
+    catalog = Catalog.open(_db_path(args))
+    try:
+        project = catalog.create_project(args.name, args.platform)
+    finally:
+        catalog.close()
+    print(f"created project {project.project_id} {project.name!r} ({project.platform})")
+    print(project.project_key)
+    return 0
+
+
+def run_project_list(args: argparse.Namespace) -> int:
+    catalog = Catalog.open(_db_path(args))
+    try:
+        projects = catalog.list_projects()
+    finally:
+        catalog.close()
+    for project in projects:
+        state = "" if project.active else " (inactive)"
+        print(
+            f"{project.project_id}\t{project.project_key}\t{project.platform}\t{project.name}{state}"
+        )
+    return 0
+
+
+def add_api_key_command(subparsers: SubParsers) -> None:
+    parser = subparsers.add_parser("api-key", help="manage organization API keys")
+    actions = parser.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create an API key; prints it on the last line")
+    create.add_argument("--label", default="", help="a note stored with the key")
+    _db_argument(create)
+    create.set_defaults(handler=run_api_key_create)
+
+
+def run_api_key_create(args: argparse.Namespace) -> int:
+    catalog = Catalog.open(_db_path(args))
+    try:
+        key = catalog.create_api_key(label=args.label)
+    finally:
+        catalog.close()
+    print("created an organization API key (shown once; only its hash is stored):")
+    print(key)
+    return 0
+
+
+# -- rebuild (projections) -----------------------------------------------------------------------
+
+
+def add_rebuild_command(subparsers: SubParsers) -> None:
+    from projections.pipeline import PROJECTIONS_BY_NAME
+
+    parser = subparsers.add_parser(
+        "rebuild",
+        help="empty projections and replay the whole log into them (stop the server first)",
+    )
+    _db_argument(parser)
+    parser.add_argument(
+        "--projection",
+        action="append",
+        dest="projections",
+        choices=sorted(PROJECTIONS_BY_NAME),
+        help="a projection to rebuild (repeatable; default: all)",
+    )
+    parser.set_defaults(handler=run_rebuild)
+
+
+def run_rebuild(args: argparse.Namespace) -> int:
+    from projections.rebuild import run_command
+
+    return run_command(_db_path(args), args.projections)
+
+
+# -- entry point ---------------------------------------------------------------------------------
+
+COMMANDS: list[Callable[..., None]] = [
+    add_serve_command,
+    add_project_command,
+    add_api_key_command,
+    add_rebuild_command,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="replayd", description="Session replay and product analytics backend."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for add_command in COMMANDS:
+        add_command(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (the console script exits with it)."""
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

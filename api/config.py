@@ -1,0 +1,168 @@
+"""Server configuration: one attrs class, each setting from a ``REPLAYD_*`` variable and a CLI flag.
+
+Precedence: command-line flag > environment variable > default. ``SETTINGS`` is the single table
+that names every setting's variable, flag and help text; ``api.cli`` builds its flags from it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+
+import attrs
+from attrs import validators as v
+
+_positive = v.gt(0)
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class ServerConfig:
+    """Everything ``serve`` needs. Defaults work on a laptop."""
+
+    db_path: str = "./data/replayd.db"
+    host: str = "127.0.0.1"
+    port: int = attrs.field(default=8080, validator=[v.ge(0), v.le(65535)])  # 0 = any free port
+    # Session token lifetime when the project sets none (projects carry their own, 2 h by default).
+    token_ttl_ms: int = attrs.field(default=7_200_000, validator=_positive)
+    # Largest accepted batch body, as sent (compressed), unless the project sets its own.
+    beacon_size_limit: int = attrs.field(default=1_000_000, validator=_positive)
+    # Largest batch after gunzip: a guard against decompression bombs.
+    decompressed_size_limit: int = attrs.field(default=10_000_000, validator=_positive)
+    # Largest /v1/web/start body (the reference backend's JSON_SIZE_LIMIT).
+    json_size_limit: int = attrs.field(default=131_072, validator=_positive)
+    # The tracker gzips batches bigger than this.
+    compression_threshold: int = attrs.field(default=20_000, validator=v.ge(0))
+    # How long an upload may wait for room in the log queue before it is answered 503.
+    append_wait_timeout: float = attrs.field(default=5.0, validator=_positive)
+    # Appends the log writer may hold queued before uploads wait (and, past the wait, get 503).
+    log_queue_size: int = attrs.field(default=1024, validator=_positive)
+    # 1 = one stream of "player" batches (protocolVersion is not sent); 2 = the tracker's four
+    # streams and the split "visual" first batch. Both kinds of traffic are accepted either way.
+    protocol_version: int = attrs.field(default=1, validator=v.in_((1, 2)))
+    # The flake-id shard of this process (distinct per process when several ingest processes run).
+    shard: int = attrs.field(default=0, validator=[v.ge(0), v.le(0xFFFF)])
+    # Take the client IP (for the country) from X-Forwarded-For: only behind a trusted proxy.
+    trust_x_forwarded_for: bool = False
+    # Seconds in-flight requests get to finish on shutdown.
+    graceful_timeout: float = attrs.field(default=5.0, validator=v.ge(0))
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: object
+    ) -> ServerConfig:
+        """Defaults, then ``REPLAYD_*`` variables, then ``overrides`` (``None`` values are skipped)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for setting in SETTINGS:
+            raw = environ.get(setting.env)
+            if raw is not None and raw != "":
+                try:
+                    values[setting.field] = setting.parse(raw)
+                except ValueError as error:
+                    raise ValueError(f"{setting.env}={raw!r}: {error}") from None
+        values.update({k: val for k, val in overrides.items() if val is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def bind(self) -> str:
+        """``host:port`` for the HTTP listener (IPv6 hosts in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"{host}:{self.port}"
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true/false")
+
+
+@attrs.frozen(slots=True)
+class Setting:
+    """How one ``ServerConfig`` field is set from outside."""
+
+    field: str
+    env: str
+    flag: str
+    parse: Callable[[str], object]
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("db_path", "REPLAYD_DB", "--db", str, "SQLite database file"),
+    Setting("host", "REPLAYD_HOST", "--host", str, "address to listen on"),
+    Setting("port", "REPLAYD_PORT", "--port", int, "port to listen on (0 = any free port)"),
+    Setting(
+        "token_ttl_ms",
+        "REPLAYD_TOKEN_TTL_MS",
+        "--token-ttl-ms",
+        int,
+        "session token lifetime in ms when the project sets none",
+    ),
+    Setting(
+        "beacon_size_limit",
+        "REPLAYD_BEACON_SIZE_LIMIT",
+        "--beacon-size-limit",
+        int,
+        "largest batch body in bytes, as sent",
+    ),
+    Setting(
+        "decompressed_size_limit",
+        "REPLAYD_DECOMPRESSED_SIZE_LIMIT",
+        "--decompressed-size-limit",
+        int,
+        "largest batch in bytes after gunzip",
+    ),
+    Setting(
+        "json_size_limit",
+        "REPLAYD_JSON_SIZE_LIMIT",
+        "--json-size-limit",
+        int,
+        "largest /v1/web/start body in bytes",
+    ),
+    Setting(
+        "compression_threshold",
+        "REPLAYD_COMPRESSION_THRESHOLD",
+        "--compression-threshold",
+        int,
+        "the tracker gzips batches larger than this many bytes",
+    ),
+    Setting(
+        "append_wait_timeout",
+        "REPLAYD_APPEND_WAIT_TIMEOUT",
+        "--append-wait-timeout",
+        float,
+        "seconds an upload waits for room in the log before a 503",
+    ),
+    Setting(
+        "log_queue_size",
+        "REPLAYD_LOG_QUEUE_SIZE",
+        "--log-queue-size",
+        int,
+        "appends queued for the log writer before uploads have to wait",
+    ),
+    Setting(
+        "protocol_version",
+        "REPLAYD_PROTOCOL_VERSION",
+        "--protocol-version",
+        int,
+        "tracker protocol to ask for: 1 (one stream) or 2 (four streams)",
+    ),
+    Setting("shard", "REPLAYD_SHARD", "--shard", int, "flake-id shard of this process (0-65535)"),
+    Setting(
+        "trust_x_forwarded_for",
+        "REPLAYD_TRUST_X_FORWARDED_FOR",
+        "--trust-x-forwarded-for",
+        _parse_bool,
+        "take the client IP from X-Forwarded-For (behind a trusted proxy only)",
+    ),
+    Setting(
+        "graceful_timeout",
+        "REPLAYD_GRACEFUL_TIMEOUT",
+        "--graceful-timeout",
+        float,
+        "seconds in-flight requests get to finish on shutdown",
+    ),
+)

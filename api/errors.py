@@ -1,0 +1,35 @@
+"""Errors the API answers with, as JSON ``{"error": "..."}`` (the reference backend's shape)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from quart import Response
+
+
+class ApiError(Exception):
+    """Raised by a handler to answer ``status`` with ``{"error": message}`` (plus ``headers``)."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def json_response(
+    body: object, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """A JSON response with keys in the order given (the tracker does not care; people reading do)."""
+    response = Response(
+        json.dumps(body, separators=(",", ":")), status=status, content_type="application/json"
+    )
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    """``{"error": message}`` with ``status``."""
+    return json_response({"error": message}, status, headers)

@@ -1,0 +1,565 @@
+"""Web tracker ingest over HTTP: ``/v1/web/start``, ``/v1/web/i`` and the small endpoints around them.
+
+Wire behaviour follows PROTOCOL.md (sections 3, 4 and 8) and the reference Go backend's order of
+checks. The request path never decodes tracker messages: a batch is checked (token, size, gzip,
+DataType/split), appended to the log as opaque bytes, and acknowledged only after the append
+returned, i.e. after the commit (DESIGN.md invariant 1).
+
+Status codes matter to the tracker: 401 means "start again" (it drops the batch and calls start with
+its old token); any other status >= 400 is retried 10 times and then recording stops for good.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+import uuid
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+from quart import Blueprint, Response, current_app, request
+
+from api.config import ServerConfig
+from api.errors import ApiError, json_response
+from api.session_directory import SessionDirectory
+from engine import client_info, tokens
+from engine.ids import FlakeIdGenerator, flake_timestamp_ms
+from engine.start_payload import WebStartPayload
+from storage.catalog import Catalog, Project
+from storage.log import EventLog, LogClosed, LogOverloaded, LogWriteFailed
+from storage.records import NewRecord, RecordKind
+
+logger = logging.getLogger(__name__)
+
+EXTENSION_KEY = "replayd.ingest_web"
+CORS_PREFIXES = ("/v1/web/", "/ingest/v1/web/")
+MIN_TRACKER_VERSION = (6, 0, 0)
+MAX_BUFFER_DIFF_MS = 5 * 60 * 1000  # a cold-start buffer older than this is not trusted (as in Go)
+BODY_READ_TIMEOUT_S = 60.0  # a client that trickles its body is cut off (408) after this
+_THREAD_GUNZIP_BYTES = 64 * 1024  # gunzip bigger bodies in a worker thread, off the event loop
+# DataType header of a WEB_BATCH upload -> suffix of its batch key (assets/visual handled apart)
+_BATCH_DATATYPES = {
+    "": "",
+    "all": "",
+    "player": "",
+    "devtools": ":devtools",
+    "analytics": ":analytics",
+}
+
+bp = Blueprint("ingest_web", __name__)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@attrs.define(eq=False)
+class WebIngest:
+    """The state behind the web ingest routes (one per app)."""
+
+    config: ServerConfig
+    catalog: Catalog
+    log: EventLog
+    directory: SessionDirectory
+    ids: FlakeIdGenerator
+    clock: Callable[[], int] = _now_ms
+    rng: random.Random = attrs.field(factory=random.Random)
+
+    @property
+    def secret(self) -> bytes:
+        return self.catalog.token_secret()
+
+    def beacon_limit(self, project: Project | None) -> int:
+        """The project's batch size limit, never above the server's (which bounds request memory)."""
+        if project is not None and 0 < project.beacon_size < self.config.beacon_size_limit:
+            return project.beacon_size
+        return self.config.beacon_size_limit
+
+    # -- shared steps --------------------------------------------------------------------------
+
+    async def find_project(self, project_key: str) -> Project | None:
+        known, project = self.catalog.cached_project_by_key(project_key)
+        if not known:
+            project = await trio.to_thread.run_sync(self.catalog.get_project_by_key, project_key)
+        return project
+
+    def check_token(self, now_ms: int) -> tokens.TokenCheck:
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            return tokens.TokenCheck(tokens.TokenStatus.INVALID)
+        return tokens.verify(self.secret, value.strip(), now_ms)
+
+    def require_valid_token(self) -> tokens.TokenData:
+        check = self.check_token(self.clock())
+        if check.status is not tokens.TokenStatus.VALID or check.data is None:
+            raise ApiError(401, _token_message(check.status))
+        return check.data
+
+    def client_ip(self) -> str:
+        if self.config.trust_x_forwarded_for:
+            forwarded = request.headers.get("X-Forwarded-For", "")
+            if forwarded:
+                return forwarded.split(",")[0].strip()
+        return request.remote_addr or ""
+
+    async def append(self, records: list[NewRecord]) -> None:
+        try:
+            await self.log.append_many(records, wait_timeout=self.config.append_wait_timeout)
+        except LogOverloaded as error:
+            # Only after the bounded wait: until then the request was simply held (back-pressure).
+            raise ApiError(
+                503, "server busy, retry later", {"Retry-After": str(int(error.retry_after))}
+            ) from None
+        except LogClosed:
+            raise ApiError(503, "server shutting down", {"Retry-After": "1"}) from None
+        except LogWriteFailed:
+            logger.exception("log append failed")
+            raise ApiError(500, "could not store the data") from None
+
+    # -- POST /v1/web/start ---------------------------------------------------------------------
+
+    async def start(self) -> Response:
+        """Start (or continue) a session: checks in the reference backend's order, log, answer."""
+        if request.content_length == 0:
+            raise ApiError(400, "request body is empty")
+        body = await read_body(self.config.json_size_limit)
+        if not body:
+            raise ApiError(400, "request body is empty")
+        body = await maybe_gunzip(body, self.config.json_size_limit)
+        data = parse_json_object(body)
+        req = _StartRequest.from_json(data)
+        if not tracker_version_ok(req.tracker_version):
+            raise ApiError(426, "please upgrade the tracker version")
+        if not req.project_key:
+            raise ApiError(403, "projectKey value required")
+        project = await self.find_project(req.project_key)
+        if project is None or not project.active:
+            raise ApiError(404, "project doesn't exist")
+        if project.platform != "web":
+            raise ApiError(403, "project is not a web project")
+        user_agent = request.headers.get("User-Agent", "")
+        # An empty User-Agent is refused (the reference backend refuses any UA it cannot parse).
+        # A non-empty one that ua-parser calls "Other" is accepted on purpose: new or rare browsers
+        # must not lose their sessions because a regex list is behind.
+        if not user_agent.strip():
+            raise ApiError(403, "user agent is missing")
+
+        now = self.clock()
+        previous = await self.continued_session(req, project, now)
+        if previous is None and self.rng.randrange(100) >= project.sample_rate:
+            raise ApiError(403, "capture rate miss")
+
+        if previous is not None:
+            session_id, delay, expiry_ms = previous.session_id, previous.delay, previous.expiry_ms
+            start_timestamp = flake_timestamp_ms(session_id)
+            session_start = start_timestamp
+        else:
+            session_id = self.ids.next_id(now)
+            delay = now - req.timestamp if req.timestamp > 0 else 0
+            ttl = project.max_session_duration_ms if project.max_session_duration_ms > 0 else None
+            expiry_ms = now + (ttl or self.config.token_ttl_ms)
+            start_timestamp = flake_timestamp_ms(session_id)
+            session_start = start_timestamp
+            if 0 < req.buffer_diff < MAX_BUFFER_DIFF_MS:
+                session_start = now - req.buffer_diff  # cold start: the session began earlier
+        token = tokens.sign(self.secret, tokens.TokenData(session_id, delay, expiry_ms))
+        user_uuid = req.user_uuid if _is_uuid(req.user_uuid) else str(uuid.uuid4())
+        info = client_info.parse_user_agent(user_agent)
+        country = client_info.country_of_ip(self.client_ip())
+
+        if not req.do_not_record:
+            payload = WebStartPayload(
+                session_id=session_id,
+                project_id=project.project_id,
+                start_timestamp=session_start,
+                delay=delay,
+                continued=previous is not None,
+                user_uuid=user_uuid,
+                user_id=req.user_id,
+                rev_id=req.rev_id,
+                tracker_version=req.tracker_version,
+                is_snippet=req.is_snippet,
+                user_agent=user_agent,
+                user_os=info.os,
+                user_os_version=info.os_version,
+                user_browser=info.browser,
+                user_browser_version=info.browser_version,
+                user_device=info.device,
+                user_device_type=info.device_type,
+                user_country=country,
+                timezone=req.timezone,
+                screen_width=req.width,
+                screen_height=req.height,
+                referrer=req.referrer,
+                device_memory=req.device_memory,
+                js_heap_size_limit=req.js_heap_size_limit,
+            )
+            record = NewRecord(
+                session_id=session_id,
+                project_id=project.project_id,
+                kind=RecordKind.WEB_START,
+                received_at_ms=now,
+                payload=payload.to_bytes(),
+            )
+            await self.append([record])
+            self.directory.remember(session_id, project.project_id)
+
+        answer: dict[str, Any] = {
+            "token": token,
+            "userUUID": user_uuid,
+            "sessionID": str(session_id),
+            "projectID": str(project.project_id),
+            "beaconSizeLimit": self.beacon_limit(project),
+            "compressionThreshold": self.config.compression_threshold,
+            "startTimestamp": start_timestamp,
+            "delay": delay,
+            "timestamp": 0,
+            "userOS": info.os,
+            "userDevice": info.device,
+            "userBrowser": info.browser,
+            "userCountry": country,
+            "userState": "",
+            "userCity": "",
+            "canvasEnabled": False,
+            "canvasQuality": "low",
+            "canvasFPS": 1,
+            "framesSupport": True,
+        }
+        # Absent means protocol 1 to the tracker (one "player" stream); 2 only when configured.
+        if self.config.protocol_version != 1:
+            answer["protocolVersion"] = self.config.protocol_version
+        return json_response(answer)
+
+    async def continued_session(
+        self, req: _StartRequest, project: Project, now: int
+    ) -> tokens.TokenData | None:
+        """The session the request's token continues, or None for a new session.
+
+        As in the reference backend the token must verify and not be expired (a just-expired token
+        starts a new session). One check more: the session must be recorded under this project
+        (a token of another project's session must not mix the two projects' data).
+        """
+        if not req.token or req.reset:
+            return None
+        check = tokens.verify(self.secret, req.token, now)
+        if check.status is not tokens.TokenStatus.VALID or check.data is None:
+            return None
+        owner = await self.directory.project_of(check.data.session_id)
+        if owner != project.project_id:
+            # Another project's session, or one never recorded (a doNotRecord probe's token):
+            # a new session, so that every continued session has its first start in the log.
+            return None
+        return check.data
+
+    # -- POST /v1/web/i -------------------------------------------------------------------------
+
+    async def upload(self) -> Response:
+        """Store one batch (two records for a "visual" batch), then answer 200 with an empty body."""
+        now = self.clock()
+        check = self.check_token(now)
+        if not check.accepted or check.data is None:
+            raise ApiError(401, _token_message(check.status))
+        session_id = check.data.session_id
+        project_id = await self.directory.project_of(session_id)
+        if project_id is None:
+            # A token we signed for a session with no start record (e.g. a doNotRecord probe): make
+            # the tracker start again, which records a start.
+            raise ApiError(401, "unknown session")
+        project = self.catalog.get_project(project_id)
+        if project is None or not project.active:
+            raise ApiError(401, "project doesn't exist")
+
+        body = await read_body(self.beacon_limit(project))
+        if not body:
+            raise ApiError(400, "request body is empty")
+        body = await maybe_gunzip(body, self.config.decompressed_size_limit)
+        if not body:
+            raise ApiError(400, "request body is empty")
+
+        data_type = request.headers.get("DataType", "").strip().lower()
+        batch_param = request.args.get("batch", "")
+
+        def record(kind: RecordKind, payload: bytes, suffix: str) -> NewRecord:
+            return NewRecord(
+                session_id=session_id,
+                project_id=project_id,
+                kind=kind,
+                received_at_ms=now,
+                payload=payload,
+                batch_key=batch_key(batch_param, payload, suffix),
+            )
+
+        if data_type == "assets":
+            records = [record(RecordKind.WEB_ASSETS, body, ":assets")]
+        elif data_type == "visual":
+            split = _parse_split(request.args.get("split", ""), len(body))
+            records = [
+                record(RecordKind.WEB_BATCH, body[:split], ""),
+                record(RecordKind.WEB_ASSETS, body[split:], ":assets"),
+            ]
+        elif data_type in _BATCH_DATATYPES:
+            records = [record(RecordKind.WEB_BATCH, body, _BATCH_DATATYPES[data_type])]
+        else:
+            raise ApiError(400, f"unknown DataType {data_type!r}")
+        # Both parts of a visual batch go in one transaction: stored together or not at all.
+        await self.append(records)
+        if check.status is tokens.TokenStatus.JUST_EXPIRED:
+            # Stored, but the tracker must start a new session now (as the reference backend does).
+            raise ApiError(401, "token expired")
+        return Response(b"", status=200)
+
+
+def _token_message(status: tokens.TokenStatus) -> str:
+    if status is tokens.TokenStatus.INVALID:
+        return "missing or invalid token"
+    return "token expired"
+
+
+def _parse_split(raw: str, length: int) -> int:
+    try:
+        split = int(raw)
+    except ValueError:
+        raise ApiError(400, "a visual batch needs a numeric split parameter") from None
+    if not 0 < split < length:
+        raise ApiError(400, "split must be inside the batch")
+    return split
+
+
+def batch_key(batch_param: str, payload: bytes, suffix: str = "") -> str:
+    """The dedupe key of a stored upload: ``"<pageNo>_<seq><suffix>#<payload digest>"``.
+
+    ``pageNo_seq`` comes from the ``batch`` query parameter (its first two parts; a retry appends
+    a retry tag after them); ``suffix`` names the stream (``:assets``, ``:devtools``, ...). The
+    digest of the (gunzipped) payload is added because several tabs can share one session, each
+    with its own page and batch counters starting at 0_1: two different batches must not be taken
+    for retries of each other, while a retry resends the same bytes and still dedupes. Without a
+    usable parameter the key is the suffix and digest alone.
+    """
+    digest = hashlib.blake2b(payload, digest_size=8).hexdigest()
+    parts = batch_param.split("_")
+    counters = ""
+    if len(parts) >= 2 and all(p.isascii() and p.isdigit() and len(p) <= 12 for p in parts[:2]):
+        counters = f"{int(parts[0])}_{int(parts[1])}"
+    return f"{counters}{suffix}#{digest}"
+
+
+# -- request helpers ---------------------------------------------------------------------------
+
+
+async def read_body(limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes (413) without buffering beyond it."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise ApiError(413, f"request body larger than {limit} bytes")
+    buffer = bytearray()
+    with trio.move_on_after(BODY_READ_TIMEOUT_S) as scope:
+        # The app-wide MAX_CONTENT_LENGTH (the largest limit of any route) caps what Quart buffers
+        # for a lying or missing Content-Length; this loop applies this route's own limit.
+        async for chunk in request.body:
+            buffer += chunk
+            if len(buffer) > limit:
+                raise ApiError(413, f"request body larger than {limit} bytes")
+    if scope.cancelled_caught:
+        raise ApiError(408, "request body not received in time")
+    return bytes(buffer)
+
+
+async def maybe_gunzip(body: bytes, limit: int) -> bytes:
+    """Undo ``Content-Encoding: gzip`` (capping the output at ``limit``); other bodies unchanged."""
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip"):
+        raise ApiError(415, f"unsupported Content-Encoding {encoding!r}")
+    if len(body) > _THREAD_GUNZIP_BYTES:
+        return await trio.to_thread.run_sync(gunzip, body, limit)
+    return gunzip(body, limit)
+
+
+def gunzip(data: bytes, limit: int) -> bytes:
+    """Decompress gzip ``data`` (one or more members); 413 past ``limit`` bytes, 400 if corrupt."""
+    out = bytearray()
+    rest = data
+    try:
+        while rest:
+            inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            # max_length stops a decompression bomb after limit + 1 bytes (it is >= 1 here).
+            out += inflater.decompress(rest, limit + 1 - len(out))
+            if len(out) > limit or inflater.unconsumed_tail:
+                raise ApiError(413, f"decompressed body larger than {limit} bytes")
+            if not inflater.eof:
+                raise ApiError(400, "truncated gzip body")
+            rest = inflater.unused_data
+    except zlib.error:
+        raise ApiError(400, "body is not valid gzip") from None
+    return bytes(out)
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """A JSON object from ``body`` (400 otherwise)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "bad JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad JSON: an object is expected")
+    return data
+
+
+def tracker_version_ok(version: str) -> bool:
+    """True for a semver ``>= 6.0.0`` (a ``-pre`` or ``+build`` suffix is cut off first)."""
+    core = version.strip().removeprefix("v").split("-", 1)[0].split("+", 1)[0]
+    parts = core.split(".")
+    if not 1 <= len(parts) <= 3 or not all(p.isascii() and p.isdigit() for p in parts):
+        return False
+    numbers = tuple(int(p) for p in parts) + (0,) * (3 - len(parts))
+    return numbers >= MIN_TRACKER_VERSION
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _field(data: dict[str, Any], key: str, types: type | tuple[type, ...], default: Any) -> Any:
+    value = data.get(key)
+    if value is None:
+        return default
+    # bool is an int in Python but not a number in JSON terms.
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
+        raise ApiError(400, f"bad JSON: {key} has the wrong type")
+    return value
+
+
+def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+_INT64 = 1 << 63
+
+
+def _number(data: dict[str, Any], key: str) -> int:
+    value = _field(data, key, (int, float), 0)
+    try:
+        number = int(value)
+    except (OverflowError, ValueError):  # Infinity / NaN, which Python's json accepts
+        raise ApiError(400, f"bad JSON: {key} is not a finite number") from None
+    if not -_INT64 <= number < _INT64:
+        raise ApiError(400, f"bad JSON: {key} is out of range")
+    return number
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class _StartRequest:
+    """The fields of a start request that the server uses (wrong types are a 400, as in Go)."""
+
+    project_key: str
+    tracker_version: str
+    token: str
+    reset: bool
+    user_uuid: str
+    user_id: str | None
+    rev_id: str
+    is_snippet: bool
+    timestamp: int
+    do_not_record: bool
+    buffer_diff: int
+    device_memory: int
+    js_heap_size_limit: int
+    timezone: str
+    width: int
+    height: int
+    referrer: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> _StartRequest:
+        return cls(
+            project_key=_field(data, "projectKey", str, ""),
+            tracker_version=_field(data, "trackerVersion", str, ""),
+            token=_field(data, "token", str, ""),
+            reset=_field(data, "reset", bool, False),
+            user_uuid=_field(data, "userUUID", str, ""),
+            user_id=_field(data, "userID", str, None),
+            rev_id=_field(data, "revID", str, ""),
+            is_snippet=_field(data, "isSnippet", bool, False),
+            timestamp=_number(data, "timestamp"),
+            do_not_record=_field(data, "doNotRecord", bool, False),
+            buffer_diff=_number(data, "bufferDiff"),
+            device_memory=_number(data, "deviceMemory"),
+            js_heap_size_limit=_number(data, "jsHeapSizeLimit"),
+            timezone=_field(data, "timezone", str, ""),
+            width=_number(data, "width"),
+            height=_number(data, "height"),
+            referrer=_field(data, "referrer", str, ""),
+        )
+
+
+# -- routes ------------------------------------------------------------------------------------
+
+
+def _ingest() -> WebIngest:
+    return current_app.extensions[EXTENSION_KEY]
+
+
+@bp.post("/v1/web/start")
+async def start_session() -> Response:
+    return await _ingest().start()
+
+
+@bp.post("/v1/web/i")
+async def upload_batch() -> Response:
+    return await _ingest().upload()
+
+
+@bp.get("/v1/web/tags")
+async def tags() -> Response:
+    _ingest().require_valid_token()
+    return json_response({"tags": []})
+
+
+@bp.post("/v1/web/feature-flags")
+async def feature_flags() -> Response:
+    # Trackers <= 16.x ask; the reference backend keeps a stub with this answer.
+    _ingest().require_valid_token()
+    return json_response({"flags": []})
+
+
+@bp.get("/v1/web/conditions/<int:project_id>")
+async def conditions(project_id: int) -> Response:
+    # Conditional recording is not implemented: no conditions means "record as usual".
+    _ingest().require_valid_token()
+    return json_response({"conditions": []})
+
+
+@bp.post("/v1/web/not-started")
+async def not_started() -> Response:
+    """Trackers <= 14.x report here why they did not start. Nothing is stored: the report names no
+    session, so it is only logged (at info level: it is routine, e.g. doNotTrack)."""
+    ingest = _ingest()
+    body = await maybe_gunzip(
+        await read_body(ingest.config.json_size_limit), ingest.config.json_size_limit
+    )
+    data = parse_json_object(body)
+    logger.info(
+        "tracker did not start: project=%r version=%r reason=%r",
+        data.get("projectKey"),
+        data.get("trackerVersion"),
+        data.get("reason"),
+    )
+    return json_response({})
+
+
+@bp.post("/v1/web/images")
+async def images() -> Response:
+    # The start answer says canvasEnabled: false, so trackers never call this.
+    raise ApiError(501, "canvas recording is not enabled on this server")

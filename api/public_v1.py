@@ -1,0 +1,380 @@
+"""The public API v1 (API.md 1.1, 1.2, 2.1): projects, a session's events, a user's sessions.
+
+Routes under ``/api/v1``, authenticated by an organization API key in ``Authorization`` (the raw
+key as the reference expects, or ``Bearer <key>``). Answers ``{"data": ...}``; errors answer
+``{"errors": ["..."]}`` (401 "Not authenticated" / "Invalid API Key", 404 "project not found.",
+400 "name already exists."), and a malformed path or query parameter answers 422
+``{"detail": [...]}`` like the reference's FastAPI validation. Session ids are strings in JSON.
+
+A key only sees its own organization's projects: another organization's project key answers 404,
+as an unknown key does (the reference's v1 did not check the owner; v2 does; we do).
+
+Reads go through :class:`projections.reader.ProjectionReader` and the catalog; no SQL here. The
+objects this blueprint needs live in ``app.extensions[EXTENSION_KEY]`` (see :func:`install`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+import trio
+from quart import Blueprint, Response, current_app, request
+from quart_trio import QuartTrio
+
+from api.errors import json_response
+from projections import events as event_rows
+from projections.reader import ProjectionReader
+from projections.sessions import SessionRow
+from projections.users import UserSummary
+from storage.catalog import Catalog, Project
+
+EXTENSION_KEY = "replayd.public_v1"
+USER_SESSIONS_LIMIT = 50
+V1_PLATFORMS = ("web", "ios")
+DEFAULT_PROJECT_NAME = "my first project"
+# The reference's allowed project-name characters (letters, digits, space and -,éèàç|&/\_.#).
+PROJECT_NAME_RE = re.compile(r"^[A-Za-z0-9 \-,éèàç|&/\\_.#]*$")
+# The reference's default GDPR settings of a new project (public.projects.gdpr).
+DEFAULT_GDPR = {
+    "maskEmails": True,
+    "sampleRate": 33,
+    "maskNumbers": False,
+    "defaultInputMode": "obscured",
+}
+
+bp = Blueprint("public_v1", __name__, url_prefix="/api/v1")
+
+
+@attrs.frozen(slots=True)
+class PublicV1Context:
+    """What the routes use: the catalog (keys, projects) and the projections' reader."""
+
+    catalog: Catalog
+    reader: ProjectionReader
+
+
+def install(app: QuartTrio, catalog: Catalog, reader: ProjectionReader) -> None:
+    """Give the blueprint its objects (the blueprint itself is registered by ``serve``)."""
+    app.extensions[EXTENSION_KEY] = PublicV1Context(catalog=catalog, reader=reader)
+
+
+class V1Error(Exception):
+    """Answer ``status`` with ``{"errors": [message]}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class V1ValidationError(Exception):
+    """Answer 422 with FastAPI's ``{"detail": [...]}`` shape."""
+
+    def __init__(self, location: list[str], message: str, kind: str, given: Any) -> None:
+        super().__init__(message)
+        self.detail = [{"type": kind, "loc": location, "msg": message, "input": given}]
+
+
+@bp.errorhandler(V1Error)
+async def _v1_error(error: V1Error) -> Response:
+    return json_response({"errors": [error.message]}, error.status)
+
+
+@bp.errorhandler(V1ValidationError)
+async def _v1_validation_error(error: V1ValidationError) -> Response:
+    return json_response({"detail": error.detail}, 422)
+
+
+def _context() -> PublicV1Context:
+    return current_app.extensions[EXTENSION_KEY]
+
+
+# -- auth and lookups -------------------------------------------------------------------------------
+
+
+def api_key_from_header(header: str | None) -> str | None:
+    """The key in an ``Authorization`` value: raw, or after ``Bearer `` (any case); None if blank."""
+    if header is None:
+        return None
+    value = header.strip()
+    if value[:7].lower() == "bearer ":
+        value = value[7:].strip()
+    return value or None
+
+
+async def _organization() -> int:
+    key = api_key_from_header(request.headers.get("Authorization"))
+    if key is None:
+        raise V1Error(401, "Not authenticated")
+    org_id = await trio.to_thread.run_sync(_context().catalog.verify_api_key, key)
+    if org_id is None:
+        raise V1Error(401, "Invalid API Key")
+    return org_id
+
+
+async def _project(org_id: int, project_key: str) -> Project:
+    catalog = _context().catalog
+    known, project = catalog.cached_project_by_key(project_key)
+    if not known:
+        project = await trio.to_thread.run_sync(catalog.get_project_by_key, project_key)
+    if project is None or project.org_id != org_id:
+        raise V1Error(404, "project not found.")
+    return project
+
+
+def _int_param(raw: str | None, location: list[str]) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise V1ValidationError(
+            location,
+            "Input should be a valid integer, unable to parse string as an integer",
+            "int_parsing",
+            raw,
+        ) from None
+
+
+def _data(payload: Any) -> Response:
+    return json_response({"data": payload})
+
+
+# -- projects ---------------------------------------------------------------------------------------
+
+
+def project_list_item(project: Project) -> dict[str, Any]:
+    """A project as ``GET /v1/projects`` lists it (no ``projectId``, as the reference)."""
+    return {
+        "name": project.name,
+        "projectKey": project.project_key,
+        "saveRequestPayloads": project.save_request_payloads,
+        "firstRecordedSessionAt": None,
+        "createdAt": project.created_at_ms,
+        "sampleRate": project.sample_rate,
+        "platform": project.platform,
+        "conditionsCount": 0,
+    }
+
+
+@bp.get("/projects")
+async def list_projects() -> Response:
+    org_id = await _organization()
+    projects = await trio.to_thread.run_sync(_context().catalog.list_projects, org_id)
+    return _data([project_list_item(p) for p in projects])
+
+
+@bp.get("/projects/<project_key>")
+async def get_project(project_key: str) -> Response:
+    org_id = await _organization()
+    project = await _project(org_id, project_key)
+    return _data(
+        {
+            "projectId": project.project_id,
+            "projectKey": project.project_key,
+            "platform": project.platform,
+            "name": project.name,
+        }
+    )
+
+
+def _create_project(catalog: Catalog, org_id: int, name: str, platform: str) -> Project | None:
+    """Create unless the organization has a project of that name (any case); None if it has."""
+    wanted = name.casefold()
+    if any(p.name.casefold() == wanted for p in catalog.list_projects(org_id)):
+        return None
+    return catalog.create_project(name, platform, org_id=org_id)
+
+
+@bp.post("/projects")
+async def create_project() -> Response:
+    org_id = await _organization()
+    body = await request.get_json(force=True, silent=True)
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise V1ValidationError(["body"], "Input should be a valid dictionary", "dict_type", body)
+    name = body.get("name", DEFAULT_PROJECT_NAME)
+    platform = body.get("platform", "web")
+    if not isinstance(name, str):
+        raise V1ValidationError(
+            ["body", "name"], "Input should be a valid string", "string_type", name
+        )
+    name = name.strip()
+    if not name or not PROJECT_NAME_RE.match(name):
+        raise V1ValidationError(
+            ["body", "name"],
+            "name may only contain letters, digits, spaces and - , é è à ç | & / \\ _ . #",
+            "value_error",
+            name,
+        )
+    if platform not in V1_PLATFORMS:
+        raise V1ValidationError(
+            ["body", "platform"], "Input should be 'web' or 'ios'", "enum", platform
+        )
+    catalog = _context().catalog
+    project = await trio.to_thread.run_sync(_create_project, catalog, org_id, name, platform)
+    if project is None:
+        raise V1Error(400, "name already exists.")
+    return _data(
+        {
+            "projectKey": project.project_key,
+            "name": project.name,
+            "saveRequestPayloads": project.save_request_payloads,
+            "platform": project.platform,
+            "gdpr": dict(DEFAULT_GDPR),
+        }
+    )
+
+
+# -- events -----------------------------------------------------------------------------------------
+
+
+def _path_of(url: str) -> str:
+    try:
+        return urlsplit(url).path
+    except ValueError:
+        return ""
+
+
+def event_json(row: event_rows.EventRow) -> dict[str, Any]:
+    """One event row in the shape of API.md 2.1 (PostgreSQL era), plus our extra types."""
+    out: dict[str, Any] = {
+        "sessionId": str(row.session_id),
+        "messageId": row.message_id,
+        "timestamp": row.timestamp,
+        "type": row.type,
+    }
+    data = row.data
+    match row.type:
+        case "CLICK":
+            x, y = data.get("normalized_x"), data.get("normalized_y")
+            out |= {
+                "label": row.label,
+                "url": row.url or row.page_url,
+                "path": _path_of(row.url or row.page_url),
+                "selector": row.selector,
+                "hesitation": row.hesitation,
+                # Stored in hundredths of a percent; the reference serves percent, 2 decimals.
+                "normalizedX": None if x is None else x / 100,
+                "normalizedY": None if y is None else y / 100,
+            }
+        case "INPUT":
+            out |= {
+                "label": row.label,
+                "value": row.value,
+                "duration": row.duration,
+                "hesitation": row.hesitation,
+            }
+        case "LOCATION":
+            vitals = data.get("web_vitals")
+            out |= {
+                "host": data.get("host"),
+                "path": data.get("path"),
+                "basePath": data.get("path"),
+                "query": data.get("query"),
+                "referrer": data.get("referrer"),
+                "baseReferrer": data.get("base_referrer"),
+                **event_rows.page_timings(row),
+                # A JSON *string*, as the reference stores it.
+                "webVitals": json.dumps(vitals, separators=(",", ":")) if vitals else None,
+                "value": row.value,
+                "url": row.url,
+            }
+        case "CUSTOM":
+            out |= {"name": row.name, "payload": event_rows.decode_payload(data.get("payload"))}
+        case "ERROR":
+            out |= {"name": row.name, "message": row.value, "source": data.get("source")}
+        case "REQUEST":
+            status = row.status or 0
+            out |= {
+                "url": row.url,
+                "method": row.method,
+                "status": row.status,
+                "duration": row.duration,
+                "success": 0 < status < 400,
+            }
+        case "GRAPHQL":
+            out |= {"name": row.name, "method": row.method, "duration": row.duration}
+        case "STATEACTION":
+            out |= {"name": row.name}
+        case "ISSUE":
+            out |= {
+                "issueType": row.name,
+                "contextString": data.get("context_string"),
+                "context": data.get("context"),
+                "payload": event_rows.decode_payload(data.get("payload")),
+            }
+    return out
+
+
+@bp.get("/<project_key>/sessions/<session_id>/events")
+async def session_events(project_key: str, session_id: str) -> Response:
+    org_id = await _organization()
+    project = await _project(org_id, project_key)
+    sid = _int_param(session_id, ["path", "sessionId"])
+    assert sid is not None
+    if not -(2**63) <= sid < 2**63:
+        return _data([])  # no such session can exist (SQLite integers are 64-bit)
+    rows = await _context().reader.session_events(project.project_id, sid)
+    return _data([event_json(row) for row in rows])
+
+
+# -- users ------------------------------------------------------------------------------------------
+
+
+def user_session_json(row: SessionRow) -> dict[str, Any]:
+    """A session as ``GET /v1/{projectKey}/users/{userId}/sessions`` lists it (API.md 1.2 #4)."""
+    return {
+        "projectId": row.project_id,
+        "sessionId": str(row.session_id),
+        "userUuid": row.user_uuid,
+        "userId": row.user_id,
+        "userOs": row.user_os,
+        "userBrowser": row.user_browser or None,
+        "userDevice": row.user_device,
+        "userCountry": row.user_country,
+        "startTs": row.start_ts,
+        "duration": row.duration,
+        "eventsCount": row.events_count,
+        "pagesCount": row.pages_count,
+        "errorsCount": row.errors_count,
+    }
+
+
+def user_json(summary: UserSummary) -> dict[str, Any]:
+    """A user summary as ``GET /v1/{projectKey}/users/{userId}`` answers it."""
+    return {
+        "userId": summary.user_id,
+        "sessionCount": summary.session_count,
+        "lastSeen": summary.last_seen,
+        "firstSeen": summary.first_seen,
+    }
+
+
+@bp.get("/<project_key>/users/<user_id>/sessions")
+async def user_sessions(project_key: str, user_id: str) -> Response:
+    org_id = await _organization()
+    project = await _project(org_id, project_key)
+    start_date = _int_param(request.args.get("start_date"), ["query", "start_date"])
+    end_date = _int_param(request.args.get("end_date"), ["query", "end_date"])
+    rows = await _context().reader.user_sessions(
+        project.project_id,
+        user_id,
+        start_date=start_date,
+        end_date=end_date,
+        limit=USER_SESSIONS_LIMIT,
+    )
+    return _data([user_session_json(row) for row in rows])
+
+
+@bp.get("/<project_key>/users/<user_id>")
+async def get_user(project_key: str, user_id: str) -> Response:
+    org_id = await _organization()
+    project = await _project(org_id, project_key)
+    summary = await _context().reader.user(project.project_id, user_id)
+    return _data(None if summary is None else user_json(summary))

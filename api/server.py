@@ -1,0 +1,197 @@
+"""The server process: one trio nursery tree owning the log writer, the services and Hypercorn.
+
+Shape of the tree (each level is a nursery; shutdown goes from the inside out)::
+
+    log nursery        EventLog.run (the single writer)              -- stopped last
+      service nursery  extra services (engine supervisor, projectors, ...)
+        http nursery   hypercorn.trio.serve + the signal watcher    -- stopped first
+
+Shutdown (SIGINT/SIGTERM, or ``RunningServer.shutdown()``): Hypercorn stops accepting and gives
+in-flight requests ``graceful_timeout`` seconds; then the services are cancelled; then the log
+writer, which fails anything still queued with ``LogClosed`` (nothing unacknowledged is lost: a
+client only ever got a 200 after its commit). A second signal skips the grace period.
+
+Service protocol (how the lead plugs in the engine and projectors)::
+
+    async def my_service(ctx: ServiceContext, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        ...set up (open connections, load snapshots)...
+        task_status.started()      # serve() waits for this before starting the next one
+        ...run until cancelled...
+
+Services start in the order given, after the log writer is running and before the HTTP listener
+opens, so the app never sees a request before every service is ready. ``ctx.app`` is the Quart
+app (a service may put what routes need into ``ctx.app.extensions``). A service that raises
+brings the whole server down (structured concurrency: no silent half-running process).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import attrs
+import hypercorn.config
+import hypercorn.trio
+import trio
+from quart import Blueprint
+from quart_trio import QuartTrio
+
+from api import public_v1
+from api.app import create_app
+from api.config import ServerConfig
+from api.projections_service import projections_service
+from engine import client_info
+from storage.catalog import Catalog
+from storage.log import EventLog
+
+logger = logging.getLogger(__name__)
+
+
+@attrs.frozen(slots=True)
+class ServiceContext:
+    """What a service gets: the configuration and the shared objects of this process."""
+
+    config: ServerConfig
+    log: EventLog
+    catalog: Catalog
+    app: QuartTrio
+
+
+class Service(Protocol):
+    """An extra long-running task of the server (see the module docstring)."""
+
+    def __call__(
+        self, ctx: ServiceContext, *, task_status: trio.TaskStatus[Any] = ...
+    ) -> Awaitable[None]: ...
+
+
+@attrs.frozen(slots=True, eq=False)
+class RunningServer:
+    """What ``serve`` reports once it listens (``task_status.started``)."""
+
+    binds: list[str]  # e.g. ["http://127.0.0.1:8080"]
+    host: str
+    port: int  # the real port, also when the config asked for port 0
+    app: QuartTrio
+    log: EventLog
+    catalog: Catalog
+    _shutdown: trio.Event
+    _stopped: trio.Event
+
+    @property
+    def url(self) -> str:
+        """Base URL of the first listener (what the tracker's ingestPoint should be)."""
+        return self.binds[0]
+
+    def shutdown(self) -> None:
+        """Ask for a graceful shutdown (like SIGTERM); ``serve`` returns when it is done."""
+        self._shutdown.set()
+
+    async def wait_stopped(self) -> None:
+        """Return once ``serve`` finished: the listener, the services and the log are all closed."""
+        await self._stopped.wait()
+
+
+def hypercorn_config(config: ServerConfig) -> hypercorn.config.Config:
+    """The Hypercorn settings for ``config`` (one plain-HTTP listener, our graceful timeout)."""
+    hc = hypercorn.config.Config()
+    hc.bind = [config.bind]
+    hc.graceful_timeout = config.graceful_timeout
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    return hc
+
+
+async def serve(
+    config: ServerConfig,
+    *,
+    task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
+    extra_services: Iterable[Service] = (),
+    blueprints: Iterable[Blueprint] = (),
+    shutdown_event: trio.Event | None = None,
+    handle_signals: bool = True,
+    clock: Callable[[], int] | None = None,
+) -> None:
+    """Run replayd until shutdown. Reports a ``RunningServer`` once the listener is bound.
+
+    ``handle_signals=False`` leaves SIGINT/SIGTERM alone (tests, or an embedding program); stop
+    the server with ``RunningServer.shutdown()`` or ``shutdown_event.set()`` then.
+    """
+    shutdown = shutdown_event if shutdown_event is not None else trio.Event()
+    stopped = trio.Event()
+    # Projections: the projector fed by the engine supervisor starts first among the services
+    # (api/projections_service.py); the public API v1 blueprint reads what it writes.
+    blueprints = [public_v1.bp, *blueprints]
+    extra_services = [projections_service, *extra_services]
+    # Compile the User-Agent regexes now, not on the first /v1/web/start.
+    await trio.to_thread.run_sync(client_info.warm_up)
+    catalog = await trio.to_thread.run_sync(Catalog.open, config.db_path)
+    log = EventLog(config.db_path, queue_size=config.log_queue_size)
+    try:
+        async with trio.open_nursery() as log_nursery:
+            await log_nursery.start(log.run)
+            app = create_app(config, catalog=catalog, log=log, clock=clock, blueprints=blueprints)
+            ctx = ServiceContext(config=config, log=log, catalog=catalog, app=app)
+            async with trio.open_nursery() as service_nursery:
+                for service in extra_services:
+                    await service_nursery.start(partial(service, ctx))
+                async with trio.open_nursery() as http_nursery:
+                    if handle_signals:
+                        http_nursery.start_soon(_watch_signals, shutdown, log_nursery.cancel_scope)
+                    binds = await http_nursery.start(
+                        _serve_http,
+                        app,
+                        hypercorn_config(config),
+                        shutdown,
+                        http_nursery.cancel_scope,
+                    )
+                    first = urlsplit(binds[0])
+                    logger.info("replayd listening on %s", ", ".join(binds))
+                    task_status.started(
+                        RunningServer(
+                            binds=binds,
+                            host=first.hostname or config.host,
+                            port=first.port or config.port,
+                            app=app,
+                            log=log,
+                            catalog=catalog,
+                            shutdown=shutdown,
+                            stopped=stopped,
+                        )
+                    )
+                # HTTP is done (every in-flight request answered or timed out): stop the services.
+                service_nursery.cancel_scope.cancel()
+            # Last, the log writer.
+            log_nursery.cancel_scope.cancel()
+    finally:
+        catalog.close()
+        stopped.set()
+    logger.info("replayd stopped")
+
+
+async def _serve_http(
+    app: QuartTrio,
+    hc: hypercorn.config.Config,
+    shutdown: trio.Event,
+    http_scope: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    await hypercorn.trio.serve(app, hc, shutdown_trigger=shutdown.wait, task_status=task_status)
+    # Also ends the signal watcher, the other task of the http nursery.
+    http_scope.cancel()
+
+
+async def _watch_signals(shutdown: trio.Event, hard_stop: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if not shutdown.is_set():
+                logger.info("%s: shutting down gracefully", signal.Signals(signum).name)
+                shutdown.set()
+            else:
+                logger.warning("second signal: stopping now")
+                hard_stop.cancel()

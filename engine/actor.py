@@ -1,0 +1,196 @@
+"""Session actors: one trio task per live session, draining a bounded mailbox (DESIGN.md, Concurrency).
+
+Owns the actor task, its mailbox messages and the re-activation replay. The state and the
+record-to-event translation live in ``engine.session_state``; the scheduling (who gets which
+record, when a session ends, when events go to the sink) lives in ``engine.supervisor``.
+
+Re-activation: an actor that starts for a session with earlier records (a late batch after the
+session ended, or the first record after a process restart) first reads those records and replays
+them through the same ``SessionState.apply_record`` with emission suppressed, so it continues
+counters, pages and heuristics exactly where the previous incarnation stopped. The ends that the
+previous incarnations went through are replayed too (see :func:`replay_history`), because an end
+settles the heuristics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+import attrs
+import trio
+
+from engine.events import DomainEvent
+from engine.session_state import SESSION_KINDS, SessionState
+from storage.records import LogRecord
+
+__all__ = [
+    "Countdown",
+    "Deliver",
+    "EngineCounters",
+    "End",
+    "Flush",
+    "SessionActor",
+    "SessionHistory",
+    "replay_history",
+]
+
+SessionHistory = Callable[[int, int], Awaitable[Sequence[LogRecord]]]
+"""``await history(session_id, before)``: the session's records with ``position < before``, in order."""
+
+
+@attrs.define(slots=True, eq=False)
+class EngineCounters:
+    """Counters shared by the supervisor and its actors (one trio thread: plain increments)."""
+
+    records_processed: int = 0
+    events_emitted: int = 0
+    parked_records: int = 0
+    activations: int = 0
+    replayed_records: int = 0
+    passivations: int = 0
+
+
+class Countdown:
+    """Sets ``event`` once ``arrive`` was called ``count`` times (a one-shot barrier for flushes)."""
+
+    __slots__ = ("remaining", "event")
+
+    def __init__(self, count: int) -> None:
+        self.remaining = count
+        self.event = trio.Event()
+        if count <= 0:
+            self.event.set()
+
+    def arrive(self) -> None:
+        """One participant is done."""
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.event.set()
+
+
+@attrs.define(slots=True, eq=False)
+class Deliver:
+    """Apply ``record``; append the events it produces to ``out`` (the record's slot)."""
+
+    record: LogRecord
+    out: list[DomainEvent]
+
+
+@attrs.define(slots=True, eq=False)
+class End:
+    """The session is inactive as of log position ``position``: emit ``SessionEnded`` into ``out``."""
+
+    position: int
+    out: list[DomainEvent]
+
+
+@attrs.define(slots=True, eq=False)
+class Flush:
+    """Arrive at ``barrier`` once everything sent before this marker is processed."""
+
+    barrier: Countdown
+
+
+Mail = Deliver | End | Flush
+
+
+def replay_history(
+    state: SessionState,
+    records: Sequence[LogRecord],
+    *,
+    inactivity_timeout_ms: int,
+    ended_after: bool,
+) -> int:
+    """Rebuild ``state`` from a session's earlier records, emitting nothing; return how many applied.
+
+    The supervisor ends a session when its latest record time falls more than the timeout behind
+    the log clock. Here only the session's own records are at hand, so an end is replayed between
+    two records when the second one is more than the timeout after the first: exact when record
+    times grow with positions (they are stamped on arrival), which is what makes a replay after a
+    restart agree with the uninterrupted run. ``ended_after`` replays the end that certainly
+    followed the last of these records (the session was not live any more when re-activated).
+    """
+    last = state.last_record_ms
+    applied = 0
+    for record in records:
+        if record.kind not in SESSION_KINDS:
+            continue
+        if applied and record.received_at_ms - last > inactivity_timeout_ms:
+            state.end(record.position, None)
+        state.apply_record(record, None)
+        if record.received_at_ms > last:
+            last = record.received_at_ms
+        applied += 1
+    if applied and ended_after:
+        state.end(records[-1].position, None)
+    return applied
+
+
+class SessionActor:
+    """One live incarnation of a session: a :class:`SessionState` behind a bounded mailbox.
+
+    The supervisor creates it, starts :meth:`run` with ``nursery.start`` (which returns once the
+    history is replayed) and talks to it only through ``send``. The task ends when the supervisor
+    closes ``send``; an ``End`` only ends the session, not the task, so that a flush marker sent
+    after it is still answered.
+    """
+
+    __slots__ = ("session_id", "state", "send", "_receive", "_counters", "last_record_ms", "touched")
+
+    def __init__(
+        self,
+        session_id: int,
+        project_id: int,
+        *,
+        mailbox_size: int,
+        counters: EngineCounters,
+    ) -> None:
+        self.session_id = session_id
+        self.state = SessionState(session_id, project_id)
+        send, receive = trio.open_memory_channel[Mail](mailbox_size)
+        self.send: trio.MemorySendChannel[Mail] = send
+        self._receive: trio.MemoryReceiveChannel[Mail] = receive
+        self._counters = counters
+        # Supervisor bookkeeping: max received_at_ms of this session's records (its activity
+        # time), and whether it got mail in the current chunk.
+        self.last_record_ms = 0
+        self.touched = False
+
+    def mailbox_used(self) -> int:
+        """Messages waiting in the mailbox."""
+        return self._receive.statistics().current_buffer_used
+
+    async def run(
+        self,
+        *,
+        history: SessionHistory | None,
+        replay_before: int,
+        ended_after: bool,
+        inactivity_timeout_ms: int,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Replay the history (if ``history`` is given), report started, then drain the mailbox.
+
+        ``replay_before``: replay records with ``position < replay_before``.
+        """
+        state = self.state
+        if history is not None:
+            records = await history(self.session_id, replay_before)
+            replayed = replay_history(
+                state, records, inactivity_timeout_ms=inactivity_timeout_ms, ended_after=ended_after
+            )
+            self._counters.replayed_records += replayed
+        self.last_record_ms = state.last_record_ms
+        task_status.started()
+        counters = self._counters
+        async with self._receive:
+            async for mail in self._receive:
+                # Every record is applied synchronously, start to end: no await per message.
+                if type(mail) is Deliver:
+                    if not state.apply_record(mail.record, mail.out):
+                        counters.parked_records += 1
+                elif type(mail) is End:
+                    state.end(mail.position, mail.out)
+                else:
+                    assert type(mail) is Flush
+                    mail.barrier.arrive()

@@ -1,0 +1,835 @@
+"""The state of one web session and the code that applies log records to it (sans-IO, synchronous).
+
+Owns what a session actor knows (start, times, current pages per tab, counters, user ids,
+metadata, heuristics state) and the translation of WEB_START / WEB_BATCH records into domain events
+(PROTOCOL.md 5.3, 7, 9; API.md 2.3-2.5). No I/O, no clock, no trio: the actor task
+(``engine.actor``) feeds records in log order, and a replay after re-activation feeds the same
+records through the same code with ``out=None`` (emission suppressed), which rebuilds exactly the
+state the events were derived from.
+
+Time: a message's time is the latest ``Timestamp`` (or ``BatchMetadata.timestamp``) before it in
+its batch, carried over from the previous batch when a batch has neither (DESIGN.md invariant 7).
+A record that cannot be decoded is parked whole before any state changes; an exception while
+applying decoded messages parks the record too, keeping what was applied before it (both are
+deterministic, so a replay reaches the same state).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from engine.codec.web import (
+    BatchMetadata,
+    CustomEvent,
+    CustomIssue,
+    GraphQL,
+    GraphQLDeprecated,
+    Incident,
+    InputChange,
+    IssueEvent,
+    JSException,
+    Metadata,
+    MouseClick,
+    MouseClickDeprecated,
+    MouseThrashing,
+    NetworkRequest,
+    NetworkRequestDeprecated,
+    PageLoadTiming,
+    PageRenderTiming,
+    SetNodeFocus,
+    SetPageLocation,
+    SetPageLocationDeprecated,
+    SetPageVisibility,
+    StateAction,
+    TabData,
+    Timestamp,
+    UserAnonymousID,
+    UserID,
+    WebVitals,
+    iter_messages,
+    message_id,
+)
+from engine.codec import web_messages as wm
+from engine.events import (
+    AnonymousIdSet,
+    Clicked,
+    CustomEventRecorded,
+    DomainEvent,
+    ErrorRaised,
+    GraphQLCalled,
+    InputChanged,
+    IssueDetected,
+    MetadataSet,
+    PageTimingsReported,
+    PageTitleChanged,
+    PageVisited,
+    RecordParked,
+    RequestMade,
+    SessionEnded,
+    SessionStarted,
+    StateActionDispatched,
+    TabVisibilityChanged,
+    UserIdSet,
+    WebVitalReported,
+)
+from engine.heuristics import (
+    ClickRageDetector,
+    DeadClickDetector,
+    Detection,
+    is_bad_request,
+    tracker_detects_click_issues,
+)
+from engine.start_payload import WebStartPayload
+from storage.records import LogRecord, RecordKind
+
+__all__ = [
+    "BASE_WANTED",
+    "LOAD_TIMING_MAX_MS",
+    "REACTION_TYPES",
+    "SESSION_KINDS",
+    "SessionState",
+    "TabPage",
+]
+
+SESSION_KINDS = frozenset({RecordKind.WEB_START, RecordKind.WEB_BATCH, RecordKind.WEB_ASSETS})
+"""Record kinds that belong to a web session actor (everything else only moves the log clock)."""
+
+LOAD_TIMING_MAX_MS = 30_000
+"""PageLoadTiming values above this are dropped (``None``), as the Go page-event builder does."""
+
+# The types a session decodes; every other message of a batch is skipped by its frame size.
+BASE_WANTED: frozenset[int] = frozenset(
+    cls.TYPE_ID
+    for cls in (
+        Timestamp, BatchMetadata, TabData,
+        SetPageLocation, SetPageLocationDeprecated, PageLoadTiming, PageRenderTiming, WebVitals,
+        MouseClick, MouseClickDeprecated, InputChange, SetNodeFocus,
+        CustomEvent, UserID, UserAnonymousID, Metadata, JSException,
+        NetworkRequest, NetworkRequestDeprecated, GraphQL, GraphQLDeprecated, StateAction,
+        IssueEvent, CustomIssue, MouseThrashing, Incident, SetPageVisibility,
+    )
+)  # fmt: skip
+
+# DOM changes that count as "something reacted to the click" for the dead-click detector. They are
+# decoded only for sessions where the server runs that detector (trackers before 19), so that the
+# common case pays nothing for them.
+REACTION_TYPES: frozenset[int] = frozenset(
+    cls.TYPE_ID
+    for cls in (
+        wm.CreateElementNode, wm.CreateTextNode, wm.MoveNode, wm.RemoveNode,
+        wm.SetNodeAttribute, wm.RemoveNodeAttribute, wm.SetNodeData, wm.SetCSSData,
+        wm.SetInputValue, wm.SetInputChecked, wm.SetNodeAttributeDictGlobal,
+        wm.SetNodeAttributeDict, wm.SetNodeAttributeDictDeprecated,
+        wm.SetNodeAttributeURLBased, wm.SetCSSDataURLBased,
+    )
+)  # fmt: skip
+
+_NO_METADATA = BatchMetadata(version=0, page_no=0, first_index=0, timestamp=0, location="")
+
+_LOAD_FIELDS = (
+    "request_start",
+    "response_start",
+    "response_end",
+    "dom_content_loaded_event_start",
+    "dom_content_loaded_event_end",
+    "load_event_start",
+    "load_event_end",
+    "first_paint",
+    "first_contentful_paint",
+)
+
+
+class TabPage:
+    """The page currently shown in one tab (the tracker marks a batch's tab with ``TabData``)."""
+
+    __slots__ = ("url", "title", "message_id", "loaded_message_id")
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.title = ""
+        self.message_id: int | None = None  # LOCATION row of the current page
+        self.loaded_message_id: int | None = None  # ... of the last real page load (timings go there)
+
+
+class SessionState:
+    """Everything a session actor knows, and ``apply_record`` / ``end`` to move it forward.
+
+    ``out`` arguments receive the produced domain events in order; ``None`` suppresses emission
+    (replay) without changing what happens to the state.
+    """
+
+    __slots__ = (
+        "session_id", "project_id",
+        "started", "start_ts", "delay", "tracker_version", "server_heuristics", "wanted",
+        "last_message_ts", "last_record_ms", "ended",
+        "pages_count", "events_count", "errors_count", "issue_types",
+        "user_id", "anonymous_id", "metadata", "focus_node_id", "visible",
+        "current_url", "current_title", "tabs", "records_applied", "records_parked",
+        "click_rage", "dead_click",
+        "_out", "_pos", "_now", "_meta", "_tab", "_batch_url",
+    )  # fmt: skip
+
+    def __init__(self, session_id: int, project_id: int = 0) -> None:
+        self.session_id = session_id
+        self.project_id = project_id
+        self.started = False
+        self.start_ts = 0
+        self.delay = 0
+        self.tracker_version = ""
+        # Until a start record says otherwise the tracker is unknown: run the server-side click
+        # detectors (see engine.heuristics for the duplicate policy).
+        self.server_heuristics = True
+        self.wanted: frozenset[int] = BASE_WANTED | REACTION_TYPES
+        self.last_message_ts = 0
+        self.last_record_ms = 0
+        self.ended = False
+        self.pages_count = 0
+        self.events_count = 0
+        self.errors_count = 0
+        self.issue_types: dict[str, None] = {}  # insertion-ordered set
+        self.user_id: str | None = None
+        self.anonymous_id: str | None = None
+        self.metadata: dict[str, str] = {}
+        self.focus_node_id: int | None = None
+        self.visible: bool | None = None
+        self.current_url = ""
+        self.current_title = ""
+        self.tabs: dict[str, TabPage] = {}
+        self.records_applied = 0
+        self.records_parked = 0
+        self.click_rage = ClickRageDetector()
+        self.dead_click = DeadClickDetector()
+        # Per-call scratch (set by apply_record/end; avoids threading 5 arguments through handlers).
+        self._out: list[DomainEvent] | None = None
+        self._pos = 0
+        self._now = 0
+        self._meta = _NO_METADATA
+        self._tab = TabPage()
+        self._batch_url = ""
+
+    # -- records -----------------------------------------------------------------------------
+
+    def apply_record(self, record: LogRecord, out: list[DomainEvent] | None) -> bool:
+        """Apply one record of this session; False when it was parked (``RecordParked`` emitted)."""
+        if record.received_at_ms > self.last_record_ms:
+            self.last_record_ms = record.received_at_ms
+        if record.project_id:
+            self.project_id = record.project_id
+        self.ended = False
+        self._out = out
+        self._pos = record.position
+        kind = record.kind
+        try:
+            if kind == RecordKind.WEB_BATCH:
+                self._apply_batch(record.payload)
+            elif kind == RecordKind.WEB_START:
+                self._apply_start(record)
+            # WEB_ASSETS only counts as activity (its time was taken above).
+        except Exception as exc:  # noqa: BLE001 - invariant 8: park the record, never stop
+            self.records_parked += 1
+            if out is not None:
+                out.append(
+                    RecordParked(
+                        position=record.position,
+                        session_id=self.session_id,
+                        project_id=record.project_id,
+                        timestamp=record.received_at_ms,
+                        error=f"{type(exc).__name__}: {exc}",
+                        kind=int(kind),
+                    )
+                )
+            return False
+        finally:
+            self._out = None
+        self.records_applied += 1
+        return True
+
+    def end(self, position: int, out: list[DomainEvent] | None) -> None:
+        """The session went inactive: settle the heuristics and emit ``SessionEnded``."""
+        self._out = out
+        self._pos = position
+        last = self.last_message_ts
+        if self.server_heuristics:
+            found = self.click_rage.flush()
+            if found is not None:
+                self._detected(found)
+            found = self.dead_click.flush(last)
+            if found is not None:
+                self._detected(found)
+        self.ended = True
+        if out is not None:
+            start = self.start_ts
+            out.append(
+                SessionEnded(
+                    position=position,
+                    session_id=self.session_id,
+                    project_id=self.project_id,
+                    timestamp=last,
+                    duration_ms=max(0, last - start),
+                )
+            )
+        self._out = None
+
+    # -- start -------------------------------------------------------------------------------
+
+    def _apply_start(self, record: LogRecord) -> None:
+        start = WebStartPayload.from_bytes(record.payload)
+        if self.started:
+            # A continued start (new page load, or a restart after a 401) of a session we know:
+            # nothing new starts.
+            return
+        self.started = True
+        self.start_ts = start.start_timestamp
+        if self.last_message_ts < start.start_timestamp:
+            self.last_message_ts = start.start_timestamp
+        self.delay = start.delay
+        self.tracker_version = start.tracker_version
+        self.server_heuristics = not tracker_detects_click_issues(start.tracker_version)
+        self.wanted = BASE_WANTED | REACTION_TYPES if self.server_heuristics else BASE_WANTED
+        if start.user_id:
+            self.user_id = start.user_id
+        out = self._out
+        if out is not None:
+            out.append(
+                SessionStarted(
+                    position=record.position,
+                    session_id=self.session_id,
+                    project_id=self.project_id,
+                    timestamp=start.start_timestamp,
+                    platform=start.platform,
+                    user_uuid=start.user_uuid,
+                    user_id=start.user_id,
+                    rev_id=start.rev_id,
+                    tracker_version=start.tracker_version,
+                    is_snippet=start.is_snippet,
+                    user_agent=start.user_agent,
+                    user_os=start.user_os,
+                    user_os_version=start.user_os_version,
+                    user_browser=start.user_browser,
+                    user_browser_version=start.user_browser_version,
+                    user_device=start.user_device,
+                    user_device_type=start.user_device_type,
+                    user_country=start.user_country,
+                    user_city=start.user_city,
+                    user_state=start.user_state,
+                    timezone=start.timezone,
+                    screen_width=start.screen_width,
+                    screen_height=start.screen_height,
+                    referrer=start.referrer,
+                    device_memory=start.device_memory,
+                    js_heap_size_limit=start.js_heap_size_limit,
+                )
+            )
+
+    # -- batches -----------------------------------------------------------------------------
+
+    def _apply_batch(self, payload: bytes) -> None:
+        # Decode everything first: a CodecError then parks the record before any state changed.
+        messages = list(iter_messages(payload, self.wanted))
+        if not messages:
+            return
+        first = messages[0][1]
+        meta = first if type(first) is BatchMetadata else _NO_METADATA
+        self._meta = meta
+        self._batch_url = meta.location
+        tab = self.tabs.get("")
+        if tab is None:
+            tab = self.tabs[""] = TabPage()
+        self._tab = tab
+        now = self.last_message_ts
+        if meta.timestamp > 0:
+            now = meta.timestamp
+        if not self.start_ts and not self.started:
+            self.start_ts = now  # no start record (yet): the first message time stands in
+        high = now
+        handlers = _HANDLERS
+        for index, msg in messages:
+            cls = type(msg)
+            if cls is Timestamp:
+                now = msg.timestamp  # type: ignore[union-attr]
+                if now > high:
+                    high = now
+                continue
+            handler = handlers.get(cls)
+            if handler is not None:
+                self._now = now
+                handler(self, index, msg)
+        if high > self.last_message_ts:
+            self.last_message_ts = high
+        if self.server_heuristics:
+            # Settle what can no longer change: the session's time has moved on.
+            found = self.click_rage.on_time(now)
+            if found is not None:
+                self._detected(found)
+            found = self.dead_click.on_time(now)
+            if found is not None:
+                self._detected(found)
+
+    def _page_url(self) -> str:
+        return self._tab.url or self._batch_url
+
+    def _issue(
+        self,
+        issue_type: str,
+        timestamp: int,
+        mid: int,
+        page_url: str,
+        context_string: str = "",
+        context: str = "",
+        payload: str = "",
+    ) -> None:
+        self.issue_types[issue_type] = None
+        self.events_count += 1
+        out = self._out
+        if out is not None:
+            out.append(
+                IssueDetected(
+                    position=self._pos,
+                    session_id=self.session_id,
+                    project_id=self.project_id,
+                    timestamp=timestamp,
+                    message_id=mid,
+                    page_url=page_url,
+                    issue_type=issue_type,
+                    context_string=context_string,
+                    context=context,
+                    payload=payload,
+                )
+            )
+
+    def _detected(self, d: Detection) -> None:
+        self._issue(
+            d.issue_type, d.timestamp, d.message_id, d.page_url, d.context_string, d.context, d.payload
+        )
+
+    def _reaction(self) -> None:
+        if self.server_heuristics:
+            found = self.dead_click.on_reaction(self._now)
+            if found is not None:
+                self._detected(found)
+
+    # -- message handlers (self, index_in_batch, message) -------------------------------------
+
+    def _on_tab_data(self, index: int, msg: TabData) -> None:
+        tab = self.tabs.get(msg.tab_id)
+        if tab is None:
+            tab = self.tabs[msg.tab_id] = TabPage()
+        self._tab = tab
+
+    def _on_location(self, index: int, msg: SetPageLocation | SetPageLocationDeprecated) -> None:
+        mid = message_id(self._meta, index)
+        title = msg.document_title if type(msg) is SetPageLocation else ""  # type: ignore[union-attr]
+        url = msg.url
+        loaded = msg.navigation_start != 0
+        tab = self._tab
+        tab.url = url
+        tab.title = title
+        tab.message_id = mid
+        if loaded:
+            tab.loaded_message_id = mid
+        self.pages_count += 1
+        self.events_count += 1
+        changed = url != self.current_url or title != self.current_title
+        self.current_url = url
+        self.current_title = title
+        self._reaction()
+        out = self._out
+        if out is not None:
+            now = self._now
+            out.append(
+                PageVisited(
+                    position=self._pos,
+                    session_id=self.session_id,
+                    project_id=self.project_id,
+                    timestamp=now,
+                    message_id=mid,
+                    page_url=url,
+                    url=url,
+                    referrer=msg.referrer,
+                    title=title,
+                    loaded=loaded,
+                    navigation_start=msg.navigation_start,
+                )
+            )
+            if changed:
+                out.append(
+                    PageTitleChanged(
+                        position=self._pos,
+                        session_id=self.session_id,
+                        project_id=self.project_id,
+                        timestamp=now,
+                        url=url,
+                        title=title,
+                    )
+                )
+
+    def _timed_page(self) -> int | None:
+        tab = self._tab
+        return tab.loaded_message_id if tab.loaded_message_id is not None else tab.message_id
+
+    def _on_load_timing(self, index: int, msg: PageLoadTiming) -> None:
+        page = self._timed_page()
+        out = self._out
+        if page is None or out is None:
+            return  # no page to attach timings to (the tracker always sends a location first)
+        # Relative ms since navigation start (the tracker subtracts it); Go keeps each only if
+        # <= 30 s, so larger values become None here (the projection maps names to API fields).
+        values = {}
+        for name in _LOAD_FIELDS:
+            value = getattr(msg, name)
+            values[name] = value if value <= LOAD_TIMING_MAX_MS else None
+        out.append(
+            PageTimingsReported(
+                position=self._pos,
+                session_id=self.session_id,
+                project_id=self.project_id,
+                timestamp=self._now,
+                page_message_id=page,
+                **values,
+            )
+        )
+
+    def _on_render_timing(self, index: int, msg: PageRenderTiming) -> None:
+        page = self._timed_page()
+        out = self._out
+        if page is None or out is None:
+            return
+        # Render timings are kept as sent (Go applies the 30 s cap to load timings only).
+        out.append(
+            PageTimingsReported(
+                position=self._pos,
+                session_id=self.session_id,
+                project_id=self.project_id,
+                timestamp=self._now,
+                page_message_id=page,
+                speed_index=msg.speed_index,
+                visually_complete=msg.visually_complete,
+                time_to_interactive=msg.time_to_interactive,
+            )
+        )
+
+    def _on_web_vitals(self, index: int, msg: WebVitals) -> None:
+        page = self._timed_page()
+        out = self._out
+        if page is None or out is None:
+            return
+        out.append(
+            WebVitalReported(
+                position=self._pos,
+                session_id=self.session_id,
+                project_id=self.project_id,
+                timestamp=self._now,
+                page_message_id=page,
+                name=msg.name,
+                value=msg.value,
+            )
+        )
+
+    def _on_click(self, index: int, msg: MouseClick | MouseClickDeprecated) -> None:
+        mid = message_id(self._meta, index)
+        now = self._now
+        label = msg.label
+        url = self._page_url()
+        if self.server_heuristics:
+            found = self.click_rage.on_click(label, msg.selector, now, mid, url)
+            if found is not None:
+                self._detected(found)
+            found = self.dead_click.on_click(label, msg.selector, now, mid, url)
+            if found is not None:
+                self._detected(found)
+        if not label:
+            return  # as the Go backend: a click without a label is not an event
+        self.events_count += 1
+        out = self._out
+        if out is not None:
+            modern = type(msg) is MouseClick
+            out.append(
+                Clicked(
+                    position=self._pos,
+                    session_id=self.session_id,
+                    project_id=self.project_id,
+                    timestamp=now,
+                    message_id=mid,
+                    page_url=url,
+                    label=label,
+                    selector=msg.selector,
+                    hesitation_ms=msg.hesitation_time,
+                    normalized_x=msg.normalized_x if modern else None,  # type: ignore[union-attr]
+                    normalized_y=msg.normalized_y if modern else None,  # type: ignore[union-attr]
+                )
+            )
+
+    def _on_input(self, index: int, msg: InputChange) -> None:
+        self._reaction()
+        if not msg.label:
+            return
+        self.events_count += 1
+        out = self._out
+        if out is not None:
+            out.append(
+                InputChanged(
+                    position=self._pos,
+                    session_id=self.session_id,
+                    project_id=self.project_id,
+                    timestamp=self._now,
+                    message_id=message_id(self._meta, index),
+                    page_url=self._page_url(),
+                    label=msg.label,
+                    value=msg.value,
+                    value_masked=msg.value_masked,
+                    duration_ms=msg.input_duration,
+                    hesitation_ms=msg.hesitation_time,
+                )
+            )
+
+    def _on_focus(self, index: int, msg: SetNodeFocus) -> None:
+        self.focus_node_id = msg.id if msg.id >= 0 else None  # -1 = blur
+        self._reaction()
+
+    def _on_dom_change(self, index: int, msg: object) -> None:
+        self._reaction()
+
+    def _on_custom_event(self, index: int, msg: CustomEvent) -> None:
+        self.events_count += 1
+        out = self._out
+        if out is not None:
+            out.append(
+                CustomEventRecorded(
+                    position=self._pos,
+                    session_id=self.session_id,
+                    project_id=self.project_id,
+                    timestamp=self._now,
+                    message_id=message_id(self._meta, index),
+                    page_url=self._page_url(),
+                    name=msg.name,
+                    payload=msg.payload,
+                )
+            )
+
+    def _on_user_id(self, index: int, msg: UserID) -> None:
+        if msg.id == self.user_id:
+            return  # the tracker re-sends it after every start
+        self.user_id = msg.id
+        out = self._out
+        if out is not None:
+            out.append(
+                UserIdSet(
+                    position=self._pos,
+                    session_id=self.session_id,
+                    project_id=self.project_id,
+                    timestamp=self._now,
+                    user_id=msg.id,
+                )
+            )
+
+    def _on_anonymous_id(self, index: int, msg: UserAnonymousID) -> None:
+        if msg.id == self.anonymous_id:
+            return
+        self.anonymous_id = msg.id
+        out = self._out
+        if out is not None:
+            out.append(
+                AnonymousIdSet(
+                    position=self._pos,
+                    session_id=self.session_id,
+                    project_id=self.project_id,
+                    timestamp=self._now,
+                    anonymous_id=msg.id,
+                )
+            )
+
+    def _on_metadata(self, index: int, msg: Metadata) -> None:
+        if self.metadata.get(msg.key) == msg.value:
+            return  # sent on assignment and again after start [observed]
+        self.metadata[msg.key] = msg.value
+        out = self._out
+        if out is not None:
+            out.append(
+                MetadataSet(
+                    position=self._pos,
+                    session_id=self.session_id,
+                    project_id=self.project_id,
+                    timestamp=self._now,
+                    key=msg.key,
+                    value=msg.value,
+                )
+            )
+
+    def _on_js_exception(self, index: int, msg: JSException) -> None:
+        mid = message_id(self._meta, index)
+        now = self._now
+        url = self._page_url()
+        self.errors_count += 1
+        self.events_count += 1
+        out = self._out
+        if out is not None:
+            out.append(
+                ErrorRaised(
+                    position=self._pos,
+                    session_id=self.session_id,
+                    project_id=self.project_id,
+                    timestamp=now,
+                    message_id=mid,
+                    page_url=url,
+                    name=msg.name,
+                    message=msg.message,
+                    payload=msg.payload,
+                )
+            )
+        self._issue("js_exception", now, mid, url, context_string=msg.message, context=msg.name)
+
+    def _on_request(self, index: int, msg: NetworkRequest | NetworkRequestDeprecated) -> None:
+        mid = message_id(self._meta, index)
+        # NetworkRequest.Timestamp is the client clock at the request's start (no delay added,
+        # PROTOCOL.md 7); the message itself is written when the response is in, so the start
+        # time aligned like every other time is Timestamp + delay.
+        ts = msg.timestamp + self.delay if msg.timestamp > 0 else self._now
+        url = self._page_url()
+        self.events_count += 1
+        out = self._out
+        if out is not None:
+            out.append(
+                RequestMade(
+                    position=self._pos,
+                    session_id=self.session_id,
+                    project_id=self.project_id,
+                    timestamp=ts,
+                    message_id=mid,
+                    page_url=url,
+                    url=msg.url,
+                    method=msg.method,
+                    status=msg.status,
+                    duration_ms=msg.duration,
+                    request_type=msg.type,
+                    request_body=msg.request,
+                    response_body=msg.response,
+                    transferred_size=getattr(msg, "transferred_body_size", 0),
+                )
+            )
+        if is_bad_request(msg.status):
+            self._issue("bad_request", ts, mid, url, context_string=msg.url, context=msg.method)
+
+    def _on_graphql(self, index: int, msg: GraphQL | GraphQLDeprecated) -> None:
+        self.events_count += 1
+        out = self._out
+        if out is not None:
+            out.append(
+                GraphQLCalled(
+                    position=self._pos,
+                    session_id=self.session_id,
+                    project_id=self.project_id,
+                    timestamp=self._now,
+                    message_id=message_id(self._meta, index),
+                    page_url=self._page_url(),
+                    operation_kind=msg.operation_kind,
+                    operation_name=msg.operation_name,
+                    variables=msg.variables,
+                    response=msg.response,
+                    duration_ms=msg.duration,
+                )
+            )
+
+    def _on_state_action(self, index: int, msg: StateAction) -> None:
+        self.events_count += 1
+        out = self._out
+        if out is not None:
+            out.append(
+                StateActionDispatched(
+                    position=self._pos,
+                    session_id=self.session_id,
+                    project_id=self.project_id,
+                    timestamp=self._now,
+                    message_id=message_id(self._meta, index),
+                    page_url=self._page_url(),
+                    action_type=msg.type,
+                )
+            )
+
+    def _on_issue_event(self, index: int, msg: IssueEvent) -> None:
+        # Tracker-detected (19.x): kept as sent. Its own MessageID counts in the tracker's
+        # numbering, so the row is numbered by the IssueEvent message itself (unique per session).
+        self._issue(
+            msg.type,
+            msg.timestamp if msg.timestamp > 0 else self._now,
+            message_id(self._meta, index),
+            msg.url or self._page_url(),
+            context_string=msg.context_string,
+            context=msg.context,
+            payload=msg.payload,
+        )
+
+    def _on_custom_issue(self, index: int, msg: CustomIssue) -> None:
+        self._issue(
+            "custom",
+            self._now,
+            message_id(self._meta, index),
+            self._page_url(),
+            context_string=msg.name,
+            payload=msg.payload,
+        )
+
+    def _on_mouse_thrashing(self, index: int, msg: MouseThrashing) -> None:
+        # Its own Timestamp field is the client clock; the message time is the aligned one.
+        self._issue("mouse_thrashing", self._now, message_id(self._meta, index), self._page_url())
+
+    def _on_incident(self, index: int, msg: Incident) -> None:
+        self._issue(
+            "incident",
+            self._now,
+            message_id(self._meta, index),
+            self._page_url(),
+            context_string=msg.label,
+            payload=json.dumps(
+                {"StartTime": msg.start_time, "EndTime": msg.end_time}, separators=(",", ":")
+            ),
+        )
+
+    def _on_visibility(self, index: int, msg: SetPageVisibility) -> None:
+        self.visible = not msg.hidden
+        out = self._out
+        if out is not None:
+            out.append(
+                TabVisibilityChanged(
+                    position=self._pos,
+                    session_id=self.session_id,
+                    project_id=self.project_id,
+                    timestamp=self._now,
+                    active=not msg.hidden,
+                )
+            )
+
+
+_Handler = Callable[[SessionState, int, object], None]
+
+# Dispatch by exact message class: one dict lookup per decoded message.
+_HANDLERS: dict[type, _Handler] = {
+    TabData: SessionState._on_tab_data,
+    SetPageLocation: SessionState._on_location,
+    SetPageLocationDeprecated: SessionState._on_location,
+    PageLoadTiming: SessionState._on_load_timing,
+    PageRenderTiming: SessionState._on_render_timing,
+    WebVitals: SessionState._on_web_vitals,
+    MouseClick: SessionState._on_click,
+    MouseClickDeprecated: SessionState._on_click,
+    InputChange: SessionState._on_input,
+    SetNodeFocus: SessionState._on_focus,
+    CustomEvent: SessionState._on_custom_event,
+    UserID: SessionState._on_user_id,
+    UserAnonymousID: SessionState._on_anonymous_id,
+    Metadata: SessionState._on_metadata,
+    JSException: SessionState._on_js_exception,
+    NetworkRequest: SessionState._on_request,
+    NetworkRequestDeprecated: SessionState._on_request,
+    GraphQL: SessionState._on_graphql,
+    GraphQLDeprecated: SessionState._on_graphql,
+    StateAction: SessionState._on_state_action,
+    IssueEvent: SessionState._on_issue_event,
+    CustomIssue: SessionState._on_custom_issue,
+    MouseThrashing: SessionState._on_mouse_thrashing,
+    Incident: SessionState._on_incident,
+    SetPageVisibility: SessionState._on_visibility,
+}  # type: ignore[dict-item]
+for _type_id in REACTION_TYPES:
+    _HANDLERS[wm.MESSAGE_CLASSES[_type_id]] = SessionState._on_dom_change  # type: ignore[assignment]
+del _type_id

@@ -1,0 +1,434 @@
+"""The actor supervisor: dispatches log records to session actors in log order, in epochs.
+
+Owns the log clock, activation / passivation of session actors, the epoch (chunk) protocol with
+the sink, the restart resume point and the clock ticker. Knows nothing of SQL: records come from a
+pluggable source (``EventLog.tail`` live, :func:`reader_source` for a rebuild) and events go to a
+``sink`` (the projections).
+
+Determinism (DESIGN.md invariants 6, 7): time is record time. The log clock is the largest
+``received_at_ms`` seen; before dispatching record ``p`` every live session whose latest record
+time is more than ``inactivity_timeout_ms`` behind the clock gets ``End(p)`` (in order of that
+time, then session id) and is passivated. So the same log always ends the same sessions at the
+same positions, live or replayed, with or without restarts; ``CLOCK_TICK`` records (appended by
+:func:`clock_ticker` while sessions are live) let that happen without new traffic.
+
+Epochs: after dispatching a chunk, every actor that got mail is sent a ``Flush`` marker; once all
+have answered, the chunk's events (in dispatch order, so per-session order holds) and the chunk's
+last position go to ``await sink(events, upto_position)``. The sink stores them with that
+checkpoint; on restart the supervisor resumes after the lowest checkpoint
+(:func:`resume_point`), re-activating silently the sessions that were live there.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Protocol
+
+import attrs
+import trio
+
+from engine.actor import Countdown, Deliver, End, EngineCounters, Flush, SessionActor, SessionHistory
+from engine.events import DomainEvent
+from engine.session_state import SESSION_KINDS
+from engine.start_payload import WebStartPayload
+from storage.records import AppendResult, LogRecord, NewRecord, RecordKind
+
+__all__ = [
+    "DEFAULT_INACTIVITY_TIMEOUT_MS",
+    "DEFAULT_MAILBOX_SIZE",
+    "ResumePoint",
+    "Sink",
+    "Supervisor",
+    "SupervisorStatistics",
+    "clock_ticker",
+    "history_from_reader",
+    "live_sessions_at",
+    "reader_source",
+    "resume_point",
+]
+
+DEFAULT_INACTIVITY_TIMEOUT_MS = 150_000  # Go ender: 2 min heartbeat + 30 s (PROTOCOL.md 9.3)
+DEFAULT_MAILBOX_SIZE = 64
+
+Sink = Callable[[list[DomainEvent], int], Awaitable[None]]
+"""``await sink(events, upto_position)``: store a chunk's events with checkpoint ``upto_position``."""
+
+
+class SyncLogReader(Protocol):
+    """What the supervisor needs of ``storage.log.LogReader`` (blocking; called in a worker thread)."""
+
+    def read(self, after: int, limit: int) -> list[LogRecord]: ...
+
+    def read_session(self, session_id: int, before: int | None = None) -> list[LogRecord]: ...
+
+    def head(self) -> int: ...
+
+
+class Appender(Protocol):
+    """What :func:`clock_ticker` needs of ``storage.log.EventLog``."""
+
+    async def append(self, record: NewRecord) -> AppendResult: ...
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class SupervisorStatistics:
+    """A snapshot of the supervisor, for metrics."""
+
+    live_actors: int
+    records_processed: int
+    events_emitted: int
+    parked_records: int
+    activations: int
+    replayed_records: int
+    passivations: int
+    mailbox_used: int  # messages waiting in all mailboxes
+    mailbox_max: int  # fullest mailbox
+    mailbox_size: int
+    last_position: int
+    log_clock_ms: int
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class ResumePoint:
+    """Where a restarted supervisor picks up: after ``position``, with the clock and live set there."""
+
+    position: int
+    clock_ms: int
+    live_sessions: tuple[int, ...] = ()
+
+
+class Supervisor:
+    """Dispatches records to session actors and hands each chunk's events to the sink.
+
+    ``history`` reads a session's earlier records (for re-activation); ``sink`` receives events.
+    Run it with :meth:`run` (any record source) or :meth:`run_until` (a reader, up to a head).
+    """
+
+    def __init__(
+        self,
+        *,
+        history: SessionHistory,
+        sink: Sink,
+        inactivity_timeout_ms: int = DEFAULT_INACTIVITY_TIMEOUT_MS,
+        mailbox_size: int = DEFAULT_MAILBOX_SIZE,
+    ) -> None:
+        if inactivity_timeout_ms < 0 or mailbox_size < 1:
+            raise ValueError("inactivity_timeout_ms must be >= 0 and mailbox_size >= 1")
+        self._history = history
+        self._sink = sink
+        self._timeout = inactivity_timeout_ms
+        self._mailbox_size = mailbox_size
+        self._counters = EngineCounters()
+        self._live: dict[int, SessionActor] = {}
+        # (latest record time, session id) of live actors; stale entries are skipped on pop.
+        self._deadlines: list[tuple[int, int]] = []
+        self._clock = 0
+        self._last_position = 0
+        self._nursery: trio.Nursery | None = None
+        self._running = False
+
+    # -- public ------------------------------------------------------------------------------
+
+    @property
+    def clock_ms(self) -> int:
+        """The log clock: the largest ``received_at_ms`` seen."""
+        return self._clock
+
+    @property
+    def last_position(self) -> int:
+        """The last position dispatched."""
+        return self._last_position
+
+    def has_live_sessions(self) -> bool:
+        """True while some session actor is live (the clock ticker only ticks then)."""
+        return bool(self._live)
+
+    def live_session_ids(self) -> list[int]:
+        """Ids of the live sessions, sorted."""
+        return sorted(self._live)
+
+    def statistics(self) -> SupervisorStatistics:
+        """Counters and mailbox usage."""
+        used = [actor.mailbox_used() for actor in self._live.values()]
+        c = self._counters
+        return SupervisorStatistics(
+            live_actors=len(self._live),
+            records_processed=c.records_processed,
+            events_emitted=c.events_emitted,
+            parked_records=c.parked_records,
+            activations=c.activations,
+            replayed_records=c.replayed_records,
+            passivations=c.passivations,
+            mailbox_used=sum(used),
+            mailbox_max=max(used, default=0),
+            mailbox_size=self._mailbox_size,
+            last_position=self._last_position,
+            log_clock_ms=self._clock,
+        )
+
+    async def run(
+        self,
+        source: AsyncIterable[list[LogRecord]],
+        *,
+        resume: ResumePoint | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Process ``source`` chunk by chunk until it is exhausted (forever for a live tail).
+
+        With ``resume``, first set the clock and re-activate (silently) the sessions live there;
+        the source must then start after ``resume.position``. Reports "started" once that is done.
+        When the source ends, live sessions are left live (no artificial end): their tasks just
+        stop. Cancelling the caller's scope stops every actor promptly.
+        """
+        if self._running:
+            raise RuntimeError("Supervisor.run is already running")
+        self._running = True
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                if resume is not None:
+                    await self._resume(resume)
+                task_status.started()
+                async for chunk in source:
+                    if chunk:
+                        await self._process_chunk(chunk)
+                for actor in self._live.values():
+                    actor.send.close()
+                self._live.clear()
+                self._deadlines.clear()
+        finally:
+            self._nursery = None
+            self._running = False
+
+    async def run_until(
+        self,
+        reader: SyncLogReader,
+        head: int,
+        *,
+        resume: ResumePoint | None = None,
+        chunk_size: int = 1000,
+    ) -> None:
+        """Rebuild mode: process the records after ``resume`` (or from the start) up to ``head``."""
+        after = resume.position if resume is not None else 0
+        source = reader_source(reader, after=after, upto=head, chunk_size=chunk_size)
+        try:
+            await self.run(source, resume=resume)
+        finally:
+            await source.aclose()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _resume(self, resume: ResumePoint) -> None:
+        self._clock = max(self._clock, resume.clock_ms)
+        self._last_position = max(self._last_position, resume.position)
+        for session_id in resume.live_sessions:
+            if session_id not in self._live:
+                # Everything up to and including the resume position, and no end after it.
+                await self._activate(session_id, 0, replay_before=resume.position + 1, ended_after=False)
+
+    async def _activate(
+        self, session_id: int, project_id: int, *, replay_before: int, ended_after: bool, fresh: bool = False
+    ) -> SessionActor:
+        assert self._nursery is not None
+        actor = SessionActor(
+            session_id, project_id, mailbox_size=self._mailbox_size, counters=self._counters
+        )
+        await self._nursery.start(
+            lambda task_status: actor.run(
+                history=None if fresh else self._history,
+                replay_before=replay_before,
+                ended_after=ended_after,
+                inactivity_timeout_ms=self._timeout,
+                task_status=task_status,
+            )
+        )
+        self._counters.activations += 1
+        self._live[session_id] = actor
+        if actor.last_record_ms:
+            heapq.heappush(self._deadlines, (actor.last_record_ms, session_id))
+        return actor
+
+    async def _end_stale(self, position: int, slots: list[list[DomainEvent]], touched: list[SessionActor]) -> None:
+        threshold = self._clock - self._timeout
+        deadlines = self._deadlines
+        live = self._live
+        while deadlines and deadlines[0][0] < threshold:
+            last, session_id = heapq.heappop(deadlines)
+            actor = live.get(session_id)
+            if actor is None or actor.last_record_ms != last:
+                continue  # an older entry of a session that was active since, or already ended
+            out: list[DomainEvent] = []
+            slots.append(out)
+            await actor.send.send(End(position, out))
+            del live[session_id]
+            self._counters.passivations += 1
+            if not actor.touched:
+                actor.touched = True
+                touched.append(actor)
+            # The task stays until the chunk's flush (it must answer the marker), then is closed.
+
+    async def _process_chunk(self, chunk: Sequence[LogRecord]) -> None:
+        slots: list[list[DomainEvent]] = []
+        touched: list[SessionActor] = []
+        live = self._live
+        for record in chunk:
+            t = record.received_at_ms
+            if t > self._clock:
+                self._clock = t
+            if self._deadlines and self._deadlines[0][0] < self._clock - self._timeout:
+                await self._end_stale(record.position, slots, touched)
+            if record.kind in SESSION_KINDS:
+                session_id = record.session_id
+                actor = live.get(session_id)
+                if actor is None:
+                    actor = await self._activate(
+                        session_id,
+                        record.project_id,
+                        replay_before=record.position,
+                        ended_after=True,
+                        fresh=_starts_new_session(record),
+                    )
+                if t > actor.last_record_ms:
+                    actor.last_record_ms = t
+                    heapq.heappush(self._deadlines, (t, session_id))
+                out: list[DomainEvent] = []
+                slots.append(out)
+                await actor.send.send(Deliver(record, out))
+                if not actor.touched:
+                    actor.touched = True
+                    touched.append(actor)
+            self._last_position = record.position
+
+        # End of the epoch: wait until every actor that got mail has processed it.
+        barrier = Countdown(len(touched))
+        for actor in touched:
+            await actor.send.send(Flush(barrier))
+        await barrier.event.wait()
+        for actor in touched:
+            actor.touched = False
+            if live.get(actor.session_id) is not actor:
+                actor.send.close()  # passivated in this chunk: its task ends now
+        events = [event for out in slots for event in out]
+        self._counters.records_processed += len(chunk)
+        self._counters.events_emitted += len(events)
+        await self._sink(events, chunk[-1].position)
+
+
+def _starts_new_session(record: LogRecord) -> bool:
+    """True for the start record of a brand-new session: no history to read for it."""
+    if record.kind != RecordKind.WEB_START:
+        return False
+    try:
+        return not WebStartPayload.from_bytes(record.payload).continued
+    except Exception:  # noqa: BLE001 - the actor parks a bad payload; here just read the history
+        return False
+
+
+# -- sources, history and resume --------------------------------------------------------------
+
+
+async def reader_source(
+    reader: SyncLogReader, *, after: int = 0, upto: int | None = None, chunk_size: int = 1000
+) -> AsyncIterator[list[LogRecord]]:
+    """Yield the records after ``after`` up to ``upto`` (default: the head at the first read).
+
+    Blocking reads run in a worker thread (the reader's connection may hop threads, one call at a
+    time; the supervisor never overlaps them with its history reads).
+    """
+    if upto is None:
+        upto = await trio.to_thread.run_sync(reader.head)
+    position = after
+    while position < upto:
+        records = await trio.to_thread.run_sync(reader.read, position, min(chunk_size, upto - position))
+        if not records:
+            return
+        if records[-1].position > upto:
+            records = [r for r in records if r.position <= upto]
+            if not records:
+                return
+        position = records[-1].position
+        yield records
+
+
+def history_from_reader(reader: SyncLogReader) -> SessionHistory:
+    """A :data:`SessionHistory` that reads through a blocking reader in a worker thread."""
+
+    async def history(session_id: int, before: int) -> Sequence[LogRecord]:
+        return await trio.to_thread.run_sync(reader.read_session, session_id, before)
+
+    return history
+
+
+async def resume_point(
+    reader: SyncLogReader, upto_position: int, timeout_ms: int, *, page_size: int = 1000
+) -> ResumePoint:
+    """The clock and the live sessions right after ``upto_position``, computed from the log.
+
+    The clock is the largest ``received_at_ms`` up to that position; a session is live when its
+    latest record there is not older than ``clock - timeout_ms``: exactly the sessions the
+    supervisor had not ended at that point (it ends them by the same rule).
+
+    Reads every record up to the position (the reader has no narrower query yet).
+    """
+    clock = 0
+    latest: dict[int, int] = {}
+    position = 0
+    while position < upto_position:
+        records = await trio.to_thread.run_sync(
+            reader.read, position, min(page_size, upto_position - position)
+        )
+        if not records:
+            break
+        for record in records:
+            if record.position > upto_position:
+                break
+            t = record.received_at_ms
+            if t > clock:
+                clock = t
+            if record.kind in SESSION_KINDS and t > latest.get(record.session_id, -1):
+                latest[record.session_id] = t
+        position = records[-1].position
+    threshold = clock - timeout_ms
+    live = tuple(sorted(sid for sid, t in latest.items() if t >= threshold))
+    return ResumePoint(position=upto_position, clock_ms=clock, live_sessions=live)
+
+
+async def live_sessions_at(reader: SyncLogReader, upto_position: int, timeout_ms: int) -> list[int]:
+    """Ids of the sessions live right after ``upto_position`` (see :func:`resume_point`)."""
+    return list((await resume_point(reader, upto_position, timeout_ms)).live_sessions)
+
+
+# -- clock ticks ------------------------------------------------------------------------------
+
+
+def wall_clock_ms() -> int:
+    """Milliseconds since the epoch: a record's receive time is stamped with it, like the API does."""
+    return time.time_ns() // 1_000_000
+
+
+async def clock_ticker(
+    log: Appender,
+    interval_s: float,
+    has_live_sessions: Callable[[], bool],
+    *,
+    now_ms: Callable[[], int] = wall_clock_ms,
+) -> None:
+    """Append a ``CLOCK_TICK`` record every ``interval_s`` seconds while sessions are live.
+
+    Ticks are how inactive sessions end without new traffic, deterministically on replay (the
+    tick's time is in the log). Runs until cancelled.
+    """
+    while True:
+        await trio.sleep(interval_s)
+        if has_live_sessions():
+            await log.append(
+                NewRecord(
+                    session_id=0,
+                    project_id=0,
+                    kind=RecordKind.CLOCK_TICK,
+                    received_at_ms=now_ms(),
+                    payload=b"",
+                )
+            )

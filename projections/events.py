@@ -1,0 +1,355 @@
+"""The ``events`` projection: one row per ``SessionEvent`` (the session's event list).
+
+Owns the ``session_events`` table, keyed by (session_id, message_id, type) -- an ``IssueDetected``
+may share the message id of the click it is about -- and read in (timestamp, message_id) order.
+Common fields have typed columns (searchable later); what only one type has goes in the ``data``
+JSON object. ``PageTimingsReported`` and ``WebVitalReported`` do not make rows: they merge into the
+``data`` of the LOCATION row named by their ``page_message_id``.
+
+A second event with an existing key is ignored (first one wins), as the reference backend's
+``ON CONFLICT DO NOTHING`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+
+from engine import events as ev
+from projections.base import SqlProjection, forget_checkpoint
+from storage.schema import apply_migrations
+
+NAME = "events"
+
+STEPS: list[str] = [
+    """
+    CREATE TABLE session_events (
+        session_id INTEGER NOT NULL,
+        message_id INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        project_id INTEGER NOT NULL,
+        timestamp INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        page_url TEXT NOT NULL DEFAULT '',
+        url TEXT NULL,
+        label TEXT NULL,
+        name TEXT NULL,
+        value TEXT NULL,
+        selector TEXT NULL,
+        duration INTEGER NULL,
+        hesitation INTEGER NULL,
+        status INTEGER NULL,
+        method TEXT NULL,
+        data TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (session_id, message_id, type)
+    ) WITHOUT ROWID;
+    CREATE INDEX session_events_order ON session_events (session_id, timestamp, message_id);
+    """,
+]
+
+# Event class -> the ``type`` of its row (the names of API.md 2.1 / 2.3).
+EVENT_TYPES: dict[type[ev.SessionEvent], str] = {
+    ev.PageVisited: "LOCATION",
+    ev.Clicked: "CLICK",
+    ev.InputChanged: "INPUT",
+    ev.CustomEventRecorded: "CUSTOM",
+    ev.ErrorRaised: "ERROR",
+    ev.RequestMade: "REQUEST",
+    ev.GraphQLCalled: "GRAPHQL",
+    ev.StateActionDispatched: "STATEACTION",
+    ev.IssueDetected: "ISSUE",
+}
+
+# PageTimingsReported fields kept in a LOCATION row's ``data["timings"]`` (raw, ms from nav start).
+TIMING_FIELDS: tuple[str, ...] = (
+    "request_start",
+    "response_start",
+    "response_end",
+    "dom_content_loaded_event_start",
+    "dom_content_loaded_event_end",
+    "load_event_start",
+    "load_event_end",
+    "first_paint",
+    "first_contentful_paint",
+    "speed_index",
+    "visually_complete",
+    "time_to_interactive",
+)
+
+_COLUMNS: tuple[str, ...] = (
+    "session_id",
+    "message_id",
+    "type",
+    "project_id",
+    "timestamp",
+    "position",
+    "page_url",
+    "url",
+    "label",
+    "name",
+    "value",
+    "selector",
+    "duration",
+    "hesitation",
+    "status",
+    "method",
+    "data",
+)
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class EventRow:
+    """One row of a session's event list. ``data`` holds the type-specific fields."""
+
+    session_id: int
+    message_id: int
+    type: str
+    project_id: int
+    timestamp: int
+    position: int
+    page_url: str
+    url: str | None
+    label: str | None
+    name: str | None
+    value: str | None
+    selector: str | None
+    duration: int | None
+    hesitation: int | None
+    status: int | None
+    method: str | None
+    data: dict[str, Any]
+
+
+# -- schema ----------------------------------------------------------------------------------------
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create or upgrade the session_events table."""
+    apply_migrations(conn, NAME, STEPS)
+
+
+def reset(conn: sqlite3.Connection) -> None:
+    """Empty the session_events table and forget the checkpoint."""
+    conn.execute("DELETE FROM session_events")
+    forget_checkpoint(conn, NAME)
+
+
+# -- apply -----------------------------------------------------------------------------------------
+
+
+def base_url(url: str) -> str:
+    """``url`` without query string and fragment (the reference's ``base_referrer``)."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _split(url: str) -> tuple[str, str, str]:
+    """(host, path, query) of a URL; empty strings for what is missing or unparsable."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "", url, ""
+    return parts.netloc, parts.path or "/", parts.query
+
+
+def _decode_json(text: str) -> Any:
+    """The JSON value of ``text``, or ``text`` itself when it is not JSON (trackers send both)."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _row_params(event: ev.SessionEvent, type_: str) -> tuple[Any, ...]:
+    """The column values of the row for ``event`` (in ``_COLUMNS`` order)."""
+    url = label = name = value = selector = method = None
+    duration = hesitation = status = None
+    data: dict[str, Any] = {}
+    match event:
+        case ev.PageVisited():
+            host, path, query = _split(event.url)
+            url, value = event.url, path
+            data = {
+                "host": host,
+                "path": path,
+                "query": query,
+                "referrer": event.referrer,
+                "base_referrer": base_url(event.referrer),
+                "title": event.title,
+                "loaded": event.loaded,
+                "navigation_start": event.navigation_start,
+            }
+        case ev.Clicked():
+            label, selector, hesitation = event.label, event.selector, event.hesitation_ms
+            url = event.page_url
+            data = {"normalized_x": event.normalized_x, "normalized_y": event.normalized_y}
+        case ev.InputChanged():
+            label, value = event.label, event.value
+            duration, hesitation = event.duration_ms, event.hesitation_ms
+            data = {"value_masked": event.value_masked}
+        case ev.CustomEventRecorded():
+            name = event.name
+            data = {"payload": event.payload}
+        case ev.ErrorRaised():
+            name = event.name
+            value = event.message
+            data = {"payload": event.payload, "source": event.source}
+        case ev.RequestMade():
+            url, method, status, duration = event.url, event.method, event.status, event.duration_ms
+            data = {
+                "request_type": event.request_type,
+                "request_body": event.request_body,
+                "response_body": event.response_body,
+                "transferred_size": event.transferred_size,
+            }
+        case ev.GraphQLCalled():
+            name, method, duration = event.operation_name, event.operation_kind, event.duration_ms
+            data = {"variables": event.variables, "response": event.response}
+        case ev.StateActionDispatched():
+            name = event.action_type
+        case ev.IssueDetected():
+            name = event.issue_type
+            data = {
+                "context_string": event.context_string,
+                "context": event.context,
+                "payload": event.payload,
+            }
+    return (
+        event.session_id,
+        event.message_id,
+        type_,
+        event.project_id,
+        event.timestamp,
+        event.position,
+        event.page_url,
+        url,
+        label,
+        name,
+        value,
+        selector,
+        duration,
+        hesitation,
+        status,
+        method,
+        json.dumps(data, separators=(",", ":"), sort_keys=True),
+    )
+
+
+_INSERT = (
+    f"INSERT OR IGNORE INTO session_events ({', '.join(_COLUMNS)})"
+    f" VALUES ({', '.join('?' for _ in _COLUMNS)})"
+)
+# json_patch merges objects recursively (RFC 7396), so a second timing message only adds its keys.
+_MERGE_DATA = (
+    "UPDATE session_events SET data = json_patch(data, ?)"
+    " WHERE session_id = ? AND message_id = ? AND type = 'LOCATION'"
+)
+
+
+def apply(conn: sqlite3.Connection, events: Sequence[ev.DomainEvent]) -> None:
+    """Insert the rows of ``events`` and merge page timings/vitals (caller holds the transaction).
+
+    Hot path: one ``executemany`` for all rows, one for all page updates, in delivery order
+    (a page's timings follow its LOCATION row in the session's order, so inserting first is
+    right). Not sqlite-utils ``insert_all``: it commits per chunk, and the rows must commit with
+    the checkpoint.
+    """
+    rows: list[tuple[Any, ...]] = []
+    merges: list[tuple[str, int, int]] = []
+    for event in events:
+        type_ = EVENT_TYPES.get(type(event))
+        if type_ is not None:
+            rows.append(_row_params(event, type_))  # type: ignore[arg-type]
+        elif isinstance(event, ev.PageTimingsReported):
+            timings = {f: getattr(event, f) for f in TIMING_FIELDS if getattr(event, f) is not None}
+            if timings:
+                patch = json.dumps({"timings": timings}, separators=(",", ":"), sort_keys=True)
+                merges.append((patch, event.session_id, event.page_message_id))
+        elif isinstance(event, ev.WebVitalReported):
+            patch = json.dumps({"web_vitals": {event.name: event.value}}, separators=(",", ":"))
+            merges.append((patch, event.session_id, event.page_message_id))
+    if rows:
+        conn.executemany(_INSERT, rows)
+    if merges:
+        conn.executemany(_MERGE_DATA, merges)
+
+
+PROJECTION = SqlProjection(name=NAME, migrate=migrate, apply=apply, reset=reset)
+
+
+# -- queries ---------------------------------------------------------------------------------------
+
+
+def session_events(
+    conn: sqlite3.Connection, project_id: int, session_id: int, *, types: Sequence[str] | None = None
+) -> list[EventRow]:
+    """The event rows of one session of a project, by (timestamp, message_id, type).
+
+    ``types`` restricts to those row types (all when None).
+    """
+    sql = f"SELECT {', '.join(_COLUMNS)} FROM session_events WHERE session_id = ? AND project_id = ?"
+    params: list[Any] = [session_id, project_id]
+    if types is not None:
+        sql += f" AND type IN ({', '.join('?' for _ in types)})"
+        params.extend(types)
+    sql += " ORDER BY timestamp, message_id, type"
+    rows = []
+    for values in conn.execute(sql, params):
+        raw = dict(zip(_COLUMNS, values, strict=True))
+        raw["data"] = json.loads(raw["data"])
+        rows.append(EventRow(**raw))
+    return rows
+
+
+# -- API helpers (pure functions over rows; no SQL) --------------------------------------------------
+
+
+def _diff(end: int | None, start: int | None) -> int | None:
+    if end is None or start is None:
+        return None
+    return end - start
+
+
+def page_timings(row: EventRow) -> dict[str, int | None]:
+    """The derived timing fields of a LOCATION row, named as API.md 2.1 (ms; None = unknown).
+
+    Durations are differences of navigation-timing marks, as the reference page-event builder
+    computes them: ttfb = responseStart - requestStart, responseTime = responseEnd -
+    responseStart, domBuildingTime = domContentLoadedEventStart - responseEnd,
+    domContentLoadedTime = domContentLoadedEventEnd - domContentLoadedEventStart,
+    loadTime = loadEventEnd - loadEventStart.
+    """
+    t: dict[str, int] = row.data.get("timings", {})
+    g = t.get
+    return {
+        "domBuildingTime": _diff(g("dom_content_loaded_event_start"), g("response_end")),
+        "domContentLoadedTime": _diff(
+            g("dom_content_loaded_event_end"), g("dom_content_loaded_event_start")
+        ),
+        "loadTime": _diff(g("load_event_end"), g("load_event_start")),
+        "firstPaintTime": g("first_paint"),
+        "firstContentfulPaintTime": g("first_contentful_paint"),
+        "speedIndex": g("speed_index"),
+        "visuallyComplete": g("visually_complete"),
+        "timeToInteractive": g("time_to_interactive"),
+        "responseTime": _diff(g("response_end"), g("response_start")),
+        "responseEnd": g("response_end"),
+        "ttfb": _diff(g("response_start"), g("request_start")),
+    }
+
+
+def decode_payload(text: str | None) -> Any:
+    """A payload stored as JSON text, decoded (or the text itself when it is not JSON)."""
+    return _decode_json(text or "")

@@ -1,0 +1,105 @@
+"""Read access to the projections for the API: query functions run off the trio thread.
+
+The API never writes SQL: it awaits :meth:`ProjectionReader.run` with one of the projections'
+query functions (``sessions.user_sessions``, ``events.session_events``, ``users.get_user``, ...),
+or one of the named shortcuts, and gets attrs objects back. Each query runs in a worker thread on
+a read-only connection of a small pool (one connection per thread at a time), so a slow query
+never stalls the event loop and never blocks the projector's writes (WAL readers do not block).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
+
+import trio
+
+from projections import dead_letters, events, sessions, users
+from storage.sqlite import connect
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class ProjectionReader:
+    """A pool of read-only connections to the projections' database."""
+
+    def __init__(self, db_path: str | os.PathLike[str], *, max_connections: int = 2) -> None:
+        self.db_path = Path(db_path)
+        self._limiter = trio.CapacityLimiter(max_connections)
+        self._idle: list[sqlite3.Connection] = []
+        self._closed = False
+
+    def _connect(self) -> sqlite3.Connection:
+        return connect(self.db_path, check_same_thread=False, query_only=True)
+
+    async def run(
+        self,
+        query: Callable[Concatenate[sqlite3.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """``query(conn, *args, **kwargs)`` in a worker thread on a pooled read connection."""
+        if self._closed:
+            raise RuntimeError("the projection reader is closed")
+        async with self._limiter:
+            conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = await trio.to_thread.run_sync(self._connect)
+            try:
+                return await trio.to_thread.run_sync(lambda: query(conn, *args, **kwargs))
+            finally:
+                if self._closed:
+                    conn.close()
+                else:
+                    self._idle.append(conn)
+
+    def close(self) -> None:
+        """Close the idle connections (connections in use close when their query returns)."""
+        self._closed = True
+        while self._idle:
+            self._idle.pop().close()
+
+    # -- the queries of the public API v1 ----------------------------------------------------------
+
+    async def session_events(self, project_id: int, session_id: int) -> list[events.EventRow]:
+        """Every event row of a session, by (timestamp, message id)."""
+        return await self.run(events.session_events, project_id, session_id)
+
+    async def user_sessions(
+        self,
+        project_id: int,
+        user_id: str,
+        *,
+        start_date: int | None = None,
+        end_date: int | None = None,
+        limit: int = 50,
+    ) -> list[sessions.SessionRow]:
+        """Sessions of a user by session id (see :func:`projections.sessions.user_sessions`)."""
+        return await self.run(
+            sessions.user_sessions,
+            project_id,
+            user_id,
+            start_date=start_date,
+            end_date=end_date,
+            limit=limit,
+        )
+
+    async def user(self, project_id: int, user_id: str) -> users.UserSummary | None:
+        """A user's summary over finished sessions, or None."""
+        return await self.run(users.get_user, project_id, user_id)
+
+    async def session(self, project_id: int, session_id: int) -> sessions.SessionRow | None:
+        """One session row, or None."""
+        return await self.run(sessions.get_session, project_id, session_id)
+
+    async def dead_letter_count(self, project_id: int | None = None) -> int:
+        """How many records are parked."""
+        return await self.run(dead_letters.count, project_id)
+
+    def __repr__(self) -> str:
+        return f"ProjectionReader({str(self.db_path)!r})"
+

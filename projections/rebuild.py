@@ -1,0 +1,196 @@
+"""Rebuild: drop projections and replay the whole log into them through the engine.
+
+The replay goes through the same code as the live path (``engine.supervisor.Supervisor`` reading
+the log with a ``LogReader`` up to the head found at the start) into the same sink
+(:class:`projections.pipeline.Projector`), so the result equals what the live path produced
+(DESIGN.md invariant 6), provided the inactivity timeout is the server's.
+
+Must not run while a server writes the same projections: the projector's advisory lock refuses
+(:class:`projections.pipeline.ProjectionsBusy`) while a live process holds it. Stop the server,
+rebuild, start the server again (its live sessions reload from the rebuilt sessions table).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+import attrs
+import trio
+
+from engine.events import DomainEvent
+from engine.supervisor import DEFAULT_INACTIVITY_TIMEOUT_MS, Supervisor, history_from_reader
+from projections.base import SqlProjection
+from projections.pipeline import ALL_PROJECTIONS, PROJECTIONS_BY_NAME, Projector, ProjectionsBusy
+from storage.log import LogReader
+from storage.schema import migrate_log
+from storage.sqlite import connect
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class RebuildResult:
+    """What a rebuild did: which projections, how many records and events, how long."""
+
+    projections: tuple[str, ...]
+    records: int
+    events: int
+    seconds: float
+
+    @property
+    def records_per_second(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else float(self.records)
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else float(self.events)
+
+    def summary(self) -> str:
+        """One line for humans: what was rebuilt and at what rate."""
+        return (
+            f"rebuilt {', '.join(self.projections)}: {self.records} records, {self.events} events"
+            f" in {self.seconds:.1f} s ({self.records_per_second:,.0f} records/s,"
+            f" {self.events_per_second:,.0f} events/s)"
+        )
+
+
+def choose_projections(names: Sequence[str] | None) -> tuple[SqlProjection, ...]:
+    """The projections named (all when ``names`` is empty or None); ValueError for unknown names."""
+    if not names:
+        return ALL_PROJECTIONS
+    unknown = sorted(set(names) - PROJECTIONS_BY_NAME.keys())
+    if unknown:
+        raise ValueError(
+            f"unknown projection(s) {', '.join(unknown)}; known: {', '.join(PROJECTIONS_BY_NAME)}"
+        )
+    # In the canonical order, each once.
+    return tuple(p for p in ALL_PROJECTIONS if p.name in set(names))
+
+
+class Progress:
+    """A one-line progress report on a text stream, redrawn with ``\\r`` at most every ``interval``."""
+
+    def __init__(
+        self,
+        stream: TextIO,
+        total: int,
+        *,
+        interval: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream = stream
+        self.total = total
+        self.interval = interval
+        self.clock = clock
+        self.started = clock()
+        self._last_draw = float("-inf")
+
+    def update(self, records: int, events: int, *, force: bool = False) -> None:
+        """Redraw with ``records`` of ``total`` done and ``events`` produced so far."""
+        now = self.clock()
+        if not force and now - self._last_draw < self.interval:
+            return
+        self._last_draw = now
+        self.stream.write("\r" + self.line(records, events, now - self.started))
+        self.stream.flush()
+
+    def line(self, records: int, events: int, elapsed: float) -> str:
+        """The text of one redraw."""
+        rate = records / elapsed if elapsed > 0 else 0.0
+        event_rate = events / elapsed if elapsed > 0 else 0.0
+        percent = 100.0 * records / self.total if self.total else 100.0
+        if rate > 0:
+            eta = f"ETA {max(self.total - records, 0) / rate:,.0f} s"
+        else:
+            eta = "ETA --"
+        return (
+            f"rebuild: {records:,}/{self.total:,} records ({percent:5.1f}%)"
+            f"  {rate:,.0f} records/s  {event_rate:,.0f} events/s  {eta}   "
+        )
+
+    def finish(self, records: int, events: int) -> None:
+        """Draw the final state and end the line."""
+        self.update(records, events, force=True)
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+async def rebuild(
+    db_path: str | os.PathLike[str],
+    names: Sequence[str] | None = None,
+    *,
+    inactivity_timeout_ms: int = DEFAULT_INACTIVITY_TIMEOUT_MS,
+    chunk_size: int = 1000,
+    progress: TextIO | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> RebuildResult:
+    """Empty the chosen projections (all by default) and replay the log from position 0 into them.
+
+    ``progress`` (e.g. ``sys.stderr``) gets a live progress line. Raises
+    :class:`~projections.pipeline.ProjectionsBusy` when a server holds the projections.
+    """
+    chosen = choose_projections(names)
+    started = clock()
+    projector = Projector(db_path, projections=chosen, holder="rebuild")
+    async with projector:
+        # A database that never received traffic has no log table yet: an empty log.
+        await trio.to_thread.run_sync(_ensure_log, db_path)
+        await trio.to_thread.run_sync(projector.reset_sync)
+        source = await trio.to_thread.run_sync(LogReader, db_path)
+        history = await trio.to_thread.run_sync(LogReader, db_path)
+        try:
+            head = await trio.to_thread.run_sync(source.head)
+            bar = Progress(progress, head, clock=clock) if progress is not None else None
+            counts = {"events": 0}
+
+            async def sink(events: list[DomainEvent], upto_position: int) -> None:
+                await projector.sink(events, upto_position)
+                counts["events"] += len(events)
+                if bar is not None:
+                    bar.update(upto_position, counts["events"])
+
+            supervisor = Supervisor(
+                history=history_from_reader(history),
+                sink=sink,
+                inactivity_timeout_ms=inactivity_timeout_ms,
+            )
+            await supervisor.run_until(source, head, chunk_size=chunk_size)
+            if bar is not None:
+                bar.finish(head, counts["events"])
+        finally:
+            source.close()
+            history.close()
+    return RebuildResult(
+        projections=tuple(p.name for p in chosen),
+        records=head,
+        events=counts["events"],
+        seconds=clock() - started,
+    )
+
+
+def _ensure_log(db_path: str | os.PathLike[str]) -> None:
+    conn = connect(db_path)
+    try:
+        migrate_log(conn)
+    finally:
+        conn.close()
+
+
+def run_command(db_path: str, names: Sequence[str] | None) -> int:
+    """``replayd rebuild``: rebuild with a progress line on stderr, the final rate on stdout.
+
+    Returns the exit code: 0 done, 1 when the database is missing or a server holds the lock.
+    """
+    if not os.path.exists(db_path):
+        print(f"replayd rebuild: no database at {db_path}", file=sys.stderr)
+        return 1
+    try:
+        result = trio.run(functools.partial(rebuild, db_path, names, progress=sys.stderr))
+    except ProjectionsBusy as error:
+        print(f"replayd rebuild: {error}", file=sys.stderr)
+        return 1
+    print(result.summary())
+    return 0

@@ -1,0 +1,400 @@
+"""The ``sessions`` projection: one row per session, the session object of API.md 2.5.
+
+Owns the ``sessions`` table. Fed by lifecycle events (start, end, user id, anonymous id, metadata,
+page title) and counts the session's event rows (pages, events, errors, issues) from the
+``SessionEvent`` subclasses as they arrive, so that it never reads another projection's tables.
+
+``duration`` and ``end_ts`` stay NULL while the session is live; ``SessionEnded`` sets them (a
+later end of a re-activated session overwrites them with the longer values). ``issue_types`` is a
+sorted JSON array of distinct issue types, ``issue_score`` the sum of per-type weights
+(:data:`ISSUE_WEIGHTS`), ``metadata`` a JSON object of the last value set for each key.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from engine import events as ev
+from projections.base import SqlProjection, forget_checkpoint
+from storage.schema import apply_migrations
+
+NAME = "sessions"
+
+STEPS: list[str] = [
+    """
+    CREATE TABLE sessions (
+        session_id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL,
+        start_ts INTEGER NOT NULL,
+        duration INTEGER NULL,
+        end_ts INTEGER NULL,
+        user_id TEXT NULL,
+        user_anonymous_id TEXT NULL,
+        user_uuid TEXT NOT NULL DEFAULT '',
+        user_agent TEXT NOT NULL DEFAULT '',
+        user_os TEXT NOT NULL DEFAULT '',
+        user_os_version TEXT NOT NULL DEFAULT '',
+        user_browser TEXT NOT NULL DEFAULT '',
+        user_browser_version TEXT NOT NULL DEFAULT '',
+        user_device TEXT NOT NULL DEFAULT '',
+        user_device_type TEXT NOT NULL DEFAULT '',
+        user_country TEXT NOT NULL DEFAULT '',
+        user_city TEXT NOT NULL DEFAULT '',
+        user_state TEXT NOT NULL DEFAULT '',
+        platform TEXT NOT NULL DEFAULT 'web',
+        timezone TEXT NOT NULL DEFAULT '',
+        rev_id TEXT NOT NULL DEFAULT '',
+        tracker_version TEXT NOT NULL DEFAULT '',
+        is_snippet INTEGER NOT NULL DEFAULT 0,
+        referrer TEXT NOT NULL DEFAULT '',
+        screen_width INTEGER NOT NULL DEFAULT 0,
+        screen_height INTEGER NOT NULL DEFAULT 0,
+        device_memory INTEGER NOT NULL DEFAULT 0,
+        js_heap_size_limit INTEGER NOT NULL DEFAULT 0,
+        page_title TEXT NOT NULL DEFAULT '',
+        pages_count INTEGER NOT NULL DEFAULT 0,
+        events_count INTEGER NOT NULL DEFAULT 0,
+        errors_count INTEGER NOT NULL DEFAULT 0,
+        issue_types TEXT NOT NULL DEFAULT '[]',
+        issue_score INTEGER NOT NULL DEFAULT 0,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        first_position INTEGER NOT NULL,
+        last_position INTEGER NOT NULL
+    );
+    -- public v1 "sessions of a user", and the users projection's questions.
+    CREATE INDEX sessions_project_user ON sessions (project_id, user_id, session_id);
+    -- project-wide search by time (later issue), newest first.
+    CREATE INDEX sessions_project_start ON sessions (project_id, start_ts);
+    -- start-up reload of the live sessions: only the few rows still live.
+    CREATE INDEX sessions_live ON sessions (session_id) WHERE duration IS NULL;
+    """,
+]
+
+# Per-type weight of an issue in ``issue_score`` (the secondary sort key of session search): our
+# own choice, heavier for what breaks the user's work than for what merely slows it down.
+ISSUE_WEIGHTS: dict[str, int] = {
+    "crash": 1000,
+    "app_crash": 1000,
+    "js_exception": 500,
+    "bad_request": 500,
+    "dead_click": 300,
+    "click_rage": 300,
+    "tap_rage": 300,
+    "mouse_thrashing": 200,
+    "memory": 200,
+    "cpu": 200,
+    "missing_resource": 100,
+    "slow_resource": 100,
+    "slow_page_load": 100,
+    "excessive_scrolling": 100,
+}
+DEFAULT_ISSUE_WEIGHT = 50
+
+# Columns copied from SessionStarted (same names on the event and in the table).
+_START_COLUMNS: tuple[str, ...] = (
+    "user_uuid",
+    "user_agent",
+    "user_os",
+    "user_os_version",
+    "user_browser",
+    "user_browser_version",
+    "user_device",
+    "user_device_type",
+    "user_country",
+    "user_city",
+    "user_state",
+    "platform",
+    "timezone",
+    "rev_id",
+    "tracker_version",
+    "is_snippet",
+    "referrer",
+    "screen_width",
+    "screen_height",
+    "device_memory",
+    "js_heap_size_limit",
+)
+# Columns that an event sets to a value (last one wins) rather than accumulates.
+_SET_COLUMNS: tuple[str, ...] = ("user_id", "user_anonymous_id", "duration", "end_ts", "page_title")
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class SessionRow:
+    """A session as the sessions projection knows it (field names follow the table)."""
+
+    session_id: int
+    project_id: int
+    start_ts: int
+    duration: int | None
+    end_ts: int | None
+    user_id: str | None
+    user_anonymous_id: str | None
+    user_uuid: str
+    user_agent: str
+    user_os: str
+    user_os_version: str
+    user_browser: str
+    user_browser_version: str
+    user_device: str
+    user_device_type: str
+    user_country: str
+    user_city: str
+    user_state: str
+    platform: str
+    timezone: str
+    rev_id: str
+    tracker_version: str
+    is_snippet: bool
+    referrer: str
+    screen_width: int
+    screen_height: int
+    device_memory: int
+    js_heap_size_limit: int
+    page_title: str
+    pages_count: int
+    events_count: int
+    errors_count: int
+    issue_types: tuple[str, ...]
+    issue_score: int
+    metadata: dict[str, str]
+    first_position: int
+    last_position: int
+
+    @property
+    def live(self) -> bool:
+        """True while the session has not ended (no duration yet)."""
+        return self.duration is None
+
+
+_ROW_COLUMNS = tuple(f.name for f in attrs.fields(SessionRow))
+_SELECT = f"SELECT {', '.join(_ROW_COLUMNS)} FROM sessions"
+
+
+def _row(values: Sequence[Any]) -> SessionRow:
+    raw = dict(zip(_ROW_COLUMNS, values, strict=True))
+    raw["is_snippet"] = bool(raw["is_snippet"])
+    raw["issue_types"] = tuple(json.loads(raw["issue_types"]))
+    raw["metadata"] = json.loads(raw["metadata"])
+    return SessionRow(**raw)
+
+
+# -- schema ----------------------------------------------------------------------------------------
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create or upgrade the sessions table."""
+    apply_migrations(conn, NAME, STEPS)
+
+
+def reset(conn: sqlite3.Connection) -> None:
+    """Empty the sessions table and forget the checkpoint (the next replay starts at 0)."""
+    conn.execute("DELETE FROM sessions")
+    forget_checkpoint(conn, NAME)
+
+
+# -- apply -----------------------------------------------------------------------------------------
+
+
+@attrs.define(slots=True)
+class _Patch:
+    """Everything one ``apply`` call learned about one session, folded in delivery order."""
+
+    session_id: int
+    project_id: int
+    first_ts: int
+    first_position: int
+    last_position: int
+    start: ev.SessionStarted | None = None
+    sets: dict[str, Any] = attrs.Factory(dict)
+    metadata: dict[str, str] = attrs.Factory(dict)
+    pages: int = 0
+    events: int = 0
+    errors: int = 0
+    issue_score: int = 0
+    issue_types: set[str] = attrs.Factory(set)
+
+
+def _fold(patch: _Patch, event: ev.DomainEvent) -> None:
+    """Fold one event into the session's patch (events of one session arrive in order)."""
+    patch.first_ts = min(patch.first_ts, event.timestamp)
+    patch.first_position = min(patch.first_position, event.position)
+    patch.last_position = max(patch.last_position, event.position)
+    match event:
+        case ev.SessionStarted():
+            patch.start = event
+            if event.user_id is not None:
+                patch.sets["user_id"] = event.user_id
+        case ev.SessionEnded():
+            patch.sets["duration"] = event.duration_ms
+            patch.sets["end_ts"] = event.timestamp
+        case ev.UserIdSet():
+            patch.sets["user_id"] = event.user_id
+        case ev.AnonymousIdSet():
+            patch.sets["user_anonymous_id"] = event.anonymous_id
+        case ev.MetadataSet():
+            patch.metadata[event.key] = event.value
+        case ev.PageTitleChanged():
+            patch.sets["page_title"] = event.title
+        case ev.SessionEvent():
+            patch.events += 1
+            if isinstance(event, ev.PageVisited):
+                patch.pages += 1
+            elif isinstance(event, ev.ErrorRaised):
+                patch.errors += 1
+            elif isinstance(event, ev.IssueDetected):
+                patch.issue_types.add(event.issue_type)
+                patch.issue_score += ISSUE_WEIGHTS.get(event.issue_type, DEFAULT_ISSUE_WEIGHT)
+        case _:
+            pass
+
+
+_INSERT_SKELETON = """
+INSERT OR IGNORE INTO sessions (session_id, project_id, start_ts, first_position, last_position)
+VALUES (:session_id, :project_id, :start_ts, :first_position, :last_position)
+"""
+
+_UPDATE_START = (
+    "UPDATE sessions SET start_ts = min(start_ts, :start_ts), "
+    + ", ".join(f"{c} = :{c}" for c in _START_COLUMNS)
+    + " WHERE session_id = :session_id"
+)
+
+_UPDATE_COMMON = (
+    "UPDATE sessions SET "
+    + ", ".join(f"{c} = CASE WHEN :has_{c} THEN :{c} ELSE {c} END" for c in _SET_COLUMNS)
+    + """,
+    pages_count = pages_count + :pages,
+    events_count = events_count + :events,
+    errors_count = errors_count + :errors,
+    issue_score = issue_score + :issue_score,
+    issue_types = CASE WHEN :issue_types = '[]' THEN issue_types ELSE (
+        SELECT json_group_array(value) FROM (
+            SELECT value FROM json_each(sessions.issue_types)
+            UNION SELECT value FROM json_each(:issue_types)
+            ORDER BY value
+        )
+    ) END,
+    metadata = CASE WHEN :metadata = '{}' THEN metadata ELSE json_patch(metadata, :metadata) END,
+    first_position = min(first_position, :first_position),
+    last_position = max(last_position, :last_position)
+    WHERE session_id = :session_id
+    """
+)
+
+
+def apply(conn: sqlite3.Connection, events: Sequence[ev.DomainEvent]) -> None:
+    """Fold ``events`` into the sessions table (caller holds the transaction).
+
+    The events are folded per session in Python first, then written with three ``executemany``
+    statements (skeleton rows, start fields, everything else) rather than one statement per event:
+    the hot path of a busy server. (Not sqlite-utils ``insert_all``: it commits per chunk, and the
+    rows must commit together with the checkpoint.)
+    """
+    patches: dict[int, _Patch] = {}
+    for event in events:
+        patch = patches.get(event.session_id)
+        if patch is None:
+            patch = patches[event.session_id] = _Patch(
+                session_id=event.session_id,
+                project_id=event.project_id,
+                first_ts=event.timestamp,
+                first_position=event.position,
+                last_position=event.position,
+            )
+        _fold(patch, event)
+    if not patches:
+        return
+
+    # A session normally starts with SessionStarted; a skeleton row keeps events of a session
+    # whose start record was parked (or lies before a retention cut) instead of losing them.
+    conn.executemany(
+        _INSERT_SKELETON,
+        [
+            {
+                "session_id": p.session_id,
+                "project_id": p.project_id,
+                "start_ts": p.start.timestamp if p.start is not None else p.first_ts,
+                "first_position": p.first_position,
+                "last_position": p.last_position,
+            }
+            for p in patches.values()
+        ],
+    )
+    conn.executemany(
+        _UPDATE_START,
+        [
+            {"session_id": p.session_id, "start_ts": p.start.timestamp}
+            | {c: getattr(p.start, c) for c in _START_COLUMNS}
+            for p in patches.values()
+            if p.start is not None
+        ],
+    )
+    conn.executemany(_UPDATE_COMMON, [_common_params(p) for p in patches.values()])
+
+
+def _common_params(patch: _Patch) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "session_id": patch.session_id,
+        "pages": patch.pages,
+        "events": patch.events,
+        "errors": patch.errors,
+        "issue_score": patch.issue_score,
+        "issue_types": json.dumps(sorted(patch.issue_types)),
+        "metadata": json.dumps(patch.metadata, sort_keys=True),
+        "first_position": patch.first_position,
+        "last_position": patch.last_position,
+    }
+    for column in _SET_COLUMNS:
+        params[f"has_{column}"] = column in patch.sets
+        params[column] = patch.sets.get(column)
+    return params
+
+
+PROJECTION = SqlProjection(name=NAME, migrate=migrate, apply=apply, reset=reset)
+
+
+# -- queries ---------------------------------------------------------------------------------------
+
+
+def get_session(conn: sqlite3.Connection, project_id: int, session_id: int) -> SessionRow | None:
+    """One session of a project, or None."""
+    row = conn.execute(
+        f"{_SELECT} WHERE session_id = ? AND project_id = ?", (session_id, project_id)
+    ).fetchone()
+    return _row(row) if row else None
+
+
+def user_sessions(
+    conn: sqlite3.Connection,
+    project_id: int,
+    user_id: str,
+    *,
+    start_date: int | None = None,
+    end_date: int | None = None,
+    limit: int = 50,
+) -> list[SessionRow]:
+    """Sessions of ``user_id`` (exact match), live ones included, by session id ascending.
+
+    ``start_date``/``end_date`` (epoch ms) bound ``start_ts``, both inclusive.
+    """
+    sql = f"{_SELECT} WHERE project_id = ? AND user_id = ?"
+    params: list[Any] = [project_id, user_id]
+    if start_date is not None:
+        sql += " AND start_ts >= ?"
+        params.append(start_date)
+    if end_date is not None:
+        sql += " AND start_ts <= ?"
+        params.append(end_date)
+    sql += " ORDER BY session_id LIMIT ?"
+    params.append(limit)
+    return [_row(r) for r in conn.execute(sql, params)]
+
+
+def live_sessions(conn: sqlite3.Connection) -> list[SessionRow]:
+    """Every session without a duration yet (all projects), oldest first."""
+    return [_row(r) for r in conn.execute(f"{_SELECT} WHERE duration IS NULL ORDER BY session_id")]

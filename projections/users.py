@@ -1,0 +1,157 @@
+"""The ``users`` projection: per (project, user id), how many finished sessions and when.
+
+Owns ``end_users`` (the answer of public v1 ``GET /users/{userId}``) and ``end_user_sessions``
+(the little it needs to know per session to recompute that answer: project, current user id,
+start time, finished or not). "End users" are the people the tracker records, not the accounts of
+the dashboard.
+
+Semantics (API.md 1.2 #6, as the reference computes it): only *finished* sessions (a
+``SessionEnded`` was seen) count; ``session_count`` = their number, ``first_seen`` = the smallest
+and ``last_seen`` = the largest of their start times (epoch ms). A user id changed mid-session
+moves the session to the new user. A user with no finished session has no row.
+
+Aggregates are recomputed from ``end_user_sessions`` for every (project, user) an ``apply`` touched,
+instead of incremented, so the result cannot depend on how sessions interleave or on how events
+are split into deliveries.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+import attrs
+
+from engine import events as ev
+from projections.base import SqlProjection, forget_checkpoint
+from storage.schema import apply_migrations
+
+NAME = "users"
+
+STEPS: list[str] = [
+    """
+    CREATE TABLE end_user_sessions (
+        session_id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL,
+        user_id TEXT NULL,
+        start_ts INTEGER NOT NULL,
+        finished INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX end_user_sessions_user ON end_user_sessions (project_id, user_id);
+    CREATE TABLE end_users (
+        project_id INTEGER NOT NULL,
+        user_id TEXT NOT NULL,
+        session_count INTEGER NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        PRIMARY KEY (project_id, user_id)
+    ) WITHOUT ROWID;
+    """,
+]
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class UserSummary:
+    """One end user of a project, over their finished sessions."""
+
+    project_id: int
+    user_id: str
+    session_count: int
+    first_seen: int
+    last_seen: int
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create or upgrade the users tables."""
+    apply_migrations(conn, NAME, STEPS)
+
+
+def reset(conn: sqlite3.Connection) -> None:
+    """Empty the users tables and forget the checkpoint."""
+    conn.execute("DELETE FROM end_users")
+    conn.execute("DELETE FROM end_user_sessions")
+    forget_checkpoint(conn, NAME)
+
+
+_ENSURE_SESSION = """
+INSERT INTO end_user_sessions (session_id, project_id, user_id, start_ts) VALUES (?, ?, ?, ?)
+ON CONFLICT (session_id) DO UPDATE SET
+    start_ts = min(start_ts, excluded.start_ts),
+    user_id = coalesce(excluded.user_id, user_id)
+"""
+_FINISH = "UPDATE end_user_sessions SET finished = 1 WHERE session_id = ?"
+_RECOMPUTE_DELETE = "DELETE FROM end_users WHERE project_id = ? AND user_id = ?"
+_RECOMPUTE_INSERT = """
+INSERT INTO end_users (project_id, user_id, session_count, first_seen, last_seen)
+SELECT project_id, user_id, count(*), min(start_ts), max(start_ts)
+FROM end_user_sessions
+WHERE project_id = ? AND user_id = ? AND finished = 1
+GROUP BY project_id, user_id
+"""
+
+
+def apply(conn: sqlite3.Connection, events: Sequence[ev.DomainEvent]) -> None:
+    """Track sessions' users and finishes, then recompute the touched users (caller's transaction).
+
+    Only lifecycle events matter here, a handful per session, so statements go one per event
+    (in order, which matters when a user id changes); the recomputation is one pair of
+    ``executemany`` over the touched users.
+    """
+    touched: set[tuple[int, str]] = set()
+
+    def touch(session_id: int) -> None:
+        row = conn.execute(
+            "SELECT project_id, user_id FROM end_user_sessions WHERE session_id = ?", (session_id,)
+        ).fetchone()
+        if row is not None and row[1] is not None:
+            touched.add((int(row[0]), str(row[1])))
+
+    for event in events:
+        match event:
+            case ev.SessionStarted():
+                touch(event.session_id)
+                conn.execute(
+                    _ENSURE_SESSION,
+                    (event.session_id, event.project_id, event.user_id, event.timestamp),
+                )
+                touch(event.session_id)
+            case ev.UserIdSet():
+                touch(event.session_id)  # the previous user loses this session
+                conn.execute(
+                    _ENSURE_SESSION,
+                    (event.session_id, event.project_id, event.user_id, event.timestamp),
+                )
+                touch(event.session_id)
+            case ev.SessionEnded():
+                conn.execute(
+                    _ENSURE_SESSION,
+                    (event.session_id, event.project_id, None, event.timestamp - event.duration_ms),
+                )
+                conn.execute(_FINISH, (event.session_id,))
+                touch(event.session_id)
+            case _:
+                pass
+    if touched:
+        keys = sorted(touched)
+        conn.executemany(_RECOMPUTE_DELETE, keys)
+        conn.executemany(_RECOMPUTE_INSERT, keys)
+
+
+PROJECTION = SqlProjection(name=NAME, migrate=migrate, apply=apply, reset=reset)
+
+
+# -- queries ---------------------------------------------------------------------------------------
+
+
+def get_user(conn: sqlite3.Connection, project_id: int, user_id: str) -> UserSummary | None:
+    """The summary of ``user_id`` (exact match) in a project, or None without finished sessions."""
+    row = conn.execute(
+        "SELECT project_id, user_id, session_count, first_seen, last_seen FROM end_users"
+        " WHERE project_id = ? AND user_id = ?",
+        (project_id, user_id),
+    ).fetchone()
+    if row is None:
+        return None
+    return UserSummary(
+        project_id=row[0], user_id=row[1], session_count=row[2], first_seen=row[3], last_seen=row[4]
+    )

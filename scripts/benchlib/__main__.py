@@ -1,0 +1,163 @@
+"""The benchmark driver behind ``scripts/bench``: runs the sections, prints ONE table, writes it.
+
+Sections: ingest, engine, rebuild, queries, memory (issue 5). ``--only a,b`` runs a subset and
+``--quick`` shrinks every size (for a try-out in about a minute or two). A full run writes
+BENCHMARKS.md at the repository root; a subset or quick run writes only with ``--out PATH``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+
+from benchlib import common, engine, ingest, memory, queries, rebuild, report
+from benchlib.common import log
+
+SECTIONS = ("ingest", "engine", "rebuild", "queries", "memory")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.splitlines()[0])
+    p.add_argument("--only", default=",".join(SECTIONS),
+                   help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
+    p.add_argument("--quick", action="store_true", help="small sizes and short runs (try-out)")
+    p.add_argument("--out", default=None,
+                   help="write the table here (default: BENCHMARKS.md for a full run, "
+                        "nothing for --only/--quick)")
+    p.add_argument("--trackers", type=int, default=None, help="concurrent simulated trackers")
+    p.add_argument("--duration", type=float, default=None, help="seconds per ingest run")
+    p.add_argument("--loadgen-procs", type=int, default=1, help="load generator processes")
+    p.add_argument("--workers", default="auto",
+                   help="also run ingest against `replayd serve --workers N` (split ingest/engine "
+                        "mode): N, 0 = never, auto = 1 when the server supports it")
+    p.add_argument("--sizes", default=None, help="ingest body sizes in KB, e.g. 1,16,64")
+    args = p.parse_args(argv)
+    args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(args.sections) - set(SECTIONS)
+    if unknown:
+        p.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    t_start = time.monotonic()
+    info = report.machine()
+    quick = args.quick
+    full = set(args.sections) == set(SECTIONS) and not quick
+    rows: list[report.Row] = []
+    notes: list[str] = []
+    failed: list[str] = []
+
+    sizes = tuple(int(k) * 1024 for k in args.sizes.split(",")) if args.sizes else (1024, 16384, 65536)
+    ing = ingest.IngestSettings(
+        sizes=sizes, trackers=args.trackers or (16 if quick else 32), procs=args.loadgen_procs,
+        warmup_s=0.5 if quick else 1.0, duration_s=args.duration or (2.0 if quick else 5.0),
+        drain_timeout_s=10.0 if quick else 30.0)
+    workers = 0
+    if args.workers == "auto":
+        workers = 1 if ("ingest" in args.sections or "engine" in args.sections) \
+            and common.supports_workers() else 0
+    else:
+        workers = int(args.workers)
+
+    def section(name: str, fn) -> None:
+        if name not in args.sections:
+            return
+        t0 = time.monotonic()
+        try:
+            rows.extend(fn())
+        except Exception as exc:  # one broken section must not hide the others' figures
+            failed.append(name)
+            traceback.print_exc()
+            rows.append(report.Row(name.capitalize(), "section failed",
+                                   f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}",
+                                   result="MISS"))
+        log(f"{name}: {time.monotonic() - t0:.0f} s")
+
+    # Ingest (and the engine, watched while replayd is loaded).
+    cases: list[ingest.IngestCase] = []
+
+    def do_ingest() -> list[report.Row]:
+        cases.extend(ingest.run(ing))
+        if workers:
+            cases.extend(ingest.run(_with_workers(ing, workers)))
+        single = [c for c in cases if not c.workers]
+        split = [c for c in cases if c.workers]
+        return report.ingest_rows(single, ing.trackers) + report.ingest_rows(split, ing.trackers)
+
+    def do_engine() -> list[report.Row]:
+        if not cases:  # engine without the ingest section: replayd at the largest size only
+            cases.extend(_engine_only(ing))
+        ceiling = engine.decode_ceiling(engine.loader_bodies(max(ing.sizes)), seconds=2.0)
+        watched = [(f"{c.body_size // 1024} KB", c.engine) for c in cases if not c.workers]
+        split = [(f"{c.body_size // 1024} KB, --workers {c.workers}", c.engine)
+                 for c in cases if c.workers]
+        rows_ = report.engine_rows(watched, ceiling)
+        if split:
+            rows_ += report.engine_rows(split, ceiling)
+        return rows_
+
+    section("ingest", do_ingest)
+    section("engine", do_engine)
+
+    section("rebuild", lambda: report.rebuild_rows(rebuild.run(
+        min_messages=200_000 if quick else 1_000_000)))
+    section("queries", lambda: report.query_rows(queries.run(
+        queries.QuerySettings(stored_sessions=20_000, sessions_with_events=1_000, live_sessions=1_000,
+                              requests=200, rebuild_budget_s=30)
+        if quick else queries.QuerySettings())))
+    section("memory", lambda: report.memory_rows(memory.run(live=1_000 if quick else 10_000)))
+
+    elapsed = time.monotonic() - t_start
+    notes += [
+        "Ingest: the same generator process(es) drive both servers with the same trackers, headers "
+        "and encoder-made bodies (uncompressed, `DataType: player`), one batch in flight per "
+        "tracker on keep-alive connections; replayd answers after the record's commit (durable ack).",
+        "Latencies are client-side (request sent -> response parsed), so they include queueing "
+        "behind the other trackers' requests for the ingest rows; the query rows send one request "
+        "at a time.",
+        "Engine: the projections' lowest checkpoint is sampled every 100 ms while replayd is under "
+        "ingest load; records convert to tracker messages by their known count per batch.",
+        "The 2 cores are shared by the server, the load generator and the driver; background load "
+        "on the machine (see load average) lowers every figure, ceilings included.",
+    ]
+    if quick:
+        notes.insert(0, "QUICK run: reduced sizes; not comparable with the targets' data sizes.")
+    if failed:
+        notes.insert(0, f"Sections that failed: {', '.join(failed)} (see the run's stderr).")
+    command = "scripts/bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    doc = report.document(rows, info, notes, command.strip(), elapsed)
+    print(report.table(rows))
+    print(f"\n({elapsed / 60:.1f} min)")
+    out = args.out or ("BENCHMARKS.md" if full else None)
+    if out:
+        path = out if os.path.isabs(out) else str(common.ROOT / out)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(doc)
+        log(f"wrote {out}")
+    return 1 if failed else 0
+
+
+def _with_workers(s: ingest.IngestSettings, workers: int) -> ingest.IngestSettings:
+    import attrs
+
+    return attrs.evolve(s, workers=workers)
+
+
+def _engine_only(s: ingest.IngestSettings) -> list[ingest.IngestCase]:
+    """Engine without the ingest section: replayd runs at the largest size only (no ceiling)."""
+    import tempfile
+    from pathlib import Path
+
+    size = max(s.sizes)
+    with tempfile.TemporaryDirectory(prefix="replayd-bench-") as tmp:
+        run, watch = ingest.run_replayd(size, s, Path(tmp))
+    return [ingest.IngestCase(size, run, run, watch)]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

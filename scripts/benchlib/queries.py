@@ -1,0 +1,266 @@
+"""Query benchmark: public session-events endpoint and Assist live search, p50/p99.
+
+Data, generated the way production gets it:
+* stored sessions: a ``WEB_START`` record per session (and, for a subset, a batch rich in clicks,
+  inputs and a location) appended with ``EventLog.append_many``, spread over the last 29 days so
+  that they end in record time, then projected by ``replayd rebuild`` (the rebuild driver is the
+  fast path to a million sessions: no HTTP, same engine and projections);
+* live sessions: started over HTTP against the running server (``/v1/web/start`` + a first
+  batch with a user id, metadata and a page), by the load generator in ``sessions`` mode.
+
+If the wanted number of stored sessions cannot be projected within the time budget the section
+measures with what fit and says so in the table.
+
+Latency is measured by one keep-alive client, one request at a time (no queueing in the figure),
+for the events of random stored sessions that have events and for a mix of live-search filters;
+the same client against the ceiling server's empty GET gives the framework's floor.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+
+from benchlib import batches, common, rebuild
+from benchlib.common import log, percentile
+from benchlib.loadgen import LoadSpec, parse_response, request_bytes
+
+
+class QueryClient:
+    """One keep-alive HTTP/1.1 connection; ``request`` returns (status, body, seconds)."""
+
+    def __init__(self, port: int, headers: list[tuple[str, str]]):
+        self.port = port
+        self.headers = headers
+        self.sock = self._connect()
+
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    def request(self, method: str, path: str, body: bytes = b"",
+                content_type: str | None = None) -> tuple[int, bytes, float]:
+        headers = list(self.headers)
+        if content_type:
+            headers.append(("Content-Type", content_type))
+        data = request_bytes(method, path, f"127.0.0.1:{self.port}", headers, body)
+        for attempt in (1, 2):
+            t0 = time.perf_counter()
+            try:
+                self.sock.sendall(data)
+                buf = bytearray()
+                while True:
+                    chunk = self.sock.recv(262144)
+                    if not chunk:
+                        raise ConnectionError("closed")
+                    buf += chunk
+                    parsed = parse_response(buf)
+                    if parsed is not None:
+                        status, payload, _ = parsed
+                        return status, payload, time.perf_counter() - t0
+            except (ConnectionError, OSError):
+                if attempt == 2:
+                    raise
+                self.sock.close()  # an idle keep-alive timeout: reconnect once (not timed)
+                self.sock = self._connect()
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@attrs.frozen
+class Latency:
+    """p50/p99 of one endpoint, milliseconds, and how many requests were measured."""
+
+    p50_ms: float
+    p99_ms: float
+    n: int
+    errors: int
+    note: str = ""
+
+
+def measure(client: QueryClient, requests: list[tuple[str, str, bytes]], warmup: int = 20,
+            check=None) -> Latency:
+    """Send ``requests`` one at a time (after ``warmup`` untimed ones); latency percentiles."""
+    for method, path, body in requests[:warmup]:
+        client.request(method, path, body, "application/json" if body else None)
+    times, errors, note = [], 0, ""
+    for method, path, body in requests[warmup:]:
+        status, payload, secs = client.request(method, path, body,
+                                               "application/json" if body else None)
+        if status != 200:
+            errors += 1
+            note = f"HTTP {status}: {payload[:120]!r}"
+            continue
+        if check is not None and not note:
+            note = check(payload) or ""
+        times.append(secs * 1000)
+    return Latency(percentile(times, 50), percentile(times, 99), len(times), errors, note)
+
+
+@attrs.frozen
+class QuerySettings:
+    stored_sessions: int = 1_000_000
+    sessions_with_events: int = 10_000
+    live_sessions: int = 10_000
+    requests: int = 1000
+    rebuild_budget_s: float = 150.0  # at most this long for projecting the stored sessions
+    live_procs: int = 1
+    live_trackers: int = 32
+
+
+@attrs.frozen
+class QueryResult:
+    stored_wanted: int
+    stored: int  # sessions projected
+    rebuild_s: float
+    live_wanted: int
+    live: int  # live sessions the server reported when measured
+    live_start_s: float
+    events: Latency
+    live_search: Latency
+    floor: Latency  # empty GET on the ceiling server
+    note: str = ""
+
+
+def _stored_records(project_id: int, n: int, with_events: int, ids: list[int]) -> Iterator:
+    span_ms = 29 * 86_400_000
+    base = int(time.time() * 1000) - 30 * 86_400_000
+    step = max(1, span_ms // max(n, 1))
+    events_every = max(1, n // max(with_events, 1))
+    for i, sid in enumerate(ids):
+        ts = base + i * step
+        yield rebuild.start_record(project_id, sid, ts, i)
+        if i % events_every == 0:
+            yield rebuild.batch_record(project_id, sid, ts + 1000, 1,
+                                       batches.session_events_batch(i, ts + 1000))
+
+
+def prepare_stored(db: Path, project_id: int, s: QuerySettings) -> tuple[int, float, list[int], str]:
+    """Append and project stored sessions; scale down if a probe shows the budget is too short.
+
+    Returns (sessions projected, rebuild seconds, ids of sessions with events, note).
+    """
+    from engine.ids import FlakeIdGenerator
+
+    gen = FlakeIdGenerator(shard=9)
+    base = int(time.time() * 1000) - 30 * 86_400_000
+    note = ""
+    # Probe the projection rate on a small log first (same database, rebuilt again below).
+    probe_n = min(s.stored_sessions, 20_000)
+    ids = [gen.next_id(base + i) for i in range(s.stored_sessions)]
+    probe_db = db.with_name("probe.db")
+    keys = common.create_keys(probe_db)
+    rebuild.append_records(probe_db, _stored_records(keys.project_id, probe_n,
+                                                     probe_n // 100, ids[:probe_n]), chunk=5000)
+    run = rebuild.run_rebuild(probe_db)
+    per_s = probe_n / (run.own_s or run.wall_s)
+    fit = int(per_s * s.rebuild_budget_s)
+    n = s.stored_sessions
+    if fit < n:
+        n = max(probe_n, fit // 10_000 * 10_000)
+        note = (f"{n:,} of {s.stored_sessions:,} stored sessions: projecting runs at "
+                f"{per_s:,.0f} sessions/s, {s.rebuild_budget_s:.0f} s budget")
+    probe_db.unlink(missing_ok=True)
+    with_events = min(s.sessions_with_events, n)
+    log(f"queries: appending {n:,} sessions ({with_events:,} with events) through the log")
+    t0 = time.perf_counter()
+    rebuild.append_records(db, _stored_records(project_id, n, with_events, ids[:n]), chunk=5000)
+    log(f"queries: appended in {time.perf_counter() - t0:.1f} s; replayd rebuild")
+    run = rebuild.run_rebuild(db)
+    events_every = max(1, n // max(with_events, 1))
+    return n, run.own_s or run.wall_s, ids[:n:events_every], note
+
+
+def start_live(port: int, project_key: str, n: int, s: QuerySettings) -> tuple[list[str], float]:
+    """Start ``n`` live sessions over HTTP; return their ids and how long it took."""
+    spec = LoadSpec(port=port, project_key=project_key, trackers=s.live_trackers, mode="sessions",
+                    sessions=n, duration_s=600, seed=31)
+    t0 = time.perf_counter()
+    run = common.run_sessions(spec, s.live_procs)
+    return run.sessions, time.perf_counter() - t0
+
+
+
+
+def live_search_requests(project_key: str, n: int, rng: random.Random) -> list[tuple[str, str, bytes]]:
+    """Assist searches (API.md 4.3): user id, metadata, browser, page title; sorted, paginated."""
+    reqs = []
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:
+            # the load generator names live users user-<seed>-<n>; seed 3100 here (spec seed 31)
+            flt = {"type": "userId", "value": [f"user-3100-{rng.randint(0, 999)}"],
+                   "operator": "contains"}
+        elif kind == 1:
+            flt = {"type": "metadata", "source": "plan", "value": ["pro", "enterprise"],
+                   "operator": "is"}
+        elif kind == 2:
+            flt = {"type": "userBrowser", "value": ["chrome"], "operator": "is"}
+        else:
+            flt = {"type": "pageTitle", "value": [f"Item {rng.randint(0, 9999)}"],
+                   "operator": "contains"}
+        body = {"filters": [flt], "sort": "timestamp", "order": "DESC", "page": 1, "limit": 10}
+        reqs.append(("POST", f"/api/v1/{project_key}/assist/sessions",
+                     json.dumps(body).encode()))
+    return reqs
+
+
+def live_total(client: QueryClient, project_key: str) -> int:
+    """How many live sessions the server lists (``data.total`` of the Assist list)."""
+    status, body, _ = client.request("GET", f"/api/v1/{project_key}/assist/sessions")
+    if status != 200:
+        return -1
+    data = json.loads(body).get("data", {})
+    return int(data.get("total", -1)) if isinstance(data, dict) else -1
+
+
+def floor_latency(n: int) -> Latency:
+    """The same client against the ceiling server's empty GET handler."""
+    with common.ceiling_server() as (_child, port):
+        client = QueryClient(port, [("Authorization", "x")])
+        try:
+            return measure(client, [("GET", "/api/v1/ping", b"")] * n)
+        finally:
+            client.close()
+
+
+def _check_events(payload: bytes) -> str:
+    data = json.loads(payload).get("data")
+    return "" if data else "empty event list"
+
+
+def run(s: QuerySettings) -> QueryResult:
+    """Generate the data, start the server with live sessions, measure both endpoints."""
+    rng = random.Random(5)
+    with tempfile.TemporaryDirectory(prefix="replayd-bench-") as tmp:
+        db = Path(tmp) / "queries.db"
+        keys = common.create_keys(db)
+        stored, rebuild_s, with_events, note = prepare_stored(db, keys.project_id, s)
+        log(f"queries: {stored:,} sessions projected in {rebuild_s:.1f} s; starting replayd")
+        with common.replayd_server(db) as (child, port):
+            live_ids, live_s = start_live(port, keys.project_key, s.live_sessions, s)
+            log(f"queries: {len(live_ids):,} live sessions started in {live_s:.1f} s; measuring")
+            client = QueryClient(port, [("Authorization", keys.api_key)])
+            try:
+                live = live_total(client, keys.project_key)
+                n = s.requests
+                ev_reqs = [("GET", f"/api/v1/{keys.project_key}/sessions/"
+                                   f"{rng.choice(with_events)}/events", b"") for _ in range(n + 20)]
+                events = measure(client, ev_reqs, check=_check_events)
+                search = measure(client, live_search_requests(keys.project_key, n + 20, rng))
+            finally:
+                client.close()
+    floor = floor_latency(s.requests)
+    return QueryResult(stored_wanted=s.stored_sessions, stored=stored, rebuild_s=rebuild_s,
+                       live_wanted=s.live_sessions, live=live, live_start_s=live_s,
+                       events=events, live_search=search, floor=floor, note=note)

@@ -1,0 +1,276 @@
+"""Rebuild benchmark: ``replayd rebuild`` of a >= 1M-message log, next to two references.
+
+The log is written THROUGH the log: ``EventLog.append_many`` of ``NewRecord``s whose payloads are
+a ``WebStartPayload`` per session and batches made by our encoder (as the ingest route stores
+them), never rows inserted behind the log's back. Then the real command runs as a subprocess.
+
+References, same run, same number of tracker messages:
+* the decode ceiling: the actor's decode loop over the same batch bodies (``benchlib.engine``);
+* the ``eventsourcing`` library (PyPI, bench-only): the same number of events in its SQLite
+  application recorder, replayed the library's way (notification log pages, mapper back to
+  domain events, folded into an in-memory projection).
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import attrs
+import trio
+
+from benchlib import batches, common, engine
+from benchlib.common import log
+
+BASE_TS = 1_795_418_019_299  # ms; the capture day of PROTOCOL.md's fixtures
+
+
+@attrs.frozen
+class LogStats:
+    records: int
+    messages: int
+    bytes: int
+    seconds: float
+    sample_bodies: list[bytes] = attrs.field(factory=list, repr=False)  # the batches it repeats
+
+
+def start_record(project_id: int, session_id: int, ts: int, i: int, *, platform_ua: str = ""):
+    """A ``WEB_START`` record as the ingest route writes it (payload = ``WebStartPayload``)."""
+    from engine.start_payload import WebStartPayload
+    from storage.records import NewRecord, RecordKind
+
+    payload = WebStartPayload(
+        session_id=session_id, project_id=project_id, start_timestamp=ts, delay=0,
+        user_uuid=str(uuid.UUID(int=session_id)), user_id=f"user-{i % 50_000}", rev_id="rev-1",
+        tracker_version="19.0.1", user_agent=platform_ua or batches.USER_AGENT, user_os="Linux",
+        user_browser="Chrome", user_browser_version="126.0.0", user_device="",
+        user_device_type="desktop", user_country=("DE", "FR", "US", "GB", "BR")[i % 5],
+        timezone="UTC+01:00", screen_width=1280, screen_height=800,
+        referrer="https://www.example.org/",
+    )
+    return NewRecord(session_id=session_id, project_id=project_id, kind=RecordKind.WEB_START,
+                     received_at_ms=ts, payload=payload.to_bytes())
+
+
+def batch_record(project_id: int, session_id: int, ts: int, seq: int, body: bytes):
+    """A ``WEB_BATCH`` record as the ingest route writes it (same batch key shape)."""
+    from storage.records import NewRecord, RecordKind
+
+    return NewRecord(session_id=session_id, project_id=project_id, kind=RecordKind.WEB_BATCH,
+                     received_at_ms=ts, payload=body, batch_key=f"0_{seq}#bench{seq}")
+
+
+async def _append(db: Path, records: Iterable, chunk: int) -> int:
+    from storage.log import EventLog
+
+    # NORMAL, not FULL: generating test data needs no power-cut durability; same code path.
+    event_log = EventLog(db, synchronous="NORMAL", max_batch_records=chunk, queue_size=8)
+    n = 0
+    async with trio.open_nursery() as nursery:
+        await nursery.start(event_log.run)
+        buf = []
+        for rec in records:
+            buf.append(rec)
+            if len(buf) >= chunk:
+                await event_log.append_many(buf)
+                n += len(buf)
+                buf = []
+        if buf:
+            await event_log.append_many(buf)
+            n += len(buf)
+        nursery.cancel_scope.cancel()
+    return n
+
+
+def append_records(db: Path, records: Iterable, chunk: int = 500) -> int:
+    """Append records through ``EventLog.append_many`` (one transaction per chunk)."""
+    return trio.run(_append, db, records, chunk)
+
+
+def build_message_log(db: Path, project_id: int, min_messages: int, body_size: int = 16384,
+                      sessions: int = 100) -> LogStats:
+    """Sessions with interleaved batches until the log holds >= ``min_messages`` tracker messages."""
+    from engine.ids import FlakeIdGenerator
+
+    tails = [batches.make_batch(body_size, seed=5000 + i) for i in range(8)]
+    per_batch = sum(t.messages for t in tails) / len(tails)
+    rounds = -(-min_messages // int(per_batch * sessions))
+    ids = FlakeIdGenerator(shard=7)
+    sids = [ids.next_id(BASE_TS + i) for i in range(sessions)]
+    counted = {"messages": 0, "bytes": 0}
+
+    def records() -> Iterator:
+        ts = BASE_TS
+        for i, sid in enumerate(sids):
+            yield start_record(project_id, sid, ts, i)
+            ts += 7
+        first_index = [0] * sessions
+        for r in range(rounds):
+            for i, sid in enumerate(sids):
+                tail = tails[(i + r) % len(tails)]
+                body = batches.encode_header(0, first_index[i], ts) + tail.tail
+                first_index[i] += tail.messages
+                counted["messages"] += tail.messages
+                counted["bytes"] += len(body)
+                yield batch_record(project_id, sid, ts, r + 1, body)
+                ts += 13  # within the inactivity timeout: the sessions stay live
+
+    t0 = time.perf_counter()
+    n = append_records(db, records(), chunk=200)
+    return LogStats(records=n, messages=counted["messages"], bytes=counted["bytes"],
+                    seconds=time.perf_counter() - t0,
+                    sample_bodies=[batches.encode_header(0, 0, BASE_TS) + t.tail for t in tails])
+
+
+@attrs.frozen
+class RebuildRun:
+    wall_s: float
+    own_s: float | None  # the duration the command reports itself (no interpreter start-up)
+    records: int
+    events: int | None
+    output: str
+
+
+_SUMMARY = re.compile(r"(\d+) records, (\d+) events in ([\d.]+) s")
+
+
+def run_rebuild(db: Path) -> RebuildRun:
+    """``replayd rebuild --db`` as a subprocess, timed."""
+    t0 = time.perf_counter()
+    out = common.replayd("rebuild", "--db", str(db), timeout=900)
+    wall = time.perf_counter() - t0
+    text = "\n".join(out)
+    found = _SUMMARY.search(text)
+    return RebuildRun(wall_s=wall, own_s=float(found.group(3)) if found else None,
+                      records=int(found.group(1)) if found else 0,
+                      events=int(found.group(2)) if found else None, output=text[-500:])
+
+
+# -- the eventsourcing library ---------------------------------------------------------------
+
+
+@attrs.frozen
+class EventsourcingRun:
+    events: int
+    insert_s: float
+    replay_s: float
+
+    @property
+    def replay_per_s(self) -> float:
+        return self.events / self.replay_s if self.replay_s else 0.0
+
+
+def eventsourcing_replay(n_events: int, workdir: Path, aggregates: int = 100) -> EventsourcingRun:
+    """Store ``n_events`` in eventsourcing's SQLite recorder, then replay them all."""
+    import os
+
+    from eventsourcing.application import Application
+    from eventsourcing.domain import Aggregate
+    from eventsourcing.persistence import StoredEvent
+
+    class BenchApplication(Application):
+        log_section_size = 1000  # pages of 1000 notifications (the default is 10)
+
+    class Session(Aggregate):
+        class Clicked(Aggregate.Event):
+            label: str
+            selector: str
+            x: int
+            y: int
+
+    db = workdir / "eventsourcing.db"
+    env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(db)}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        app = BenchApplication()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+    # One real event through the library's mapper gives the topic and the stored state; the rest
+    # reuse that state with their own originator id and version (the columns the recorder keys on).
+    agg = Session()
+    agg.trigger_event(Session.Clicked, label="add to cart", selector="div.product-card > button",
+                      x=4300, y=1200)
+    template = app.mapper.to_stored_event(agg.collect_events()[-1])
+    ids = [uuid.uuid4() for _ in range(aggregates)]
+    t0 = time.perf_counter()
+    chunk: list[StoredEvent] = []
+    for k in range(n_events):
+        chunk.append(StoredEvent(originator_id=ids[k % aggregates],
+                                 originator_version=k // aggregates + 1,
+                                 topic=template.topic, state=template.state))
+        if len(chunk) == 10_000:
+            app.recorder.insert_events(chunk)
+            chunk = []
+    if chunk:
+        app.recorder.insert_events(chunk)
+    insert_s = time.perf_counter() - t0
+
+    # Replay: read the notification log page by page, map back to domain events, fold.
+    counts: dict[uuid.UUID, int] = {}
+    t0 = time.perf_counter()
+    start = 1
+    seen = 0
+    while True:
+        page = app.notification_log.select(start=start, limit=1000)
+        if not page:
+            break
+        for notification in page:
+            event = app.mapper.to_domain_event(notification)
+            counts[event.originator_id] = counts.get(event.originator_id, 0) + 1
+        seen += len(page)
+        start = page[-1].id + 1
+    replay_s = time.perf_counter() - t0
+    app.close()
+    if seen != n_events:
+        raise RuntimeError(f"eventsourcing replayed {seen} events, expected {n_events}")
+    return EventsourcingRun(events=n_events, insert_s=insert_s, replay_s=replay_s)
+
+
+# -- the section -------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class RebuildResult:
+    log: LogStats
+    rebuild: RebuildRun
+    ceiling: engine.DecodeCeiling
+    eventsourcing: EventsourcingRun
+
+    @property
+    def msgs_per_s(self) -> float:
+        secs = self.rebuild.own_s or self.rebuild.wall_s
+        return self.log.messages / secs if secs else 0.0
+
+    @property
+    def wall_msgs_per_s(self) -> float:
+        return self.log.messages / self.rebuild.wall_s if self.rebuild.wall_s else 0.0
+
+
+def run(min_messages: int = 1_000_000, es_events: int | None = None) -> RebuildResult:
+    """Build the log, rebuild it, and measure both references."""
+    with tempfile.TemporaryDirectory(prefix="replayd-bench-") as tmp:
+        db = Path(tmp) / "rebuild.db"
+        keys = common.create_keys(db)
+        log(f"rebuild: writing a log of >= {min_messages:,} messages through EventLog.append_many")
+        stats = build_message_log(db, keys.project_id, min_messages)
+        log(f"rebuild: {stats.records:,} records, {stats.messages:,} messages, "
+            f"{stats.bytes / 1e6:.0f} MB in {stats.seconds:.1f} s; running replayd rebuild")
+        rb = run_rebuild(db)
+        log(f"rebuild: {rb.wall_s:.1f} s wall ({rb.own_s} s reported); decode ceiling")
+        ceiling = engine.decode_ceiling(stats.sample_bodies, seconds=3.0)
+        n_es = es_events or stats.messages
+        log(f"rebuild: eventsourcing with {n_es:,} events")
+        es = eventsourcing_replay(n_es, Path(tmp))
+        log(f"rebuild: eventsourcing replay {es.replay_per_s:,.0f} events/s "
+            f"(insert {es.insert_s:.1f} s)")
+        return RebuildResult(log=stats, rebuild=rb, ceiling=ceiling, eventsourcing=es)

@@ -1,0 +1,259 @@
+"""The one table: rows from every section's results, the machine, and BENCHMARKS.md.
+
+Every figure sits next to the ceiling or reference it is measured against in the same run, with
+the ratio and the target of issue 5 as PASS/MISS. Informational rows have no verdict.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import attrs
+
+from benchlib.common import ROOT, percentile
+
+
+@attrs.frozen
+class Row:
+    area: str
+    measure: str
+    replayd: str
+    reference: str = ""
+    ratio: str = ""
+    target: str = ""
+    result: str = ""  # PASS / MISS / CHECK / "" (information)
+
+
+def verdict(ok: bool | None) -> str:
+    return "" if ok is None else ("PASS" if ok else "MISS")
+
+
+def rate(x: float, unit: str = "/s") -> str:
+    """12,345 -> '12.3k/s'."""
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M{unit}"
+    if x >= 1e4:
+        return f"{x / 1e3:.0f}k{unit}"
+    if x >= 1e3:
+        return f"{x / 1e3:.1f}k{unit}"
+    return f"{x:.0f}{unit}"
+
+
+def ms(x: float) -> str:
+    return f"{x:.1f} ms" if x < 100 else f"{x:.0f} ms"
+
+
+def mb(n: int) -> str:
+    return f"{n / 1e6:.0f} MB"
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "n/a"
+
+
+# -- machine -----------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    """CPU model, cores, RAM, OS, Python, SQLite, date, commit, load at start."""
+    import psutil
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                                capture_output=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               text=True, capture_output=True, timeout=10).stdout.strip()
+        commit = f"{commit}{' + local changes' if dirty else ''}" if commit else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    return {
+        "CPU": f"{cpu}, {os.cpu_count()} cores ({psutil.cpu_count(logical=False)} physical)",
+        "RAM": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
+        "OS": platform.platform(),
+        "Python": sys.version.split()[0],
+        "SQLite": sqlite3.sqlite_version,
+        "Date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "Commit": commit,
+        "Load average at start": " ".join(f"{x:.2f}" for x in load),
+    }
+
+
+# -- rows per section --------------------------------------------------------------------------
+
+
+def _load_cell(run) -> str:
+    lat = run.latencies_ms
+    return (f"{run.req_per_s:,.0f} req/s · {run.mb_per_s:.1f} MB/s · p50 {ms(percentile(lat, 50))}"
+            f" · p99 {ms(percentile(lat, 99))}")
+
+
+def ingest_rows(cases, trackers: int) -> list[Row]:
+    rows = []
+    for c in cases:
+        mode = f", --workers {c.workers}" if c.workers else ""
+        errs = c.replayd.errors
+        note = f" · errors {errs}" if errs else ""
+        rows.append(Row(
+            "Ingest", f"`/v1/web/i` {c.body_size // 1024} KB bodies, {trackers} trackers{mode}",
+            _load_cell(c.replayd) + note, "ceiling: " + _load_cell(c.ceiling),
+            ratio(c.replayd.req_per_s, c.ceiling.req_per_s), ">= 0.90x",
+            verdict(c.ratio >= 0.9 and not errs)))
+    if cases:
+        harder = all(c.ceiling.req_per_s > c.replayd.req_per_s for c in cases)
+        gen_cpu = max(max(c.ceiling.loadgen_cpu, c.replayd.loadgen_cpu) for c in cases)
+        srv = ", ".join(f"{c.body_size // 1024} KB {c.ceiling.server_cpu:.2f}/{c.replayd.server_cpu:.2f}"
+                        for c in cases)
+        rows.append(Row(
+            "Ingest", "load generator is not the bottleneck",
+            f"generator CPU <= {gen_cpu:.2f} core; server CPU (ceiling/replayd, cores): {srv}",
+            "ceiling driven harder than replayd at every size: " + ("yes" if harder else "NO"),
+            "", "ceiling > replayd, generator < 0.8 core",
+            "PASS" if harder and gen_cpu < 0.8 else "CHECK"))
+    return rows
+
+
+def engine_rows(watches, ceiling, per_core_target: float = 300_000) -> list[Row]:
+    """``watches``: (label, EngineWatch) of the replayd ingest runs; the peak one is reported."""
+    usable = [(label, w) for label, w in watches if w is not None]
+    if not usable or not any(w.wired for _, w in usable):
+        return [Row("Engine", "live decode+project", "engine not running in `replayd serve` "
+                    "(no projection checkpoint moved)", f"decode loop: {rate(ceiling.msgs_per_s)}",
+                    "", f">= {rate(per_core_target)} msgs/core", "MISS")]
+    label, peak = max(usable, key=lambda lw: lw[1].ingested_msgs_per_s)
+    live = peak.projected_msgs_per_s
+    drain = peak.drain_msgs_per_s
+    best = max(live, drain)
+    keeps_up = peak.max_lag_records <= 2 and peak.drained_after_s is not None
+    how = ("kept up with ingest (figure is ingest-bound)" if keeps_up
+           else f"backlog worked off at {rate(drain)} msgs after the load")
+    rows = [
+        Row("Engine", f"live decode+project at peak ingest ({label})",
+            f"{rate(live)} msgs (ingest {rate(peak.ingested_msgs_per_s)} msgs); {how}",
+            f"decode loop ({ceiling.wanted_label}): {rate(ceiling.msgs_per_s)} msgs; "
+            f"full decode {rate(ceiling.full_msgs_per_s)}",
+            ratio(best, ceiling.msgs_per_s), f">= {rate(per_core_target, ' msgs')}/core",
+            verdict(best >= per_core_target)),
+    ]
+    drained = (f"caught up {peak.drained_after_s:.1f} s after the load stopped"
+               if peak.drained_after_s is not None
+               else f"not caught up within the drain timeout (checkpoint {peak.final_checkpoint:,}"
+                    f" of {peak.final_head:,} records)")
+    rows.append(Row("Engine", f"projection lag at peak ingest ({label})",
+                    f"max {peak.max_lag_records:,} records "
+                    f"(~{peak.max_lag_records * peak.msgs_per_record:,.0f} msgs) behind the log; "
+                    f"{drained}"))
+    return rows
+
+
+def rebuild_rows(r) -> list[Row]:
+    own = r.rebuild.own_s
+    secs = f"{own:.1f} s (reported), {r.rebuild.wall_s:.1f} s wall" if own else \
+        f"{r.rebuild.wall_s:.1f} s wall"
+    return [
+        Row("Rebuild", f"`replayd rebuild` of {r.log.messages:,} msgs ({r.log.records:,} records)",
+            f"{rate(r.msgs_per_s, ' msgs/s')} ({secs})",
+            f"decode loop: {rate(r.ceiling.msgs_per_s, ' msgs/s')}",
+            ratio(r.msgs_per_s, r.ceiling.msgs_per_s), ">= 250k msgs/s",
+            verdict(r.msgs_per_s >= 250_000)),
+        Row("Rebuild", f"vs `eventsourcing` replaying {r.eventsourcing.events:,} events from SQLite",
+            f"{rate(r.msgs_per_s, ' msgs/s')}",
+            f"eventsourcing: {rate(r.eventsourcing.replay_per_s, ' events/s')}",
+            ratio(r.msgs_per_s, r.eventsourcing.replay_per_s), ">= 10x",
+            verdict(r.msgs_per_s >= 10 * r.eventsourcing.replay_per_s)),
+    ]
+
+
+def _lat(lat) -> str:
+    extra = f" · {lat.errors} errors ({lat.note})" if lat.errors else \
+        (f" · {lat.note}" if lat.note else "")
+    return f"p50 {ms(lat.p50_ms)} · p99 {ms(lat.p99_ms)} (n={lat.n}){extra}"
+
+
+def query_rows(q) -> list[Row]:
+    stored = f"{q.stored:,} stored sessions" + ("" if q.stored >= q.stored_wanted
+                                                else f" (of {q.stored_wanted:,} wanted)")
+    live = f"{q.live:,} listed live of {q.live_wanted:,} started"
+    ok_ev = q.events.errors == 0 and q.events.n > 0 and not q.events.note
+    ok_live = q.live_search.errors == 0 and q.live_search.n > 0
+    rows = [
+        Row("Queries", f"session events `GET /api/v1/{{key}}/sessions/{{id}}/events`, {stored}",
+            _lat(q.events), "empty GET: " + _lat(q.floor),
+            ratio(q.events.p99_ms, q.floor.p99_ms) + " (p99)", "p99 < 5 ms",
+            verdict(ok_ev and q.events.p99_ms < 5)),
+        Row("Queries", f"Assist live search `POST .../assist/sessions`, {live}",
+            _lat(q.live_search), "empty GET: " + _lat(q.floor),
+            ratio(q.live_search.p99_ms, q.floor.p99_ms) + " (p99)", "p99 < 10 ms",
+            verdict(ok_live and q.live >= q.live_wanted * 0.99 and q.live_search.p99_ms < 10)),
+    ]
+    if q.note:
+        rows.append(Row("Queries", "data set", q.note))
+    rows.append(Row("Queries", "data set build",
+                    f"{q.stored:,} sessions projected by `replayd rebuild` in {q.rebuild_s:.1f} s; "
+                    f"{q.live_wanted:,} live sessions started over HTTP in {q.live_start_s:.1f} s"))
+    return rows
+
+
+def memory_rows(m) -> list[Row]:
+    live_note = (f"{m.live_started:,} started, {m.live_listed:,} listed live"
+                 + ("" if m.caught_up else ", engine not caught up"))
+    return [
+        Row("Memory", "RSS idle (fresh server)", mb(m.idle_rss), f"ceiling server idle: {mb(m.floor_rss)}",
+            ratio(m.idle_rss, m.floor_rss), "< 80 MB", verdict(m.idle_rss < 80e6)),
+        Row("Memory", f"RSS with {m.live_wanted:,} live sessions ({live_note})", mb(m.live_rss),
+            f"idle: {mb(m.idle_rss)}", ratio(m.live_rss, m.idle_rss), "< 300 MB",
+            verdict(m.live_rss < 300e6 and m.live_listed >= m.live_wanted * 0.99)),
+    ]
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+HEADER = ("Area", "Measure", "replayd", "Ceiling / reference (same run)", "Ratio", "Target", "Result")
+
+
+def table(rows: list[Row]) -> str:
+    """A Markdown table (also readable as plain text)."""
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
+    for r in rows:
+        cells = (r.area, r.measure, r.replayd, r.reference, r.ratio, r.target,
+                 f"**{r.result}**" if r.result else "")
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def document(rows: list[Row], info: dict[str, str], notes: list[str], command: str,
+             seconds: float) -> str:
+    """The whole BENCHMARKS.md."""
+    parts = [
+        "# Benchmarks",
+        "",
+        f"Written by `{command}` (took {seconds / 60:.1f} min). Every figure is measured next to its "
+        "ceiling or reference in the same run; targets are those of issue 5.",
+        "",
+        "## Machine",
+        "",
+        *[f"- **{k}**: {v}" for k, v in info.items()],
+        "",
+        "## Results",
+        "",
+        table(rows),
+        "",
+    ]
+    if notes:
+        parts += ["## Notes", "", *[f"- {n}" for n in notes], ""]
+    return "\n".join(parts)

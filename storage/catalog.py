@@ -1,0 +1,324 @@
+"""The catalog: organizations, projects, organization API keys and server settings (the token secret).
+
+Owns the tables ``organizations``, ``projects``, ``api_keys`` and ``settings`` (migrated through
+``storage.schema.apply_migrations`` under the component name ``catalog``). Knows nothing of the
+tracker protocol. API keys are stored as SHA-256 hex digests only: the plaintext is returned once
+by ``create_api_key`` and never kept.
+
+Projects are cached in memory: ``/v1/web/start`` looks its project up on every request and must not
+touch SQLite for that. Projects created through this object go straight into the cache; a key the
+cache does not know is looked up in SQLite once (so projects created by another process, e.g. the
+CLI, show up) and an unknown key is remembered as unknown for a few seconds.
+
+The connection may be used from worker threads (``trio.to_thread.run_sync``); a lock serialises it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+import string
+import threading
+import time
+from os import PathLike
+
+import attrs
+
+from storage.schema import apply_migrations
+from storage.sqlite import connect
+
+DEFAULT_ORG_ID = 1
+DEFAULT_MAX_SESSION_DURATION_MS = 7_200_000  # 2 h, the reference backend's database default
+PLATFORMS = ("web", "ios", "android")
+PROJECT_KEY_LENGTH = 20
+API_KEY_LENGTH = 20  # same length as the reference backend's organization API keys
+TOKEN_SECRET_SETTING = "token_secret"
+
+_ALPHANUMERIC = string.ascii_letters + string.digits
+_NEGATIVE_TTL_S = 5.0  # how long an unknown project key stays "unknown" without asking SQLite
+_NEGATIVE_MAX = (
+    10_000  # bound on remembered unknown keys (a scan of random keys must not grow memory)
+)
+
+_MIGRATIONS: list[str] = [
+    # 1: organizations, projects, API keys, settings. org_id is on every project and key so that
+    # several organizations can share one database later; today everything belongs to org 1.
+    """
+    CREATE TABLE organizations (
+        org_id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE projects (
+        project_id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES organizations (org_id),
+        project_key TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        platform TEXT NOT NULL CHECK (platform IN ('web', 'ios', 'android')),
+        active INTEGER NOT NULL DEFAULT 1,
+        sample_rate INTEGER NOT NULL DEFAULT 100,
+        max_session_duration_ms INTEGER NOT NULL DEFAULT 7200000,
+        save_request_payloads INTEGER NOT NULL DEFAULT 0,
+        beacon_size INTEGER NOT NULL DEFAULT 0,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX projects_org ON projects (org_id, project_id);
+    CREATE TABLE api_keys (
+        key_hash TEXT PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES organizations (org_id),
+        created_at_ms INTEGER NOT NULL,
+        label TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE settings (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+]
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class Project:
+    """One project (a tracked site or app). ``project_key`` is the public key the tracker sends."""
+
+    project_id: int
+    org_id: int
+    project_key: str
+    name: str
+    platform: str
+    active: bool
+    sample_rate: int  # percent of new sessions recorded (0-100)
+    max_session_duration_ms: int  # token lifetime of a session
+    save_request_payloads: bool
+    beacon_size: int  # max batch size for this project; 0 = the server default
+    created_at_ms: int
+
+
+_PROJECT_COLUMNS = (
+    "project_id, org_id, project_key, name, platform, active, sample_rate, "
+    "max_session_duration_ms, save_request_payloads, beacon_size, created_at_ms"
+)
+
+
+def _project(row: tuple) -> Project:
+    return Project(
+        project_id=row[0],
+        org_id=row[1],
+        project_key=row[2],
+        name=row[3],
+        platform=row[4],
+        active=bool(row[5]),
+        sample_rate=row[6],
+        max_session_duration_ms=row[7],
+        save_request_payloads=bool(row[8]),
+        beacon_size=row[9],
+        created_at_ms=row[10],
+    )
+
+
+def hash_api_key(key: str) -> str:
+    """The stored form of an API key (SHA-256 hex; keys are random, so no salt is needed)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _random_alphanumeric(length: int) -> str:
+    return "".join(secrets.choice(_ALPHANUMERIC) for _ in range(length))
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Catalog:
+    """Projects, organizations, API keys and settings in one SQLite database."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._lock = threading.RLock()
+        self._by_key: dict[str, Project] = {}
+        self._by_id: dict[int, Project] = {}
+        self._unknown_keys: dict[str, float] = {}  # key -> monotonic time until which it is unknown
+        with self._lock:
+            apply_migrations(conn, "catalog", _MIGRATIONS)
+            conn.execute(
+                "INSERT OR IGNORE INTO organizations (org_id, name, created_at_ms) VALUES (?, ?, ?)",
+                (DEFAULT_ORG_ID, "default", _now_ms()),
+            )
+            self._secret = self._load_or_create_secret()
+            for row in conn.execute(f"SELECT {_PROJECT_COLUMNS} FROM projects"):
+                self._remember(_project(row))
+
+    @classmethod
+    def open(cls, path: str | PathLike[str]) -> Catalog:
+        """Open (creating if needed) the catalog in the SQLite database at ``path``."""
+        # check_same_thread=False: the server calls in from worker threads (trio.to_thread);
+        # self._lock serialises every use of the connection.
+        return cls(connect(path, check_same_thread=False))
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
+
+    # -- settings --------------------------------------------------------------------------------
+
+    def _load_or_create_secret(self) -> bytes:
+        # INSERT OR IGNORE then read back: two processes opening a fresh database agree on one secret.
+        self._conn.execute(
+            "INSERT OR IGNORE INTO settings (name, value) VALUES (?, ?)",
+            (TOKEN_SECRET_SETTING, secrets.token_bytes(32).hex()),
+        )
+        (value,) = self._conn.execute(
+            "SELECT value FROM settings WHERE name = ?", (TOKEN_SECRET_SETTING,)
+        ).fetchone()
+        return bytes.fromhex(value)
+
+    def token_secret(self) -> bytes:
+        """The HMAC secret for session tokens (32 random bytes, generated on first open)."""
+        return self._secret
+
+    # -- projects --------------------------------------------------------------------------------
+
+    def _remember(self, project: Project) -> None:
+        self._by_key[project.project_key] = project
+        self._by_id[project.project_id] = project
+        self._unknown_keys.pop(project.project_key, None)
+
+    def create_project(
+        self,
+        name: str,
+        platform: str = "web",
+        *,
+        org_id: int = DEFAULT_ORG_ID,
+        sample_rate: int = 100,
+        max_session_duration_ms: int = DEFAULT_MAX_SESSION_DURATION_MS,
+        save_request_payloads: bool = False,
+        beacon_size: int = 0,
+    ) -> Project:
+        """Create a project with a fresh random 20-character key."""
+        if platform not in PLATFORMS:
+            raise ValueError(f"platform must be one of {', '.join(PLATFORMS)}")
+        if not 0 <= sample_rate <= 100:
+            raise ValueError("sample_rate must be within 0..100")
+        with self._lock:
+            while True:
+                key = _random_alphanumeric(PROJECT_KEY_LENGTH)
+                try:
+                    cursor = self._conn.execute(
+                        "INSERT INTO projects (org_id, project_key, name, platform, sample_rate, "
+                        "max_session_duration_ms, save_request_payloads, beacon_size, created_at_ms)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            org_id,
+                            key,
+                            name,
+                            platform,
+                            sample_rate,
+                            max_session_duration_ms,
+                            int(save_request_payloads),
+                            beacon_size,
+                            _now_ms(),
+                        ),
+                    )
+                except sqlite3.IntegrityError as error:
+                    if "project_key" in str(error):
+                        continue  # a key collision (62^20 keys: practically never); draw again
+                    raise
+                break
+            row = self._conn.execute(
+                f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE project_id = ?", (cursor.lastrowid,)
+            ).fetchone()
+            project = _project(row)
+            self._remember(project)
+            return project
+
+    def cached_project_by_key(self, project_key: str) -> tuple[bool, Project | None]:
+        """Answer from memory only: ``(True, project_or_None)`` if the cache knows, else ``(False, None)``.
+
+        The request path calls this first and ``get_project_by_key`` (in a worker thread) only when
+        the cache cannot answer.
+        """
+        with self._lock:
+            project = self._by_key.get(project_key)
+            if project is not None:
+                return True, project
+            until = self._unknown_keys.get(project_key)
+            if until is not None and until > time.monotonic():
+                return True, None
+            return False, None
+
+    def get_project_by_key(self, project_key: str) -> Project | None:
+        """The project with this public key (active or not), or None."""
+        known, project = self.cached_project_by_key(project_key)
+        if known:
+            return project
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE project_key = ?", (project_key,)
+            ).fetchone()
+            if row is not None:
+                project = _project(row)
+                self._remember(project)
+                return project
+            if len(self._unknown_keys) >= _NEGATIVE_MAX:
+                self._unknown_keys.clear()
+            self._unknown_keys[project_key] = time.monotonic() + _NEGATIVE_TTL_S
+            return None
+
+    def get_project(self, project_id: int) -> Project | None:
+        """The project with this id, or None."""
+        with self._lock:
+            project = self._by_id.get(project_id)
+            if project is not None:
+                return project
+            row = self._conn.execute(
+                f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE project_id = ?", (project_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            project = _project(row)
+            self._remember(project)
+            return project
+
+    def list_projects(self, org_id: int = DEFAULT_ORG_ID) -> list[Project]:
+        """All projects of an organization, oldest first (read from SQLite, not the cache)."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE org_id = ? ORDER BY project_id",
+                (org_id,),
+            ).fetchall()
+            projects = [_project(row) for row in rows]
+            for project in projects:
+                self._remember(project)
+            return projects
+
+    # -- API keys --------------------------------------------------------------------------------
+
+    def create_api_key(self, org_id: int = DEFAULT_ORG_ID, label: str = "") -> str:
+        """Create an organization API key; returns the plaintext, which is not stored anywhere."""
+        key = _random_alphanumeric(API_KEY_LENGTH)
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO api_keys (key_hash, org_id, created_at_ms, label) VALUES (?, ?, ?, ?)",
+                (hash_api_key(key), org_id, _now_ms(), label),
+            )
+        return key
+
+    def verify_api_key(self, key: str) -> int | None:
+        """The organization id the key belongs to, or None for an unknown key."""
+        if not key:
+            return None
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT org_id FROM api_keys WHERE key_hash = ?", (hash_api_key(key),)
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def api_key_count(self, org_id: int = DEFAULT_ORG_ID) -> int:
+        """How many API keys an organization has (the first ``serve`` creates one if none)."""
+        with self._lock:
+            (count,) = self._conn.execute(
+                "SELECT count(*) FROM api_keys WHERE org_id = ?", (org_id,)
+            ).fetchone()
+        return count

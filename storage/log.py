@@ -1,0 +1,621 @@
+"""The append-only event log: one writer task with group commit, readers, tail.
+
+Owns the ``log`` table (schema in :mod:`storage.schema`) and DESIGN.md invariants 1-4 and 7:
+
+1. :meth:`EventLog.append` returns only after the transaction holding the record committed.
+2. Positions are SQLite rowids assigned by the single writer: strictly increasing, gap-free.
+3. A retry (same session, kind and batch key) stores nothing and returns the original position.
+4. No code path here updates a record; a ``BEFORE UPDATE`` trigger refuses even raw SQL.
+7. ``received_at_ms`` is stamped by the caller and stored as given; the log never reads the clock.
+
+Knows nothing of the tracker protocol: payloads are opaque bytes. Must not import engine,
+projections or api.
+
+Threading: the writer connection is used only by the writer task, one ``trio.to_thread`` call at a
+time; every reader (a tail, the pool behind :meth:`EventLog.read_session`, a :class:`LogReader`)
+has its own connection. WAL lets readers run while the writer commits.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import os
+import sqlite3
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import Any, Self
+
+import attrs
+import trio
+
+from storage.records import AppendResult, LogRecord, NewRecord, RecordKind
+from storage.schema import migrate_log
+from storage.sqlite import DEFAULT_BUSY_TIMEOUT_MS, SYNCHRONOUS_MODES, atomic, connect
+
+# A retry hits the partial unique index and inserts nothing (rowcount 0). Checking rowcount and
+# lastrowid is measurably cheaper than ``RETURNING position`` on the hot path.
+_INSERT = (
+    "INSERT INTO log (session_id, project_id, kind, batch_key, received_at_ms, payload)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (session_id, kind, batch_key) WHERE batch_key IS NOT NULL DO NOTHING"
+)
+_FIND_ORIGINAL = "SELECT position FROM log WHERE session_id = ? AND kind = ? AND batch_key = ?"
+_COLUMNS = "position, session_id, project_id, kind, received_at_ms, payload, batch_key"
+
+# Errors caused by the records of one request rather than by the database as a whole (a constraint
+# or trigger refusing a row, a value SQLite cannot bind). When a group commit fails with one of
+# these, the requests are retried one transaction each so that only the culprit fails.
+_RECORD_ERRORS: tuple[type[BaseException], ...] = (
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    sqlite3.DataError,
+    OverflowError,
+    TypeError,
+    ValueError,
+)
+_WRITE_ERRORS: tuple[type[BaseException], ...] = (*_RECORD_ERRORS, sqlite3.Error)
+
+
+class LogError(Exception):
+    """Base class of the log's errors."""
+
+
+class LogClosed(LogError):
+    """The writer is not running (not started yet, or shut down). The record was not stored."""
+
+
+class LogOverloaded(LogError):
+    """The append queue stayed full for ``wait_timeout`` seconds. The record was not stored.
+
+    The API answers 503 with ``Retry-After``; a retry is safe.
+    """
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class LogWriteFailed(LogError):
+    """The transaction that held the record failed; the record was not stored (see ``__cause__``)."""
+
+
+@attrs.frozen(slots=True)
+class LogStatistics:
+    """What the log is doing, for metrics: back-pressure you can see."""
+
+    head: int
+    queued: int  # requests buffered in the queue, not yet taken by the writer
+    queue_capacity: int
+    waiting_appenders: int  # appenders blocked because the queue is full
+    commits: int  # group-commit transactions committed
+    records_committed: int  # new records stored (duplicates excluded)
+    duplicates: int  # retries answered with the original position
+    failed_appends: int  # requests answered with LogWriteFailed
+
+
+def _row(record: NewRecord) -> tuple[int, int, int, str | None, int, bytes]:
+    """The values of ``_INSERT`` for a record."""
+    return (
+        record.session_id,
+        record.project_id,
+        int(record.kind),
+        record.batch_key,
+        record.received_at_ms,
+        record.payload,
+    )
+
+
+def _max_position(conn: sqlite3.Connection) -> int:
+    # max() of the rowid is a single b-tree seek, not a scan.
+    return int(conn.execute("SELECT coalesce(max(position), 0) FROM log").fetchone()[0])
+
+
+def _record_from_row(row: tuple[Any, ...]) -> LogRecord:
+    position, session_id, project_id, kind, received_at_ms, payload, batch_key = row
+    return LogRecord(
+        position=position,
+        session_id=session_id,
+        project_id=project_id,
+        kind=RecordKind(kind),
+        received_at_ms=received_at_ms,
+        payload=bytes(payload),
+        batch_key=batch_key,
+    )
+
+
+class LogReader:
+    """Synchronous read-only access to a log file, for one thread at a time.
+
+    For worker threads of this process (tail, rebuild), other processes (a multi-process engine
+    later) and benchmarks. Sees every committed record; never writes.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS
+    ) -> None:
+        # check_same_thread=False: a reader is moved between trio worker threads, one call at a time.
+        self._conn = connect(
+            path,
+            busy_timeout_ms=busy_timeout_ms,
+            check_same_thread=False,
+            create=False,
+            query_only=True,
+        )
+
+    def read(self, after: int, limit: int) -> list[LogRecord]:
+        """Up to ``limit`` committed records with ``position > after``, in position order."""
+        rows = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM log WHERE position > ? ORDER BY position LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        return [_record_from_row(row) for row in rows]
+
+    def read_session(self, session_id: int, before: int | None = None) -> list[LogRecord]:
+        """All records of one session in position order (only ``position < before`` if given)."""
+        if before is None:
+            cursor = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM log WHERE session_id = ? ORDER BY position",
+                (session_id,),
+            )
+        else:
+            cursor = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM log WHERE session_id = ? AND position < ?"
+                " ORDER BY position",
+                (session_id, before),
+            )
+        return [_record_from_row(row) for row in cursor.fetchall()]
+
+    def head(self) -> int:
+        """The last committed position, 0 when the log is empty."""
+        return _max_position(self._conn)
+
+    def count(self) -> int:
+        """The number of records stored."""
+        return int(self._conn.execute("SELECT count(*) FROM log").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+@attrs.define(eq=False)
+class _Request:
+    """One call of append/append_many waiting in the queue: its records, then its outcome.
+
+    The records of one request are written in one transaction (all or nothing).
+    """
+
+    records: Sequence[NewRecord]
+    done: trio.Event = attrs.field(factory=trio.Event)
+    results: list[AppendResult] | None = None
+    error: BaseException | None = None
+
+    def resolve(self, outcome: list[AppendResult] | BaseException) -> None:
+        if self.done.is_set():
+            return
+        if isinstance(outcome, BaseException):
+            self.error = outcome
+        else:
+            self.results = outcome
+        self.done.set()
+
+
+class EventLog:
+    """The append-only log of one database file, with its single writer task.
+
+    Start the writer with ``await nursery.start(log.run)``; appends are accepted once it started
+    and until it stops. Group commit: everything queued when the writer gets to it (up to
+    ``max_batch_records``, plus the records of the request that crosses that bound) is written in
+    one transaction, then each appender is woken with its :class:`AppendResult`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        queue_size: int = 1024,
+        max_batch_records: int = 512,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        read_connections: int = 4,
+    ) -> None:
+        if queue_size < 1 or max_batch_records < 1 or read_connections < 1:
+            raise ValueError("queue_size, max_batch_records and read_connections must be >= 1")
+        if synchronous.upper() not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {sorted(SYNCHRONOUS_MODES)}")
+        self.path = os.fspath(path)
+        self._queue_size = queue_size
+        self._max_batch_records = max_batch_records
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._state = _State.NEW
+        self._send: trio.MemorySendChannel[_Request] | None = None  # set once the writer is up
+        self._head = 0
+        # Replaced after every commit: waiters wake on the old one and re-check head().
+        self._committed = trio.Event()
+        # Set when the writer is up, or gave up starting (then _send stays None).
+        self._started = trio.Event()
+        # The writer connection is touched by at most one worker thread at a time.
+        self._writer_limiter = trio.CapacityLimiter(1)
+        self._read_limiter = trio.CapacityLimiter(read_connections)
+        self._idle_readers: list[LogReader] = []
+        self._commits = 0
+        self._records_committed = 0
+        self._duplicates = 0
+        self._failed_appends = 0
+
+    # -- writer ------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The one writer task: open and migrate the database, then commit queued appends forever.
+
+        Reports "started" once the database is ready and appends are accepted. On cancellation it
+        answers every request it did not commit with :class:`LogClosed` (never with a success),
+        finishes the transaction under way if any, and closes its connection.
+        """
+        if self._state is not _State.NEW:
+            raise RuntimeError("EventLog.run can be called only once")
+        try:
+            conn, head = await trio.to_thread.run_sync(
+                self._open_writer, limiter=self._writer_limiter
+            )
+        except BaseException:
+            self._state = _State.CLOSED
+            self._started.set()  # tails waiting for the start must not wait forever
+            raise
+        send, receive = trio.open_memory_channel[_Request](self._queue_size)
+        self._send = send
+        self._head = head
+        self._state = _State.RUNNING
+        self._started.set()
+        self._wake_waiters()
+        in_flight: list[_Request] = []
+        try:
+            task_status.started()
+            while True:
+                first = await receive.receive()
+                in_flight = self._take_batch(first, receive)
+                await self._commit_batch(conn, in_flight)
+                in_flight = []
+        finally:
+            self._shutdown(receive, in_flight)
+            # Closing only releases file handles; nothing to wait for.
+            conn.close()
+            self._close_idle_readers()
+
+    def _open_writer(self) -> tuple[sqlite3.Connection, int]:
+        conn = connect(
+            self.path,
+            synchronous=self._synchronous,
+            busy_timeout_ms=self._busy_timeout_ms,
+            check_same_thread=False,
+        )
+        try:
+            migrate_log(conn)
+            head = _max_position(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn, head
+
+    def _take_batch(
+        self, first: _Request, receive: trio.MemoryReceiveChannel[_Request]
+    ) -> list[_Request]:
+        """The first request plus whatever else is queued right now, up to the batch bound."""
+        batch = [first]
+        count = len(first.records)
+        while count < self._max_batch_records:
+            try:
+                request = receive.receive_nowait()
+            except trio.WouldBlock:
+                break
+            batch.append(request)
+            count += len(request.records)
+        return batch
+
+    async def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Request]) -> None:
+        # abandon_on_cancel=False (the default): a cancellation waits for the transaction under way
+        # to finish, so its outcome is known and every appender gets the truth.
+        outcomes, commits = await trio.to_thread.run_sync(
+            self._write_group, conn, batch, limiter=self._writer_limiter
+        )
+        self._commits += commits
+        # From here to the end: no checkpoint, so a cancellation cannot separate the commit from
+        # the wake-up of its appenders.
+        committed_any = False
+        for request, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                self._failed_appends += 1
+                error = LogWriteFailed(f"append failed: {outcome!r}")
+                error.__cause__ = outcome
+                request.resolve(error)
+                continue
+            committed_any = True
+            for result in outcome:
+                if result.duplicate:
+                    self._duplicates += 1
+                else:
+                    self._records_committed += 1
+                    self._head = max(self._head, result.position)
+            request.resolve(outcome)
+        if committed_any:
+            self._wake_waiters()
+
+    @classmethod
+    def _write_group(
+        cls, conn: sqlite3.Connection, batch: list[_Request]
+    ) -> tuple[list[list[AppendResult] | BaseException], int]:
+        """Worker thread: write every request of the batch in one transaction (group commit).
+
+        If a record makes the transaction fail, retry each request in its own transaction so
+        only the culprit fails; a database-wide failure (busy, I/O, full disk) fails them all.
+        A rolled-back transaction frees its rowids, so no failure leaves a gap in positions.
+        Returns one outcome per request and the number of transactions committed.
+        """
+        try:
+            with atomic(conn):
+                outcomes: list[list[AppendResult] | BaseException] = list(
+                    cls._insert_group(conn, batch)
+                )
+            return outcomes, 1
+        except _RECORD_ERRORS as error:
+            if len(batch) == 1:
+                return [error], 0
+        except sqlite3.Error as error:
+            return [error] * len(batch), 0
+        outcomes = []
+        commits = 0
+        for request in batch:
+            try:
+                with atomic(conn):
+                    results = cls._insert_records(conn, request.records)
+                commits += 1
+                outcomes.append(results)
+            except _WRITE_ERRORS as error:
+                outcomes.append(error)
+        return outcomes, commits
+
+    @classmethod
+    def _insert_group(
+        cls, conn: sqlite3.Connection, batch: list[_Request]
+    ) -> list[list[AppendResult]]:
+        """Insert the records of every request of the batch (inside the caller's transaction).
+
+        Fast path: one ``executemany`` for the whole group (no per-row round trip to Python);
+        if the head moved by exactly the number of rows, every row was new and got the next
+        rowid, so positions are ``head+1 ...``. Otherwise some were retries: undo and insert
+        row by row to tell which.
+        """
+        rows = [_row(record) for request in batch for record in request.records]
+        before = _max_position(conn)
+        conn.execute("SAVEPOINT log_group")
+        conn.executemany(_INSERT, rows)
+        if _max_position(conn) == before + len(rows):
+            conn.execute("RELEASE log_group")
+            positions = iter(range(before + 1, before + len(rows) + 1))
+            return [
+                [AppendResult(position=next(positions)) for _ in request.records]
+                for request in batch
+            ]
+        conn.execute("ROLLBACK TO log_group")
+        conn.execute("RELEASE log_group")
+        return [cls._insert_records(conn, request.records) for request in batch]
+
+    @staticmethod
+    def _insert_records(
+        conn: sqlite3.Connection, records: Sequence[NewRecord]
+    ) -> list[AppendResult]:
+        # One execute per record: each insert must report its own position or duplicate.
+        results = []
+        for record in records:
+            cursor = conn.execute(_INSERT, _row(record))
+            position = cursor.lastrowid
+            if cursor.rowcount == 1 and position is not None:
+                # The rowid SQLite just assigned: max(position) + 1 (single writer).
+                results.append(AppendResult(position=position))
+                continue
+            # A retry: the original is committed, or earlier in this very transaction.
+            original = conn.execute(
+                _FIND_ORIGINAL, (record.session_id, int(record.kind), record.batch_key)
+            ).fetchone()
+            results.append(AppendResult(position=original[0], duplicate=True))
+        return results
+
+    def _shutdown(
+        self, receive: trio.MemoryReceiveChannel[_Request], in_flight: list[_Request]
+    ) -> None:
+        """Synchronous on purpose (runs in ``finally`` under cancellation): fail what was not written."""
+        self._state = _State.CLOSED
+        closed = LogClosed("the log writer stopped before this record was committed")
+        # A request taken from the queue but whose transaction never ran (cancelled before the
+        # worker thread started) is not stored. Requests already resolved are left alone.
+        for request in in_flight:
+            request.resolve(closed)
+        # receive_nowait also pulls in the requests of appenders blocked in send().
+        while True:
+            try:
+                request = receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            request.resolve(closed)
+        receive.close()
+        self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
+        self._committed.set()
+        self._committed = trio.Event()
+
+    # -- appending ---------------------------------------------------------------------------
+
+    async def append(self, record: NewRecord, *, wait_timeout: float = 10.0) -> AppendResult:
+        """Append one record; return once it is committed (or was already, for a retry).
+
+        Raises :class:`LogOverloaded` if the queue stayed full for ``wait_timeout`` seconds,
+        :class:`LogClosed` if the writer is not running, :class:`LogWriteFailed` if the
+        transaction failed. In all three cases the record was not stored by this call.
+        """
+        (result,) = await self.append_many((record,), wait_timeout=wait_timeout)
+        return result
+
+    async def append_many(
+        self, records: Sequence[NewRecord], *, wait_timeout: float = 10.0
+    ) -> list[AppendResult]:
+        """Append several records in one transaction (all or none); results in the same order.
+
+        Same guarantees and errors as :meth:`append`. A record repeated within ``records`` is
+        stored once, its repeats answered as duplicates of it.
+        """
+        if not records:
+            return []
+        request = _Request(records=tuple(records))
+        await self._enqueue(request, wait_timeout)
+        # Once queued the writer answers every request (commit, failure or shutdown); the wait is
+        # bounded by one transaction and the SQLite busy timeout.
+        await request.done.wait()
+        if request.error is not None:
+            raise request.error
+        assert request.results is not None
+        return request.results
+
+    async def _enqueue(self, request: _Request, wait_timeout: float) -> None:
+        if self._state is not _State.RUNNING or self._send is None:
+            raise LogClosed("the log writer is not running")
+        send = self._send
+        try:
+            send.send_nowait(request)
+            return
+        except trio.WouldBlock:
+            pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise LogClosed("the log writer is not running") from None
+        # The queue is full: hold the caller (back-pressure) for at most wait_timeout in total.
+        with trio.move_on_after(wait_timeout):
+            try:
+                await send.send(request)
+                return
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise LogClosed("the log writer stopped") from None
+        raise LogOverloaded(
+            f"log queue full for {wait_timeout:g}s ({self._queue_size} requests queued)",
+            retry_after=max(1.0, math.ceil(wait_timeout)),
+        )
+
+    # -- positions and reading ---------------------------------------------------------------
+
+    def head(self) -> int:
+        """The last committed position (0 when empty), as known to this process's writer."""
+        return self._head
+
+    async def wait_for_position(self, after: int) -> None:
+        """Return once ``head() > after``. Raises :class:`LogClosed` if the writer stopped first."""
+        while self._head <= after:
+            if self._state is _State.CLOSED:
+                raise LogClosed("the log writer stopped")
+            await self._committed.wait()
+
+    async def tail(
+        self, after: int, *, batch_size: int = 1000
+    ) -> AsyncGenerator[list[LogRecord], None]:
+        """Yield lists of committed records with ``position > after``, forever, in order.
+
+        Sleeps until a commit of this process's writer wakes it (no polling). Use
+        :func:`poll_tail` when appends come from another process. Close it when done
+        (``async with contextlib.aclosing(log.tail(0)) as records: ...``) so that its reader
+        connection is closed promptly. Raises :class:`LogClosed` once caught up after the writer
+        stopped.
+        """
+        # Before run() the database may not even have its tables: wait for the writer.
+        await self._started.wait()
+        if self._send is None:
+            raise LogClosed("the log writer failed to start")
+        reader = await trio.to_thread.run_sync(LogReader, self.path)
+        try:
+            position = after
+            while True:
+                await self.wait_for_position(position)
+                records = await trio.to_thread.run_sync(reader.read, position, batch_size)
+                if records:
+                    position = records[-1].position
+                    yield records
+        finally:
+            reader.close()
+
+    async def read_session(self, session_id: int, before: int | None = None) -> list[LogRecord]:
+        """All records of one session in position order (``position < before`` if given)."""
+        return await self._read(lambda reader: reader.read_session(session_id, before))
+
+    async def read(self, after: int, limit: int) -> list[LogRecord]:
+        """Up to ``limit`` committed records with ``position > after`` (one read, no waiting)."""
+        return await self._read(lambda reader: reader.read(after, limit))
+
+    async def _read(self, query: Callable[[LogReader], list[LogRecord]]) -> list[LogRecord]:
+        # A small pool of reader connections, each used by one worker thread at a time.
+        async with self._read_limiter:
+            reader = self._idle_readers.pop() if self._idle_readers else None
+            if reader is None:
+                reader = await trio.to_thread.run_sync(LogReader, self.path)
+            try:
+                return await trio.to_thread.run_sync(query, reader)
+            finally:
+                if self._state is _State.CLOSED:
+                    reader.close()
+                else:
+                    self._idle_readers.append(reader)
+
+    def _close_idle_readers(self) -> None:
+        while self._idle_readers:
+            self._idle_readers.pop().close()
+
+    def statistics(self) -> LogStatistics:
+        """Counters and queue state, for metrics and back-pressure diagnostics."""
+        if self._send is not None:
+            channel = self._send.statistics()
+            queued, waiting = channel.current_buffer_used, channel.tasks_waiting_send
+        else:
+            queued, waiting = 0, 0
+        return LogStatistics(
+            head=self._head,
+            queued=queued,
+            queue_capacity=self._queue_size,
+            waiting_appenders=waiting,
+            commits=self._commits,
+            records_committed=self._records_committed,
+            duplicates=self._duplicates,
+            failed_appends=self._failed_appends,
+        )
+
+
+async def poll_tail(
+    path: str | os.PathLike[str], after: int, interval: float = 0.2, *, batch_size: int = 1000
+) -> AsyncGenerator[list[LogRecord], None]:
+    """Like :meth:`EventLog.tail` for a log written by another process: polls every ``interval``.
+
+    For the multi-process mode, where the writer lives elsewhere and no in-process commit event
+    exists. Reads through its own :class:`LogReader`; close it like ``tail``.
+    """
+    reader = await trio.to_thread.run_sync(LogReader, path)
+    try:
+        position = after
+        while True:
+            records = await trio.to_thread.run_sync(reader.read, position, batch_size)
+            if records:
+                position = records[-1].position
+                yield records
+                if len(records) == batch_size:
+                    continue  # more may be waiting: read again without sleeping
+            await trio.sleep(interval)
+    finally:
+        reader.close()

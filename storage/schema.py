@@ -1,0 +1,119 @@
+"""Schema migrations, per component, and the schema of the append-only log.
+
+Each component (the log here; the catalog and every projection in their own modules) owns an
+ordered list of migration steps and calls :func:`apply_migrations` with its own name. The version
+reached by each component is kept in a ``schema_versions(component, version)`` table rather than in
+``PRAGMA user_version``: that pragma is a single integer per database file, and several components
+with independent histories share one file.
+
+Steps are append-only: never edit or reorder a step that has shipped, add a new one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+
+from storage.sqlite import atomic
+
+LOG_COMPONENT = "log"
+
+LOG_STEPS: list[str] = [
+    # 1: the log. ``position`` is the rowid: assigned by the single writer as max(rowid)+1, so it is
+    # strictly increasing and gap-free as long as nothing is deleted at the end (no AUTOINCREMENT,
+    # no deletes on the append path; a rolled-back insert frees its rowid for the next one).
+    """
+    CREATE TABLE log (
+        position INTEGER PRIMARY KEY,
+        session_id INTEGER NOT NULL,
+        project_id INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        batch_key TEXT NULL,
+        received_at_ms INTEGER NOT NULL,
+        payload BLOB NOT NULL
+    );
+    -- Invariant 3: a retried upload (same session, kind, batch key) is stored once.
+    CREATE UNIQUE INDEX log_batch_key ON log (session_id, kind, batch_key)
+        WHERE batch_key IS NOT NULL;
+    -- Re-activating a session actor reads all records of one session in order.
+    CREATE INDEX log_session_position ON log (session_id, position);
+    -- Invariant 4: records are never updated in place, not even by raw SQL.
+    CREATE TRIGGER log_no_update BEFORE UPDATE ON log
+    BEGIN
+        SELECT RAISE(ABORT, 'log records are append-only: UPDATE is not allowed');
+    END;
+    """,
+]
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer replayd than this one (more steps than we know)."""
+
+
+def split_statements(script: str) -> Iterator[str]:
+    """Split an SQL script into complete statements (trigger bodies with ``;`` stay whole).
+
+    ``Connection.executescript`` would do this, but it COMMITs any open transaction first, which
+    would break running all steps and the version bump in one transaction.
+    """
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            statement = pending.strip()
+            pending = ""
+            if statement.strip(";").strip() and not _only_comments(statement):
+                yield statement
+    if pending.strip(";").strip() and not _only_comments(pending):
+        raise ValueError(f"incomplete SQL statement in migration step: {pending.strip()!r}")
+
+
+def _only_comments(sql: str) -> bool:
+    lines = (line.strip() for line in sql.strip(";").splitlines())
+    return all(not line or line.startswith("--") for line in lines)
+
+
+def schema_version(conn: sqlite3.Connection, component: str) -> int:
+    """The number of steps applied for ``component`` (0 when none, or no table yet)."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_versions'"
+    ).fetchone()
+    if exists is None:
+        return 0
+    row = conn.execute(
+        "SELECT version FROM schema_versions WHERE component = ?", (component,)
+    ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def apply_migrations(conn: sqlite3.Connection, component: str, steps: Sequence[str]) -> int:
+    """Apply the steps of ``component`` not applied yet, all in one transaction; return the version.
+
+    Safe to call from several connections or processes at once: the version is read after
+    ``BEGIN IMMEDIATE`` took the write lock, so exactly one caller applies each step.
+    """
+    with atomic(conn):
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_versions ("
+            " component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+        )
+        current = schema_version(conn, component)
+        if current > len(steps):
+            raise SchemaTooNew(
+                f"schema of {component!r} is at version {current}, this code knows {len(steps)}"
+            )
+        for step in steps[current:]:
+            for statement in split_statements(step):
+                conn.execute(statement)
+        if current < len(steps):
+            conn.execute(
+                "INSERT INTO schema_versions (component, version) VALUES (?, ?)"
+                " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                (component, len(steps)),
+            )
+    return len(steps)
+
+
+def migrate_log(conn: sqlite3.Connection) -> int:
+    """Create or upgrade the log's tables; return the log schema version."""
+    return apply_migrations(conn, LOG_COMPONENT, LOG_STEPS)

@@ -1,0 +1,107 @@
+"""Invariant 1 under a crash: `replayd serve` is SIGKILLed during a burst of concurrent uploads;
+every batch that got a 200 must be in the log, and positions must stay gap-free."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import trio
+
+from storage.log import LogReader
+from storage.records import RecordKind
+from tests.api.conftest import CHROME_UA, make_batch, start_body
+
+CLIENTS = 8
+KILL_AFTER_ACKS = 80  # total acknowledged batches after which the server is killed
+
+
+async def _read_until_serving(stdout: trio.abc.ReceiveStream) -> tuple[str, str]:
+    """Read the server's stdout until it says where it serves; return (base URL, project key)."""
+    text = ""
+    while True:
+        chunk = await stdout.receive_some(4096)
+        assert chunk, f"replayd serve exited early; stdout so far:\n{text}"
+        text += chunk.decode()
+        serving = re.search(r"replayd serving .* on (http://\S+)", text)
+        key = re.search(r"project key: (\w+)", text)
+        if serving and key:
+            return serving.group(1), key.group(1)
+
+
+async def _client(
+    base_url: str, project_key: str, client_no: int, acked: list, enough: trio.Event
+) -> None:
+    async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as http:
+        try:
+            start = await http.post(
+                "/v1/web/start",
+                content=json.dumps(start_body(project_key)),
+                headers={"User-Agent": CHROME_UA},
+            )
+            assert start.status_code == 200, start.text
+            token, session_id = start.json()["token"], int(start.json()["sessionID"])
+            seq = 0
+            while True:
+                seq += 1
+                body = make_batch(0, seq * 100 + client_no, clicks=1 + seq % 7)
+                response = await http.post(
+                    "/v1/web/i",
+                    content=body,
+                    params={"batch": f"0_{seq}_{len(body)}_kyes"},
+                    headers={"Authorization": f"Bearer {token}", "DataType": "player"},
+                )
+                assert response.status_code == 200, response.text
+                acked.append((session_id, body))
+                if len(acked) >= KILL_AFTER_ACKS:
+                    enough.set()
+        except httpx.TransportError:
+            return  # the server died under us: expected, that is the test
+
+
+async def test_acknowledged_batches_survive_sigkill(tmp_path: Path) -> None:
+    db = tmp_path / "replayd.db"
+    command = [
+        sys.executable,
+        "-m",
+        "api.cli",
+        "serve",
+        "--db",
+        str(db),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+    ]
+    acked: list[tuple[int, bytes]] = []
+    with (tmp_path / "stderr.log").open("wb") as stderr, trio.fail_after(60):
+        process = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE, stderr=stderr)
+        try:
+            assert process.stdout is not None
+            base_url, project_key = await _read_until_serving(process.stdout)
+            enough = trio.Event()
+            async with trio.open_nursery() as nursery:
+                for client_no in range(CLIENTS):
+                    nursery.start_soon(_client, base_url, project_key, client_no, acked, enough)
+                await enough.wait()
+                process.send_signal(signal.SIGKILL)  # mid-burst: requests are in flight
+                await process.wait()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert len(acked) >= KILL_AFTER_ACKS
+
+    with LogReader(db) as reader:
+        records = reader.read(0, 1_000_000)
+    assert [r.position for r in records] == list(range(1, len(records) + 1))
+    stored = {(r.session_id, r.payload) for r in records if r.kind is RecordKind.WEB_BATCH}
+    missing = [item for item in acked if item not in stored]
+    assert missing == [], f"{len(missing)} acknowledged batches are not in the log"
+    assert sum(r.kind is RecordKind.WEB_START for r in records) == CLIENTS

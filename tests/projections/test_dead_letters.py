@@ -1,0 +1,27 @@
+"""The dead-letters projection: parked records are listed and counted."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from projections import dead_letters
+from storage.sqlite import atomic
+
+from .factories import SessionScript, positioned
+
+
+def test_parked_records_are_rows(conn: sqlite3.Connection) -> None:
+    a, b = SessionScript(session_id=1, project_id=1), SessionScript(session_id=2, project_id=2)
+    first, second = a.parked("ValueError: bad varint"), b.parked("KeyError: 'x'")
+    with atomic(conn):
+        dead_letters.apply(conn, positioned([[a.click()], [first], [second]]))
+    assert dead_letters.count(conn) == 2
+    assert dead_letters.count(conn, project_id=2) == 1
+    assert dead_letters.recent(conn) == [
+        dead_letters.DeadLetter(position=3, session_id=2, project_id=2, error="KeyError: 'x'", at=second.timestamp),
+        dead_letters.DeadLetter(position=2, session_id=1, project_id=1, error="ValueError: bad varint", at=first.timestamp),
+    ]  # fmt: skip
+    assert [d.position for d in dead_letters.recent(conn, project_id=1)] == [2]
+    with atomic(conn):
+        dead_letters.reset(conn)
+    assert dead_letters.count(conn) == 0

@@ -1,0 +1,294 @@
+"""Rebuild: the log replayed through the engine into emptied projections (invariant 6).
+
+The property test drives the real path end to end: tracker-like records (the engine's test
+builders, encoded with the real codec) are appended to a real SQLite log; the live path runs the
+engine supervisor over them in small epochs, restarting (new projector, supervisor resumed at the
+projections' checkpoint) at random positions; then ``rebuild`` replays the whole log into emptied
+projections. Every projection table must be exactly the same afterwards.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import hypothesis.strategies as st
+import pytest
+import trio
+from hypothesis import HealthCheck, given, settings
+
+from engine.supervisor import Supervisor, history_from_reader, resume_point
+from projections.live_sessions import LiveSessions
+from projections.pipeline import Projector, ProjectionsBusy
+from projections.rebuild import Progress, choose_projections, rebuild
+from storage.log import EventLog, LogReader
+from storage.records import NewRecord
+from tests.engine.builders import SessionScript as TrackerScript
+from tests.engine.builders import T0, clock_tick
+
+from .factories import dump_tables
+
+TIMEOUT_MS = 10_000  # short inactivity timeout: late batches end and re-activate sessions
+
+
+async def append_all(path: Path, records: Sequence[NewRecord]) -> None:
+    """Append the records to the log of ``path`` through the real log writer."""
+    log = EventLog(path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(log.run)
+        if records:
+            await log.append_many(list(records))
+        nursery.cancel_scope.cancel()
+
+
+async def live_path(path: Path, cuts: Sequence[int], chunk_size: int) -> None:
+    """Run the engine into a (restarted) projector up to each cut in turn, in small epochs."""
+    source, history = LogReader(path), LogReader(path)
+    try:
+        for cut in cuts:
+            async with Projector(path, live=LiveSessions()) as projector:
+                after = projector.resume_position
+                resume = await resume_point(source, after, TIMEOUT_MS) if after else None
+                supervisor = Supervisor(
+                    history=history_from_reader(history),
+                    sink=projector.sink,
+                    inactivity_timeout_ms=TIMEOUT_MS,
+                )
+                await supervisor.run_until(source, cut, resume=resume, chunk_size=chunk_size)
+    finally:
+        source.close()
+        history.close()
+
+
+def simple_session(session_id: int, *, user: str = "ann", start: int = T0) -> list[NewRecord]:
+    s = TrackerScript(session_id, start_ms=start)
+    records = [s.start(user_id=user)]
+    s.visit("https://shop.example/cart?step=1", title="Cart")
+    s.click("Buy")
+    s.input("email", "a***@b")
+    records.append(s.batch())
+    s.wait(2_000).js_exception("TypeError", "boom")
+    s.metadata("plan", "gold")
+    records.append(s.batch())
+    return records
+
+
+# -- rebuild as a tool -----------------------------------------------------------------------------
+
+
+async def test_rebuild_reports_and_matches_the_live_path(fresh_db_path: Path) -> None:
+    records = simple_session(11) + simple_session(12, user="bob", start=T0 + 500)
+    records.append(clock_tick(T0 + 60_000))  # ends both sessions
+    await append_all(fresh_db_path, records)
+    await live_path(fresh_db_path, [len(records)], chunk_size=2)
+    before = dump_tables(fresh_db_path)
+    assert len(before["sessions"]) == 2 and len(before["end_users"]) == 2
+
+    stream = io.StringIO()
+    result = await rebuild(fresh_db_path, progress=stream, inactivity_timeout_ms=TIMEOUT_MS)
+    assert dump_tables(fresh_db_path) == before
+    assert result.records == len(records) and result.events > 0
+    assert result.projections == ("sessions", "events", "users", "dead_letters")
+    assert "records/s" in result.summary() and "events/s" in result.summary()
+    out = stream.getvalue()
+    assert out.startswith("\r") and out.endswith("\n")
+    assert f"{len(records)}/{len(records)} records (100.0%)" in out
+
+
+async def test_rebuild_of_some_projections_leaves_the_others(fresh_db_path: Path) -> None:
+    await append_all(fresh_db_path, simple_session(11))
+    await live_path(fresh_db_path, [3], chunk_size=10)
+    before = dump_tables(fresh_db_path)
+    result = await rebuild(fresh_db_path, ["users", "events"], inactivity_timeout_ms=TIMEOUT_MS)
+    assert result.projections == ("events", "users")  # canonical order
+    assert dump_tables(fresh_db_path) == before
+
+
+async def test_rebuild_of_an_empty_database(fresh_db_path: Path) -> None:
+    result = await rebuild(fresh_db_path)
+    assert (result.records, result.events) == (0, 0)
+    assert all(rows == [] for rows in dump_tables(fresh_db_path).values())
+
+
+async def test_rebuild_refuses_while_a_server_projector_runs(fresh_db_path: Path) -> None:
+    await append_all(fresh_db_path, simple_session(11))
+    async with Projector(fresh_db_path, holder="server"):
+        with pytest.raises(ProjectionsBusy):
+            await rebuild(fresh_db_path)
+
+
+def test_choose_projections() -> None:
+    assert [p.name for p in choose_projections(None)] == ["sessions", "events", "users", "dead_letters"]
+    assert [p.name for p in choose_projections(["users", "sessions", "users"])] == ["sessions", "users"]
+    with pytest.raises(ValueError, match="nope"):
+        choose_projections(["nope"])
+
+
+def test_progress_line() -> None:
+    ticks = iter([0.0, 2.0, 2.1, 4.0, 4.0])
+    stream = io.StringIO()
+    progress = Progress(stream, 1000, clock=lambda: next(ticks))
+    progress.update(500, 2000)  # t=2.0: drawn
+    progress.update(600, 2400)  # t=2.1: within the interval, not drawn
+    progress.finish(1000, 4000)  # t=4.0: forced
+    lines = stream.getvalue().split("\r")
+    assert lines[1].startswith("rebuild: 500/1,000 records ( 50.0%)  250 records/s  1,000 events/s  ETA 2 s")
+    assert lines[2].startswith("rebuild: 1,000/1,000 records (100.0%)  250 records/s")
+    assert len(lines) == 3 and stream.getvalue().endswith("\n")
+
+
+# -- the live path through a real tailing log equals the rebuild -----------------------------------
+
+
+async def test_live_tail_with_concurrent_appends_equals_rebuild(fresh_db_path: Path) -> None:
+    records = simple_session(21) + simple_session(22, start=T0 + 100)
+    records.sort(key=lambda r: r.received_at_ms)
+    records.append(clock_tick(T0 + 30_000))
+    log = EventLog(fresh_db_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(log.run)
+        projector = await nursery.start(Projector(fresh_db_path, live=LiveSessions()).run)
+        supervisor = Supervisor(
+            history=history_from_reader(LogReader(fresh_db_path)),
+            sink=projector.sink,
+            inactivity_timeout_ms=TIMEOUT_MS,
+        )
+        nursery.start_soon(supervisor.run, log.tail(0, batch_size=2))
+        for record in records:
+            await log.append(record)
+            await trio.sleep(0)
+        with trio.fail_after(10):
+            while projector.statistics.upto_position < len(records):
+                await trio.sleep(0.01)
+        assert projector.live is not None and len(projector.live) == 0  # the tick ended both
+        nursery.cancel_scope.cancel()
+    live = dump_tables(fresh_db_path)
+    await rebuild(fresh_db_path, inactivity_timeout_ms=TIMEOUT_MS)
+    assert dump_tables(fresh_db_path) == live
+
+
+# -- property: live path with epochs, late batches and restarts == rebuild -------------------------
+
+URLS = ("https://shop.example/", "https://shop.example/cart?x=1", "https://shop.example/pay#top")
+op_strategy = st.one_of(
+    st.tuples(st.just("click"), st.sampled_from(("Buy", "Add", "Close"))),
+    st.tuples(st.just("rage"), st.sampled_from(("Buy", "Next"))),
+    st.tuples(st.just("visit"), st.sampled_from(URLS)),
+    st.tuples(st.just("input"), st.sampled_from(("a", "bb"))),
+    st.tuples(st.just("custom"), st.sampled_from(("signup", "pay"))),
+    st.tuples(st.just("error"), st.sampled_from(("TypeError", "RangeError"))),
+    st.tuples(st.just("request"), st.sampled_from((200, 404, 503))),
+    st.tuples(st.just("user"), st.sampled_from(("ann", "bob", "cy"))),
+    st.tuples(st.just("anon"), st.sampled_from(("a1", "a2"))),
+    st.tuples(st.just("meta"), st.sampled_from(("plan", "team")), st.sampled_from(("x", "y"))),
+    st.tuples(st.just("issue"), st.sampled_from(("custom", "mouse_thrashing"))),
+    st.tuples(st.just("graphql"), st.sampled_from(("GetCart",))),
+    st.tuples(st.just("state"), st.sampled_from(("cart/add",))),
+    st.tuples(st.just("timing"), st.integers(1, 900)),
+    st.tuples(st.just("vital"), st.sampled_from(("LCP", "CLS"))),
+    st.tuples(st.just("hidden"), st.booleans()),
+    st.tuples(st.just("dom"), st.just(0)),
+)
+# Gaps between batches: mostly short; 25_000 ms is past the inactivity timeout (a late batch).
+batch_strategy = st.tuples(
+    st.sampled_from((300, 1_500, 4_000, 25_000)), st.lists(op_strategy, min_size=1, max_size=5)
+)
+session_strategy = st.tuples(
+    st.sampled_from((1, 2)),  # project
+    st.integers(0, 20_000),  # start offset (ms)
+    st.sampled_from((None, "ann", "bob")),  # user id at start
+    st.lists(batch_strategy, min_size=0, max_size=4),
+)
+
+
+def play(script: TrackerScript, op: tuple) -> None:
+    kind, *args = op
+    script.wait(40)
+    match kind:
+        case "click":
+            script.click(args[0])
+        case "rage":
+            script.rage_click(args[0])
+        case "visit":
+            script.visit(args[0], title=args[0][-6:])
+        case "input":
+            script.input("field", args[0])
+        case "custom":
+            script.custom_event(args[0], '{"n": 1}')
+        case "error":
+            script.js_exception(args[0], "boom")
+        case "request":
+            script.request("https://api.example/items", status=args[0])
+        case "user":
+            script.user_id(args[0])
+        case "anon":
+            script.anonymous_id(args[0])
+        case "meta":
+            script.metadata(args[0], args[1])
+        case "issue":
+            script.issue_event(args[0], context_string="ctx", payload='{"a": 1}')
+        case "graphql":
+            script.graphql(args[0])
+        case "state":
+            script.state_action(args[0])
+        case "timing":
+            script.load_timing(request_start=1, response_start=args[0], response_end=args[0] + 5)
+        case "vital":
+            script.web_vital(args[0], "12")
+        case "hidden":
+            script.visibility(args[0])
+        case "dom":
+            script.dom_change()
+
+
+def build_records(sessions: list[tuple], ticks: list[int]) -> list[NewRecord]:
+    """All sessions' records and the clock ticks, in receive-time order (per-session order kept)."""
+    timed: list[tuple[int, int, NewRecord]] = []
+    for number, (project_id, offset, user, batches) in enumerate(sessions):
+        script = TrackerScript(1_000 + number, project_id=project_id, start_ms=T0 + offset)
+        records = [script.start(user_id=user)]
+        for gap, ops in batches:
+            script.wait(gap)
+            for op in ops:
+                play(script, op)
+            records.append(script.batch())
+        timed.extend((r.received_at_ms, len(timed), r) for r in records)
+    timed.extend((T0 + t, len(timed) + i, clock_tick(T0 + t)) for i, t in enumerate(ticks))
+    timed.sort(key=lambda item: (item[0], item[1]))
+    return [record for _, _, record in timed]
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    sessions=st.lists(session_strategy, min_size=1, max_size=4),
+    ticks=st.lists(st.integers(0, 150_000), max_size=4),
+    cut_fractions=st.lists(st.floats(0, 1), max_size=3),
+    chunk_size=st.integers(1, 6),
+)
+def test_live_path_with_restarts_equals_rebuild(
+    sessions: list[tuple], ticks: list[int], cut_fractions: list[float], chunk_size: int
+) -> None:
+    records = build_records(sessions, ticks)
+    head = len(records)
+    cuts = sorted({int(f * head) for f in cut_fractions if int(f * head) > 0} | {head})
+
+    async def scenario(path: Path) -> tuple[dict, dict]:
+        await append_all(path, records)
+        await live_path(path, cuts, chunk_size)
+        live = dump_tables(path)
+        await rebuild(path, inactivity_timeout_ms=TIMEOUT_MS, chunk_size=1000)
+        return live, dump_tables(path)
+
+    with tempfile.TemporaryDirectory() as directory:
+        live, rebuilt = trio.run(scenario, Path(directory) / "replayd.db")
+    assert live == rebuilt
+    assert live["projection_checkpoints"] == [
+        (name, head) for name in ("dead_letters", "events", "sessions", "users")
+    ]
+    assert len(live["sessions"]) == len(sessions)

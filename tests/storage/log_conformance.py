@@ -1,0 +1,476 @@
+"""Backend-independent conformance tests of the event log (DESIGN.md invariants 1-4 and 7).
+
+``LogRecorderTestCase`` is not collected by itself (its name does not start with ``Test``): each
+backend subclasses it and implements the hooks at the top, which reach the database *around* the
+log object (an independent connection, a write lock held by another session, a rule that refuses
+some rows). SQLite does so in ``test_log_sqlite.py``; a PostgreSQL backend would do the same with
+its own connections and run the very same tests.
+
+Holding the write lock from another session is how these tests slow the writer down or group
+several appends into one commit deterministically: the writer takes the first request and waits
+for the lock; everything appended meanwhile is queued and committed together once it is released.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import attrs
+import pytest
+import trio
+import trio.testing
+
+from storage.log import EventLog, LogClosed, LogOverloaded, LogReader, LogWriteFailed
+from storage.records import AppendResult, LogRecord, NewRecord, RecordKind
+
+REJECTED_SESSION = 666
+
+Outcome = AppendResult | BaseException
+
+
+def rec(
+    session_id: int = 1,
+    batch_key: str | None = None,
+    *,
+    payload: bytes | None = None,
+    kind: RecordKind = RecordKind.WEB_BATCH,
+    received_at_ms: int = 1_700_000_000_000,
+    project_id: int = 7,
+) -> NewRecord:
+    """A record for tests; the payload defaults to one derived from the session and key."""
+    if payload is None:
+        payload = f"s{session_id}:{kind.name}:{batch_key}".encode()
+    return NewRecord(
+        session_id=session_id,
+        project_id=project_id,
+        kind=kind,
+        received_at_ms=received_at_ms,
+        payload=payload,
+        batch_key=batch_key,
+    )
+
+
+def as_committed(record: NewRecord, position: int) -> LogRecord:
+    """The LogRecord that ``record`` must have become at ``position``."""
+    return LogRecord(position=position, **attrs.asdict(record, recurse=False))
+
+
+class LogRecorderTestCase:
+    """The invariants every log backend must keep. Subclass and implement the hooks."""
+
+    # -- hooks a backend implements ----------------------------------------------------------
+
+    def make_log(self, **options: Any) -> EventLog:
+        """A new log object on this test's database (empty at the start of each test)."""
+        raise NotImplementedError
+
+    def make_reader(self) -> LogReader:
+        """A synchronous reader on this test's database."""
+        raise NotImplementedError
+
+    def committed_rows(self) -> list[LogRecord]:
+        """Every record visible to an independent connection, in position order."""
+        raise NotImplementedError
+
+    def hold_write_lock(self) -> contextlib.AbstractContextManager[None]:
+        """While entered, another session holds the write lock: the log's next transaction waits,
+        and fails once the lock timeout given as ``make_log(busy_timeout_ms=...)`` expires."""
+        raise NotImplementedError
+
+    def reject_session(self, session_id: int) -> None:
+        """Install a database-side rule that makes inserting a record of ``session_id`` fail."""
+        raise NotImplementedError
+
+    def raw_update(self, position: int, payload: bytes) -> None:
+        """Update a record in place with raw SQL on an independent connection (must raise)."""
+        raise NotImplementedError
+
+    raw_update_error: type[BaseException] = Exception
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def running(self, **options: Any) -> AsyncIterator[EventLog]:
+        """A log whose writer runs for the duration of the block."""
+        log = self.make_log(**options)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(log.run)
+            yield log
+            nursery.cancel_scope.cancel()
+
+    @staticmethod
+    async def append_into(
+        log: EventLog, record: NewRecord, outcomes: dict[NewRecord, Outcome]
+    ) -> None:
+        """Append and file the result or the log's error under the record."""
+        try:
+            outcomes[record] = await log.append(record)
+        except (LogClosed, LogOverloaded, LogWriteFailed) as error:
+            outcomes[record] = error
+
+    async def queue_behind_lock(
+        self, log: EventLog, nursery: trio.Nursery, records: list[NewRecord]
+    ) -> dict[NewRecord, Outcome]:
+        """Start one appender per record, in this order, each parked before the next starts.
+        Call with the write lock held: the first is the writer's in-flight request."""
+        outcomes: dict[NewRecord, Outcome] = {}
+        for record in records:
+            nursery.start_soon(self.append_into, log, record, outcomes)
+            await trio.testing.wait_all_tasks_blocked()
+        return outcomes
+
+    # -- invariant 1: acknowledged only after commit -----------------------------------------
+
+    async def test_inv1_record_is_visible_to_another_connection_when_append_returns(self) -> None:
+        seen_at_ack: list[bool] = []
+        async with self.running() as log:
+
+            async def appender(i: int) -> None:
+                record = rec(session_id=i, batch_key="0_1")
+                result = await log.append(record)
+                # No checkpoint between the ack and this read: the row must already be there.
+                seen_at_ack.append(as_committed(record, result.position) in self.committed_rows())
+
+            async with trio.open_nursery() as nursery:
+                for i in range(20):
+                    nursery.start_soon(appender, i)
+        assert seen_at_ack == [True] * 20
+
+    async def test_inv1_failed_transaction_raises_instead_of_acking(self) -> None:
+        async with self.running(busy_timeout_ms=50) as log:
+            with self.hold_write_lock(), pytest.raises(LogWriteFailed):
+                await log.append(rec(batch_key="0_1"))
+            assert self.committed_rows() == []
+            assert log.head() == 0
+            assert log.statistics().failed_appends == 1
+            # The writer survived; the retry is stored at position 1: the failure left no gap.
+            assert await log.append(rec(batch_key="0_1")) == AppendResult(position=1)
+
+    async def test_inv1_rejected_record_fails_alone_in_its_group_commit(self) -> None:
+        self.reject_session(REJECTED_SESSION)
+        good = [rec(session_id=1, batch_key=str(i)) for i in range(4)]
+        bad = rec(session_id=REJECTED_SESSION, batch_key="x")
+        async with self.running() as log, trio.open_nursery() as nursery:
+            with self.hold_write_lock():
+                outcomes = await self.queue_behind_lock(
+                    log, nursery, [good[0], good[1], bad, good[2], good[3]]
+                )
+        assert isinstance(outcomes[bad], LogWriteFailed)
+        assert [outcomes[r] for r in good] == [AppendResult(position=p) for p in (1, 2, 3, 4)]
+        assert self.committed_rows() == [as_committed(r, p) for r, p in zip(good, (1, 2, 3, 4))]
+
+    # -- invariant 2: positions strictly increasing and gap-free ------------------------------
+
+    async def test_inv2_positions_gap_free_and_increasing_under_concurrent_appenders(self) -> None:
+        tasks, per_task = 40, 25
+        positions: dict[int, list[int]] = {}
+        async with self.running(max_batch_records=16) as log:
+
+            async def appender(task: int) -> None:
+                mine = positions.setdefault(task, [])
+                for i in range(per_task):
+                    result = await log.append(rec(session_id=task, batch_key=f"0_{i}"))
+                    mine.append(result.position)
+
+            async with trio.open_nursery() as nursery:
+                for task in range(tasks):
+                    nursery.start_soon(appender, task)
+            stats = log.statistics()
+        total = tasks * per_task
+        for mine in positions.values():
+            assert mine == sorted(mine) and len(set(mine)) == len(mine)
+        assert sorted(p for mine in positions.values() for p in mine) == list(range(1, total + 1))
+        assert [row.position for row in self.committed_rows()] == list(range(1, total + 1))
+        assert stats.head == total and stats.records_committed == total
+        # Group commit happened (fewer transactions than records) within the batch bound.
+        assert total / 16 <= stats.commits < total
+
+    async def test_inv2_failed_transactions_leave_no_gap(self) -> None:
+        self.reject_session(REJECTED_SESSION)
+        async with self.running() as log:
+            results = []
+            for i in range(6):
+                results.append(await log.append(rec(session_id=1, batch_key=str(i))))
+                with pytest.raises(LogWriteFailed):
+                    await log.append(rec(session_id=REJECTED_SESSION, batch_key=str(i)))
+                with pytest.raises(LogWriteFailed):
+                    await log.append_many(
+                        [rec(session_id=2, batch_key=str(i)), rec(REJECTED_SESSION)]
+                    )
+        assert [r.position for r in results] == [1, 2, 3, 4, 5, 6]
+        assert [row.position for row in self.committed_rows()] == [1, 2, 3, 4, 5, 6]
+
+    async def test_inv2_positions_continue_after_restart(self) -> None:
+        async with self.running() as log:
+            first = await log.append_many([rec(batch_key=str(i)) for i in range(3)])
+        async with self.running() as log:
+            assert log.head() == 3
+            second = await log.append(rec(batch_key="3"))
+        assert [r.position for r in first] == [1, 2, 3]
+        assert second.position == 4
+
+    # -- invariant 3: a retry is stored once and acknowledged again ---------------------------
+
+    async def test_inv3_sequential_retry_returns_original_position(self) -> None:
+        record = rec(session_id=5, batch_key="0_3")
+        async with self.running() as log:
+            await log.append(rec(session_id=5, batch_key="0_2"))
+            first = await log.append(record)
+            await log.append(rec(session_id=6, batch_key="0_1"))
+            retry = await log.append(attrs.evolve(record, received_at_ms=1, payload=b"resent"))
+            stats = log.statistics()
+        assert first == AppendResult(position=2)
+        assert retry == AppendResult(position=2, duplicate=True)
+        assert stats.duplicates == 1 and stats.records_committed == 3
+        assert self.committed_rows()[1] == as_committed(record, 2)  # the original is kept
+        assert len(self.committed_rows()) == 3
+
+    async def test_inv3_retry_within_one_group_commit(self) -> None:
+        blocker, record = rec(session_id=1, batch_key="a"), rec(session_id=2, batch_key="0_1")
+        retry = attrs.evolve(record, payload=b"resent")
+        async with self.running() as log:
+            async with trio.open_nursery() as nursery:
+                with self.hold_write_lock():
+                    outcomes = await self.queue_behind_lock(log, nursery, [blocker, record, retry])
+            commits = log.statistics().commits
+        assert outcomes[record] == AppendResult(position=2)
+        assert outcomes[retry] == AppendResult(position=2, duplicate=True)
+        assert commits == 2  # the blocker's transaction, then one holding both
+        assert self.committed_rows() == [as_committed(blocker, 1), as_committed(record, 2)]
+
+    async def test_inv3_retry_within_one_append_many(self) -> None:
+        record = rec(session_id=2, batch_key="0_1")
+        async with self.running() as log:
+            results = await log.append_many([record, rec(session_id=2, batch_key="0_2"), record])
+        assert results == [
+            AppendResult(position=1),
+            AppendResult(position=2),
+            AppendResult(position=1, duplicate=True),
+        ]
+        assert len(self.committed_rows()) == 2
+
+    async def test_inv3_retry_after_restart(self) -> None:
+        record = rec(session_id=3, batch_key="1_0")
+        async with self.running() as log:
+            await log.append(record)
+        async with self.running() as log:
+            assert await log.append(record) == AppendResult(position=1, duplicate=True)
+
+    async def test_inv3_only_same_session_kind_and_key_are_retries(self) -> None:
+        records = [
+            rec(session_id=1, batch_key="0_1"),
+            rec(session_id=2, batch_key="0_1"),  # other session
+            rec(session_id=1, batch_key="0_1", kind=RecordKind.WEB_ASSETS),  # other kind
+            rec(session_id=1, batch_key=None, kind=RecordKind.WEB_START),
+            rec(session_id=1, batch_key=None, kind=RecordKind.WEB_START),  # None never dedups
+        ]
+        async with self.running() as log:
+            results = [await log.append(r) for r in records]
+        assert results == [AppendResult(position=p) for p in (1, 2, 3, 4, 5)]
+
+    # -- reading: from a position, by session, tail ------------------------------------------
+
+    async def test_tail_wakes_on_commit(self) -> None:
+        records = [rec(session_id=i % 3, batch_key=str(i)) for i in range(30)]
+        received: list[LogRecord] = []
+        async with self.running() as log:
+
+            async def consumer() -> None:
+                async with contextlib.aclosing(log.tail(0, batch_size=4)) as batches:
+                    async for batch in batches:
+                        assert 0 < len(batch) <= 4
+                        received.extend(batch)
+                        if len(received) >= len(records):
+                            return
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(consumer)
+                await trio.testing.wait_all_tasks_blocked()  # the tail is waiting for a commit
+                assert received == []
+                for i, record in enumerate(records):
+                    if i % 2:
+                        await log.append(record)
+                    else:
+                        nursery.start_soon(log.append, record)
+        assert received == self.committed_rows()
+        assert [r.position for r in received] == list(range(1, 31))
+
+    async def test_tail_and_read_start_after_the_given_position(self) -> None:
+        async with self.running() as log:
+            await log.append_many([rec(batch_key=str(i)) for i in range(10)])
+            async with contextlib.aclosing(log.tail(4, batch_size=100)) as batches:
+                first = await batches.__anext__()
+            page = await log.read(7, 2)
+        assert [r.position for r in first] == [5, 6, 7, 8, 9, 10]
+        assert [r.position for r in page] == [8, 9]
+
+    async def test_tail_started_before_the_writer_sees_existing_records(self) -> None:
+        async with self.running() as log:
+            await log.append_many([rec(batch_key=str(i)) for i in range(3)])
+        log = self.make_log()
+        got: list[LogRecord] = []
+        done = trio.Event()
+
+        async def consumer() -> None:
+            async with contextlib.aclosing(log.tail(1)) as batches:
+                got.extend(await batches.__anext__())
+            done.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consumer)
+            await trio.testing.wait_all_tasks_blocked()
+            assert got == []
+            await nursery.start(log.run)
+            await done.wait()
+            nursery.cancel_scope.cancel()
+        assert [r.position for r in got] == [2, 3]
+
+    async def test_wait_for_position_and_read_session(self) -> None:
+        async with self.running() as log:
+            woke: list[int] = []
+
+            async def waiter() -> None:
+                await log.wait_for_position(2)
+                woke.append(log.head())
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(waiter)
+                for i in range(4):
+                    await log.append(rec(session_id=i % 2, batch_key=str(i)))
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert woke == ([] if i < 2 else [3])
+            session_1 = await log.read_session(1)
+            session_1_before_4 = await log.read_session(1, before=4)
+            session_9 = await log.read_session(9)
+        assert [r.position for r in session_1] == [2, 4]
+        assert [r.position for r in session_1_before_4] == [2]
+        assert session_9 == []
+
+    async def test_log_reader(self) -> None:
+        async with self.running() as log:
+            await log.append_many([rec(session_id=i % 2, batch_key=str(i)) for i in range(5)])
+        reader = self.make_reader()
+        try:
+            assert reader.head() == 5 and reader.count() == 5
+            assert reader.read(0, 100) == self.committed_rows()
+            assert [r.position for r in reader.read(1, 2)] == [2, 3]
+            assert [r.position for r in reader.read_session(0)] == [1, 3, 5]
+            assert [r.position for r in reader.read_session(0, before=5)] == [1, 3]
+        finally:
+            reader.close()
+
+    # -- back-pressure ------------------------------------------------------------------------
+
+    async def test_backpressure_full_queue_raises_overloaded_and_loses_nothing_acked(self) -> None:
+        in_flight, queued, patient = rec(batch_key="1"), rec(batch_key="2"), rec(batch_key="4")
+        impatient = rec(batch_key="3")
+        async with self.running(queue_size=1) as log, trio.open_nursery() as nursery:
+            with self.hold_write_lock():
+                outcomes = await self.queue_behind_lock(log, nursery, [in_flight, queued])
+                stats = log.statistics()
+                assert (stats.queued, stats.queue_capacity, stats.waiting_appenders) == (1, 1, 0)
+                with pytest.raises(LogOverloaded) as overloaded:
+                    await log.append(impatient, wait_timeout=0.05)
+                assert overloaded.value.retry_after >= 1
+                # An appender willing to wait is held (back-pressure), visibly.
+                nursery.start_soon(self.append_into, log, patient, outcomes)
+                await trio.testing.wait_all_tasks_blocked()
+                assert log.statistics().waiting_appenders == 1
+        assert outcomes == {
+            in_flight: AppendResult(position=1),
+            queued: AppendResult(position=2),
+            patient: AppendResult(position=3),
+        }
+        assert self.committed_rows() == [
+            as_committed(in_flight, 1),
+            as_committed(queued, 2),
+            as_committed(patient, 3),
+        ]
+
+    # -- cancellation and shutdown ------------------------------------------------------------
+
+    async def test_shutdown_answers_every_pending_append_truthfully(self) -> None:
+        records = [rec(batch_key=str(i)) for i in range(4)]
+        log = self.make_log(queue_size=2)
+        async with trio.open_nursery() as appenders, trio.open_nursery() as writer:
+            await writer.start(log.run)
+            with self.hold_write_lock():
+                # records[0] in flight, [1] and [2] queued, [3] waiting for room.
+                outcomes = await self.queue_behind_lock(log, appenders, records)
+                assert log.statistics().waiting_appenders == 1
+                writer.cancel_scope.cancel()
+                # Lock released: the transaction under way completes, then the writer stops.
+        assert outcomes[records[0]] == AppendResult(position=1)
+        assert all(isinstance(outcomes[r], LogClosed) for r in records[1:])
+        assert self.committed_rows() == [as_committed(records[0], 1)]
+        with pytest.raises(LogClosed):
+            await log.append(rec(batch_key="late"))
+        with pytest.raises(LogClosed):
+            await log.wait_for_position(1)
+
+    async def test_cancelling_everything_keeps_every_acked_record(self) -> None:
+        acked: dict[NewRecord, AppendResult] = {}
+        log = self.make_log(max_batch_records=8)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(log.run)
+
+            async def appender(record: NewRecord) -> None:
+                acked[record] = await log.append(record)
+
+            for i in range(200):
+                nursery.start_soon(appender, rec(session_id=i, batch_key="0_0"))
+            await log.wait_for_position(20)
+            nursery.cancel_scope.cancel()
+        rows = self.committed_rows()
+        assert len(rows) > 20
+        assert [row.position for row in rows] == list(range(1, len(rows) + 1))
+        for record, result in acked.items():
+            assert rows[result.position - 1] == as_committed(record, result.position)
+
+    async def test_append_before_run_raises_closed_and_a_log_runs_once(self) -> None:
+        log = self.make_log()
+        with pytest.raises(LogClosed):
+            await log.append(rec())
+        async with trio.open_nursery() as nursery:
+            await nursery.start(log.run)
+            nursery.cancel_scope.cancel()
+        with pytest.raises(RuntimeError):
+            await log.run()
+
+    # -- invariant 4: never updated in place --------------------------------------------------
+
+    async def test_inv4_raw_update_is_refused(self) -> None:
+        record = rec(batch_key="0_1")
+        async with self.running() as log:
+            await log.append(record)
+        with pytest.raises(self.raw_update_error):
+            self.raw_update(1, b"tampered")
+        assert self.committed_rows() == [as_committed(record, 1)]
+
+    def test_inv4_public_api_offers_no_way_to_mutate(self) -> None:
+        def public(cls: type) -> set[str]:
+            return {name for name in dir(cls) if not name.startswith("_")}
+
+        # Adding a public method is a deliberate act: extend these sets only with non-mutating
+        # operations (deletion belongs to the data-lifecycle path, which appends its own record).
+        assert public(EventLog) == {
+            "run", "append", "append_many", "head", "wait_for_position", "tail", "read",
+            "read_session", "statistics",
+        }  # fmt: skip
+        assert public(LogReader) == {"read", "read_session", "head", "count", "close"}
+        record = as_committed(rec(), 1)
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            record.payload = b"tampered"  # type: ignore[misc]
+
+    # -- invariant 7: receive time stamped by the caller, stored as given ---------------------
+
+    async def test_inv7_received_at_is_stored_as_given(self) -> None:
+        # Out of order, in the far past and future: the log neither re-stamps nor sorts by time.
+        times = [1_700_000_000_000, 5, 0, 2**62, 1_600_000_000_000]
+        records = [rec(batch_key=str(i), received_at_ms=t) for i, t in enumerate(times)]
+        async with self.running() as log:
+            for record in records:
+                await log.append(record)
+        assert [row.received_at_ms for row in self.committed_rows()] == times

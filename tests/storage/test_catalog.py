@@ -1,0 +1,95 @@
+"""The catalog: projects, hashed organization API keys, the token secret, the project cache."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from storage.catalog import Catalog
+
+
+@pytest.fixture
+def catalog(fresh_db_path: Path):
+    catalog = Catalog.open(fresh_db_path)
+    yield catalog
+    catalog.close()
+
+
+def test_projects_are_created_listed_and_found(catalog: Catalog) -> None:
+    shop = catalog.create_project("shop")
+    app = catalog.create_project("app", "ios", sample_rate=50)
+    assert len(shop.project_key) == 20 and shop.project_key.isalnum()
+    assert shop.project_key != app.project_key
+    assert (shop.platform, shop.org_id, shop.active, shop.sample_rate) == ("web", 1, True, 100)
+    assert shop.max_session_duration_ms == 7_200_000 and shop.beacon_size == 0
+    assert catalog.list_projects() == [shop, app]
+    assert catalog.list_projects(org_id=2) == []
+    assert catalog.get_project_by_key(app.project_key) == app
+    assert catalog.get_project(shop.project_id) == shop
+    assert catalog.get_project_by_key("nope") is None
+    assert catalog.get_project(999) is None
+    with pytest.raises(ValueError):
+        catalog.create_project("tv", "tv")
+
+
+def test_api_keys_are_stored_hashed_and_verified(catalog: Catalog, fresh_db_path: Path) -> None:
+    key = catalog.create_api_key(label="ci")
+    assert len(key) == 20 and key.isalnum()
+    assert catalog.verify_api_key(key) == 1
+    assert catalog.verify_api_key(key[:-1]) is None
+    assert catalog.verify_api_key("") is None
+    assert catalog.api_key_count() == 1
+    with sqlite3.connect(fresh_db_path) as raw:
+        rows = raw.execute("SELECT key_hash, org_id, label FROM api_keys").fetchall()
+        dump = "\n".join(raw.iterdump())
+    assert rows == [(hashlib.sha256(key.encode()).hexdigest(), 1, "ci")]
+    assert key not in dump  # the plaintext is nowhere in the database
+
+
+def test_token_secret_is_generated_once_and_persisted(fresh_db_path: Path) -> None:
+    first = Catalog.open(fresh_db_path)
+    second = Catalog.open(fresh_db_path)
+    try:
+        assert len(first.token_secret()) == 32
+        assert first.token_secret() == second.token_secret()
+    finally:
+        first.close()
+        second.close()
+    other = Catalog.open(fresh_db_path.with_name("other.db"))
+    try:
+        assert other.token_secret() != first.token_secret()
+    finally:
+        other.close()
+
+
+def test_cache_answers_known_keys_and_sees_projects_of_other_processes(fresh_db_path: Path) -> None:
+    server = Catalog.open(fresh_db_path)
+    cli = Catalog.open(fresh_db_path)  # stands for `replayd project create` in another process
+    try:
+        mine = server.create_project("mine")
+        assert server.cached_project_by_key(mine.project_key) == (True, mine)
+        theirs = cli.create_project("theirs")
+        assert server.cached_project_by_key(theirs.project_key) == (False, None)
+        assert server.get_project_by_key(theirs.project_key) == theirs  # read once from SQLite
+        assert server.cached_project_by_key(theirs.project_key) == (True, theirs)
+        assert server.get_project_by_key("unknown") is None
+        assert server.cached_project_by_key("unknown") == (True, None)  # remembered as unknown
+    finally:
+        server.close()
+        cli.close()
+
+
+def test_reopening_keeps_everything(fresh_db_path: Path) -> None:
+    catalog = Catalog.open(fresh_db_path)
+    project = catalog.create_project("shop")
+    key = catalog.create_api_key()
+    catalog.close()
+    again = Catalog.open(fresh_db_path)
+    try:
+        assert again.cached_project_by_key(project.project_key) == (True, project)
+        assert again.verify_api_key(key) == 1
+    finally:
+        again.close()

@@ -1,0 +1,259 @@
+"""The event log on SQLite: the conformance suite plus SQLite-specific checks and a model test."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import re
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import hypothesis.strategies as st
+import pytest
+import trio
+import trio.testing
+from hypothesis import HealthCheck, given, settings
+
+import storage.log
+from storage.log import EventLog, LogClosed, LogReader, poll_tail
+from storage.records import AppendResult, LogRecord, NewRecord, RecordKind
+from storage.schema import migrate_log
+from storage.sqlite import connect
+
+from .log_conformance import LogRecorderTestCase, as_committed, rec
+
+
+def read_all(path: Path) -> list[LogRecord]:
+    """Every row of the log through a fresh, plain sqlite3 connection."""
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT position, session_id, project_id, kind, received_at_ms, payload, batch_key"
+            " FROM log ORDER BY position"
+        ).fetchall()
+    finally:
+        conn.close()
+    return [
+        LogRecord(
+            position=p,
+            session_id=s,
+            project_id=pr,
+            kind=RecordKind(k),
+            received_at_ms=t,
+            payload=bytes(b),
+            batch_key=key,
+        )
+        for p, s, pr, k, t, b, key in rows
+    ]
+
+
+class TestSqliteEventLog(LogRecorderTestCase):
+    """The conformance suite on SQLite, with synchronous=FULL (the production default)."""
+
+    raw_update_error = sqlite3.IntegrityError
+
+    @pytest.fixture(autouse=True)
+    def _database(self, fresh_db_path: Path) -> None:
+        self.path = fresh_db_path
+
+    def make_log(self, **options: Any) -> EventLog:
+        return EventLog(self.path, **options)
+
+    def make_reader(self) -> LogReader:
+        return LogReader(self.path)
+
+    def committed_rows(self) -> list[LogRecord]:
+        return read_all(self.path) if self.path.exists() else []
+
+    @contextlib.contextmanager
+    def hold_write_lock(self) -> Iterator[None]:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+
+    def reject_session(self, session_id: int) -> None:
+        conn = connect(self.path)
+        try:
+            migrate_log(conn)
+            conn.execute(
+                f"CREATE TRIGGER test_reject BEFORE INSERT ON log WHEN NEW.session_id = {session_id}"
+                " BEGIN SELECT RAISE(ABORT, 'rejected by test'); END"
+            )
+        finally:
+            conn.close()
+
+    def raw_update(self, position: int, payload: bytes) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.execute("UPDATE log SET payload = ? WHERE position = ?", (payload, position))
+        finally:
+            conn.close()
+
+
+# -- SQLite specifics ------------------------------------------------------------------------
+
+
+def test_inv4_no_update_statement_in_the_log_module() -> None:
+    # The only place SQL for the log is written: no statement of the form UPDATE <table> SET.
+    source = inspect.getsource(storage.log)
+    assert re.search(r"\bUPDATE\s+\w+\s+SET\b", source, re.IGNORECASE) is None
+    assert re.search(r"\bINSERT\s+OR\s+REPLACE\b|\bREPLACE\s+INTO\b", source, re.IGNORECASE) is None
+
+
+def test_inv4_update_trigger_is_part_of_the_schema(fresh_db_path: Path) -> None:
+    conn = connect(fresh_db_path)
+    try:
+        migrate_log(conn)
+        conn.execute(
+            "INSERT INTO log (session_id, project_id, kind, received_at_ms, payload)"
+            " VALUES (1, 1, 2, 0, x'00')"
+        )
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("UPDATE log SET received_at_ms = 1")
+        assert conn.execute("SELECT received_at_ms FROM log").fetchall() == [(0,)]
+    finally:
+        conn.close()
+
+
+def test_invalid_options_are_refused_up_front(fresh_db_path: Path) -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        EventLog(fresh_db_path, synchronous="sometimes")
+    with pytest.raises(ValueError):
+        EventLog(fresh_db_path, queue_size=0)
+    with pytest.raises(ValueError):
+        EventLog(fresh_db_path, max_batch_records=0)
+    assert not fresh_db_path.exists()
+
+
+def test_log_reader_does_not_create_a_database(tmp_path: Path) -> None:
+    with pytest.raises(sqlite3.OperationalError):
+        LogReader(tmp_path / "missing.db")
+    assert not (tmp_path / "missing.db").exists()
+
+
+async def test_log_reader_is_read_only(fresh_db_path: Path) -> None:
+    log = EventLog(fresh_db_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(log.run)
+        await log.append(rec())
+        nursery.cancel_scope.cancel()
+    with LogReader(fresh_db_path) as reader:
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader._conn.execute("DELETE FROM log")
+        assert reader.count() == 1
+
+
+async def test_poll_tail_sees_appends_of_another_writer(fresh_db_path: Path) -> None:
+    # The other "process" is a second EventLog on the same file; poll_tail gets no wake-ups
+    # from it and must find the records by polling.
+    writer = EventLog(fresh_db_path)
+    got: list[LogRecord] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        await writer.append(rec(batch_key="0"))
+
+        async def follower() -> None:
+            async with contextlib.aclosing(
+                poll_tail(fresh_db_path, 0, interval=0.01, batch_size=2)
+            ) as batches:
+                async for batch in batches:
+                    got.extend(batch)
+                    if len(got) == 5:
+                        break
+
+        async with trio.open_nursery() as inner:
+            inner.start_soon(follower)
+            for i in range(1, 5):
+                await writer.append(rec(batch_key=str(i)))
+        nursery.cancel_scope.cancel()
+    assert got == read_all(fresh_db_path)
+
+
+async def test_statistics_count_commits_records_and_duplicates(fresh_db_path: Path) -> None:
+    log = EventLog(fresh_db_path, queue_size=8)
+    assert log.statistics().queue_capacity == 8
+    async with trio.open_nursery() as nursery:
+        await nursery.start(log.run)
+        await log.append_many([rec(batch_key="a"), rec(batch_key="b"), rec(batch_key="a")])
+        await log.append(rec(batch_key="b"))
+        stats = log.statistics()
+        nursery.cancel_scope.cancel()
+    assert (stats.head, stats.commits, stats.records_committed, stats.duplicates) == (2, 2, 2, 2)
+    assert (stats.queued, stats.waiting_appenders, stats.failed_appends) == (0, 0, 0)
+
+
+# -- model test ------------------------------------------------------------------------------
+
+_records = st.builds(
+    NewRecord,
+    session_id=st.integers(1, 3),
+    project_id=st.just(1),
+    kind=st.sampled_from([RecordKind.WEB_BATCH, RecordKind.WEB_ASSETS]),
+    received_at_ms=st.integers(0, 2**53),
+    payload=st.binary(max_size=16),
+    batch_key=st.one_of(st.none(), st.sampled_from(["0_0", "0_1", "1_0"])),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(groups=st.lists(st.lists(_records, min_size=1, max_size=6), max_size=8))
+async def test_model_random_appends_with_duplicates(groups: list[list[NewRecord]]) -> None:
+    """Random appends (alone or several per request) match a dict model of the log."""
+    stored: list[LogRecord] = []
+    originals: dict[tuple[int, int, str | None], int] = {}
+    expected: list[AppendResult] = []
+    for group in groups:
+        for record in group:
+            key = (record.session_id, int(record.kind), record.batch_key)
+            if record.batch_key is not None and key in originals:
+                expected.append(AppendResult(originals[key], duplicate=True))
+                continue
+            position = len(stored) + 1
+            stored.append(as_committed(record, position))
+            if record.batch_key is not None:
+                originals[key] = position
+            expected.append(AppendResult(position))
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "model.db"
+        log = EventLog(path, synchronous="OFF")  # durability is not what this test is about
+        results: list[AppendResult] = []
+        async with trio.open_nursery() as nursery:
+            await nursery.start(log.run)
+            for i, group in enumerate(groups):
+                if i % 2:
+                    results.extend(await log.append_many(group))
+                else:
+                    results.extend([await log.append(record) for record in group])
+            assert log.head() == len(stored)
+            nursery.cancel_scope.cancel()
+        assert results == expected
+        assert (read_all(path) if path.exists() else []) == stored
+
+
+async def test_writer_that_cannot_start_releases_tails_and_refuses_appends(tmp_path: Path) -> None:
+    log = EventLog(tmp_path)  # a directory: SQLite cannot open it
+    outcome: list[BaseException] = []
+
+    async def follower() -> None:
+        try:
+            async with contextlib.aclosing(log.tail(0)) as batches:
+                await batches.__anext__()
+        except LogClosed as error:
+            outcome.append(error)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(follower)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(sqlite3.OperationalError):
+            await nursery.start(log.run)
+    assert len(outcome) == 1
+    with pytest.raises(LogClosed):
+        await log.append(rec())
