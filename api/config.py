@@ -50,7 +50,7 @@ class ServerConfig:
     def from_env(
         cls, environ: Mapping[str, str] | None = None, **overrides: object
     ) -> ServerConfig:
-        """Defaults, then ``REPLAYD_*`` variables, then ``overrides`` (``None`` values are skipped)."""
+        """Defaults, then ``REPLAYD_*`` variables, then ``overrides`` (``None`` ones skipped)."""
         environ = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for setting in SETTINGS:

@@ -21,7 +21,7 @@ class ApiError(Exception):
 def json_response(
     body: object, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
-    """A JSON response with keys in the order given (the tracker does not care; people reading do)."""
+    """A JSON response with keys in the order given (people reading it care, the tracker not)."""
     response = Response(
         json.dumps(body, separators=(",", ":")), status=status, content_type="application/json"
     )

@@ -1,4 +1,4 @@
-"""Web tracker ingest over HTTP: ``/v1/web/start``, ``/v1/web/i`` and the small endpoints around them.
+"""Web tracker ingest over HTTP: ``/v1/web/start``, ``/v1/web/i`` and the small endpoints around.
 
 Wire behaviour follows PROTOCOL.md (sections 3, 4 and 8) and the reference Go backend's order of
 checks. The request path never decodes tracker messages: a batch is checked (token, size, gzip,
@@ -76,7 +76,7 @@ class WebIngest:
         return self.catalog.token_secret()
 
     def beacon_limit(self, project: Project | None) -> int:
-        """The project's batch size limit, never above the server's (which bounds request memory)."""
+        """The project's batch size limit, never above the server's (that bounds request memory)."""
         if project is not None and 0 < project.beacon_size < self.config.beacon_size_limit:
             return project.beacon_size
         return self.config.beacon_size_limit
@@ -261,7 +261,7 @@ class WebIngest:
     # -- POST /v1/web/i -------------------------------------------------------------------------
 
     async def upload(self) -> Response:
-        """Store one batch (two records for a "visual" batch), then answer 200 with an empty body."""
+        """Store one batch (two records for a "visual" one), then answer 200 with an empty body."""
         now = self.clock()
         check = self.check_token(now)
         if not check.accepted or check.data is None:

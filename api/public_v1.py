@@ -337,7 +337,7 @@ def user_session_json(row: SessionRow) -> dict[str, Any]:
         "userOs": row.user_os,
         "userBrowser": row.user_browser or None,
         "userDevice": row.user_device,
-        "userCountry": row.user_country,
+        "userCountry": row.user_country or "UN",  # the reference's "unknown" country
         "startTs": row.start_ts,
         "duration": row.duration,
         "eventsCount": row.events_count,

@@ -100,6 +100,9 @@ def hypercorn_config(config: ServerConfig) -> hypercorn.config.Config:
     """The Hypercorn settings for ``config`` (one plain-HTTP listener, our graceful timeout)."""
     hc = hypercorn.config.Config()
     hc.bind = [config.bind]
+    # Also bounds how long an idle keep-alive connection can delay the shutdown: with Quart-trio,
+    # Hypercorn's idle-connection task does not survive the first request, so idle connections are
+    # only closed by the client or by this deadline.
     hc.graceful_timeout = config.graceful_timeout
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")

@@ -42,7 +42,7 @@ class SessionDirectory:
         return project_id
 
     async def project_of(self, session_id: int) -> int | None:
-        """The project of a session: from memory, else from the fallback lookup (then remembered)."""
+        """The project of a session: from memory, else from the fallback (then remembered)."""
         project_id = self.known(session_id)
         if project_id is not None or self._lookup is None:
             return project_id

@@ -26,8 +26,8 @@ from storage.records import LogRecord
 __all__ = [
     "Countdown",
     "Deliver",
-    "EngineCounters",
     "End",
+    "EngineCounters",
     "Flush",
     "SessionActor",
     "SessionHistory",
@@ -53,7 +53,7 @@ class EngineCounters:
 class Countdown:
     """Sets ``event`` once ``arrive`` was called ``count`` times (a one-shot barrier for flushes)."""
 
-    __slots__ = ("remaining", "event")
+    __slots__ = ("event", "remaining")
 
     def __init__(self, count: int) -> None:
         self.remaining = count
@@ -118,8 +118,7 @@ def replay_history(
         if applied and record.received_at_ms - last > inactivity_timeout_ms:
             state.end(record.position, None)
         state.apply_record(record, None)
-        if record.received_at_ms > last:
-            last = record.received_at_ms
+        last = max(last, record.received_at_ms)
         applied += 1
     if applied and ended_after:
         state.end(records[-1].position, None)
@@ -135,7 +134,15 @@ class SessionActor:
     after it is still answered.
     """
 
-    __slots__ = ("session_id", "state", "send", "_receive", "_counters", "last_record_ms", "touched")
+    __slots__ = (
+        "_counters",
+        "_receive",
+        "last_record_ms",
+        "send",
+        "session_id",
+        "state",
+        "touched",
+    )
 
     def __init__(
         self,

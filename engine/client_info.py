@@ -86,7 +86,7 @@ def _device_type(user_agent: str, os_name: str, device: str) -> str:
 
 
 def country_of_ip(address: str) -> str:
-    """ISO 3166 alpha-2 country of an IP address; "" when private, reserved, unknown or malformed."""
+    """ISO 3166 alpha-2 country of an IP address; "" if private, reserved, unknown or malformed."""
     try:
         ip = ipaddress.ip_address(address.strip())
     except ValueError:

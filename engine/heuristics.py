@@ -69,7 +69,7 @@ class ClickRageDetector:
     the Go backend, the detection is located at the burst's first click and says ``{"Count": n}``.
     """
 
-    __slots__ = ("_label", "_selector", "_count", "_first_ts", "_first_mid", "_url", "_last_ts")
+    __slots__ = ("_count", "_first_mid", "_first_ts", "_label", "_last_ts", "_selector", "_url")
 
     def __init__(self) -> None:
         self._reset()
@@ -92,7 +92,11 @@ class ClickRageDetector:
         self, label: str, selector: str, timestamp: int, message_id: int, page_url: str
     ) -> Detection | None:
         """Feed a click; return the burst it closed, if that burst was click rage."""
-        if self._count and label == self._label and timestamp - self._last_ts < CLICK_RAGE_MAX_GAP_MS:
+        if (
+            self._count
+            and label == self._label
+            and timestamp - self._last_ts < CLICK_RAGE_MAX_GAP_MS
+        ):
             self._count += 1
             self._last_ts = timestamp
             return None
@@ -146,7 +150,7 @@ class DeadClickDetector:
     Clicks on inputs are not special-cased: focusing the input is itself a reaction.
     """
 
-    __slots__ = ("_label", "_selector", "_ts", "_mid", "_url", "_pending")
+    __slots__ = ("_label", "_mid", "_pending", "_selector", "_ts", "_url")
 
     def __init__(self) -> None:
         self._pending = False

@@ -28,7 +28,7 @@ def flake_shard(flake_id: int) -> int:
 
 
 def make_flake_id(timestamp_ms: int, shard: int, seq: int) -> int:
-    """Compose a flake id from its three parts (no uniqueness bookkeeping; see ``FlakeIdGenerator``)."""
+    """Compose a flake id from its parts (no uniqueness bookkeeping: see ``FlakeIdGenerator``)."""
     if not 0 <= shard <= MAX_SHARD:
         raise ValueError(f"shard {shard} out of range 0..{MAX_SHARD}")
     if not 0 <= seq < _SEQ_LIMIT:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from engine.codec import web_messages as wm
 from engine.codec.web import (
     BatchMetadata,
     CustomEvent,
@@ -47,10 +48,11 @@ from engine.codec.web import (
     UserAnonymousID,
     UserID,
     WebVitals,
+    decode_message,
+    iter_frames,
     iter_messages,
     message_id,
 )
-from engine.codec import web_messages as wm
 from engine.events import (
     AnonymousIdSet,
     Clicked,
@@ -111,9 +113,9 @@ BASE_WANTED: frozenset[int] = frozenset(
     )
 )  # fmt: skip
 
-# DOM changes that count as "something reacted to the click" for the dead-click detector. They are
-# decoded only for sessions where the server runs that detector (trackers before 19), so that the
-# common case pays nothing for them.
+# DOM changes that count as "something reacted to the click" for the dead-click detector. Only their
+# frame type is looked at (never decoded), and only for sessions where the server runs that
+# detector (trackers before 19).
 REACTION_TYPES: frozenset[int] = frozenset(
     cls.TYPE_ID
     for cls in (
@@ -126,6 +128,39 @@ REACTION_TYPES: frozenset[int] = frozenset(
 )  # fmt: skip
 
 _NO_METADATA = BatchMetadata(version=0, page_no=0, first_index=0, timestamp=0, location="")
+
+
+class _Reaction:
+    """Stands for a run of DOM-change frames in a decoded batch (see ``_decode_with_reactions``)."""
+
+    __slots__ = ()
+
+
+_REACTION = _Reaction()
+
+
+def _decode_with_reactions(payload: bytes) -> list[tuple[int, object]]:
+    """``(index, message)`` for the ``BASE_WANTED`` messages, plus ``_REACTION`` for DOM changes.
+
+    Walks the frames once, decoding only the wanted bodies: decoding the DOM messages themselves
+    would cost 3-4x (they are most of a batch). Consecutive DOM frames collapse into one marker:
+    they share the current time (only a ``Timestamp``, which is wanted, changes it), and one
+    reaction is all the dead-click detector needs.
+    """
+    decode = decode_message
+    wanted = BASE_WANTED
+    reactions = REACTION_TYPES
+    out: list[tuple[int, object]] = []
+    in_run = False
+    for index, (type_id, start, end) in enumerate(iter_frames(payload)):
+        if type_id in wanted:
+            out.append((index, decode(type_id, payload[start:end])))
+            in_run = False
+        elif type_id in reactions and not in_run:
+            out.append((index, _REACTION))
+            in_run = True
+    return out
+
 
 _LOAD_FIELDS = (
     "request_start",
@@ -143,13 +178,15 @@ _LOAD_FIELDS = (
 class TabPage:
     """The page currently shown in one tab (the tracker marks a batch's tab with ``TabData``)."""
 
-    __slots__ = ("url", "title", "message_id", "loaded_message_id")
+    __slots__ = ("loaded_message_id", "message_id", "title", "url")
 
     def __init__(self) -> None:
         self.url = ""
         self.title = ""
         self.message_id: int | None = None  # LOCATION row of the current page
-        self.loaded_message_id: int | None = None  # ... of the last real page load (timings go there)
+        self.loaded_message_id: int | None = (
+            None  # ... of the last real page load (timings go there)
+        )
 
 
 class SessionState:
@@ -160,14 +197,38 @@ class SessionState:
     """
 
     __slots__ = (
-        "session_id", "project_id",
-        "started", "start_ts", "delay", "tracker_version", "server_heuristics", "wanted",
-        "last_message_ts", "last_record_ms", "ended",
-        "pages_count", "events_count", "errors_count", "issue_types",
-        "user_id", "anonymous_id", "metadata", "focus_node_id", "visible",
-        "current_url", "current_title", "tabs", "records_applied", "records_parked",
-        "click_rage", "dead_click",
-        "_out", "_pos", "_now", "_meta", "_tab", "_batch_url",
+        "_batch_url",
+        "_meta",
+        "_now",
+        "_out",
+        "_pos",
+        "_tab",
+        "anonymous_id",
+        "click_rage",
+        "current_title",
+        "current_url",
+        "dead_click",
+        "delay",
+        "ended",
+        "errors_count",
+        "events_count",
+        "focus_node_id",
+        "issue_types",
+        "last_message_ts",
+        "last_record_ms",
+        "metadata",
+        "pages_count",
+        "project_id",
+        "records_applied",
+        "records_parked",
+        "server_heuristics",
+        "session_id",
+        "start_ts",
+        "started",
+        "tabs",
+        "tracker_version",
+        "user_id",
+        "visible",
     )  # fmt: skip
 
     def __init__(self, session_id: int, project_id: int = 0) -> None:
@@ -180,7 +241,6 @@ class SessionState:
         # Until a start record says otherwise the tracker is unknown: run the server-side click
         # detectors (see engine.heuristics for the duplicate policy).
         self.server_heuristics = True
-        self.wanted: frozenset[int] = BASE_WANTED | REACTION_TYPES
         self.last_message_ts = 0
         self.last_record_ms = 0
         self.ended = False
@@ -212,8 +272,7 @@ class SessionState:
 
     def apply_record(self, record: LogRecord, out: list[DomainEvent] | None) -> bool:
         """Apply one record of this session; False when it was parked (``RecordParked`` emitted)."""
-        if record.received_at_ms > self.last_record_ms:
-            self.last_record_ms = record.received_at_ms
+        self.last_record_ms = max(self.last_record_ms, record.received_at_ms)
         if record.project_id:
             self.project_id = record.project_id
         self.ended = False
@@ -281,12 +340,10 @@ class SessionState:
             return
         self.started = True
         self.start_ts = start.start_timestamp
-        if self.last_message_ts < start.start_timestamp:
-            self.last_message_ts = start.start_timestamp
+        self.last_message_ts = max(self.last_message_ts, start.start_timestamp)
         self.delay = start.delay
         self.tracker_version = start.tracker_version
         self.server_heuristics = not tracker_detects_click_issues(start.tracker_version)
-        self.wanted = BASE_WANTED | REACTION_TYPES if self.server_heuristics else BASE_WANTED
         if start.user_id:
             self.user_id = start.user_id
         out = self._out
@@ -326,7 +383,10 @@ class SessionState:
 
     def _apply_batch(self, payload: bytes) -> None:
         # Decode everything first: a CodecError then parks the record before any state changed.
-        messages = list(iter_messages(payload, self.wanted))
+        if self.server_heuristics:
+            messages = _decode_with_reactions(payload)
+        else:
+            messages = list(iter_messages(payload, BASE_WANTED))
         if not messages:
             return
         first = messages[0][1]
@@ -348,15 +408,14 @@ class SessionState:
             cls = type(msg)
             if cls is Timestamp:
                 now = msg.timestamp  # type: ignore[union-attr]
-                if now > high:
+                if now > high:  # the most frequent message: a compare is cheaper than max()
                     high = now
                 continue
             handler = handlers.get(cls)
             if handler is not None:
                 self._now = now
                 handler(self, index, msg)
-        if high > self.last_message_ts:
-            self.last_message_ts = high
+        self.last_message_ts = max(self.last_message_ts, high)
         if self.server_heuristics:
             # Settle what can no longer change: the session's time has moved on.
             found = self.click_rage.on_time(now)
@@ -400,7 +459,13 @@ class SessionState:
 
     def _detected(self, d: Detection) -> None:
         self._issue(
-            d.issue_type, d.timestamp, d.message_id, d.page_url, d.context_string, d.context, d.payload
+            d.issue_type,
+            d.timestamp,
+            d.message_id,
+            d.page_url,
+            d.context_string,
+            d.context,
+            d.payload,
         )
 
     def _reaction(self) -> None:
@@ -587,7 +652,7 @@ class SessionState:
         self.focus_node_id = msg.id if msg.id >= 0 else None  # -1 = blur
         self._reaction()
 
-    def _on_dom_change(self, index: int, msg: object) -> None:
+    def _on_dom_change(self, index: int, msg: _Reaction) -> None:
         self._reaction()
 
     def _on_custom_event(self, index: int, msg: CustomEvent) -> None:
@@ -829,7 +894,5 @@ _HANDLERS: dict[type, _Handler] = {
     MouseThrashing: SessionState._on_mouse_thrashing,
     Incident: SessionState._on_incident,
     SetPageVisibility: SessionState._on_visibility,
+    _Reaction: SessionState._on_dom_change,
 }  # type: ignore[dict-item]
-for _type_id in REACTION_TYPES:
-    _HANDLERS[wm.MESSAGE_CLASSES[_type_id]] = SessionState._on_dom_change  # type: ignore[assignment]
-del _type_id

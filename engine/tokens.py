@@ -15,7 +15,7 @@ import hmac
 import attrs
 
 JUST_EXPIRED_GRACE_MS = 30_000
-"""A token expired less than this long ago is "just expired": its batch is still accepted (then 401)."""
+"""Expired less than this long ago = "just expired": the batch is still stored (then 401)."""
 
 _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 # Bitcoin alphabet, as used by the Go backend's base58 package.

@@ -279,7 +279,12 @@ _UPDATE_COMMON = (
             ORDER BY value
         )
     ) END,
-    metadata = CASE WHEN :metadata = '{}' THEN metadata ELSE json_patch(metadata, :metadata) END,
+    metadata = CASE WHEN :metadata = '{}' THEN metadata ELSE (
+        -- keys re-sorted: the text must not depend on how the updates were split into calls
+        SELECT json_group_object(key, value) FROM (
+            SELECT key, value FROM json_each(json_patch(sessions.metadata, :metadata)) ORDER BY key
+        )
+    ) END,
     first_position = min(first_position, :first_position),
     last_position = max(last_position, :last_position)
     WHERE session_id = :session_id

@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable
 
 import trio
-
 from benchlib import batches
+
 from engine.codec import web
 from engine.events import DomainEvent
 from engine.session_state import BASE_WANTED, SessionState
@@ -35,7 +35,8 @@ T0 = 1_795_418_019_299
 def bodies(body_kb: int, n: int = 16) -> list[bytes]:
     """Whole batches as the load generator sends them (header + realistic tail)."""
     return [
-        batches.encode_header(0, i * 1000, T0 + i * 1000) + batches.make_batch(body_kb * 1024, seed=100 + i).tail
+        batches.encode_header(0, i * 1000, T0 + i * 1000)
+        + batches.make_batch(body_kb * 1024, seed=100 + i).tail
         for i in range(n)
     ]
 
@@ -45,8 +46,12 @@ def start_record(session_id: int, version: str, position: int = 1) -> LogRecord:
         session_id=session_id, project_id=1, start_timestamp=T0, delay=0, tracker_version=version
     ).to_bytes()
     return LogRecord(
-        position=position, session_id=session_id, project_id=1, kind=RecordKind.WEB_START,
-        received_at_ms=T0, payload=payload,
+        position=position,
+        session_id=session_id,
+        project_id=1,
+        kind=RecordKind.WEB_START,
+        received_at_ms=T0,
+        payload=payload,
     )
 
 
@@ -73,8 +78,14 @@ def main() -> None:
     data = bodies(args.body_kb)
     per_round = sum(1 for body in data for _ in web.iter_frames(body))
     records = [
-        LogRecord(position=2 + i, session_id=1, project_id=1, kind=RecordKind.WEB_BATCH,
-                  received_at_ms=T0 + i, payload=body)
+        LogRecord(
+            position=2 + i,
+            session_id=1,
+            project_id=1,
+            kind=RecordKind.WEB_BATCH,
+            received_at_ms=T0 + i,
+            payload=body,
+        )
         for i, body in enumerate(data)
     ]
 
@@ -111,8 +122,14 @@ def main() -> None:
             for sid in range(1, n_sessions + 1):
                 pos += 1
                 sup_records.append(
-                    LogRecord(position=pos, session_id=sid, project_id=1, kind=RecordKind.WEB_BATCH,
-                              received_at_ms=T0 + r * 100 + i, payload=body)
+                    LogRecord(
+                        position=pos,
+                        session_id=sid,
+                        project_id=1,
+                        kind=RecordKind.WEB_BATCH,
+                        received_at_ms=T0 + r * 100 + i,
+                        payload=body,
+                    )
                 )
     sup_messages = per_round * n_sessions * rounds
 
@@ -136,8 +153,10 @@ def main() -> None:
         ("Supervisor, 20 sessions", rate(args.seconds, sup_messages, lambda: trio.run(supervise))),
     ]
     base = rows[0][1]
-    print(f"batches: {len(data)} x ~{args.body_kb} KB, {per_round / len(data):.0f} messages each, "
-          f"{len(events_per_round) / len(data):.1f} events per batch")
+    print(
+        f"batches: {len(data)} x ~{args.body_kb} KB, {per_round / len(data):.0f} messages each, "
+        f"{len(events_per_round) / len(data):.1f} events per batch"
+    )
     print(f"{'path':34} {'messages/s':>12} {'vs decode':>10}")
     for name, value in rows:
         print(f"{name:34} {value:12,.0f} {value / base:10.2f}")

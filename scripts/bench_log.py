@@ -137,12 +137,16 @@ def main() -> None:
     parser.add_argument("--appenders", type=int, default=64)
     parser.add_argument("--payload", type=int, default=1024, help="payload bytes per record")
     parser.add_argument(
-        "--per-row-records", type=int, default=1_000,
+        "--per-row-records", type=int, default=500,
         help="records for the one-transaction-per-record cases (slow by design)",
     )  # fmt: skip
     parser.add_argument(
         "--rounds", type=int, default=3,
-        help="the cases run interleaved this many times; the best round of each is shown",
+        help="the cases run interleaved up to this many times; the best round of each is shown",
+    )  # fmt: skip
+    parser.add_argument(
+        "--budget", type=float, default=30.0,
+        help="seconds; no new round starts if it would likely end after this",
     )  # fmt: skip
     parser.add_argument("--dir", type=Path, default=None, help="directory for the databases")
     args = parser.parse_args()
@@ -159,14 +163,18 @@ def main() -> None:
     ]  # fmt: skip
     print(
         f"bench_log: {args.records} records of {args.payload} B, synchronous=FULL, "
-        f"{os.cpu_count()} CPUs, sqlite {sqlite3.sqlite_version}, best of {args.rounds} rounds"
+        f"{os.cpu_count()} CPUs, sqlite {sqlite3.sqlite_version}, best of up to {args.rounds} rounds"
     )
     # Interleaving the cases round by round, and keeping each one's best round, makes the
     # ratios robust against load from other processes on a shared machine.
     best: dict[str, Result] = {}
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for round_no in range(args.rounds):
-            print(f"  round {round_no + 1}/{args.rounds} ...", flush=True)
+            elapsed = time.perf_counter() - started
+            if round_no and elapsed + elapsed / round_no > args.budget:
+                break
+            print(f"  round {round_no + 1} ...", flush=True)
             for name, run in cases:
                 result = run(Path(tmp), name)
                 if name not in best or result.rate > best[name].rate:

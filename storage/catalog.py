@@ -1,4 +1,4 @@
-"""The catalog: organizations, projects, organization API keys and server settings (the token secret).
+"""The catalog: organizations, projects, organization API keys, server settings (token secret).
 
 Owns the tables ``organizations``, ``projects``, ``api_keys`` and ``settings`` (migrated through
 ``storage.schema.apply_migrations`` under the component name ``catalog``). Knows nothing of the
@@ -142,7 +142,8 @@ class Catalog:
         with self._lock:
             apply_migrations(conn, "catalog", _MIGRATIONS)
             conn.execute(
-                "INSERT OR IGNORE INTO organizations (org_id, name, created_at_ms) VALUES (?, ?, ?)",
+                "INSERT OR IGNORE INTO organizations (org_id, name, created_at_ms)"
+                " VALUES (?, ?, ?)",
                 (DEFAULT_ORG_ID, "default", _now_ms()),
             )
             self._secret = self._load_or_create_secret()
@@ -164,7 +165,7 @@ class Catalog:
     # -- settings --------------------------------------------------------------------------------
 
     def _load_or_create_secret(self) -> bytes:
-        # INSERT OR IGNORE then read back: two processes opening a fresh database agree on one secret.
+        # INSERT OR IGNORE, then read back: two processes opening a new database get one secret.
         self._conn.execute(
             "INSERT OR IGNORE INTO settings (name, value) VALUES (?, ?)",
             (TOKEN_SECRET_SETTING, secrets.token_bytes(32).hex()),
@@ -207,7 +208,8 @@ class Catalog:
                 try:
                     cursor = self._conn.execute(
                         "INSERT INTO projects (org_id, project_key, name, platform, sample_rate, "
-                        "max_session_duration_ms, save_request_payloads, beacon_size, created_at_ms)"
+                        "max_session_duration_ms, save_request_payloads, beacon_size,"
+                        " created_at_ms)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             org_id,
@@ -234,7 +236,7 @@ class Catalog:
             return project
 
     def cached_project_by_key(self, project_key: str) -> tuple[bool, Project | None]:
-        """Answer from memory only: ``(True, project_or_None)`` if the cache knows, else ``(False, None)``.
+        """From memory only: ``(True, project or None)`` if the cache knows, else ``(False, None)``.
 
         The request path calls this first and ``get_project_by_key`` (in a worker thread) only when
         the cache cannot answer.

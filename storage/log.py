@@ -6,7 +6,10 @@ Owns the ``log`` table (schema in :mod:`storage.schema`) and DESIGN.md invariant
 2. Positions are SQLite rowids assigned by the single writer: strictly increasing, gap-free.
 3. A retry (same session, kind and batch key) stores nothing and returns the original position.
 4. No code path here updates a record; a ``BEFORE UPDATE`` trigger refuses even raw SQL.
-7. ``received_at_ms`` is stamped by the caller and stored as given; the log never reads the clock.
+7. ``received_at_ms`` is stamped by the caller; the log never reads the clock. The writer keeps
+   record time monotonic in log order (a record stamped earlier than the one before it is stored
+   with the previous time), so the engine's "log clock" never goes backwards and a session replayed
+   alone sees the same times as the whole log did.
 
 Knows nothing of the tracker protocol: payloads are opaque bytes. Must not import engine,
 projections or api.
@@ -244,6 +247,7 @@ class EventLog:
         self._state = _State.NEW
         self._send: trio.MemorySendChannel[_Request] | None = None  # set once the writer is up
         self._head = 0
+        self._last_received_at_ms = 0  # time of the newest record; keeps record time monotonic
         # Replaced after every commit: waiters wake on the old one and re-check head().
         self._committed = trio.Event()
         # Set when the writer is up, or gave up starting (then _send stays None).
@@ -269,7 +273,7 @@ class EventLog:
         if self._state is not _State.NEW:
             raise RuntimeError("EventLog.run can be called only once")
         try:
-            conn, head = await trio.to_thread.run_sync(
+            conn, head, self._last_received_at_ms = await trio.to_thread.run_sync(
                 self._open_writer, limiter=self._writer_limiter
             )
         except BaseException:
@@ -296,7 +300,7 @@ class EventLog:
             conn.close()
             self._close_idle_readers()
 
-    def _open_writer(self) -> tuple[sqlite3.Connection, int]:
+    def _open_writer(self) -> tuple[sqlite3.Connection, int, int]:
         conn = connect(
             self.path,
             synchronous=self._synchronous,
@@ -306,10 +310,13 @@ class EventLog:
         try:
             migrate_log(conn)
             head = _max_position(conn)
+            last = conn.execute(
+                "SELECT received_at_ms FROM log ORDER BY position DESC LIMIT 1"
+            ).fetchone()
         except BaseException:
             conn.close()
             raise
-        return conn, head
+        return conn, head, (last[0] if last else 0)
 
     def _take_batch(
         self, first: _Request, receive: trio.MemoryReceiveChannel[_Request]
@@ -326,7 +333,29 @@ class EventLog:
             count += len(request.records)
         return batch
 
+    def _make_time_monotonic(self, batch: list[_Request]) -> None:
+        """Clamp each record's time to at least the previous record's (queue order = log order).
+
+        Appenders stamp times concurrently, so they reach the queue slightly out of order; the
+        engine measures inactivity in record time and must see a clock that never goes back.
+        A clamp by a failed transaction only raises the floor, which keeps the order monotonic.
+        """
+        last = self._last_received_at_ms
+        for request in batch:
+            fixed = []
+            changed = False
+            for record in request.records:
+                if record.received_at_ms < last:
+                    record = attrs.evolve(record, received_at_ms=last)
+                    changed = True
+                last = record.received_at_ms
+                fixed.append(record)
+            if changed:
+                request.records = fixed
+        self._last_received_at_ms = last
+
     async def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Request]) -> None:
+        self._make_time_monotonic(batch)
         # abandon_on_cancel=False (the default): a cancellation waits for the transaction under way
         # to finish, so its outcome is known and every appender gets the truth.
         outcomes, commits = await trio.to_thread.run_sync(

@@ -1,9 +1,9 @@
 """Which project a session belongs to, read from the log (its first record names the project).
 
-The ingest API keeps a session -> project map in memory, filled at ``/v1/web/start``; after a restart
-that map is empty while trackers keep uploading with still-valid tokens, so a miss is answered here
-from the durable log instead of forcing every live tracker to restart its session. Read-only; one
-indexed lookup (``log_session_position``), no payloads read.
+The ingest API keeps a session -> project map in memory, filled at ``/v1/web/start``; after a
+restart that map is empty while trackers keep uploading with still-valid tokens, so a miss is
+answered here from the durable log instead of forcing every live tracker to restart its session.
+Read-only; one indexed lookup (``log_session_position``), no payloads read.
 """
 
 from __future__ import annotations

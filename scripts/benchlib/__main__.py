@@ -12,8 +12,9 @@ import os
 import sys
 import time
 import traceback
+from pathlib import Path
 
-from benchlib import common, engine, ingest, memory, queries, rebuild, report
+from benchlib import common, engine, ingest, memory, profile, queries, rebuild, report
 from benchlib.common import log
 
 SECTIONS = ("ingest", "engine", "rebuild", "queries", "memory")
@@ -34,6 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also run ingest against `replayd serve --workers N` (split ingest/engine "
                         "mode): N, 0 = never, auto = 1 when the server supports it")
     p.add_argument("--sizes", default=None, help="ingest body sizes in KB, e.g. 1,16,64")
+    p.add_argument("--profile", default=None, metavar="DIR",
+                   help="also sample replayd with py-spy (ingest window, a second rebuild, the "
+                        "query mixes) and write collapsed stacks and top lists into DIR")
     args = p.parse_args(argv)
     args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(args.sections) - set(SECTIONS)
@@ -45,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     t_start = time.monotonic()
+    if args.profile:
+        profile.PROFILE_DIR = Path(args.profile).resolve()
+        profile.PROFILE_DIR.mkdir(parents=True, exist_ok=True)
     info = report.machine()
     quick = args.quick
     full = set(args.sections) == set(SECTIONS) and not quick
@@ -106,11 +113,19 @@ def main(argv: list[str] | None = None) -> int:
 
     section("rebuild", lambda: report.rebuild_rows(rebuild.run(
         min_messages=200_000 if quick else 1_000_000)))
-    section("queries", lambda: report.query_rows(queries.run(
-        queries.QuerySettings(stored_sessions=20_000, sessions_with_events=1_000, live_sessions=1_000,
-                              requests=200, rebuild_budget_s=30)
-        if quick else queries.QuerySettings())))
-    section("memory", lambda: report.memory_rows(memory.run(live=1_000 if quick else 10_000)))
+    query_result: list[queries.QueryResult] = []
+
+    def do_queries() -> list[report.Row]:
+        settings = (queries.QuerySettings(stored_sessions=20_000, sessions_with_events=1_000,
+                                          live_sessions=1_000, requests=200, rebuild_budget_s=30)
+                    if quick else queries.QuerySettings())
+        query_result.append(queries.run(settings))
+        return report.query_rows(query_result[0])
+
+    section("queries", do_queries)
+    # the query server already held the live sessions: its RSS is the "live" memory figure
+    section("memory", lambda: report.memory_rows(memory.run(
+        live=1_000 if quick else 10_000, from_queries=query_result[0] if query_result else None)))
 
     elapsed = time.monotonic() - t_start
     notes += [
@@ -125,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         "The 2 cores are shared by the server, the load generator and the driver; background load "
         "on the machine (see load average) lowers every figure, ceilings included.",
     ]
+    if args.profile:
+        notes.insert(0, "PROFILED run: py-spy sampled replayd during the measurements.")
     if quick:
         notes.insert(0, "QUICK run: reduced sizes; not comparable with the targets' data sizes.")
     if failed:

@@ -29,6 +29,7 @@ class EngineWatch:
     msgs_per_record: float
     samples: list[tuple[float, int, int]] = attrs.field(factory=list)  # (t, head, checkpoint)
     drained_after_s: float | None = None  # seconds after the window until checkpoint == head
+    drain_cpu_s: float = 0.0  # CPU seconds the server tree used while draining
     final_head: int = 0
     final_checkpoint: int = 0
     wired: bool = True  # False when no projection checkpoint exists (engine not running)
@@ -53,12 +54,21 @@ class EngineWatch:
         return (h1 - h0) * self.msgs_per_record / (t1 - t0) if t1 > t0 else 0.0
 
     @property
-    def drain_msgs_per_s(self) -> float:
-        """Rate at which the backlog left at the window end was worked off (engine alone)."""
-        if not self.samples or not self.drained_after_s:
+    def drain_msgs(self) -> float:
+        """Messages of the backlog left at the window end (worked off by the engine alone)."""
+        if not self.samples:
             return 0.0
-        _, h, c = self.samples[-1]
-        return (self.final_checkpoint - c) * self.msgs_per_record / self.drained_after_s
+        return (self.final_checkpoint - self.samples[-1][2]) * self.msgs_per_record
+
+    @property
+    def drain_msgs_per_s(self) -> float:
+        """Rate at which that backlog was worked off (no ingest load any more)."""
+        return self.drain_msgs / self.drained_after_s if self.drained_after_s else 0.0
+
+    @property
+    def drain_msgs_per_core_s(self) -> float:
+        """The same per CPU-second of the server (the engine may use SQLite threads too)."""
+        return self.drain_msgs / self.drain_cpu_s if self.drain_cpu_s > 0 else 0.0
 
 
 class ProgressProbe:
@@ -88,8 +98,10 @@ class ProgressProbe:
 
 
 def watch(db: Path, msgs_per_record: float, w_start: float, w_end: float,
-          drain_timeout: float) -> tuple[threading.Thread, EngineWatch]:
+          drain_timeout: float, server_pid: int) -> tuple[threading.Thread, EngineWatch]:
     """Start a thread that samples progress during [w_start, w_end] then waits for the drain."""
+    from benchlib.common import tree_cpu
+
     result = EngineWatch(msgs_per_record=msgs_per_record)
 
     def run() -> None:
@@ -100,7 +112,8 @@ def watch(db: Path, msgs_per_record: float, w_start: float, w_end: float,
                 result.samples.append((time.monotonic(), head, ckpt or 0))
                 time.sleep(0.1)
             head, ckpt = probe.sample()
-            result.samples.append((time.monotonic(), head, ckpt or 0))
+            t_end, cpu_end = time.monotonic(), tree_cpu(server_pid)
+            result.samples.append((t_end, head, ckpt or 0))
             if ckpt is None:
                 result.wired = False
                 return
@@ -109,7 +122,8 @@ def watch(db: Path, msgs_per_record: float, w_start: float, w_end: float,
                 h, c = probe.sample()
                 result.final_head, result.final_checkpoint = h, c or 0
                 if c is not None and c >= h:
-                    result.drained_after_s = time.monotonic() - w_end
+                    result.drained_after_s = time.monotonic() - t_end
+                    result.drain_cpu_s = tree_cpu(server_pid) - cpu_end
                     return
                 if time.monotonic() > deadline:
                     return

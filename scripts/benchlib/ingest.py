@@ -13,7 +13,7 @@ from pathlib import Path
 
 import attrs
 
-from benchlib import common, engine
+from benchlib import common, engine, profile
 from benchlib.common import LoadRun, log
 from benchlib.loadgen import LoadSpec
 
@@ -70,10 +70,15 @@ def run_replayd(size: int, s: IngestSettings, workdir: Path) -> tuple[LoadRun, e
     with common.replayd_server(db, workers=s.workers) as (child, port):
         def on_window(w_start: float, w_end: float) -> None:
             watched["thread"], watched["watch"] = engine.watch(
-                db, msgs_per_record, w_start, w_end, s.drain_timeout_s)
+                db, msgs_per_record, w_start, w_end, s.drain_timeout_s, child.pid)
+            if profile.PROFILE_DIR is not None:
+                out = profile.PROFILE_DIR / f"ingest-{size // 1024}k-w{s.workers or 0}.collapsed"
+                watched["profile"] = (profile.record(child.pid, s.duration_s, out), out)
 
         run = common.run_load(_spec(port, keys.project_key, size, s, seed=2), s.procs, child.pid,
                               on_window=on_window)
+        if "profile" in watched:
+            profile.finish(*watched["profile"])  # type: ignore[misc]
         thread = watched.get("thread")
         if thread is not None:
             thread.join(s.drain_timeout_s + 5)  # type: ignore[attr-defined]

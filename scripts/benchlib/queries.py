@@ -28,7 +28,7 @@ from pathlib import Path
 
 import attrs
 
-from benchlib import batches, common, rebuild
+from benchlib import batches, common, profile, rebuild
 from benchlib.common import log, percentile
 from benchlib.loadgen import LoadSpec, parse_response, request_bytes
 
@@ -113,7 +113,7 @@ class QuerySettings:
     sessions_with_events: int = 10_000
     live_sessions: int = 10_000
     requests: int = 1000
-    rebuild_budget_s: float = 150.0  # at most this long for projecting the stored sessions
+    rebuild_budget_s: float = 100.0  # at most this long for projecting the stored sessions
     live_procs: int = 1
     live_trackers: int = 32
 
@@ -129,6 +129,8 @@ class QueryResult:
     events: Latency
     live_search: Latency
     floor: Latency  # empty GET on the ceiling server
+    live_rss: int  # RSS of the server once the live sessions were started and projected
+    caught_up: bool  # whether the engine had reached the log head when the RSS was taken
     note: str = ""
 
 
@@ -155,22 +157,24 @@ def prepare_stored(db: Path, project_id: int, s: QuerySettings) -> tuple[int, fl
     gen = FlakeIdGenerator(shard=9)
     base = int(time.time() * 1000) - 30 * 86_400_000
     note = ""
-    # Probe the projection rate on a small log first (same database, rebuilt again below).
-    probe_n = min(s.stored_sessions, 20_000)
     ids = [gen.next_id(base + i) for i in range(s.stored_sessions)]
-    probe_db = db.with_name("probe.db")
-    keys = common.create_keys(probe_db)
-    rebuild.append_records(probe_db, _stored_records(keys.project_id, probe_n,
-                                                     probe_n // 100, ids[:probe_n]), chunk=5000)
-    run = rebuild.run_rebuild(probe_db)
-    per_s = probe_n / (run.own_s or run.wall_s)
-    fit = int(per_s * s.rebuild_budget_s)
     n = s.stored_sessions
-    if fit < n:
-        n = max(probe_n, fit // 10_000 * 10_000)
-        note = (f"{n:,} of {s.stored_sessions:,} stored sessions: projecting runs at "
-                f"{per_s:,.0f} sessions/s, {s.rebuild_budget_s:.0f} s budget")
-    probe_db.unlink(missing_ok=True)
+    probe_n = min(10_000, n // 10)
+    if probe_n >= 1_000:
+        # Probe the projection rate on a small log first, so the real one fits the budget.
+        probe_db = db.with_name("probe.db")
+        keys = common.create_keys(probe_db)
+        rebuild.append_records(probe_db, _stored_records(keys.project_id, probe_n, probe_n // 100,
+                                                         ids[:probe_n]), chunk=5000)
+        run = rebuild.run_rebuild(probe_db)
+        per_s = probe_n / (run.own_s or run.wall_s)
+        fit = int(per_s * s.rebuild_budget_s)
+        log(f"queries: probe projected {per_s:,.0f} sessions/s")
+        if fit < n:
+            n = max(probe_n, fit // 10_000 * 10_000)
+            note = (f"{n:,} of {s.stored_sessions:,} stored sessions: `replayd rebuild` projects "
+                    f"{per_s:,.0f} sessions/s here and the run allows {s.rebuild_budget_s:.0f} s")
+        probe_db.unlink(missing_ok=True)
     with_events = min(s.sessions_with_events, n)
     log(f"queries: appending {n:,} sessions ({with_events:,} with events) through the log")
     t0 = time.perf_counter()
@@ -215,6 +219,23 @@ def live_search_requests(project_key: str, n: int, rng: random.Random) -> list[t
     return reqs
 
 
+def wait_caught_up(db: Path, timeout: float) -> bool:
+    """Wait until the lowest projection checkpoint reaches the log head (bounded)."""
+    from benchlib.engine import ProgressProbe
+
+    probe = ProgressProbe(db)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            head, ckpt = probe.sample()
+            if ckpt is not None and ckpt >= head:
+                return True
+            time.sleep(0.2)
+        return False
+    finally:
+        probe.close()
+
+
 def live_total(client: QueryClient, project_key: str) -> int:
     """How many live sessions the server lists (``data.total`` of the Assist list)."""
     status, body, _ = client.request("GET", f"/api/v1/{project_key}/assist/sessions")
@@ -234,6 +255,14 @@ def floor_latency(n: int) -> Latency:
             client.close()
 
 
+def _profile(pid: int, name: str):
+    """Sample the server while one query mix runs (only with ``--profile``)."""
+    if profile.PROFILE_DIR is None:
+        return None
+    out = profile.PROFILE_DIR / f"{name}.collapsed"
+    return profile.record(pid, 4, out), out
+
+
 def _check_events(payload: bytes) -> str:
     data = json.loads(payload).get("data")
     return "" if data else "empty event list"
@@ -249,18 +278,30 @@ def run(s: QuerySettings) -> QueryResult:
         log(f"queries: {stored:,} sessions projected in {rebuild_s:.1f} s; starting replayd")
         with common.replayd_server(db) as (child, port):
             live_ids, live_s = start_live(port, keys.project_key, s.live_sessions, s)
-            log(f"queries: {len(live_ids):,} live sessions started in {live_s:.1f} s; measuring")
+            caught_up = wait_caught_up(db, timeout=60)
+            time.sleep(1.0)
+            live_rss = common.tree_rss(child.pid)
+            log(f"queries: {len(live_ids):,} live sessions started in {live_s:.1f} s, RSS "
+                f"{live_rss / 1e6:.0f} MB; measuring")
             client = QueryClient(port, [("Authorization", keys.api_key)])
             try:
                 live = live_total(client, keys.project_key)
                 n = s.requests
                 ev_reqs = [("GET", f"/api/v1/{keys.project_key}/sessions/"
                                    f"{rng.choice(with_events)}/events", b"") for _ in range(n + 20)]
-                events = measure(client, ev_reqs, check=_check_events)
+                # live search first: the live sessions end 150 s (record time) after their batch
+                prof = _profile(child.pid, "queries-live-search")
                 search = measure(client, live_search_requests(keys.project_key, n + 20, rng))
+                if prof:
+                    profile.finish(*prof)
+                prof = _profile(child.pid, "queries-events")
+                events = measure(client, ev_reqs, check=_check_events)
+                if prof:
+                    profile.finish(*prof)
             finally:
                 client.close()
     floor = floor_latency(s.requests)
     return QueryResult(stored_wanted=s.stored_sessions, stored=stored, rebuild_s=rebuild_s,
                        live_wanted=s.live_sessions, live=live, live_start_s=live_s,
-                       events=events, live_search=search, floor=floor, note=note)
+                       events=events, live_search=search, floor=floor, live_rss=live_rss,
+                       caught_up=caught_up, note=note)

@@ -204,6 +204,8 @@ async def test_two_tabs_of_one_session_with_the_same_counters_are_both_kept(
 async def test_uploads_keep_working_after_a_restart(server_factory: ServerFactory) -> None:
     first = await server_factory()
     start = await first.started()
+    # An idle keep-alive connection would hold the graceful shutdown for its whole timeout.
+    await first.client.aclose()
     first.server.shutdown()
     await first.server.wait_stopped()
     # Same database, new process state: the session -> project map comes back from the log.

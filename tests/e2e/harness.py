@@ -389,6 +389,13 @@ class RequestLog:
                 f" {sum(r.request_body_bytes for r in reqs):>11}"
                 f" {sum(max(r.response_body_bytes, 0) for r in reqs):>12}  {','.join(statuses)}"
             )
+        for r in self.requests:
+            if r.method == "POST" and "/v1/web/i" in r.url:
+                lines.append(
+                    f"  upload {urlsplit(r.url).query:<28} DataType={r.headers.get('datatype', '-')}"
+                    f" encoding={r.headers.get('content-encoding', '-')} wire={len(r.body)} B"
+                    f" decoded={len(r.decoded_body())} B status={r.status}"
+                )
         gz = [r for r in self.requests if r.headers.get("content-encoding") == "gzip"]
         lines.append(
             f"gzip-encoded uploads: {len(gz)} ({sum(len(r.body) for r in gz)} B on the wire,"

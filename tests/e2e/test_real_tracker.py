@@ -41,6 +41,19 @@ pytestmark = pytest.mark.e2e
 FULL_NAME = "Ada Lovelace"
 SECRET = "hunter2-SeCrEt-e2e"  # typed into the password field; must never be stored in clear
 CHECKOUT_PAYLOAD = {"items": 2, "total": 49.5, "currency": "EUR"}  # as in site/app.js
+LINK_LABEL = "Go to page two"
+EXPECTED_CLICKS = [
+    "Sign in",
+    "Add to cart",
+    "Checkout",
+    "Rage button",
+    "Rage button",
+    "Rage button",
+    "Break things",
+    "Load missing thing",
+    "Next step",
+    "Confirm order",
+]
 
 # Names of replayd's settings (api/config.py): environment variables of ``replayd serve``.
 TOKEN_TTL_ENV = "REPLAYD_TOKEN_TTL_MS"
@@ -299,9 +312,12 @@ def test_shop_scenario_is_recorded_and_served_by_the_public_api(
     assert events[i_spa]["referrer"] == site.url("/index.html")
     assert events[i_page2]["referrer"] == site.url("/checkout/step-2")
 
-    clicks = [e for e in events if e["type"] == "CLICK"]
-    sent_clicks = [m for m in sent if isinstance(m, MouseClick)]
-    assert [c["label"] for c in clicks] == [m.label for m in sent_clicks]
+    # Every click, once: what the tracker sent is what the API serves. The link click travels in
+    # the unload flush of page one, which may or may not leave the dying page (a browser race;
+    # when it does, Playwright does not always report that request), so it is left out here.
+    clicks = [e["label"] for e in events if e["type"] == "CLICK" and e["label"] != LINK_LABEL]
+    sent_clicks = [m.label for m in sent if isinstance(m, MouseClick) and m.label != LINK_LABEL]
+    assert clicks == sent_clicks == EXPECTED_CLICKS
     assert events[i_sign_in]["selector"] == "#identify"
 
     # INPUT: the name in plain text; the password hidden by the tracker and never stored.
@@ -340,20 +356,23 @@ def test_shop_scenario_is_recorded_and_served_by_the_public_api(
         assert session["userUuid"] == first["userUUID"]
         assert session["pagesCount"] == 3  # index, the SPA step, page two
         assert session["errorsCount"] >= 1
-        assert session["eventsCount"] >= len(clicks)
+        assert session["eventsCount"] >= len(EXPECTED_CLICKS)
         # The user summary counts finished sessions only (API.md 1.2 #6), and sessions end after
         # inactivity in record time, which this test does not wait for.
         assert api_data(api, f"/api/v1/{replayd.project_key}/users/user-42") is None
 
-    # -- metadata: the v1 user-sessions shape has no field for it, so read the sessions projection
+    # -- metadata: the v1 user-sessions shape has no field for it, so read the sessions projection;
+    # and every record of the real tracker was applied (none parked as undecodable).
     conn = sqlite3.connect(f"file:{replayd.db}?mode=ro", uri=True)
     try:
         (metadata,) = conn.execute(
             "SELECT metadata FROM sessions WHERE session_id = ?", (int(session_id),)
         ).fetchone()
+        parked = conn.execute("SELECT position, error FROM dead_letters").fetchall()
     finally:
         conn.close()
     assert json.loads(metadata) == {"plan": "pro"}
+    assert parked == []
 
     # -- the password is nowhere in the database: projections, log, catalog; nor in the files
     assert not [text for text in strings_in_database(replayd.db) if SECRET in text]

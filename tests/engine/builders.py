@@ -67,7 +67,9 @@ class SessionScript:
 
     # -- records -----------------------------------------------------------------------------
 
-    def start(self, *, received_at: int | None = None, continued: bool = False, **fields: object) -> NewRecord:
+    def start(
+        self, *, received_at: int | None = None, continued: bool = False, **fields: object
+    ) -> NewRecord:
         """The WEB_START record (``fields`` override WebStartPayload defaults)."""
         payload = WebStartPayload(
             session_id=self.session_id,
@@ -160,7 +162,9 @@ class SessionScript:
         """SetPageLocation (a page load when ``loaded``, else an SPA navigation)."""
         nav = self.now - 500 if loaded else 0
         mark = self.add(
-            codec.SetPageLocation(url=url, referrer=referrer, navigation_start=nav, document_title=title)
+            codec.SetPageLocation(
+                url=url, referrer=referrer, navigation_start=nav, document_title=title
+            )
         )
         self.url = url
         return mark
@@ -171,7 +175,9 @@ class SessionScript:
         values.update(fields)
         return self.add(codec.PageLoadTiming(**values))
 
-    def render_timing(self, speed_index: int, visually_complete: int, time_to_interactive: int) -> Mark:
+    def render_timing(
+        self, speed_index: int, visually_complete: int, time_to_interactive: int
+    ) -> Mark:
         """PageRenderTiming."""
         return self.add(
             codec.PageRenderTiming(
@@ -185,15 +191,24 @@ class SessionScript:
         """WebVitals."""
         return self.add(codec.WebVitals(name=name, value=value))
 
-    def click(self, label: str, *, selector: str = "", node: int = 7, x: int = 430, y: int = 1200) -> Mark:
+    def click(
+        self, label: str, *, selector: str = "", node: int = 7, x: int = 430, y: int = 1200
+    ) -> Mark:
         """MouseClick."""
         return self.add(
             codec.MouseClick(
-                id=node, hesitation_time=5, label=label, selector=selector, normalized_x=x, normalized_y=y
+                id=node,
+                hesitation_time=5,
+                label=label,
+                selector=selector,
+                normalized_x=x,
+                normalized_y=y,
             )
         )
 
-    def rage_click(self, label: str, *, count: int = 3, gap_ms: int = 100, selector: str = "") -> list[Mark]:
+    def rage_click(
+        self, label: str, *, count: int = 3, gap_ms: int = 100, selector: str = ""
+    ) -> list[Mark]:
         """``count`` clicks on ``label``, ``gap_ms`` apart."""
         marks = []
         for i in range(count):
@@ -206,7 +221,12 @@ class SessionScript:
         """InputChange."""
         return self.add(
             codec.InputChange(
-                id=node, value=value, value_masked=masked, label=label, hesitation_time=3, input_duration=40
+                id=node,
+                value=value,
+                value_masked=masked,
+                label=label,
+                hesitation_time=3,
+                input_duration=40,
             )
         )
 
@@ -228,10 +248,18 @@ class SessionScript:
 
     def js_exception(self, name: str, message: str, payload: str = "[]") -> Mark:
         """JSException."""
-        return self.add(codec.JSException(name=name, message=message, payload=payload, metadata="{}"))
+        return self.add(
+            codec.JSException(name=name, message=message, payload=payload, metadata="{}")
+        )
 
     def request(
-        self, url: str, *, status: int = 200, method: str = "GET", duration: int = 12, started: int | None = None
+        self,
+        url: str,
+        *,
+        status: int = 200,
+        method: str = "GET",
+        duration: int = 12,
+        started: int | None = None,
     ) -> Mark:
         """NetworkRequest; ``started`` is its own (client-clock) timestamp, default now - delay."""
         return self.add(
@@ -260,7 +288,15 @@ class SessionScript:
         """Metadata."""
         return self.add(codec.Metadata(key=key, value=value))
 
-    def issue_event(self, issue_type: str, *, context_string: str = "", context: str = "", payload: str = "", timestamp: int | None = None) -> Mark:
+    def issue_event(
+        self,
+        issue_type: str,
+        *,
+        context_string: str = "",
+        context: str = "",
+        payload: str = "",
+        timestamp: int | None = None,
+    ) -> Mark:
         """IssueEvent as tracker 19 sends it."""
         return self.add(
             codec.IssueEvent(
@@ -282,7 +318,11 @@ class SessionScript:
         """GraphQL."""
         return self.add(
             codec.GraphQL(
-                operation_kind="query", operation_name=operation_name, variables="{}", response="{}", duration=7
+                operation_kind="query",
+                operation_name=operation_name,
+                variables="{}",
+                response="{}",
+                duration=7,
             )
         )
 
@@ -301,7 +341,13 @@ class SessionScript:
 
 def clock_tick(received_at: int) -> NewRecord:
     """A CLOCK_TICK record."""
-    return NewRecord(session_id=0, project_id=0, kind=RecordKind.CLOCK_TICK, received_at_ms=received_at, payload=b"")
+    return NewRecord(
+        session_id=0,
+        project_id=0,
+        kind=RecordKind.CLOCK_TICK,
+        received_at_ms=received_at,
+        payload=b"",
+    )
 
 
 def commit(records: Iterable[NewRecord], *, first_position: int = 1) -> list[LogRecord]:
@@ -331,7 +377,9 @@ class MemoryLog:
 
     def read_session(self, session_id: int, before: int | None = None) -> list[LogRecord]:
         return [
-            r for r in self.records if r.session_id == session_id and (before is None or r.position < before)
+            r
+            for r in self.records
+            if r.session_id == session_id and (before is None or r.position < before)
         ]
 
     def head(self) -> int:

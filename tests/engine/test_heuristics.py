@@ -78,7 +78,11 @@ def reference_bursts(clicks: list[tuple[str, int]]) -> list[tuple[str, int, int]
     i = 0
     while i < len(clicks):
         j = i + 1
-        while j < len(clicks) and clicks[j][0] == clicks[i][0] and clicks[j][1] - clicks[j - 1][1] < 300:
+        while (
+            j < len(clicks)
+            and clicks[j][0] == clicks[i][0]
+            and clicks[j][1] - clicks[j - 1][1] < 300
+        ):
             j += 1
         if clicks[i][0] and j - i >= 3:
             bursts.append((clicks[i][0], i, j - i))
@@ -100,9 +104,9 @@ def test_click_rage_matches_the_definition(steps: list[tuple[str, int]]) -> None
         ts += gap
         clicks.append((label, ts))
     found = feed_clicks(ClickRageDetector(), clicks)
-    assert [(d.context_string, d.message_id - 100, int(d.payload[9:-1])) for d in found] == reference_bursts(
-        clicks
-    )
+    assert [
+        (d.context_string, d.message_id - 100, int(d.payload[9:-1])) for d in found
+    ] == reference_bursts(clicks)
 
 
 def test_dead_click_when_the_first_reaction_is_too_late() -> None:

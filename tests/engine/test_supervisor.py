@@ -36,7 +36,9 @@ def supervisor_for(log: MemoryLog, sink: CollectingSink, **kwargs: int) -> Super
     return Supervisor(history=history_from_reader(log), sink=sink, **kwargs)
 
 
-async def run_all(records: list[LogRecord], *, chunk_size: int = 1000, **kwargs: int) -> tuple[Supervisor, CollectingSink]:
+async def run_all(
+    records: list[LogRecord], *, chunk_size: int = 1000, **kwargs: int
+) -> tuple[Supervisor, CollectingSink]:
     log = MemoryLog(records)
     sink = CollectingSink()
     supervisor = supervisor_for(log, sink, **kwargs)
@@ -90,7 +92,9 @@ async def test_an_inactive_session_ends_at_the_clock_tick_that_reveals_it() -> N
     a.wait(5000)
     a.click("Last")
     batch = a.batch(received_at=T0 + 6000)
-    records = commit([start, batch, clock_tick(T0 + 6000 + TIMEOUT), clock_tick(T0 + 6001 + TIMEOUT)])
+    records = commit(
+        [start, batch, clock_tick(T0 + 6000 + TIMEOUT), clock_tick(T0 + 6001 + TIMEOUT)]
+    )
     supervisor, sink = await run_all(records)
     ended = sink.of_type(SessionEnded)
     assert ended == [
@@ -147,7 +151,12 @@ async def test_a_session_that_went_quiet_is_ended_before_its_own_late_record() -
 async def test_ends_in_one_position_come_in_order_of_last_activity() -> None:
     a, b, c = SessionScript(3), SessionScript(1), SessionScript(2)
     records = commit(
-        [a.start(), b.start(received_at=T0 + 5), c.start(received_at=T0 + 5), clock_tick(T0 + 5 + TIMEOUT + 1)]
+        [
+            a.start(),
+            b.start(received_at=T0 + 5),
+            c.start(received_at=T0 + 5),
+            clock_tick(T0 + 5 + TIMEOUT + 1),
+        ]
     )
     _, sink = await run_all(records)
     assert [e.session_id for e in sink.of_type(SessionEnded)] == [3, 1, 2]
@@ -196,8 +205,12 @@ async def test_resume_point_knows_the_clock_and_the_live_sessions() -> None:
         ]
     )
     log = MemoryLog(records)
-    assert await resume_point(log, 2, TIMEOUT) == ResumePoint(position=2, clock_ms=T0 + 100_000, live_sessions=(1, 2))
-    assert await resume_point(log, 3, TIMEOUT) == ResumePoint(position=3, clock_ms=T0 + 160_000, live_sessions=(2,))
+    assert await resume_point(log, 2, TIMEOUT) == ResumePoint(
+        position=2, clock_ms=T0 + 100_000, live_sessions=(1, 2)
+    )
+    assert await resume_point(log, 3, TIMEOUT) == ResumePoint(
+        position=3, clock_ms=T0 + 160_000, live_sessions=(2,)
+    )
     assert await live_sessions_at(log, 5, TIMEOUT) == []
     assert await live_sessions_at(log, 0, TIMEOUT) == []
 
@@ -266,15 +279,17 @@ async def test_live_tail_and_rebuild_give_the_same_events(tmp_path: Path) -> Non
     live_sink = CollectingSink()
     log = EventLog(path)
     supervisor = Supervisor(history=log.read_session, sink=live_sink)
-    async with contextlib.aclosing(log.tail(0, batch_size=2)) as tail:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(log.run)
-            nursery.start_soon(supervisor.run, tail)
-            for record in new_records:
-                await log.append(record)
-            with trio.fail_after(30):  # a guard against a hang, not a measurement
-                await live_sink.wait_for(log.head())
-            nursery.cancel_scope.cancel()
+    async with (
+        contextlib.aclosing(log.tail(0, batch_size=2)) as tail,
+        trio.open_nursery() as nursery,
+    ):
+        await nursery.start(log.run)
+        nursery.start_soon(supervisor.run, tail)
+        for record in new_records:
+            await log.append(record)
+        with trio.fail_after(30):  # a guard against a hang, not a measurement
+            await live_sink.wait_for(log.head())
+        nursery.cancel_scope.cancel()
 
     rebuilt_sink = CollectingSink()
     with LogReader(path) as reader:
@@ -282,10 +297,14 @@ async def test_live_tail_and_rebuild_give_the_same_events(tmp_path: Path) -> Non
         await rebuilt.run_until(reader, reader.head(), chunk_size=3)
     assert rebuilt_sink.events == live_sink.events
     assert [type(e) for e in live_sink.events].count(SessionEnded) == 2
-    assert any(isinstance(e, IssueDetected) and e.issue_type == "click_rage" for e in live_sink.events)
+    assert any(
+        isinstance(e, IssueDetected) and e.issue_type == "click_rage" for e in live_sink.events
+    )
 
 
-async def test_clock_ticker_ticks_only_while_sessions_are_live(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+async def test_clock_ticker_ticks_only_while_sessions_are_live(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
     calls = 0
 
     def has_live() -> bool:
@@ -317,7 +336,6 @@ async def test_reader_source_stops_at_upto_and_chunks() -> None:
     assert [[r.position for r in chunk] for chunk in chunks] == [[1, 2, 3, 4, 5]]
 
 
-
 def rage_then_late_clicks(*, stale: bool) -> list[LogRecord]:
     """Tracker 18: a click-rage burst ends batch 1, the session ends, a late batch clicks again."""
     a = SessionScript(1, tracker_version="18.2.0")
@@ -340,7 +358,9 @@ def rage_then_late_clicks(*, stale: bool) -> list[LogRecord]:
 
 async def test_the_end_settles_a_burst_once_even_when_the_session_comes_back() -> None:
     _, sink = await run_all(rage_then_late_clicks(stale=False))
-    rage = [(e.position, e.payload) for e in sink.of_type(IssueDetected) if e.issue_type == "click_rage"]
+    rage = [
+        (e.position, e.payload) for e in sink.of_type(IssueDetected) if e.issue_type == "click_rage"
+    ]
     # Settled by the end (position 3); the late clicks make one more burst of three.
     assert rage == [(3, '{"Count":3}'), (5, '{"Count":3}')]
 
@@ -348,7 +368,11 @@ async def test_the_end_settles_a_burst_once_even_when_the_session_comes_back() -
 async def test_restart_after_a_late_batch_replays_the_end_in_between() -> None:
     records = rage_then_late_clicks(stale=True)
     _, whole = await run_all(records)
-    rage = [(e.position, e.payload) for e in whole.of_type(IssueDetected) if e.issue_type == "click_rage"]
+    rage = [
+        (e.position, e.payload)
+        for e in whole.of_type(IssueDetected)
+        if e.issue_type == "click_rage"
+    ]
     assert rage == [(3, '{"Count":3}'), (5, '{"Count":3}')]
     log = MemoryLog(records)
     resume = await resume_point(log, 4, TIMEOUT)

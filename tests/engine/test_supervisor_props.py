@@ -22,7 +22,20 @@ from tests.engine.builders import T0, CollectingSink, MemoryLog, SessionScript, 
 
 TIMEOUT = 150_000
 GAPS = [0, 40, 250, 2_000, 100_000, TIMEOUT + 1]
-ACTIONS = ["click A", "click B", "click A", "visit", "spa", "timing", "error", "bad", "dom", "wait", "uid", "meta"]
+ACTIONS = [
+    "click A",
+    "click B",
+    "click A",
+    "visit",
+    "spa",
+    "timing",
+    "error",
+    "bad",
+    "dom",
+    "wait",
+    "uid",
+    "meta",
+]
 
 
 @attrs.frozen
@@ -113,16 +126,22 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     )
 
 
-async def _run(log: MemoryLog, *, after: int, upto: int, chunk: int, resume: bool) -> list[DomainEvent]:
+async def _run(
+    log: MemoryLog, *, after: int, upto: int, chunk: int, resume: bool
+) -> list[DomainEvent]:
     sink = CollectingSink()
-    supervisor = Supervisor(history=history_from_reader(log), sink=sink, inactivity_timeout_ms=TIMEOUT, mailbox_size=2)
+    supervisor = Supervisor(
+        history=history_from_reader(log), sink=sink, inactivity_timeout_ms=TIMEOUT, mailbox_size=2
+    )
     point = await resume_point(log, after, TIMEOUT) if resume else None
     source = reader_source(log, after=after, upto=upto, chunk_size=chunk)
     await supervisor.run(source, resume=point)
     return sink.events
 
 
-async def _both_runs(sc: Scenario) -> tuple[list[DomainEvent], list[DomainEvent], list[DomainEvent]]:
+async def _both_runs(
+    sc: Scenario,
+) -> tuple[list[DomainEvent], list[DomainEvent], list[DomainEvent]]:
     log = MemoryLog(sc.records)
     head = log.head()
     whole = await _run(log, after=0, upto=head, chunk=sc.first_chunk, resume=False)

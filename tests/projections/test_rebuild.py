@@ -21,10 +21,11 @@ from hypothesis import HealthCheck, given, settings
 
 from engine.supervisor import Supervisor, history_from_reader, resume_point
 from projections.live_sessions import LiveSessions
-from projections.pipeline import Projector, ProjectionsBusy
+from projections.pipeline import Projector, ProjectionsBusy, acquire_lock
 from projections.rebuild import Progress, choose_projections, rebuild
 from storage.log import EventLog, LogReader
 from storage.records import NewRecord
+from storage.sqlite import connect
 from tests.engine.builders import SessionScript as TrackerScript
 from tests.engine.builders import T0, clock_tick
 
@@ -150,8 +151,9 @@ async def test_live_tail_with_concurrent_appends_equals_rebuild(fresh_db_path: P
     async with trio.open_nursery() as nursery:
         await nursery.start(log.run)
         projector = await nursery.start(Projector(fresh_db_path, live=LiveSessions()).run)
+        history = LogReader(fresh_db_path)
         supervisor = Supervisor(
-            history=history_from_reader(LogReader(fresh_db_path)),
+            history=history_from_reader(history),
             sink=projector.sink,
             inactivity_timeout_ms=TIMEOUT_MS,
         )
@@ -164,6 +166,7 @@ async def test_live_tail_with_concurrent_appends_equals_rebuild(fresh_db_path: P
                 await trio.sleep(0.01)
         assert projector.live is not None and len(projector.live) == 0  # the tick ended both
         nursery.cancel_scope.cancel()
+    history.close()
     live = dump_tables(fresh_db_path)
     await rebuild(fresh_db_path, inactivity_timeout_ms=TIMEOUT_MS)
     assert dump_tables(fresh_db_path) == live
@@ -292,3 +295,30 @@ def test_live_path_with_restarts_equals_rebuild(
         (name, head) for name in ("dead_letters", "events", "sessions", "users")
     ]
     assert len(live["sessions"]) == len(sessions)
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+
+def test_replayd_rebuild_command(fresh_db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from api.cli import main
+
+    records = simple_session(11)
+    trio.run(append_all, fresh_db_path, records)
+    assert main(["rebuild", "--db", str(fresh_db_path), "--projection", "sessions"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"rebuilt sessions: {len(records)} records,") and "records/s" in out
+    assert f"{len(records)}/{len(records)} records (100.0%)" in err
+    assert len(dump_tables(fresh_db_path, ["sessions"])["sessions"]) == 1
+
+    # A live holder of the lock (a server of this very process, here) makes it refuse.
+    conn = connect(fresh_db_path)
+    try:
+        acquire_lock(conn, "server", "someone-else")
+    finally:
+        conn.close()
+    assert main(["rebuild", "--db", str(fresh_db_path)]) == 1
+    assert "being written by server" in capsys.readouterr().err
+
+    assert main(["rebuild", "--db", str(fresh_db_path.parent / "missing.db")]) == 1
+    assert "no database" in capsys.readouterr().err

@@ -135,3 +135,21 @@ def test_live_sessions_and_reset(conn: sqlite3.Connection) -> None:
         sessions.reset(conn)
     assert sessions.live_sessions(conn) == []
     assert sessions.get_session(conn, 1, 2) is None
+
+
+def test_stored_text_does_not_depend_on_how_updates_are_split(conn: sqlite3.Connection) -> None:
+    a, b = SessionScript(session_id=1), SessionScript(session_id=2)
+    apply(conn, positioned([[a.started()], [a.metadata("zeta", "1"), a.issue("js_exception")]]))
+    apply(conn, positioned([[a.metadata("alpha", "2"), a.issue("bad_request")]], first=3))
+    apply(
+        conn,
+        positioned(
+            [
+                [b.started()],
+                [b.metadata("zeta", "1"), b.issue("js_exception")],
+                [b.metadata("alpha", "2"), b.issue("bad_request")],
+            ]
+        ),
+    )
+    texts = conn.execute("SELECT metadata, issue_types FROM sessions ORDER BY session_id").fetchall()
+    assert texts[0] == texts[1] == ('{"alpha":"2","zeta":"1"}', '["bad_request","js_exception"]')

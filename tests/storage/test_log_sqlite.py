@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import hypothesis.strategies as st
 import pytest
 import trio
@@ -209,8 +210,11 @@ async def test_model_random_appends_with_duplicates(groups: list[list[NewRecord]
     stored: list[LogRecord] = []
     originals: dict[tuple[int, int, str | None], int] = {}
     expected: list[AppendResult] = []
+    floor = 0  # record time never goes back in log order (a retry raises the floor too)
     for group in groups:
         for record in group:
+            floor = max(floor, record.received_at_ms)
+            record = attrs.evolve(record, received_at_ms=floor)
             key = (record.session_id, int(record.kind), record.batch_key)
             if record.batch_key is not None and key in originals:
                 expected.append(AppendResult(originals[key], duplicate=True))
@@ -257,3 +261,30 @@ async def test_writer_that_cannot_start_releases_tails_and_refuses_appends(tmp_p
     assert len(outcome) == 1
     with pytest.raises(LogClosed):
         await log.append(rec())
+
+
+async def test_record_time_is_monotonic_in_log_order(fresh_db_path) -> None:
+    """Invariant 7 support: times stamped out of order by concurrent appenders never go back."""
+    from storage.log import EventLog, LogReader
+    from storage.records import NewRecord, RecordKind
+
+    log = EventLog(fresh_db_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(log.run)
+        for at in (1000, 900, 1500, 1200, 2000):
+            await log.append(
+                NewRecord(
+                    session_id=1,
+                    project_id=1,
+                    kind=RecordKind.WEB_BATCH,
+                    received_at_ms=at,
+                    payload=b"x",
+                )
+            )
+        nursery.cancel_scope.cancel()
+    reader = LogReader(fresh_db_path)
+    try:
+        times = [record.received_at_ms for record in reader.read(0, 10)]
+    finally:
+        reader.close()
+    assert times == [1000, 1000, 1500, 1500, 2000]

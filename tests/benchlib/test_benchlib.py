@@ -1,0 +1,164 @@
+"""Tests of the benchmark harness's own logic (scripts/benchlib): HTTP framing of the load
+generator, the encoder-made batches, the statistics and the report table, and one short run of
+the load generator against the real ceiling server. No timing is asserted (figures belong in
+``scripts/bench``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import h11
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+from benchlib import batches, common, report  # noqa: E402
+from benchlib.loadgen import (  # noqa: E402
+    HTTPError,
+    LoadGenerator,
+    LoadSpec,
+    parse_response,
+    request_bytes,
+    start_body,
+)
+from engine.codec import web  # noqa: E402
+from engine.codec import web_messages as m  # noqa: E402
+
+# -- HTTP framing ------------------------------------------------------------------------------
+
+
+def _response(body: bytes, chunked: bool = False, status: int = 200) -> bytes:
+    if not chunked:
+        return (f"HTTP/1.1 {status} \r\ncontent-type: text/plain\r\ncontent-length: {len(body)}"
+                "\r\nserver: hypercorn-h11\r\n\r\n").encode() + body
+    parts = b"".join(f"{len(body[i:i + 5]):x}\r\n".encode() + body[i:i + 5] + b"\r\n"
+                     for i in range(0, len(body), 5))
+    return (f"HTTP/1.1 {status} OK\r\nTransfer-Encoding: chunked\r\n\r\n").encode() + parts + b"0\r\n\r\n"
+
+
+@given(body=st.binary(max_size=300), chunked=st.booleans(), cut=st.integers(min_value=0))
+def test_parse_response_needs_the_whole_response_and_consumes_exactly_it(body, chunked, cut):
+    raw = _response(body, chunked) + b"HTTP/1.1 204"  # the start of a pipelined next response
+    whole = len(raw) - len(b"HTTP/1.1 204")
+    cut = cut % whole
+    assert parse_response(bytearray(raw[:cut])) is None
+    status, got, used = parse_response(bytearray(raw))
+    assert (status, got, used) == (200, body, whole)
+
+
+def test_parse_response_reads_the_status_and_an_empty_body():
+    assert parse_response(bytearray(b"HTTP/1.1 401 \r\ncontent-length: 0\r\n\r\n")) == (401, b"", 36)
+    assert parse_response(bytearray(b"HTTP/1.1 503 \r\nretry-after: 1\r\n\r\n"))[0] == 503
+
+
+def test_parse_response_refuses_what_is_not_http():
+    with pytest.raises(HTTPError):
+        parse_response(bytearray(b"SSH-2.0-OpenSSH\r\n\r\n"))
+
+
+def test_requests_are_valid_http11_for_a_real_parser():
+    body = start_body("key123", "user-1")
+    raw = request_bytes("POST", "/v1/web/start", "127.0.0.1:8080",
+                        [("Content-Type", "application/json")], body)
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(raw)
+    req = conn.next_event()
+    assert isinstance(req, h11.Request)
+    assert req.method == b"POST" and req.target == b"/v1/web/start"
+    assert dict(req.headers)[b"content-length"] == str(len(body)).encode()
+    data = conn.next_event()
+    assert isinstance(data, h11.Data) and data.data == body
+    assert isinstance(conn.next_event(), h11.EndOfMessage)
+
+
+# -- batches -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1024, 16384, 65536])
+def test_batches_have_the_asked_size_and_decode_with_our_codec(size):
+    batch = batches.make_batch(size, seed=3)
+    body = batches.encode_header(0, 4242, 1_795_418_019_299) + batch.tail
+    assert size - 200 < len(body) <= size + 8  # the header grows by a byte or two with first_index
+    decoded = web.decode_batch(body)
+    assert len(decoded) == batch.messages
+    assert isinstance(decoded[0], m.BatchMetadata) and decoded[0].first_index == 4242
+    kinds = {type(msg) for msg in decoded}
+    assert {m.Timestamp, m.TabData, m.CreateElementNode, m.MouseMove} <= kinds
+    dom = sum(isinstance(msg, (m.CreateElementNode, m.CreateTextNode, m.SetNodeData,
+                               m.SetNodeAttribute, m.SetNodeAttributeDictGlobal,
+                               m.StringDictGlobal, m.RemoveNode)) for msg in decoded)
+    assert dom > len(decoded) // 3  # mostly DOM, like the real tracker
+
+
+def test_big_batches_carry_a_few_session_events():
+    decoded = web.decode_batch(batches.encode_header(0, 0, 1) + batches.make_batch(65536, 1).tail)
+    clicks = [msg for msg in decoded if isinstance(msg, m.MouseClick)]
+    assert 0 < len(clicks) < len(decoded) // 50
+    assert all(c.label for c in clicks)  # the tracker never sends an empty label
+    assert any(isinstance(msg, m.InputChange) for msg in decoded)
+    assert any(isinstance(msg, m.SetPageLocation) for msg in decoded)
+
+
+def test_batches_differ_per_seed_and_repeat_per_seed():
+    assert batches.make_batch(4096, seed=1) == batches.make_batch(4096, seed=1)
+    assert batches.make_batch(4096, seed=1).tail != batches.make_batch(4096, seed=2).tail
+
+
+def test_query_and_live_batches_hold_what_the_queries_look_for():
+    events = web.decode_batch(batches.session_events_batch(7, 1_795_418_019_299, clicks=10))
+    assert sum(isinstance(x, m.MouseClick) for x in events) == 10
+    assert sum(isinstance(x, m.InputChange) for x in events) == 2
+    live = web.decode_batch(batches.live_batch(12, 1_795_418_019_299, "user-1-12"))
+    assert m.UserID(id="user-1-12") in live
+    assert any(isinstance(x, m.SetPageLocation) and x.document_title.startswith("Item 12 ")
+               for x in live)
+
+
+# -- statistics and report ---------------------------------------------------------------------
+
+
+def test_percentile_is_nearest_rank():
+    values = list(range(1, 101))
+    assert common.percentile(values, 50) == 50
+    assert common.percentile(values, 99) == 99
+    assert common.percentile(values, 100) == 100
+    assert common.percentile([3.0], 99) == 3.0
+    assert common.percentile([], 50) == 0.0
+
+
+def test_table_has_one_line_per_row_and_escapes_pipes():
+    rows = [report.Row("Ingest", "a|b", "1 req/s", "ceiling: 2 req/s", "0.50x", ">= 0.90x", "MISS"),
+            report.Row("Engine", "lag", "3 records")]
+    lines = report.table(rows).splitlines()
+    assert len(lines) == 4
+    assert "a\\|b" in lines[2] and "**MISS**" in lines[2]
+    assert lines[3].count(" | ") == len(report.HEADER) - 1
+
+
+def test_rates_and_ratios_read_well():
+    assert report.rate(1_234_567) == "1.23M/s"
+    assert report.rate(45_600) == "46k/s"
+    assert report.rate(1_500) == "1.5k/s"
+    assert report.ratio(9, 10) == "0.90x"
+    assert report.ratio(1, 0) == "n/a"
+
+
+# -- the load generator against the real ceiling server ----------------------------------------
+
+
+def test_load_generator_runs_trackers_against_the_ceiling_server():
+    with common.ceiling_server() as (_child, port):
+        gen = LoadGenerator(LoadSpec(port=port, project_key="k", trackers=3, body_size=2048,
+                                     warmup_s=0.1, duration_s=0.5))
+        try:
+            gen.start_sessions()
+            result = gen.run()
+        finally:
+            gen.close()
+    assert result.errors == {}
+    assert result.requests > 0 and len(result.lat_us) == result.requests
+    assert result.body_bytes > result.requests * 1500
+    assert result.sessions == ["4117431117823344641"] * 3  # the ceiling's fixed answer
