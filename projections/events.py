@@ -172,11 +172,19 @@ def _decode_json(text: str) -> Any:
         return text
 
 
+_MASKED = '{"value_masked":true}'
+_NOT_MASKED = '{"value_masked":false}'
+
+
+def _json_int(value: int | None) -> str:
+    return "null" if value is None else str(int(value))
+
+
 def _row_params(event: ev.SessionEvent, type_: str) -> tuple[Any, ...]:
     """The column values of the row for ``event`` (in ``_COLUMNS`` order)."""
     url = label = name = value = selector = method = None
     duration = hesitation = status = None
-    data: dict[str, Any] = {}
+    data: dict[str, Any] | str = "{}"
     match event:
         case ev.PageVisited():
             host, path, query = _split(event.url)
@@ -194,11 +202,16 @@ def _row_params(event: ev.SessionEvent, type_: str) -> tuple[Any, ...]:
         case ev.Clicked():
             label, selector, hesitation = event.label, event.selector, event.hesitation_ms
             url = event.page_url
-            data = {"normalized_x": event.normalized_x, "normalized_y": event.normalized_y}
+            # The two most frequent rows get their JSON text without json.dumps (a third of
+            # the cost of a row on the hot path); same text as json.dumps(sort_keys=True).
+            data = (
+                f'{{"normalized_x":{_json_int(event.normalized_x)},'
+                f'"normalized_y":{_json_int(event.normalized_y)}}}'
+            )
         case ev.InputChanged():
             label, value = event.label, event.value
             duration, hesitation = event.duration_ms, event.hesitation_ms
-            data = {"value_masked": event.value_masked}
+            data = _MASKED if event.value_masked else _NOT_MASKED
         case ev.CustomEventRecorded():
             name = event.name
             data = {"payload": event.payload}
@@ -243,7 +256,7 @@ def _row_params(event: ev.SessionEvent, type_: str) -> tuple[Any, ...]:
         hesitation,
         status,
         method,
-        json.dumps(data, separators=(",", ":"), sort_keys=True),
+        data if isinstance(data, str) else json.dumps(data, separators=(",", ":"), sort_keys=True),
     )
 
 

@@ -29,7 +29,9 @@ from storage.schema import apply_migrations
 from storage.sqlite import connect
 
 DEFAULT_ORG_ID = 1
-DEFAULT_MAX_SESSION_DURATION_MS = 7_200_000  # 2 h, the reference backend's database default
+# 0 = no project-specific lifetime: the server's setting (REPLAYD_TOKEN_TTL_MS, 2 h by default, the
+# reference backend's database default) applies, so one setting changes it for every project.
+DEFAULT_MAX_SESSION_DURATION_MS = 0
 PLATFORMS = ("web", "ios", "android")
 PROJECT_KEY_LENGTH = 20
 API_KEY_LENGTH = 20  # same length as the reference backend's organization API keys
@@ -58,7 +60,7 @@ _MIGRATIONS: list[str] = [
         platform TEXT NOT NULL CHECK (platform IN ('web', 'ios', 'android')),
         active INTEGER NOT NULL DEFAULT 1,
         sample_rate INTEGER NOT NULL DEFAULT 100,
-        max_session_duration_ms INTEGER NOT NULL DEFAULT 7200000,
+        max_session_duration_ms INTEGER NOT NULL DEFAULT 0,
         save_request_payloads INTEGER NOT NULL DEFAULT 0,
         beacon_size INTEGER NOT NULL DEFAULT 0,
         created_at_ms INTEGER NOT NULL

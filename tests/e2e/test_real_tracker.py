@@ -419,16 +419,8 @@ def test_expired_token_makes_the_tracker_start_a_new_session(
     browser_factory: Callable[[], BrowserRun],
 ) -> None:
     ttl_ms = 2500
+    # A project created by the CLI has no lifetime of its own: the server's setting applies.
     replayd = replayd_factory({TOKEN_TTL_ENV: str(ttl_ms)}).setup()
-    # Projects carry their own token lifetime (2 h by default, like the reference's
-    # max_session_duration) and the server's setting only applies to a project without one; the
-    # CLI has no flag for it, so clear it in the catalog before the server starts.
-    conn = sqlite3.connect(replayd.db)
-    try:
-        with conn:
-            conn.execute("UPDATE projects SET max_session_duration_ms = 0")
-    finally:
-        conn.close()
     replayd.start()
     site = site_factory({"projectKey": replayd.project_key, "ingestPoint": replayd.ingest_point})
     run = browser_factory()

@@ -24,7 +24,7 @@ def test_projects_are_created_listed_and_found(catalog: Catalog) -> None:
     assert len(shop.project_key) == 20 and shop.project_key.isalnum()
     assert shop.project_key != app.project_key
     assert (shop.platform, shop.org_id, shop.active, shop.sample_rate) == ("web", 1, True, 100)
-    assert shop.max_session_duration_ms == 7_200_000 and shop.beacon_size == 0
+    assert shop.max_session_duration_ms == 0 and shop.beacon_size == 0  # 0 = server setting
     assert catalog.list_projects() == [shop, app]
     assert catalog.list_projects(org_id=2) == []
     assert catalog.get_project_by_key(app.project_key) == app
