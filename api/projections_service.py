@@ -11,17 +11,20 @@ the projector (releasing the lock).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import trio
 
-from api import public_v1
+from api import ingest_web, public_v1
 from engine.supervisor import (
     DEFAULT_INACTIVITY_TIMEOUT_MS,
     Supervisor,
     clock_ticker,
     history_from_reader,
     resume_point,
+    wall_clock_ms,
 )
 from projections.live_sessions import LiveSessions
 from projections.pipeline import Projector
@@ -47,6 +50,28 @@ def _project_key_resolver(catalog: Catalog) -> Any:
     return project_key_of
 
 
+def _quiet_with_live_sessions(log: Any, supervisor: Supervisor) -> Callable[[], bool]:
+    """Tick only when sessions are live AND no record arrived since the previous check.
+
+    Any record moves the log clock forward as well as a tick does; a busy log needs no ticks.
+    """
+    last_head = log.head()
+
+    def should_tick() -> bool:
+        nonlocal last_head
+        head = log.head()
+        quiet, last_head = head == last_head, head
+        return quiet and supervisor.has_live_sessions()
+
+    return should_tick
+
+
+def _record_clock(app: Any) -> Callable[[], int]:
+    """The clock that stamps the ingest's records: ticks must be in the same record time."""
+    ingest = app.extensions.get(ingest_web.EXTENSION_KEY)
+    return ingest.clock if ingest is not None else wall_clock_ms
+
+
 async def projections_service(
     ctx: Any,  # api.server.ServiceContext (not imported: server imports this module)
     *,
@@ -62,7 +87,8 @@ async def projections_service(
     history = await trio.to_thread.run_sync(LogReader, db_path)
     try:
         projector = Projector(db_path, live=live, holder="server", lock_wait_s=LOCK_WAIT_S)
-        async with projector:
+        async with projector, trio.open_nursery() as nursery:
+            await nursery.start(projector.write_behind)
             after = projector.resume_position
             resume = (
                 await resume_point(history, after, inactivity_timeout_ms) if after > 0 else None
@@ -75,17 +101,26 @@ async def projections_service(
             public_v1.install(ctx.app, ctx.catalog, reader)
             ctx.app.extensions[PROJECTOR_KEY] = projector
             ctx.app.extensions[LIVE_SESSIONS_KEY] = live
-            async with contextlib.aclosing(ctx.log.tail(after)) as source:
-                async with trio.open_nursery() as nursery:
-                    await nursery.start(
-                        lambda task_status: supervisor.run(
-                            source, resume=resume, task_status=task_status
-                        )
+            # The supervisor stops before the tail closes, and both before the projector.
+            async with (
+                contextlib.aclosing(ctx.log.tail(after)) as source,
+                trio.open_nursery() as engine_nursery,
+            ):
+                await engine_nursery.start(
+                    lambda task_status: supervisor.run(
+                        source, resume=resume, task_status=task_status
                     )
-                    nursery.start_soon(
-                        clock_ticker, ctx.log, tick_interval_s, supervisor.has_live_sessions
+                )
+                engine_nursery.start_soon(
+                    partial(
+                        clock_ticker,
+                        ctx.log,
+                        tick_interval_s,
+                        _quiet_with_live_sessions(ctx.log, supervisor),
+                        now_ms=_record_clock(ctx.app),
                     )
-                    task_status.started(projector)
+                )
+                task_status.started(projector)
     finally:
         reader.close()
         history.close()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import heapq
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Protocol
 
 import attrs
@@ -74,6 +74,10 @@ class SyncLogReader(Protocol):
     def read_session(self, session_id: int, before: int | None = None) -> list[LogRecord]: ...
 
     def head(self) -> int: ...
+
+    def activity(
+        self, upto_position: int, window_ms: int, kinds: Iterable[int]
+    ) -> tuple[int, dict[int, int]]: ...
 
 
 class Appender(Protocol):
@@ -383,33 +387,20 @@ def history_from_reader(reader: SyncLogReader) -> SessionHistory:
 
 
 async def resume_point(
-    reader: SyncLogReader, upto_position: int, timeout_ms: int, *, page_size: int = 1000
+    reader: SyncLogReader, upto_position: int, timeout_ms: int
 ) -> ResumePoint:
     """The clock and the live sessions right after ``upto_position``, computed from the log.
 
-    The clock is the largest ``received_at_ms`` up to that position; a session is live when its
-    latest record there is not older than ``clock - timeout_ms``: exactly the sessions the
-    supervisor had not ended at that point (it ends them by the same rule).
-
-    Reads every record up to the position (the reader has no narrower query yet).
+    The clock is the record time at that position (record time is monotonic in log order); a
+    session is live when its latest record there is not older than ``clock - timeout_ms``:
+    exactly the sessions the supervisor had not ended at that point (it ends them by the same
+    rule). The reader answers from the window of records within the timeout, not the whole log.
     """
-    clock = 0
-    latest: dict[int, int] = {}
-    position = 0
-    while position < upto_position:
-        records = await trio.to_thread.run_sync(
-            reader.read, position, min(page_size, upto_position - position)
-        )
-        if not records:
-            break
-        for record in records:
-            if record.position > upto_position:
-                break
-            t = record.received_at_ms
-            clock = max(clock, t)
-            if record.kind in SESSION_KINDS and t > latest.get(record.session_id, -1):
-                latest[record.session_id] = t
-        position = records[-1].position
+    if upto_position <= 0:
+        return ResumePoint(position=upto_position, clock_ms=0, live_sessions=())
+    clock, latest = await trio.to_thread.run_sync(
+        reader.activity, upto_position, timeout_ms, SESSION_KINDS
+    )
     threshold = clock - timeout_ms
     live = tuple(sorted(sid for sid, t in latest.items() if t >= threshold))
     return ResumePoint(position=upto_position, clock_ms=clock, live_sessions=live)

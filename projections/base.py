@@ -61,7 +61,9 @@ def read_checkpoint(conn: sqlite3.Connection, name: str) -> int:
 
 def read_checkpoints(conn: sqlite3.Connection) -> dict[str, int]:
     """Every stored checkpoint by projection name."""
-    return {str(n): int(p) for n, p in conn.execute("SELECT name, position FROM projection_checkpoints")}
+    return {
+        str(n): int(p) for n, p in conn.execute("SELECT name, position FROM projection_checkpoints")
+    }
 
 
 def write_checkpoint(conn: sqlite3.Connection, name: str, position: int) -> None:

@@ -48,7 +48,6 @@ STEPS: list[str] = [
         data TEXT NOT NULL DEFAULT '{}',
         PRIMARY KEY (session_id, message_id, type)
     ) WITHOUT ROWID;
-    CREATE INDEX session_events_order ON session_events (session_id, timestamp, message_id);
     """,
 ]
 
@@ -306,13 +305,22 @@ PROJECTION = SqlProjection(name=NAME, migrate=migrate, apply=apply, reset=reset)
 
 
 def session_events(
-    conn: sqlite3.Connection, project_id: int, session_id: int, *, types: Sequence[str] | None = None
+    conn: sqlite3.Connection,
+    project_id: int,
+    session_id: int,
+    *,
+    types: Sequence[str] | None = None,
 ) -> list[EventRow]:
     """The event rows of one session of a project, by (timestamp, message_id, type).
 
+    The primary key finds the session's rows; they are sorted in memory (a session has at most
+    thousands): an index on the order would cost every insert on the hot path a second B-tree.
+
     ``types`` restricts to those row types (all when None).
     """
-    sql = f"SELECT {', '.join(_COLUMNS)} FROM session_events WHERE session_id = ? AND project_id = ?"
+    sql = (
+        f"SELECT {', '.join(_COLUMNS)} FROM session_events WHERE session_id = ? AND project_id = ?"
+    )
     params: list[Any] = [session_id, project_id]
     if types is not None:
         sql += f" AND type IN ({', '.join('?' for _ in types)})"

@@ -101,12 +101,11 @@ class LiveSearchResult:
     sessions: list[LiveSession]
 
 
-# Filter names that do not spell an attribute of the live object (lower-cased).
+# Filter names that do not spell an attribute of the live object (lower-cased; the others do,
+# in either spelling: "userId"/"USERID" both lower-case to the object's "userID").
 _ALIASES: dict[str, str] = {
     "platform": "userdevicetype",
     "startts": "timestamp",
-    "userid": "userid",
-    "useranonymousid": "useranonymousid",
 }
 
 
@@ -145,20 +144,34 @@ def _entry(session: LiveSession) -> _Entry:
     return _Entry(session, index, meta)
 
 
-def _matches(entry: _Entry, flt: LiveFilter) -> bool:
+def _matcher(flt: LiveFilter) -> Callable[[_Entry], bool]:
+    """Compile one filter into a predicate over entries (names and values lower-cased once).
+
+    The predicates are specialised lambdas (no nested calls): the scan of 10k live sessions
+    calls one per session and filter.
+    """
     name = flt.type.lower()
-    if name == "metadata" and flt.source:
-        have = entry.meta.get(flt.source.lower())
-    else:
-        have = entry.index.get(_ALIASES.get(name, name))
-    if have is None or have == "":
-        return False
-    if not flt.values:
-        return True
-    wanted = [v.lower() for v in flt.values]
+    in_meta = name == "metadata" and bool(flt.source)
+    key = flt.source.lower() if in_meta and flt.source else _ALIASES.get(name, name)
+    # An empty value asks for nothing more than the attribute being there.
+    wanted = tuple(v.lower() for v in flt.values if v)
+    if not wanted:  # has the attribute, with a value
+        if in_meta:
+            return lambda e: bool(e.meta.get(key))
+        return lambda e: bool(e.index.get(key))
     if flt.operator.lower() == "is":
-        return have in wanted
-    return any(w in have for w in wanted)
+        values = frozenset(wanted)
+        if in_meta:
+            return lambda e: e.meta.get(key) in values
+        return lambda e: e.index.get(key) in values
+    if len(wanted) == 1:
+        (one,) = wanted
+        if in_meta:
+            return lambda e: one in e.meta.get(key, "\0")
+        return lambda e: one in e.index.get(key, "\0")
+    if in_meta:
+        return lambda e: any(w in e.meta.get(key, "\0") for w in wanted)
+    return lambda e: any(w in e.index.get(key, "\0") for w in wanted)
 
 
 def _sort_key(entry: _Entry, key: str) -> tuple[int, float, str]:
@@ -180,7 +193,9 @@ class LiveSessions:
         self._project_key_of = project_key_of
         self._keys: dict[int, str] = {}
         self._by_project: dict[int, dict[int, _Entry]] = {}
-        self._order: dict[int, list[tuple[int, int]]] = {}  # (timestamp, session_id), ascending
+        # Per project, (timestamp, session_id, entry) ascending: the default order, and what a
+        # filtered search scans (entries in the list: no dict lookup per session).
+        self._order: dict[int, list[tuple[int, int, _Entry]]] = {}
         self._project_of: dict[int, int] = {}  # session id -> project id
         self.checkpoint = 0
 
@@ -196,19 +211,26 @@ class LiveSessions:
     def _put(self, session: LiveSession) -> None:
         sessions = self._by_project.setdefault(session.project_id, {})
         order = self._order.setdefault(session.project_id, [])
+        entry = _entry(session)
         old = sessions.get(session.session_id)
-        if old is not None and old.session.timestamp != session.timestamp:
-            self._unorder(old.session)
-            old = None
-        if old is None:
-            bisect.insort(order, (session.timestamp, session.session_id))
-        sessions[session.session_id] = _entry(session)
+        if old is not None and old.session.timestamp == session.timestamp:
+            order[self._position(order, session)] = (session.timestamp, session.session_id, entry)
+        else:
+            if old is not None:
+                self._unorder(old.session)
+            bisect.insort(order, (session.timestamp, session.session_id, entry))
+        sessions[session.session_id] = entry
         self._project_of[session.session_id] = session.project_id
+
+    @staticmethod
+    def _position(order: list[tuple[int, int, _Entry]], session: LiveSession) -> int:
+        # A 2-tuple sorts right before the 3-tuple it prefixes: bisect_left lands on it.
+        return bisect.bisect_left(order, (session.timestamp, session.session_id))
 
     def _unorder(self, session: LiveSession) -> None:
         order = self._order[session.project_id]
-        i = bisect.bisect_left(order, (session.timestamp, session.session_id))
-        if i < len(order) and order[i] == (session.timestamp, session.session_id):
+        i = self._position(order, session)
+        if i < len(order) and order[i][:2] == (session.timestamp, session.session_id):
             del order[i]
 
     def _remove(self, session_id: int) -> None:
@@ -278,7 +300,7 @@ class LiveSessions:
                 case ev.PageTitleChanged():
                     self._update(event.session_id, page_title=event.title)
                 case ev.UserIdSet():
-                    self._update(event.session_id, user_id=event.user_id)
+                    self._update(event.session_id, user_id=event.user_id or None)
                 case ev.AnonymousIdSet():
                     self._update(event.session_id, user_anonymous_id=event.anonymous_id)
                 case ev.TabVisibilityChanged():
@@ -308,9 +330,7 @@ class LiveSessions:
                 timestamp=min(event.timestamp, previous.timestamp) if previous else event.timestamp,
                 page_title=previous.page_title if previous else "",
                 active=previous.active if previous else True,
-                user_id=event.user_id if event.user_id is not None else (
-                    previous.user_id if previous else None
-                ),
+                user_id=event.user_id or (previous.user_id if previous else None),
                 user_anonymous_id=previous.user_anonymous_id if previous else None,
                 user_uuid=event.user_uuid,
                 rev_id=event.rev_id,
@@ -368,24 +388,23 @@ class LiveSessions:
         key = _ALIASES.get(key, key)
         first = (page - 1) * limit
 
-        ordered_keys = self._order[project_id]
-        by_time: Iterable[tuple[int, int]] = reversed(ordered_keys) if descending else ordered_keys
+        ordered = self._order[project_id]
         if key == "timestamp" and not filters:
             # The common dashboard query: a slice of the sorted list, no scan.
-            n = len(ordered_keys)
+            n = len(ordered)
             if descending:
-                window = ordered_keys[max(n - first - limit, 0) : max(n - first, 0)][::-1]
+                window = ordered[max(n - first - limit, 0) : max(n - first, 0)][::-1]
             else:
-                window = ordered_keys[first : first + limit]
-            return LiveSearchResult(
-                total=len(sessions), sessions=[sessions[sid].session for _, sid in window]
-            )
+                window = ordered[first : first + limit]
+            return LiveSearchResult(total=len(sessions), sessions=[e.session for _, _, e in window])
 
-        matching = [
-            sessions[sid]
-            for _, sid in by_time
-            if all(_matches(sessions[sid], f) for f in filters)
-        ]
+        # One scan of the project's sessions in time order with precompiled predicates.
+        candidates: Iterable[_Entry] = (
+            e for _, _, e in (reversed(ordered) if descending else ordered)
+        )
+        for predicate in [_matcher(f) for f in filters]:
+            candidates = filter(predicate, candidates)
+        matching = list(candidates)
         if key != "timestamp":
             # ``matching`` is already in time order, and sort() is stable: ties keep it.
             matching.sort(key=lambda e: _sort_key(e, key), reverse=descending)

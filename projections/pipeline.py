@@ -5,7 +5,9 @@
 above that projection's checkpoint and moves the checkpoint to ``upto_position``; all projections
 of one call share ONE transaction (invariant 5 holds per projection, and a call costs one commit
 instead of four). The SQLite work runs in a worker thread on a dedicated connection; the in-memory
-live sessions are then updated on the trio thread, where the API reads them.
+live sessions are then updated on the trio thread, where the API reads them. In write-behind mode
+(:meth:`Projector.write_behind`, what the server and rebuild use) ``sink`` only queues one delivery
+and a writer task applies it, so the engine works on the next chunk meanwhile.
 
 Also owns the advisory lock that keeps a ``replayd rebuild`` from writing the projections while a
 server does (table ``projection_lock``): a second holder is refused while the first one's process
@@ -21,6 +23,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Self
 
 import attrs
 import trio
@@ -112,15 +115,15 @@ class ProjectorStatistics:
     sink_calls: int = 0
     events_seen: int = 0
     transactions: int = 0
-    upto_position: int = 0
+    upto_position: int = 0  # everything up to here is applied (committed, live sessions updated)
 
 
 class Projector:
     """Applies domain events to the SQL projections (and the live sessions) of one database.
 
-    Use ``async with Projector(path) as projector:`` or ``await nursery.start(projector.run)``;
-    then hand ``projector.sink`` to the engine supervisor and start it at
-    ``projector.resume_position`` or before.
+    Use ``await nursery.start(projector.run)`` (pipelined writes, see :meth:`run`) or
+    ``async with Projector(path) as projector:`` (each ``sink`` call writes before returning);
+    then hand ``projector.sink`` to the engine supervisor, resumed at ``projector.resume_position``.
     """
 
     def __init__(
@@ -145,6 +148,9 @@ class Projector:
         self._checkpoints: dict[str, int] = {}
         # The connection is used by one worker thread at a time.
         self._limiter = trio.CapacityLimiter(1)
+        self._queue: trio.MemorySendChannel[tuple[list[DomainEvent], int]] | None = None
+        self._delivered = 0  # the highest upto_position handed to sink()
+        self._applied = trio.Event()  # set (and replaced) after every applied delivery
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -177,6 +183,7 @@ class Projector:
             raise
         self._conn = conn
         self._checkpoints = {p.name: stored.get(p.name, 0) for p in self.projections}
+        self.statistics.upto_position = min(self._checkpoints.values(), default=0)
         if self.live is not None:
             self.live.load(live_rows, stored.get(sessions.NAME, 0))
 
@@ -189,7 +196,7 @@ class Projector:
                 self._conn.close()
                 self._conn = None
 
-    async def __aenter__(self) -> Projector:
+    async def __aenter__(self) -> Self:
         await trio.to_thread.run_sync(self.open_sync)
         return self
 
@@ -198,11 +205,47 @@ class Projector:
             async with self._limiter:
                 await trio.to_thread.run_sync(self.close_sync)
 
-    async def run(self, *, task_status: trio.TaskStatus[Projector] = trio.TASK_STATUS_IGNORED) -> None:
-        """Open, report ready (``nursery.start`` returns the projector), stay open until cancelled."""
+    async def run(
+        self, *, task_status: trio.TaskStatus[Projector] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Open, report ready (``nursery.start`` returns the projector), write until cancelled.
+
+        The same as ``async with projector:`` around :meth:`write_behind`.
+        """
         async with self:
-            task_status.started(self)
-            await trio.sleep_forever()
+            await self.write_behind(task_status=task_status)
+
+    async def write_behind(
+        self, *, task_status: trio.TaskStatus[Projector] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Until cancelled, :meth:`sink` only queues and a writer task applies the queue in order.
+
+        The queue holds one delivery (bounded: a slow disk slows the engine down); meanwhile the
+        engine decodes the next chunk while SQLite writes this one (2 cores, and sqlite3 releases
+        the GIL while it works). Cancelling drops what is still queued: its checkpoint was not
+        written, so the engine delivers it again after a restart. A failing write raises here.
+        The projector must be open.
+        """
+        send, receive = trio.open_memory_channel[tuple[list[DomainEvent], int]](1)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._writer, receive)
+            self._queue = send
+            try:
+                task_status.started(self)
+                await trio.sleep_forever()
+            finally:
+                self._queue = None
+
+    async def _writer(
+        self, receive: trio.MemoryReceiveChannel[tuple[list[DomainEvent], int]]
+    ) -> None:
+        async for delivery, upto_position in receive:
+            await self._apply(delivery, upto_position)
+
+    async def reset(self) -> None:
+        """:meth:`reset_sync` in a worker thread, between writes."""
+        async with self._limiter:
+            await trio.to_thread.run_sync(self.reset_sync)
 
     def reset_sync(self) -> None:
         """Empty this projector's projections and zero their checkpoints, in one transaction.
@@ -216,6 +259,7 @@ class Projector:
             for projection in self.projections:
                 projection.reset(conn)
         self._checkpoints = {p.name: 0 for p in self.projections}
+        self.statistics.upto_position = 0
         if self.live is not None:
             self.live.clear()
 
@@ -237,19 +281,34 @@ class Projector:
     # -- the sink ----------------------------------------------------------------------------------
 
     async def sink(self, events: list[DomainEvent], upto_position: int) -> None:
-        """Apply ``events`` (everything of the records up to ``upto_position``) to every projection."""
+        """Apply ``events`` (everything of the records up to ``upto_position``) to every projection.
+
+        Under :meth:`write_behind` (or :meth:`run`) this queues the delivery for the writer task
+        (waiting while one is already queued); otherwise it applies it before returning. :meth:`drain` waits for the
+        queue to be written.
+        """
         self.statistics.sink_calls += 1
         self.statistics.events_seen += len(events)
+        self._delivered = max(self._delivered, upto_position)
+        if self._queue is not None:
+            await self._queue.send((events, upto_position))
+        else:
+            await self._apply(events, upto_position)
+
+    async def drain(self) -> None:
+        """Return once every delivery handed to :meth:`sink` so far is applied."""
+        while self.statistics.upto_position < self._delivered:
+            await self._applied.wait()
+
+    async def _apply(self, events: list[DomainEvent], upto_position: int) -> None:
         async with self._limiter:
             await trio.to_thread.run_sync(self._apply_sync, events, upto_position)
         if self.live is not None:
             self.live.apply(unapplied(events, self.live.checkpoint))
             self.live.checkpoint = max(self.live.checkpoint, upto_position)
         self.statistics.upto_position = max(self.statistics.upto_position, upto_position)
-
-    def apply_sync(self, events: Sequence[DomainEvent], upto_position: int) -> None:
-        """The SQL part of :meth:`sink`, for synchronous callers (tests, tools); no live sessions."""
-        self._apply_sync(events, upto_position)
+        self._applied.set()
+        self._applied = trio.Event()
 
     def _apply_sync(self, events: Sequence[DomainEvent], upto_position: int) -> None:
         conn = self._conn

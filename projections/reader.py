@@ -102,4 +102,3 @@ class ProjectionReader:
 
     def __repr__(self) -> str:
         return f"ProjectionReader({str(self.db_path)!r})"
-

@@ -7,7 +7,9 @@ the log with a ``LogReader`` up to the head found at the start) into the same si
 
 Must not run while a server writes the same projections: the projector's advisory lock refuses
 (:class:`projections.pipeline.ProjectionsBusy`) while a live process holds it. Stop the server,
-rebuild, start the server again (its live sessions reload from the rebuilt sessions table).
+rebuild, start the server again (its live sessions reload from the rebuilt sessions table). An
+interrupted rebuild leaves consistent projections with checkpoints where it stopped: a server (or
+a new rebuild) carries on from there.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import trio
 from engine.events import DomainEvent
 from engine.supervisor import DEFAULT_INACTIVITY_TIMEOUT_MS, Supervisor, history_from_reader
 from projections.base import SqlProjection
-from projections.pipeline import ALL_PROJECTIONS, PROJECTIONS_BY_NAME, Projector, ProjectionsBusy
+from projections.pipeline import ALL_PROJECTIONS, PROJECTIONS_BY_NAME, ProjectionsBusy, Projector
 from storage.log import LogReader
 from storage.schema import migrate_log
 from storage.sqlite import connect
@@ -134,17 +136,21 @@ async def rebuild(
     """
     chosen = choose_projections(names)
     started = clock()
-    projector = Projector(db_path, projections=chosen, holder="rebuild")
-    async with projector:
+    counts = {"events": 0, "head": 0}
+    async with (
+        Projector(db_path, projections=chosen, holder="rebuild") as projector,
+        trio.open_nursery() as nursery,
+    ):
+        # Pipelined: the engine decodes the next chunk while the projector writes this one.
+        await nursery.start(projector.write_behind)
+        await projector.reset()
         # A database that never received traffic has no log table yet: an empty log.
         await trio.to_thread.run_sync(_ensure_log, db_path)
-        await trio.to_thread.run_sync(projector.reset_sync)
         source = await trio.to_thread.run_sync(LogReader, db_path)
         history = await trio.to_thread.run_sync(LogReader, db_path)
         try:
-            head = await trio.to_thread.run_sync(source.head)
+            head = counts["head"] = await trio.to_thread.run_sync(source.head)
             bar = Progress(progress, head, clock=clock) if progress is not None else None
-            counts = {"events": 0}
 
             async def sink(events: list[DomainEvent], upto_position: int) -> None:
                 await projector.sink(events, upto_position)
@@ -158,14 +164,16 @@ async def rebuild(
                 inactivity_timeout_ms=inactivity_timeout_ms,
             )
             await supervisor.run_until(source, head, chunk_size=chunk_size)
+            await projector.drain()
             if bar is not None:
                 bar.finish(head, counts["events"])
         finally:
             source.close()
             history.close()
+        nursery.cancel_scope.cancel()  # stops the writer; leaving the projector releases the lock
     return RebuildResult(
         projections=tuple(p.name for p in chosen),
-        records=head,
+        records=counts["head"],
         events=counts["events"],
         seconds=clock() - started,
     )

@@ -227,13 +227,13 @@ def _fold(patch: _Patch, event: ev.DomainEvent) -> None:
     match event:
         case ev.SessionStarted():
             patch.start = event
-            if event.user_id is not None:
+            if event.user_id:  # "" or None: no user id (yet)
                 patch.sets["user_id"] = event.user_id
         case ev.SessionEnded():
             patch.sets["duration"] = event.duration_ms
             patch.sets["end_ts"] = event.timestamp
         case ev.UserIdSet():
-            patch.sets["user_id"] = event.user_id
+            patch.sets["user_id"] = event.user_id or None  # setUserID("") clears it
         case ev.AnonymousIdSet():
             patch.sets["user_anonymous_id"] = event.anonymous_id
         case ev.MetadataSet():

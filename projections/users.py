@@ -79,6 +79,7 @@ ON CONFLICT (session_id) DO UPDATE SET
     start_ts = min(start_ts, excluded.start_ts),
     user_id = coalesce(excluded.user_id, user_id)
 """
+_SET_USER = "UPDATE end_user_sessions SET user_id = ? WHERE session_id = ?"
 _FINISH = "UPDATE end_user_sessions SET finished = 1 WHERE session_id = ?"
 _RECOMPUTE_DELETE = "DELETE FROM end_users WHERE project_id = ? AND user_id = ?"
 _RECOMPUTE_INSERT = """
@@ -112,15 +113,16 @@ def apply(conn: sqlite3.Connection, events: Sequence[ev.DomainEvent]) -> None:
                 touch(event.session_id)
                 conn.execute(
                     _ENSURE_SESSION,
-                    (event.session_id, event.project_id, event.user_id, event.timestamp),
+                    (event.session_id, event.project_id, event.user_id or None, event.timestamp),
                 )
                 touch(event.session_id)
             case ev.UserIdSet():
                 touch(event.session_id)  # the previous user loses this session
                 conn.execute(
-                    _ENSURE_SESSION,
-                    (event.session_id, event.project_id, event.user_id, event.timestamp),
+                    _ENSURE_SESSION, (event.session_id, event.project_id, None, event.timestamp)
                 )
+                # setUserID("") clears the id: the session then belongs to nobody.
+                conn.execute(_SET_USER, (event.user_id or None, event.session_id))
                 touch(event.session_id)
             case ev.SessionEnded():
                 conn.execute(

@@ -25,7 +25,7 @@ import enum
 import math
 import os
 import sqlite3
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from typing import Any, Self
 
 import attrs
@@ -172,6 +172,45 @@ class LogReader:
     def head(self) -> int:
         """The last committed position, 0 when the log is empty."""
         return _max_position(self._conn)
+
+    def activity(
+        self, upto_position: int, window_ms: int, kinds: Iterable[int]
+    ) -> tuple[int, dict[int, int]]:
+        """The log clock at ``upto_position`` and each session's latest record time within
+        ``window_ms`` before it: ``(clock_ms, {session_id: last_received_at_ms})``.
+
+        Only records of the given kinds name sessions. Record time is monotonic in log order (the
+        writer keeps it so), hence the records of the window are a suffix of positions, found by
+        a binary search on the rowid: a handful of seeks instead of a scan of the whole log.
+        """
+        conn = self._conn
+        row = conn.execute(
+            "SELECT received_at_ms FROM log WHERE position <= ? ORDER BY position DESC LIMIT 1",
+            (upto_position,),
+        ).fetchone()
+        if row is None:
+            return 0, {}
+        clock = int(row[0])
+        since = clock - window_ms
+        low, high = 0, upto_position  # invariant: time(low) < since <= time(high)
+        while high - low > 1:
+            middle = (low + high) // 2
+            probe = conn.execute(
+                "SELECT received_at_ms FROM log WHERE position >= ? ORDER BY position LIMIT 1",
+                (middle,),
+            ).fetchone()
+            if probe is not None and probe[0] >= since:
+                high = middle
+            else:
+                low = middle
+        kind_list = sorted({int(kind) for kind in kinds})
+        marks = ",".join("?" * len(kind_list))
+        rows = conn.execute(
+            "SELECT session_id, max(received_at_ms) FROM log"
+            f" WHERE position > ? AND position <= ? AND kind IN ({marks}) GROUP BY session_id",
+            (low, upto_position, *kind_list),
+        ).fetchall()
+        return clock, {int(sid): int(t) for sid, t in rows if t >= since}
 
     def count(self) -> int:
         """The number of records stored."""

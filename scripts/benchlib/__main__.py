@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
 
+import attrs
 from benchlib import common, engine, ingest, memory, profile, queries, rebuild, report
 from benchlib.common import log
 
@@ -22,22 +24,41 @@ SECTIONS = ("ingest", "engine", "rebuild", "queries", "memory")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.splitlines()[0])
-    p.add_argument("--only", default=",".join(SECTIONS),
-                   help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
+    p.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})",
+    )
     p.add_argument("--quick", action="store_true", help="small sizes and short runs (try-out)")
-    p.add_argument("--out", default=None,
-                   help="write the table here (default: BENCHMARKS.md for a full run, "
-                        "nothing for --only/--quick)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="write the table here (default: BENCHMARKS.md for a full run, "
+        "nothing for --only/--quick)",
+    )
     p.add_argument("--trackers", type=int, default=None, help="concurrent simulated trackers")
     p.add_argument("--duration", type=float, default=None, help="seconds per ingest run")
     p.add_argument("--loadgen-procs", type=int, default=1, help="load generator processes")
-    p.add_argument("--workers", default="auto",
-                   help="also run ingest against `replayd serve --workers N` (split ingest/engine "
-                        "mode): N, 0 = never, auto = 1 when the server supports it")
+    p.add_argument(
+        "--workers",
+        default="auto",
+        help="also run ingest against `replayd serve --workers N` (split ingest/engine "
+        "mode): N, 0 = never, auto = 1 when the server supports it",
+    )
     p.add_argument("--sizes", default=None, help="ingest body sizes in KB, e.g. 1,16,64")
-    p.add_argument("--profile", default=None, metavar="DIR",
-                   help="also sample replayd with py-spy (ingest window, a second rebuild, the "
-                        "query mixes) and write collapsed stacks and top lists into DIR")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="ingest runs per server and size, best kept (default 2, quick 1)",
+    )
+    p.add_argument(
+        "--profile",
+        default=None,
+        metavar="DIR",
+        help="also sample replayd with py-spy (ingest window, a second rebuild, the "
+        "query mixes) and write collapsed stacks and top lists into DIR",
+    )
     args = p.parse_args(argv)
     args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(args.sections) - set(SECTIONS)
@@ -59,15 +80,26 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     failed: list[str] = []
 
-    sizes = tuple(int(k) * 1024 for k in args.sizes.split(",")) if args.sizes else (1024, 16384, 65536)
+    sizes = (
+        tuple(int(k) * 1024 for k in args.sizes.split(",")) if args.sizes else (1024, 16384, 65536)
+    )
     ing = ingest.IngestSettings(
-        sizes=sizes, trackers=args.trackers or (16 if quick else 32), procs=args.loadgen_procs,
-        warmup_s=0.5 if quick else 1.0, duration_s=args.duration or (2.0 if quick else 5.0),
-        drain_timeout_s=10.0 if quick else 30.0)
+        sizes=sizes,
+        trackers=args.trackers or (16 if quick else 32),
+        procs=args.loadgen_procs,
+        warmup_s=0.5 if quick else 1.0,
+        duration_s=args.duration or (2.0 if quick else 5.0),
+        drain_timeout_s=10.0 if quick else 30.0,
+        repeat=args.repeat or (1 if quick else 2),
+    )
     workers = 0
     if args.workers == "auto":
-        workers = 1 if ("ingest" in args.sections or "engine" in args.sections) \
-            and common.supports_workers() else 0
+        workers = (
+            1
+            if ("ingest" in args.sections or "engine" in args.sections)
+            and common.supports_workers()
+            else 0
+        )
     else:
         workers = int(args.workers)
 
@@ -80,9 +112,15 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # one broken section must not hide the others' figures
             failed.append(name)
             traceback.print_exc()
-            rows.append(report.Row(name.capitalize(), "section failed",
-                                   f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}",
-                                   result="MISS"))
+            first_line = str(exc).splitlines()[0][:160] if str(exc) else ""
+            rows.append(
+                report.Row(
+                    name.capitalize(),
+                    "section failed",
+                    f"{type(exc).__name__}: {first_line}",
+                    result="MISS",
+                )
+            )
         log(f"{name}: {time.monotonic() - t0:.0f} s")
 
     # Ingest (and the engine, watched while replayd is loaded).
@@ -91,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     def do_ingest() -> list[report.Row]:
         cases.extend(ingest.run(ing))
         if workers:
-            cases.extend(ingest.run(_with_workers(ing, workers)))
+            ceilings = {c.body_size: c.ceiling for c in cases}
+            cases.extend(ingest.run(_with_workers(ing, workers), ceilings))
         single = [c for c in cases if not c.workers]
         split = [c for c in cases if c.workers]
         return report.ingest_rows(single, ing.trackers) + report.ingest_rows(split, ing.trackers)
@@ -100,9 +139,16 @@ def main(argv: list[str] | None = None) -> int:
         if not cases:  # engine without the ingest section: replayd at the largest size only
             cases.extend(_engine_only(ing))
         ceiling = engine.decode_ceiling(engine.loader_bodies(max(ing.sizes)), seconds=2.0)
-        watched = [(f"{c.body_size // 1024} KB", c.engine) for c in cases if not c.workers]
-        split = [(f"{c.body_size // 1024} KB, --workers {c.workers}", c.engine)
-                 for c in cases if c.workers]
+        watched = [
+            (f"{c.body_size // 1024} KB", c.engine, c.replayd.server_cpu)
+            for c in cases
+            if not c.workers
+        ]
+        split = [
+            (f"{c.body_size // 1024} KB, --workers {c.workers}", c.engine, c.replayd.server_cpu)
+            for c in cases
+            if c.workers
+        ]
         rows_ = report.engine_rows(watched, ceiling)
         if split:
             rows_ += report.engine_rows(split, ceiling)
@@ -111,27 +157,45 @@ def main(argv: list[str] | None = None) -> int:
     section("ingest", do_ingest)
     section("engine", do_engine)
 
-    section("rebuild", lambda: report.rebuild_rows(rebuild.run(
-        min_messages=200_000 if quick else 1_000_000)))
+    section(
+        "rebuild",
+        lambda: report.rebuild_rows(rebuild.run(min_messages=200_000 if quick else 1_000_000)),
+    )
     query_result: list[queries.QueryResult] = []
 
     def do_queries() -> list[report.Row]:
-        settings = (queries.QuerySettings(stored_sessions=20_000, sessions_with_events=1_000,
-                                          live_sessions=1_000, requests=200, rebuild_budget_s=30)
-                    if quick else queries.QuerySettings())
+        settings = (
+            queries.QuerySettings(
+                stored_sessions=20_000,
+                sessions_with_events=1_000,
+                live_sessions=1_000,
+                requests=200,
+                rebuild_budget_s=30,
+            )
+            if quick
+            else queries.QuerySettings()
+        )
         query_result.append(queries.run(settings))
         return report.query_rows(query_result[0])
 
     section("queries", do_queries)
     # the query server already held the live sessions: its RSS is the "live" memory figure
-    section("memory", lambda: report.memory_rows(memory.run(
-        live=1_000 if quick else 10_000, from_queries=query_result[0] if query_result else None)))
+    section(
+        "memory",
+        lambda: report.memory_rows(
+            memory.run(
+                live=1_000 if quick else 10_000,
+                from_queries=query_result[0] if query_result else None,
+            )
+        ),
+    )
 
     elapsed = time.monotonic() - t_start
     notes += [
         "Ingest: the same generator process(es) drive both servers with the same trackers, headers "
         "and encoder-made bodies (uncompressed, `DataType: player`), one batch in flight per "
-        "tracker on keep-alive connections; replayd answers after the record's commit (durable ack).",
+        "tracker on keep-alive connections; replayd answers after the record's commit "
+        "(durable ack).",
         "Latencies are client-side (request sent -> response parsed), so they include queueing "
         "behind the other trackers' requests for the ingest rows; the query rows send one request "
         "at a time.",
@@ -160,16 +224,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _with_workers(s: ingest.IngestSettings, workers: int) -> ingest.IngestSettings:
-    import attrs
-
     return attrs.evolve(s, workers=workers)
 
 
 def _engine_only(s: ingest.IngestSettings) -> list[ingest.IngestCase]:
     """Engine without the ingest section: replayd runs at the largest size only (no ceiling)."""
-    import tempfile
-    from pathlib import Path
-
     size = max(s.sizes)
     with tempfile.TemporaryDirectory(prefix="replayd-bench-") as tmp:
         run, watch = ingest.run_replayd(size, s, Path(tmp))

@@ -28,13 +28,38 @@ USER_AGENT = (
 
 _TAGS = ("div", "span", "a", "li", "p", "button", "img", "section", "ul", "h2", "input", "label")
 _WORDS = (
-    "add to cart", "free shipping", "new arrivals", "size guide", "running shoe", "leather",
-    "in stock", "only 3 left", "customer reviews", "compare", "wishlist", "checkout", "sale",
-    "limited edition", "trail", "waterproof", "sneakers", "details", "color: black", "EUR 89.90",
+    "add to cart",
+    "free shipping",
+    "new arrivals",
+    "size guide",
+    "running shoe",
+    "leather",
+    "in stock",
+    "only 3 left",
+    "customer reviews",
+    "compare",
+    "wishlist",
+    "checkout",
+    "sale",
+    "limited edition",
+    "trail",
+    "waterproof",
+    "sneakers",
+    "details",
+    "color: black",
+    "EUR 89.90",
 )
 _CLASSES = (
-    "product-card", "btn btn-primary", "grid__item col-3", "price price--sale", "badge",
-    "nav-link active", "thumbnail lazy", "rating-stars", "hidden-xs", "flex items-center gap-2",
+    "product-card",
+    "btn btn-primary",
+    "grid__item col-3",
+    "price price--sale",
+    "badge",
+    "nav-link active",
+    "thumbnail lazy",
+    "rating-stars",
+    "hidden-xs",
+    "flex items-center gap-2",
 )
 
 
@@ -54,8 +79,15 @@ class EncodedBatch:
 def encode_header(page_no: int, first_index: int, timestamp: int, url: str = PAGE_URL) -> bytes:
     """Encode the ``BatchMetadata`` that opens an upload (no size prefix, PROTOCOL.md 5.2)."""
     return web.encode_batch(
-        [m.BatchMetadata(version=1, page_no=page_no, first_index=first_index,
-                         timestamp=timestamp, location=url)]
+        [
+            m.BatchMetadata(
+                version=1,
+                page_no=page_no,
+                first_index=first_index,
+                timestamp=timestamp,
+                location=url,
+            )
+        ]
     )
 
 
@@ -70,8 +102,12 @@ def _message_stream(rng: random.Random, start_ts: int, node_base: int, with_loca
     dict_key = 950_000_000_000_000 + node_base * 8
     if with_location:
         yield from _chunk_head(ts)
-        yield m.SetPageLocation(url=PAGE_URL, referrer="https://www.example.org/",
-                                navigation_start=ts - 900, document_title="Shoes - Example Shop")
+        yield m.SetPageLocation(
+            url=PAGE_URL,
+            referrer="https://www.example.org/",
+            navigation_start=ts - 900,
+            document_title="Shoes - Example Shop",
+        )
         yield m.SetViewportSize(width=1280, height=800)
     n = 0
     while True:
@@ -83,8 +119,13 @@ def _message_stream(rng: random.Random, start_ts: int, node_base: int, with_loca
             roll = rng.random()
             parent = max(node_base, next_id - rng.randint(1, 30))
             if roll < 0.30:
-                yield m.CreateElementNode(id=next_id, parent_id=parent, index=rng.randint(0, 8),
-                                          tag=rng.choice(_TAGS), svg=False)
+                yield m.CreateElementNode(
+                    id=next_id,
+                    parent_id=parent,
+                    index=rng.randint(0, 8),
+                    tag=rng.choice(_TAGS),
+                    svg=False,
+                )
                 next_id += 1
             elif roll < 0.45:
                 yield m.CreateTextNode(id=next_id, parent_id=parent, index=rng.randint(0, 4))
@@ -96,8 +137,9 @@ def _message_stream(rng: random.Random, start_ts: int, node_base: int, with_loca
                 yield m.StringDictGlobal(key=dict_key + 1, value=rng.choice(_CLASSES))
                 yield m.SetNodeAttributeDictGlobal(id=parent, name=dict_key, value=dict_key + 1)
             elif roll < 0.65:
-                yield m.SetNodeAttribute(id=parent, name="data-testid",
-                                         value=f"item-{rng.randint(0, 9999)}")
+                yield m.SetNodeAttribute(
+                    id=parent, name="data-testid", value=f"item-{rng.randint(0, 9999)}"
+                )
             elif roll < 0.72:
                 yield m.RemoveNode(id=parent)
             elif roll < 0.95:
@@ -106,26 +148,37 @@ def _message_stream(rng: random.Random, start_ts: int, node_base: int, with_loca
                 yield m.SetViewportScroll(x=0, y=rng.randint(0, 4000))
             if n % 97 == 0:
                 # a click (becomes a CLICK row); the tracker guarantees a non-empty label
-                yield m.MouseClick(id=parent, hesitation_time=rng.randint(50, 2000),
-                                   label=rng.choice(_WORDS), selector="div.product-card > button",
-                                   normalized_x=rng.randint(0, 10000),
-                                   normalized_y=rng.randint(0, 10000))
+                yield m.MouseClick(
+                    id=parent,
+                    hesitation_time=rng.randint(50, 2000),
+                    label=rng.choice(_WORDS),
+                    selector="div.product-card > button",
+                    normalized_x=rng.randint(0, 10000),
+                    normalized_y=rng.randint(0, 10000),
+                )
             if n % 331 == 0:
                 yield m.SetInputValue(id=parent, value="", mask=rng.randint(1, 12))
-                yield m.InputChange(id=parent, value="", value_masked=True, label="search",
-                                    hesitation_time=rng.randint(10, 900),
-                                    input_duration=rng.randint(100, 5000))
+                yield m.InputChange(
+                    id=parent,
+                    value="",
+                    value_masked=True,
+                    label="search",
+                    hesitation_time=rng.randint(10, 900),
+                    input_duration=rng.randint(100, 5000),
+                )
 
 
-def make_batch(size: int, seed: int, start_ts: int = 1_795_418_019_299,
-               with_location: bool = True) -> EncodedBatch:
-    """Build a batch whose whole upload (header for ``first_index`` 0 included) is about ``size`` bytes.
+def make_batch(
+    size: int, seed: int, start_ts: int = 1_795_418_019_299, with_location: bool = True
+) -> EncodedBatch:
+    """Build a batch whose whole upload (header for first_index 0 included) is ~``size`` bytes.
 
     Deterministic for a given ``seed``; different seeds give different node ids and texts.
     """
     rng = random.Random(seed)
-    stream = _message_stream(rng, start_ts, node_base=10 + (seed % 1000) * 100_000,
-                             with_location=with_location)
+    stream = _message_stream(
+        rng, start_ts, node_base=10 + (seed % 1000) * 100_000, with_location=with_location
+    )
     budget = size - len(encode_header(0, 0, start_ts))
     msgs: list[object] = []
     used = 0
@@ -138,7 +191,7 @@ def make_batch(size: int, seed: int, start_ts: int = 1_795_418_019_299,
         used += framed
     whole = web.encode_batch([_meta0(start_ts), *msgs])
     header = encode_header(0, 0, start_ts)
-    return EncodedBatch(tail=whole[len(header):], messages=len(msgs) + 1)
+    return EncodedBatch(tail=whole[len(header) :], messages=len(msgs) + 1)
 
 
 def _meta0(ts: int) -> m.BatchMetadata:
@@ -146,21 +199,46 @@ def _meta0(ts: int) -> m.BatchMetadata:
 
 
 def session_events_batch(seed: int, start_ts: int, clicks: int = 20) -> bytes:
-    """A small whole batch rich in session events (a location, clicks, inputs) for query benchmarks."""
+    """A small whole batch rich in session events (a location, clicks, inputs) for query benchmarks.
+
+    Message times start at ``start_ts`` and grow by 0.2-3 s per click.
+    """
     rng = random.Random(seed)
-    msgs: list[object] = [_meta0(start_ts), *_chunk_head(start_ts),
-                          m.SetPageLocation(url=PAGE_URL, referrer="", navigation_start=start_ts - 500,
-                                            document_title="Shoes - Example Shop")]
+    msgs: list[object] = [
+        _meta0(start_ts),
+        *_chunk_head(start_ts),
+        m.SetPageLocation(
+            url=PAGE_URL,
+            referrer="",
+            navigation_start=start_ts - 500,
+            document_title="Shoes - Example Shop",
+        ),
+    ]
     ts = start_ts
     for i in range(clicks):
         ts += rng.randint(200, 3000)
         msgs += _chunk_head(ts)
-        msgs.append(m.MouseClick(id=100 + i, hesitation_time=rng.randint(50, 2000),
-                                 label=rng.choice(_WORDS), selector="div.product-card > button",
-                                 normalized_x=rng.randint(0, 10000), normalized_y=rng.randint(0, 10000)))
+        msgs.append(
+            m.MouseClick(
+                id=100 + i,
+                hesitation_time=rng.randint(50, 2000),
+                label=rng.choice(_WORDS),
+                selector="div.product-card > button",
+                normalized_x=rng.randint(0, 10000),
+                normalized_y=rng.randint(0, 10000),
+            )
+        )
         if i % 5 == 4:
-            msgs.append(m.InputChange(id=200 + i, value="", value_masked=True, label="search",
-                                      hesitation_time=100, input_duration=900))
+            msgs.append(
+                m.InputChange(
+                    id=200 + i,
+                    value="",
+                    value_masked=True,
+                    label="search",
+                    hesitation_time=100,
+                    input_duration=900,
+                )
+            )
     return web.encode_batch(msgs)
 
 
@@ -168,13 +246,24 @@ def live_batch(seed: int, start_ts: int, user_id: str) -> bytes:
     """A first batch of a live session: location, user id, metadata, a click (Assist-searchable)."""
     rng = random.Random(seed)
     msgs: list[object] = [
-        _meta0(start_ts), *_chunk_head(start_ts),
+        _meta0(start_ts),
+        *_chunk_head(start_ts),
         m.UserID(id=user_id),
         m.Metadata(key="plan", value=rng.choice(("free", "pro", "enterprise"))),
-        m.SetPageLocation(url=f"{PAGE_URL}&item={seed}", referrer="", navigation_start=start_ts - 400,
-                          document_title=f"Item {seed} - Example Shop"),
+        m.SetPageLocation(
+            url=f"{PAGE_URL}&item={seed}",
+            referrer="",
+            navigation_start=start_ts - 400,
+            document_title=f"Item {seed} - Example Shop",
+        ),
         m.SetViewportSize(width=1280, height=800),
-        m.MouseClick(id=12, hesitation_time=300, label=rng.choice(_WORDS),
-                     selector="div.product-card > button", normalized_x=4300, normalized_y=1200),
+        m.MouseClick(
+            id=12,
+            hesitation_time=300,
+            label=rng.choice(_WORDS),
+            selector="div.product-card > button",
+            normalized_x=4300,
+            normalized_y=1200,
+        ),
     ]
     return web.encode_batch(msgs)

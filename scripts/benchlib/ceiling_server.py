@@ -21,9 +21,14 @@ from quart import request
 from quart_trio import QuartTrio
 
 _START_ANSWER = {
-    "token": "bench.token.not-checked", "userUUID": "29374deb-28cf-4df5-bac6-be92151294f4",
-    "sessionID": "4117431117823344641", "projectID": "1", "beaconSizeLimit": 1000000,
-    "startTimestamp": 1795418019165, "delay": 0, "timestamp": 0,
+    "token": "bench.token.not-checked",
+    "userUUID": "29374deb-28cf-4df5-bac6-be92151294f4",
+    "sessionID": "4117431117823344641",
+    "projectID": "1",
+    "beaconSizeLimit": 1000000,
+    "startTimestamp": 1795418019165,
+    "delay": 0,
+    "timestamp": 0,
 }
 
 
@@ -64,9 +69,11 @@ async def _main(host: str, port: int) -> None:
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(until_signal)
-        await nursery.start(lambda task_status: serve(create_app(), config,
-                                                      shutdown_trigger=stop.wait,
-                                                      task_status=task_status))
+        await nursery.start(
+            lambda task_status: serve(
+                create_app(), config, shutdown_trigger=stop.wait, task_status=task_status
+            )
+        )
         print(f"READY {port}", flush=True)
         await stop.wait()
 

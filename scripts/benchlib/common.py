@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import attrs
-
 from benchlib.loadgen import LoadResult, LoadSpec
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
@@ -68,9 +67,14 @@ class Child:
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self.proc = subprocess.Popen(
-            list(args), cwd=ROOT, env=child_env(), text=True, bufsize=1,
+            list(args),
+            cwd=ROOT,
+            env=child_env(),
+            text=True,
+            bufsize=1,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -101,12 +105,16 @@ class Child:
                         return found
                 seen = len(self.lines)
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n"
-                                       + "\n".join(self.lines[-30:]))
+                    raise RuntimeError(
+                        f"{self.name} exited ({self.proc.returncode}):\n"
+                        + "\n".join(self.lines[-30:])
+                    )
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"{self.name}: no line matching {pattern!r} in {timeout} s:\n"
-                                       + "\n".join(self.lines[-30:]))
+                    raise TimeoutError(
+                        f"{self.name}: no line matching {pattern!r} in {timeout} s:\n"
+                        + "\n".join(self.lines[-30:])
+                    )
                 self._cond.wait(min(left, 0.5))
 
     def send(self, line: str) -> None:
@@ -183,11 +191,19 @@ def tree_cpu(pid: int) -> float:
 
 def replayd(*args: str, timeout: float = 600) -> list[str]:
     """Run a ``replayd`` command to completion; return its stdout lines (raise on failure)."""
-    done = subprocess.run([PY, "-m", "api.cli", *args], cwd=ROOT, env=child_env(), text=True,
-                          capture_output=True, timeout=timeout)
+    done = subprocess.run(
+        [PY, "-m", "api.cli", *args],
+        cwd=ROOT,
+        env=child_env(),
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
     if done.returncode != 0:
-        raise RuntimeError(f"replayd {' '.join(args)} failed ({done.returncode}):\n"
-                           f"{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+        raise RuntimeError(
+            f"replayd {' '.join(args)} failed ({done.returncode}):\n"
+            f"{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+        )
     return done.stdout.splitlines()
 
 
@@ -209,12 +225,26 @@ def create_keys(db: Path) -> Keys:
 
 
 @contextmanager
-def replayd_server(db: Path, *, workers: int | None = None,
-                   extra: Sequence[str] = ()) -> Iterator[tuple[Child, int]]:
+def replayd_server(
+    db: Path, *, workers: int | None = None, extra: Sequence[str] = ()
+) -> Iterator[tuple[Child, int]]:
     """Run ``replayd serve`` on a free port of 127.0.0.1; yield (child, port)."""
     port = free_port()
-    args = [PY, "-m", "api.cli", "serve", "--db", str(db), "--host", "127.0.0.1",
-            "--port", str(port), "--log-level", "WARNING", *extra]
+    args = [
+        PY,
+        "-m",
+        "api.cli",
+        "serve",
+        "--db",
+        str(db),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "WARNING",
+        *extra,
+    ]
     if workers:
         args += ["--workers", str(workers)]
     child = Child(args, name="replayd serve")
@@ -239,8 +269,14 @@ def ceiling_server() -> Iterator[tuple[Child, int]]:
 
 def supports_workers() -> bool:
     """Whether this replayd has ``serve --workers`` (the split ingest/engine mode of issue 5)."""
-    done = subprocess.run([PY, "-m", "api.cli", "serve", "--help"], cwd=ROOT, env=child_env(),
-                          text=True, capture_output=True, timeout=60)
+    done = subprocess.run(
+        [PY, "-m", "api.cli", "serve", "--help"],
+        cwd=ROOT,
+        env=child_env(),
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
     return "--workers" in done.stdout
 
 
@@ -297,8 +333,9 @@ class LoadRun:
         return [s for r in self.results for s in r.sessions]
 
 
-def run_load(spec: LoadSpec, procs: int, server_pid: int,
-             on_window: "callable | None" = None) -> LoadRun:
+def run_load(
+    spec: LoadSpec, procs: int, server_pid: int, on_window: callable | None = None
+) -> LoadRun:
     """Run ``procs`` generator processes (trackers split between them) against one server.
 
     ``on_window(start_monotonic, end_monotonic)`` is called (in this thread) while the load runs,
@@ -309,7 +346,9 @@ def run_load(spec: LoadSpec, procs: int, server_pid: int,
     try:
         for i, n in enumerate(per):
             g = Child([PY, "-m", "benchlib.loadgen"], name=f"loadgen-{i}", stdin=True)
-            g.send(json.dumps(attrs.asdict(attrs.evolve(spec, trackers=n, seed=spec.seed * 100 + i))))
+            g.send(
+                json.dumps(attrs.asdict(attrs.evolve(spec, trackers=n, seed=spec.seed * 100 + i)))
+            )
             gens.append(g)
         for g in gens:
             g.wait_line(r"^READY$", timeout=120)
@@ -334,23 +373,34 @@ def run_load(spec: LoadSpec, procs: int, server_pid: int,
 
 
 def run_sessions(spec: LoadSpec, procs: int) -> LoadRun:
-    """Start ``spec.sessions`` live sessions with ``procs`` generator processes (``sessions`` mode)."""
+    """Start ``spec.sessions`` live sessions with ``procs`` generators (``sessions`` mode)."""
     gens = []
     per = [spec.sessions // procs + (1 if i < spec.sessions % procs else 0) for i in range(procs)]
     try:
         for i, n in enumerate(per):
             g = Child([PY, "-m", "benchlib.loadgen"], name=f"loadgen-{i}", stdin=True)
-            g.send(json.dumps(attrs.asdict(attrs.evolve(
-                spec, sessions=n, trackers=max(1, spec.trackers // procs),
-                seed=spec.seed * 100 + i))))
+            g.send(
+                json.dumps(
+                    attrs.asdict(
+                        attrs.evolve(
+                            spec,
+                            sessions=n,
+                            trackers=max(1, spec.trackers // procs),
+                            seed=spec.seed * 100 + i,
+                        )
+                    )
+                )
+            )
             gens.append(g)
         for g in gens:
             g.wait_line(r"^READY$", timeout=120)
         t0 = time.monotonic()
         for g in gens:
             g.send("GO")
-        results = [LoadResult(**json.loads(g.wait_line(r"^\{", timeout=spec.duration_s + 60).string))
-                   for g in gens]
+        results = [
+            LoadResult(**json.loads(g.wait_line(r"^\{", timeout=spec.duration_s + 60).string))
+            for g in gens
+        ]
         return LoadRun(results=results, window_s=time.monotonic() - t0, server_cpu_s=0.0)
     finally:
         for g in gens:

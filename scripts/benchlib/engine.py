@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import attrs
-
 from benchlib import batches
 
 
@@ -82,7 +81,7 @@ class ProgressProbe:
         self._conn = connect(db, create=False, query_only=True)
 
     def sample(self) -> tuple[int, int | None]:
-        """``(head, lowest checkpoint)``; the checkpoint is ``None`` before any projection wrote one."""
+        """``(head, lowest checkpoint)``; ``None`` checkpoint before any projection wrote one."""
         from projections.base import read_checkpoints
 
         head = self._log.head()
@@ -97,8 +96,14 @@ class ProgressProbe:
         self._conn.close()
 
 
-def watch(db: Path, msgs_per_record: float, w_start: float, w_end: float,
-          drain_timeout: float, server_pid: int) -> tuple[threading.Thread, EngineWatch]:
+def watch(
+    db: Path,
+    msgs_per_record: float,
+    w_start: float,
+    w_end: float,
+    drain_timeout: float,
+    server_pid: int,
+) -> tuple[threading.Thread, EngineWatch]:
     """Start a thread that samples progress during [w_start, w_end] then waits for the drain."""
     from benchlib.common import tree_cpu
 
@@ -149,6 +154,7 @@ def decode_ceiling(bodies: list[bytes], seconds: float = 2.0) -> DecodeCeiling:
 
     try:
         from engine.session_state import BASE_WANTED as wanted
+
         label = "actor's wanted types"
     except ImportError:  # engine not there yet: decode everything
         wanted, label = None, "all types"
@@ -172,5 +178,8 @@ def decode_ceiling(bodies: list[bytes], seconds: float = 2.0) -> DecodeCeiling:
 
 def loader_bodies(body_size: int, seed: int = 200, n: int = 16) -> list[bytes]:
     """Whole batches exactly like the load generator's (same seeds as its trackers)."""
-    return [batches.encode_header(0, 0, 1_795_418_019_299)
-            + batches.make_batch(body_size, seed=seed * 10_000 + i).tail for i in range(n)]
+    return [
+        batches.encode_header(0, 0, 1_795_418_019_299)
+        + batches.make_batch(body_size, seed=seed * 10_000 + i).tail
+        for i in range(n)
+    ]

@@ -108,8 +108,9 @@ def parse_response(buf: bytearray) -> tuple[int, bytes, int] | None:
     return status, b"", start
 
 
-def request_bytes(method: str, path: str, host: str, headers: list[tuple[str, str]],
-                  body: bytes = b"") -> bytes:
+def request_bytes(
+    method: str, path: str, host: str, headers: list[tuple[str, str]], body: bytes = b""
+) -> bytes:
     """Serialize a request head (and body) the way a browser's fetch would send it."""
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
     lines += [f"{k}: {v}" for k, v in headers]
@@ -131,20 +132,44 @@ _BROWSER_HEADERS = [
 
 def start_body(project_key: str, user_id: str) -> bytes:
     """The JSON of a first ``/v1/web/start`` (PROTOCOL.md 3.1, field order of the tracker)."""
-    return json.dumps({
-        "userUUID": None, "projectKey": project_key, "revID": "rev-1", "trackerVersion": "19.0.1",
-        "isSnippet": False, "timestamp": int(time.time() * 1000), "doNotRecord": False,
-        "bufferDiff": 0, "userID": user_id, "deviceMemory": 8192, "jsHeapSizeLimit": 4395630592,
-        "timezone": "UTC+01:00", "assistOnly": False, "width": 1280, "height": 800,
-        "referrer": "https://www.example.org/",
-    }, separators=(",", ":")).encode()
+    return json.dumps(
+        {
+            "userUUID": None,
+            "projectKey": project_key,
+            "revID": "rev-1",
+            "trackerVersion": "19.0.1",
+            "isSnippet": False,
+            "timestamp": int(time.time() * 1000),
+            "doNotRecord": False,
+            "bufferDiff": 0,
+            "userID": user_id,
+            "deviceMemory": 8192,
+            "jsHeapSizeLimit": 4395630592,
+            "timezone": "UTC+01:00",
+            "assistOnly": False,
+            "width": 1280,
+            "height": 800,
+            "referrer": "https://www.example.org/",
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 class _Tracker:
     """One simulated tracker: a socket, its parser buffer and where it is in its session."""
 
-    __slots__ = ("sock", "inbuf", "out", "token", "session_id", "seq", "first_index",
-                 "sent_ns", "busy", "idx")
+    __slots__ = (
+        "sock",
+        "inbuf",
+        "out",
+        "token",
+        "session_id",
+        "seq",
+        "first_index",
+        "sent_ns",
+        "busy",
+        "idx",
+    )
 
     def __init__(self, idx: int, sock: socket.socket):
         self.idx = idx
@@ -215,9 +240,13 @@ class LoadGenerator:
         body = header + tail
         t.first_index += self.msgs_per_batch[t.idx]
         path = f"{self.spec.prefix}/v1/web/i?batch=0_{t.seq}_{len(body)}_kno"
-        return request_bytes("POST", path, self.hostport,
-                             [("Authorization", f"Bearer {t.token}"), ("DataType", "player"),
-                              *self.headers], body)
+        return request_bytes(
+            "POST",
+            path,
+            self.hostport,
+            [("Authorization", f"Bearer {t.token}"), ("DataType", "player"), *self.headers],
+            body,
+        )
 
     # -- phases --------------------------------------------------------------------------------
 
@@ -278,10 +307,16 @@ class LoadGenerator:
             pending.discard(t.idx)
 
         def send_start(t: _Tracker) -> None:
-            self._send(t, request_bytes(
-                "POST", f"{spec.prefix}/v1/web/start", self.hostport,
-                [("Content-Type", "application/json"), *self.headers],
-                start_body(spec.project_key, f"user-{spec.seed}-{t.idx}")))
+            self._send(
+                t,
+                request_bytes(
+                    "POST",
+                    f"{spec.prefix}/v1/web/start",
+                    self.hostport,
+                    [("Content-Type", "application/json"), *self.headers],
+                    start_body(spec.project_key, f"user-{spec.seed}-{t.idx}"),
+                ),
+            )
 
         def on_closed(t: _Tracker) -> None:
             if t.idx in pending:
@@ -365,9 +400,13 @@ class LoadGenerator:
             self._pump(on_batch, on_closed)
         cpu["end"] = time.process_time()
         return LoadResult(
-            requests=counters["requests"], body_bytes=counters["bytes"],
-            messages=counters["messages"], errors=errors, window_s=spec.duration_s,
-            cpu_s=cpu["end"] - cpu["start"], lat_us=list(lat),
+            requests=counters["requests"],
+            body_bytes=counters["bytes"],
+            messages=counters["messages"],
+            errors=errors,
+            window_s=spec.duration_s,
+            cpu_s=cpu["end"] - cpu["start"],
+            lat_us=list(lat),
             sessions=[t.session_id for t in self.trackers],
         )
 
@@ -385,10 +424,16 @@ class LoadGenerator:
                 return
             state["launched"] += 1
             t.token = ""
-            self._send(t, request_bytes(
-                "POST", f"{spec.prefix}/v1/web/start", self.hostport,
-                [("Content-Type", "application/json"), *self.headers],
-                start_body(spec.project_key, f"user-{spec.seed}-{state['launched']}")))
+            self._send(
+                t,
+                request_bytes(
+                    "POST",
+                    f"{spec.prefix}/v1/web/start",
+                    self.hostport,
+                    [("Content-Type", "application/json"), *self.headers],
+                    start_body(spec.project_key, f"user-{spec.seed}-{state['launched']}"),
+                ),
+            )
 
         def on_response(t: _Tracker, status: int, body: bytes) -> None:
             lat.append((time.perf_counter_ns() - t.sent_ns) // 1000)
@@ -401,12 +446,23 @@ class LoadGenerator:
                 t.token, t.session_id = answer["token"], str(answer["sessionID"])
                 n = len(started)
                 started.append(t.session_id)
-                payload = self.batches.live_batch(n, int(time.time() * 1000),
-                                                  user_id=f"user-{spec.seed}-{n}")
-                self._send(t, request_bytes(
-                    "POST", f"{spec.prefix}/v1/web/i?batch=0_1_{len(payload)}_kno", self.hostport,
-                    [("Authorization", f"Bearer {t.token}"), ("DataType", "player"),
-                     *self.headers], payload))
+                payload = self.batches.live_batch(
+                    n, int(time.time() * 1000), user_id=f"user-{spec.seed}-{n}"
+                )
+                self._send(
+                    t,
+                    request_bytes(
+                        "POST",
+                        f"{spec.prefix}/v1/web/i?batch=0_1_{len(payload)}_kno",
+                        self.hostport,
+                        [
+                            ("Authorization", f"Bearer {t.token}"),
+                            ("DataType", "player"),
+                            *self.headers,
+                        ],
+                        payload,
+                    ),
+                )
             else:
                 state["done"] += 1
                 send_start(t)
@@ -426,9 +482,16 @@ class LoadGenerator:
                 break
             self._pump(on_response, on_closed)
         window = (time.perf_counter_ns() - t_begin) / 1e9
-        return LoadResult(requests=len(lat), body_bytes=0, messages=0, errors=errors,
-                          window_s=window, cpu_s=time.process_time() - cpu0, lat_us=list(lat),
-                          sessions=started)
+        return LoadResult(
+            requests=len(lat),
+            body_bytes=0,
+            messages=0,
+            errors=errors,
+            window_s=window,
+            cpu_s=time.process_time() - cpu0,
+            lat_us=list(lat),
+            sessions=started,
+        )
 
     def close(self) -> None:
         for t in self.trackers:

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import attrs
-
 from benchlib import common
 from benchlib.common import log
 from benchlib.loadgen import LoadSpec
@@ -38,8 +37,13 @@ def _settle(pid: int, seconds: float = 2.0) -> int:
     return common.tree_rss(pid)
 
 
-def run(live: int = 10_000, workers: int | None = None, procs: int = 1, trackers: int = 32,
-        from_queries=None) -> MemoryResult:
+def run(
+    live: int = 10_000,
+    workers: int | None = None,
+    procs: int = 1,
+    trackers: int = 32,
+    from_queries=None,
+) -> MemoryResult:
     """Measure; ``from_queries`` (a ``QueryResult``) supplies the live figure when available."""
     from benchlib.queries import QueryClient, live_total, wait_caught_up
 
@@ -53,13 +57,26 @@ def run(live: int = 10_000, workers: int | None = None, procs: int = 1, trackers
             log(f"memory: idle RSS {idle / 1e6:.0f} MB")
             if from_queries is not None:
                 q = from_queries
-                return MemoryResult(idle_rss=idle, live_rss=q.live_rss, live_wanted=q.live_wanted,
-                                    live_started=q.live_wanted, live_listed=q.live,
-                                    caught_up=q.caught_up, floor_rss=floor,
-                                    where=f"the query server, {q.stored:,} stored sessions")
+                return MemoryResult(
+                    idle_rss=idle,
+                    live_rss=q.live_rss,
+                    live_wanted=q.live_wanted,
+                    live_started=q.live_wanted,
+                    live_listed=q.live,
+                    caught_up=q.caught_up,
+                    floor_rss=floor,
+                    where=f"the query server, {q.stored:,} stored sessions",
+                )
             log(f"memory: starting {live:,} live sessions")
-            spec = LoadSpec(port=port, project_key=keys.project_key, trackers=trackers,
-                            mode="sessions", sessions=live, duration_s=600, seed=41)
+            spec = LoadSpec(
+                port=port,
+                project_key=keys.project_key,
+                trackers=trackers,
+                mode="sessions",
+                sessions=live,
+                duration_s=600,
+                seed=41,
+            )
             run = common.run_sessions(spec, procs)
             caught_up = wait_caught_up(db, timeout=60)
             client = QueryClient(port, [("Authorization", keys.api_key)])
@@ -68,8 +85,16 @@ def run(live: int = 10_000, workers: int | None = None, procs: int = 1, trackers
             finally:
                 client.close()
             live_rss = _settle(child.pid, 1.0)
-            log(f"memory: {len(run.sessions):,} sessions started in {run.window_s:.0f} s, "
-                f"{listed} listed live; RSS {live_rss / 1e6:.0f} MB")
-    return MemoryResult(idle_rss=idle, live_rss=live_rss, live_wanted=live,
-                        live_started=len(run.sessions), live_listed=listed,
-                        caught_up=caught_up, floor_rss=floor)
+            log(
+                f"memory: {len(run.sessions):,} sessions started in {run.window_s:.0f} s, "
+                f"{listed} listed live; RSS {live_rss / 1e6:.0f} MB"
+            )
+    return MemoryResult(
+        idle_rss=idle,
+        live_rss=live_rss,
+        live_wanted=live,
+        live_started=len(run.sessions),
+        live_listed=listed,
+        caught_up=caught_up,
+        floor_rss=floor,
+    )

@@ -27,26 +27,56 @@ def py_spy() -> str | None:
     return str(here) if here.exists() else shutil.which("py-spy")
 
 
-def record(pid: int, seconds: float, out: Path, rate: int = 200,
-           subprocesses: bool = True) -> subprocess.Popen[bytes] | None:
+def record(
+    pid: int, seconds: float, out: Path, rate: int = 200, subprocesses: bool = True
+) -> subprocess.Popen[bytes] | None:
     """Start sampling ``pid`` for ``seconds`` into ``out`` (collapsed stacks); None if no py-spy."""
     exe = py_spy()
     if exe is None:
         return None
-    args = [exe, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
-            "--rate", str(rate), "--format", "raw", "--output", str(out), "--nonblocking"]
+    args = [
+        exe,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(max(1, round(seconds))),
+        "--rate",
+        str(rate),
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+        "--nonblocking",
+    ]
     if subprocesses:
         args.append("--subprocesses")
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def record_command(cmd: list[str], out: Path, rate: int = 200, **kwargs) -> subprocess.CompletedProcess:
+def record_command(
+    cmd: list[str], out: Path, rate: int = 200, **kwargs
+) -> subprocess.CompletedProcess:
     """Run ``cmd`` under ``py-spy record`` (collapsed stacks into ``out``)."""
     exe = py_spy()
     if exe is None:
         return subprocess.run(cmd, **kwargs)
-    return subprocess.run([exe, "record", "--rate", str(rate), "--format", "raw", "--output",
-                           str(out), "--subprocesses", "--", *cmd], **kwargs)
+    return subprocess.run(
+        [
+            exe,
+            "record",
+            "--rate",
+            str(rate),
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--subprocesses",
+            "--",
+            *cmd,
+        ],
+        **kwargs,
+    )
 
 
 def _short(frame: str) -> str:
@@ -82,8 +112,11 @@ def summarize(collapsed: Path, top: int = 20) -> str:
         if not stack or not count.isdigit():
             continue
         n = int(count)
-        frames = [_short(f) for f in stack.split(";") if f and not f.startswith("process ")
-                  and not f.startswith("thread ")]
+        frames = [
+            _short(f)
+            for f in stack.split(";")
+            if f and not f.startswith("process ") and not f.startswith("thread ")
+        ]
         if not frames:
             continue
         total += n

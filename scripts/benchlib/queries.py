@@ -27,7 +27,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
-
 from benchlib import batches, common, profile, rebuild
 from benchlib.common import log, percentile
 from benchlib.loadgen import LoadSpec, parse_response, request_bytes
@@ -46,8 +45,9 @@ class QueryClient:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
 
-    def request(self, method: str, path: str, body: bytes = b"",
-                content_type: str | None = None) -> tuple[int, bytes, float]:
+    def request(
+        self, method: str, path: str, body: bytes = b"", content_type: str | None = None
+    ) -> tuple[int, bytes, float]:
         headers = list(self.headers)
         if content_type:
             headers.append(("Content-Type", content_type))
@@ -88,15 +88,17 @@ class Latency:
     note: str = ""
 
 
-def measure(client: QueryClient, requests: list[tuple[str, str, bytes]], warmup: int = 20,
-            check=None) -> Latency:
+def measure(
+    client: QueryClient, requests: list[tuple[str, str, bytes]], warmup: int = 20, check=None
+) -> Latency:
     """Send ``requests`` one at a time (after ``warmup`` untimed ones); latency percentiles."""
     for method, path, body in requests[:warmup]:
         client.request(method, path, body, "application/json" if body else None)
     times, errors, note = [], 0, ""
     for method, path, body in requests[warmup:]:
-        status, payload, secs = client.request(method, path, body,
-                                               "application/json" if body else None)
+        status, payload, secs = client.request(
+            method, path, body, "application/json" if body else None
+        )
         if status != 200:
             errors += 1
             note = f"HTTP {status}: {payload[:120]!r}"
@@ -110,7 +112,7 @@ def measure(client: QueryClient, requests: list[tuple[str, str, bytes]], warmup:
 @attrs.frozen
 class QuerySettings:
     stored_sessions: int = 1_000_000
-    sessions_with_events: int = 10_000
+    sessions_with_events: int = 2_000  # ~2 ms of encoding each
     live_sessions: int = 10_000
     requests: int = 1000
     rebuild_budget_s: float = 100.0  # at most this long for projecting the stored sessions
@@ -139,15 +141,19 @@ def _stored_records(project_id: int, n: int, with_events: int, ids: list[int]) -
     base = int(time.time() * 1000) - 30 * 86_400_000
     step = max(1, span_ms // max(n, 1))
     events_every = max(1, n // max(with_events, 1))
+    payloads = rebuild.StartPayloads(project_id)
     for i, sid in enumerate(ids):
         ts = base + i * step
-        yield rebuild.start_record(project_id, sid, ts, i)
+        yield rebuild.start_record(project_id, sid, ts, i, payloads)
         if i % events_every == 0:
-            yield rebuild.batch_record(project_id, sid, ts + 1000, 1,
-                                       batches.session_events_batch(i, ts + 1000))
+            yield rebuild.batch_record(
+                project_id, sid, ts + 1000, 1, batches.session_events_batch(i, ts + 1000)
+            )
 
 
-def prepare_stored(db: Path, project_id: int, s: QuerySettings) -> tuple[int, float, list[int], str]:
+def prepare_stored(
+    db: Path, project_id: int, s: QuerySettings
+) -> tuple[int, float, list[int], str]:
     """Append and project stored sessions; scale down if a probe shows the budget is too short.
 
     Returns (sessions projected, rebuild seconds, ids of sessions with events, note).
@@ -164,16 +170,21 @@ def prepare_stored(db: Path, project_id: int, s: QuerySettings) -> tuple[int, fl
         # Probe the projection rate on a small log first, so the real one fits the budget.
         probe_db = db.with_name("probe.db")
         keys = common.create_keys(probe_db)
-        rebuild.append_records(probe_db, _stored_records(keys.project_id, probe_n, probe_n // 100,
-                                                         ids[:probe_n]), chunk=5000)
+        rebuild.append_records(
+            probe_db,
+            _stored_records(keys.project_id, probe_n, probe_n // 100, ids[:probe_n]),
+            chunk=5000,
+        )
         run = rebuild.run_rebuild(probe_db)
         per_s = probe_n / (run.own_s or run.wall_s)
         fit = int(per_s * s.rebuild_budget_s)
         log(f"queries: probe projected {per_s:,.0f} sessions/s")
         if fit < n:
             n = max(probe_n, fit // 10_000 * 10_000)
-            note = (f"{n:,} of {s.stored_sessions:,} stored sessions: `replayd rebuild` projects "
-                    f"{per_s:,.0f} sessions/s here and the run allows {s.rebuild_budget_s:.0f} s")
+            note = (
+                f"{n:,} of {s.stored_sessions:,} stored sessions: `replayd rebuild` projects "
+                f"{per_s:,.0f} sessions/s here and the run allows {s.rebuild_budget_s:.0f} s"
+            )
         probe_db.unlink(missing_ok=True)
     with_events = min(s.sessions_with_events, n)
     log(f"queries: appending {n:,} sessions ({with_events:,} with events) through the log")
@@ -187,35 +198,51 @@ def prepare_stored(db: Path, project_id: int, s: QuerySettings) -> tuple[int, fl
 
 def start_live(port: int, project_key: str, n: int, s: QuerySettings) -> tuple[list[str], float]:
     """Start ``n`` live sessions over HTTP; return their ids and how long it took."""
-    spec = LoadSpec(port=port, project_key=project_key, trackers=s.live_trackers, mode="sessions",
-                    sessions=n, duration_s=600, seed=31)
+    spec = LoadSpec(
+        port=port,
+        project_key=project_key,
+        trackers=s.live_trackers,
+        mode="sessions",
+        sessions=n,
+        duration_s=600,
+        seed=31,
+    )
     t0 = time.perf_counter()
     run = common.run_sessions(spec, s.live_procs)
     return run.sessions, time.perf_counter() - t0
 
 
-
-
-def live_search_requests(project_key: str, n: int, rng: random.Random) -> list[tuple[str, str, bytes]]:
+def live_search_requests(
+    project_key: str, n: int, rng: random.Random
+) -> list[tuple[str, str, bytes]]:
     """Assist searches (API.md 4.3): user id, metadata, browser, page title; sorted, paginated."""
     reqs = []
     for i in range(n):
         kind = i % 4
         if kind == 0:
             # the load generator names live users user-<seed>-<n>; seed 3100 here (spec seed 31)
-            flt = {"type": "userId", "value": [f"user-3100-{rng.randint(0, 999)}"],
-                   "operator": "contains"}
+            flt = {
+                "type": "userId",
+                "value": [f"user-3100-{rng.randint(0, 999)}"],
+                "operator": "contains",
+            }
         elif kind == 1:
-            flt = {"type": "metadata", "source": "plan", "value": ["pro", "enterprise"],
-                   "operator": "is"}
+            flt = {
+                "type": "metadata",
+                "source": "plan",
+                "value": ["pro", "enterprise"],
+                "operator": "is",
+            }
         elif kind == 2:
             flt = {"type": "userBrowser", "value": ["chrome"], "operator": "is"}
         else:
-            flt = {"type": "pageTitle", "value": [f"Item {rng.randint(0, 9999)}"],
-                   "operator": "contains"}
+            flt = {
+                "type": "pageTitle",
+                "value": [f"Item {rng.randint(0, 9999)}"],
+                "operator": "contains",
+            }
         body = {"filters": [flt], "sort": "timestamp", "order": "DESC", "page": 1, "limit": 10}
-        reqs.append(("POST", f"/api/v1/{project_key}/assist/sessions",
-                     json.dumps(body).encode()))
+        reqs.append(("POST", f"/api/v1/{project_key}/assist/sessions", json.dumps(body).encode()))
     return reqs
 
 
@@ -281,14 +308,22 @@ def run(s: QuerySettings) -> QueryResult:
             caught_up = wait_caught_up(db, timeout=60)
             time.sleep(1.0)
             live_rss = common.tree_rss(child.pid)
-            log(f"queries: {len(live_ids):,} live sessions started in {live_s:.1f} s, RSS "
-                f"{live_rss / 1e6:.0f} MB; measuring")
+            log(
+                f"queries: {len(live_ids):,} live sessions started in {live_s:.1f} s, RSS "
+                f"{live_rss / 1e6:.0f} MB; measuring"
+            )
             client = QueryClient(port, [("Authorization", keys.api_key)])
             try:
                 live = live_total(client, keys.project_key)
                 n = s.requests
-                ev_reqs = [("GET", f"/api/v1/{keys.project_key}/sessions/"
-                                   f"{rng.choice(with_events)}/events", b"") for _ in range(n + 20)]
+                ev_reqs = [
+                    (
+                        "GET",
+                        f"/api/v1/{keys.project_key}/sessions/{rng.choice(with_events)}/events",
+                        b"",
+                    )
+                    for _ in range(n + 20)
+                ]
                 # live search first: the live sessions end 150 s (record time) after their batch
                 prof = _profile(child.pid, "queries-live-search")
                 search = measure(client, live_search_requests(keys.project_key, n + 20, rng))
@@ -301,7 +336,17 @@ def run(s: QuerySettings) -> QueryResult:
             finally:
                 client.close()
     floor = floor_latency(s.requests)
-    return QueryResult(stored_wanted=s.stored_sessions, stored=stored, rebuild_s=rebuild_s,
-                       live_wanted=s.live_sessions, live=live, live_start_s=live_s,
-                       events=events, live_search=search, floor=floor, live_rss=live_rss,
-                       caught_up=caught_up, note=note)
+    return QueryResult(
+        stored_wanted=s.stored_sessions,
+        stored=stored,
+        rebuild_s=rebuild_s,
+        live_wanted=s.live_sessions,
+        live=live,
+        live_start_s=live_s,
+        events=events,
+        live_search=search,
+        floor=floor,
+        live_rss=live_rss,
+        caught_up=caught_up,
+        note=note,
+    )

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import attrs
 import trio
-
 from benchlib import batches, common, engine, profile
 from benchlib.common import log
 
@@ -39,30 +38,123 @@ class LogStats:
     sample_bodies: list[bytes] = attrs.field(factory=list, repr=False)  # the batches it repeats
 
 
-def start_record(project_id: int, session_id: int, ts: int, i: int, *, platform_ua: str = ""):
-    """A ``WEB_START`` record as the ingest route writes it (payload = ``WebStartPayload``)."""
+def start_payload(project_id: int, session_id: int, ts: int, i: int) -> bytes:
+    """The ``WebStartPayload`` bytes of generated session ``i`` (as the ingest route makes them)."""
     from engine.start_payload import WebStartPayload
+
+    return WebStartPayload(
+        session_id=session_id,
+        project_id=project_id,
+        start_timestamp=ts,
+        delay=0,
+        user_uuid=str(uuid.UUID(int=session_id)),
+        user_id=f"user-{i % 50_000}",
+        rev_id="rev-1",
+        tracker_version="19.0.1",
+        user_agent=batches.USER_AGENT,
+        user_os="Linux",
+        user_browser="Chrome",
+        user_browser_version="126.0.0",
+        user_device="",
+        user_device_type="desktop",
+        user_country=_COUNTRIES[i % len(_COUNTRIES)],
+        timezone="UTC+01:00",
+        screen_width=1280,
+        screen_height=800,
+        referrer="https://www.example.org/",
+    ).to_bytes()
+
+
+_COUNTRIES = ("DE", "FR", "US", "GB", "BR")
+
+
+class StartPayloads:
+    """Fast ``start_payload``: its bytes for sentinel values, with the varying values substituted.
+
+    A million starts through ``attrs.asdict`` + ``json.dumps`` would cost the run a minute and a
+    half; the template is checked against the real ``to_bytes`` so it cannot drift from it.
+    """
+
+    _SID, _TS, _UUID, _USER, _CC = (
+        987_654_321_987_654,
+        123_123_123_123_123,
+        "UUID-SENTINEL",
+        "USER-SENTINEL",
+        "CC-SENTINEL",
+    )
+
+    def __init__(self, project_id: int):
+        from engine.start_payload import WebStartPayload
+
+        self.project_id = project_id
+        base = WebStartPayload.from_bytes(start_payload(project_id, 1, 1, 0))
+        sample = attrs.evolve(
+            base,
+            session_id=self._SID,
+            start_timestamp=self._TS,
+            user_uuid=self._UUID,
+            user_id=self._USER,
+            user_country=self._CC,
+        )
+        text = sample.to_bytes().decode()
+        for sentinel in (self._SID, self._TS, self._UUID, self._USER, self._CC):
+            assert text.count(str(sentinel)) == 1, sentinel
+        self.template = (
+            text.replace(str(self._SID), "{sid}")
+            .replace(str(self._TS), "{ts}")
+            .replace(self._UUID, "{uuid}")
+            .replace(self._USER, "{user}")
+            .replace(self._CC, "{cc}")
+        )
+        self.template = self.template.replace("{", "{{").replace("}", "}}")
+        for name in ("sid", "ts", "uuid", "user", "cc"):
+            self.template = self.template.replace("{{" + name + "}}", "{" + name + "}")
+        for i, sid in ((0, 1_234_567), (7, 98_765_432_123), (49_999, 2**62 + 5)):
+            if self(sid, 1_795_418_019_299 + i, i) != start_payload(
+                project_id, sid, 1_795_418_019_299 + i, i
+            ):
+                raise AssertionError("the start payload template drifted from to_bytes")
+
+    def __call__(self, session_id: int, ts: int, i: int) -> bytes:
+        return self.template.format(
+            sid=session_id,
+            ts=ts,
+            uuid=uuid.UUID(int=session_id),
+            user=f"user-{i % 50_000}",
+            cc=_COUNTRIES[i % len(_COUNTRIES)],
+        ).encode()
+
+
+def start_record(
+    project_id: int, session_id: int, ts: int, i: int, payloads: StartPayloads | None = None
+):
+    """A ``WEB_START`` record as the ingest route writes it (payload = ``WebStartPayload``)."""
     from storage.records import NewRecord, RecordKind
 
-    payload = WebStartPayload(
-        session_id=session_id, project_id=project_id, start_timestamp=ts, delay=0,
-        user_uuid=str(uuid.UUID(int=session_id)), user_id=f"user-{i % 50_000}", rev_id="rev-1",
-        tracker_version="19.0.1", user_agent=platform_ua or batches.USER_AGENT, user_os="Linux",
-        user_browser="Chrome", user_browser_version="126.0.0", user_device="",
-        user_device_type="desktop", user_country=("DE", "FR", "US", "GB", "BR")[i % 5],
-        timezone="UTC+01:00", screen_width=1280, screen_height=800,
-        referrer="https://www.example.org/",
+    payload = (
+        payloads(session_id, ts, i) if payloads else start_payload(project_id, session_id, ts, i)
     )
-    return NewRecord(session_id=session_id, project_id=project_id, kind=RecordKind.WEB_START,
-                     received_at_ms=ts, payload=payload.to_bytes())
+    return NewRecord(
+        session_id=session_id,
+        project_id=project_id,
+        kind=RecordKind.WEB_START,
+        received_at_ms=ts,
+        payload=payload,
+    )
 
 
 def batch_record(project_id: int, session_id: int, ts: int, seq: int, body: bytes):
     """A ``WEB_BATCH`` record as the ingest route writes it (same batch key shape)."""
     from storage.records import NewRecord, RecordKind
 
-    return NewRecord(session_id=session_id, project_id=project_id, kind=RecordKind.WEB_BATCH,
-                     received_at_ms=ts, payload=body, batch_key=f"0_{seq}#bench{seq}")
+    return NewRecord(
+        session_id=session_id,
+        project_id=project_id,
+        kind=RecordKind.WEB_BATCH,
+        received_at_ms=ts,
+        payload=body,
+        batch_key=f"0_{seq}#bench{seq}",
+    )
 
 
 async def _append(db: Path, records: Iterable, chunk: int) -> int:
@@ -92,9 +184,10 @@ def append_records(db: Path, records: Iterable, chunk: int = 500) -> int:
     return trio.run(_append, db, records, chunk)
 
 
-def build_message_log(db: Path, project_id: int, min_messages: int, body_size: int = 16384,
-                      sessions: int = 100) -> LogStats:
-    """Sessions with interleaved batches until the log holds >= ``min_messages`` tracker messages."""
+def build_message_log(
+    db: Path, project_id: int, min_messages: int, body_size: int = 16384, sessions: int = 100
+) -> LogStats:
+    """Sessions with interleaved batches until the log holds >= ``min_messages`` messages."""
     from engine.ids import FlakeIdGenerator
 
     tails = [batches.make_batch(body_size, seed=5000 + i) for i in range(8)]
@@ -122,9 +215,13 @@ def build_message_log(db: Path, project_id: int, min_messages: int, body_size: i
 
     t0 = time.perf_counter()
     n = append_records(db, records(), chunk=200)
-    return LogStats(records=n, messages=counted["messages"], bytes=counted["bytes"],
-                    seconds=time.perf_counter() - t0,
-                    sample_bodies=[batches.encode_header(0, 0, BASE_TS) + t.tail for t in tails])
+    return LogStats(
+        records=n,
+        messages=counted["messages"],
+        bytes=counted["bytes"],
+        seconds=time.perf_counter() - t0,
+        sample_bodies=[batches.encode_header(0, 0, BASE_TS) + t.tail for t in tails],
+    )
 
 
 @attrs.frozen
@@ -146,9 +243,13 @@ def run_rebuild(db: Path) -> RebuildRun:
     wall = time.perf_counter() - t0
     text = "\n".join(out)
     found = _SUMMARY.search(text)
-    return RebuildRun(wall_s=wall, own_s=float(found.group(3)) if found else None,
-                      records=int(found.group(1)) if found else 0,
-                      events=int(found.group(2)) if found else None, output=text[-500:])
+    return RebuildRun(
+        wall_s=wall,
+        own_s=float(found.group(3)) if found else None,
+        records=int(found.group(1)) if found else 0,
+        events=int(found.group(2)) if found else None,
+        output=text[-500:],
+    )
 
 
 # -- the eventsourcing library ---------------------------------------------------------------
@@ -200,8 +301,9 @@ def eventsourcing_replay(n_events: int, workdir: Path, aggregates: int = 100) ->
     # One real event through the library's mapper gives the topic and the stored state; the rest
     # reuse that state with their own originator id and version (the columns the recorder keys on).
     agg = Session()
-    agg.trigger_event(Session.Clicked, label="add to cart", selector="div.product-card > button",
-                      x=4300, y=1200)
+    agg.trigger_event(
+        Session.Clicked, label="add to cart", selector="div.product-card > button", x=4300, y=1200
+    )
     template = app.mapper.to_stored_event(agg.collect_events()[-1])
     ids = [uuid.uuid4() for _ in range(aggregates)]
     recorder = app.recorder
@@ -217,9 +319,14 @@ def eventsourcing_replay(n_events: int, workdir: Path, aggregates: int = 100) ->
     t0 = time.perf_counter()
     chunk: list[StoredEvent] = []
     for k in range(n_events):
-        chunk.append(StoredEvent(originator_id=ids[k % aggregates],
-                                 originator_version=k // aggregates + 1,
-                                 topic=template.topic, state=template.state))
+        chunk.append(
+            StoredEvent(
+                originator_id=ids[k % aggregates],
+                originator_version=k // aggregates + 1,
+                topic=template.topic,
+                state=template.state,
+            )
+        )
         if len(chunk) == 10_000:
             insert(chunk)
             chunk = []
@@ -275,19 +382,28 @@ def run(min_messages: int = 1_000_000, es_events: int | None = None) -> RebuildR
         keys = common.create_keys(db)
         log(f"rebuild: writing a log of >= {min_messages:,} messages through EventLog.append_many")
         stats = build_message_log(db, keys.project_id, min_messages)
-        log(f"rebuild: {stats.records:,} records, {stats.messages:,} messages, "
-            f"{stats.bytes / 1e6:.0f} MB in {stats.seconds:.1f} s; running replayd rebuild")
+        log(
+            f"rebuild: {stats.records:,} records, {stats.messages:,} messages, "
+            f"{stats.bytes / 1e6:.0f} MB in {stats.seconds:.1f} s; running replayd rebuild"
+        )
         rb = run_rebuild(db)
         log(f"rebuild: {rb.wall_s:.1f} s wall ({rb.own_s} s reported); decode ceiling")
         if profile.PROFILE_DIR is not None:  # a second, profiled rebuild (the figure is the first)
             out = profile.PROFILE_DIR / "rebuild.collapsed"
-            profile.record_command([common.PY, "-m", "api.cli", "rebuild", "--db", str(db)], out,
-                                   cwd=common.ROOT, env=common.child_env(), capture_output=True)
+            profile.record_command(
+                [common.PY, "-m", "api.cli", "rebuild", "--db", str(db)],
+                out,
+                cwd=common.ROOT,
+                env=common.child_env(),
+                capture_output=True,
+            )
             print(profile.summarize(out), file=sys.stderr, flush=True)
         ceiling = engine.decode_ceiling(stats.sample_bodies, seconds=3.0)
         n_es = es_events or stats.messages
         log(f"rebuild: eventsourcing with {n_es:,} events")
         es = eventsourcing_replay(n_es, Path(tmp))
-        log(f"rebuild: eventsourcing replay {es.replay_per_s:,.0f} events/s "
-            f"(insert {es.insert_s:.1f} s)")
+        log(
+            f"rebuild: eventsourcing replay {es.replay_per_s:,.0f} events/s "
+            f"(insert {es.insert_s:.1f} s)"
+        )
         return RebuildResult(log=stats, rebuild=rb, ceiling=ceiling, eventsourcing=es)

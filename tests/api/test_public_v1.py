@@ -48,7 +48,9 @@ async def record_session(harness: Harness, user_id: str | None = "user-42") -> t
     start = await harness.started(userID=user_id)
     script = SessionScript(int(start["sessionID"]), start_ms=T0)
     marks: dict[str, Any] = {}
-    marks["page"] = script.visit("https://shop.test/cart?step=2#x", title="Cart", referrer="https://search.test/q?a=1")
+    marks["page"] = script.visit(
+        "https://shop.test/cart?step=2#x", title="Cart", referrer="https://search.test/q?a=1"
+    )
     script.wait(20)
     marks["timing"] = script.load_timing(
         request_start=10, response_start=60, response_end=90, dom_content_loaded_event_start=200,
@@ -64,13 +66,17 @@ async def record_session(harness: Harness, user_id: str | None = "user-42") -> t
     script.wait(1_000)
     marks["custom"] = script.custom_event("checkout", '{"total": 12}')
     marks["error"] = script.js_exception("TypeError", "x is undefined")
-    marks["request"] = script.request("https://api.shop.test/pay?x=1", status=502, method="POST", duration=33)
+    marks["request"] = script.request(
+        "https://api.shop.test/pay?x=1", status=502, method="POST", duration=33
+    )
     marks["graphql"] = script.graphql("GetCart")
     marks["state"] = script.state_action("cart/add")
     marks["issue"] = script.issue_event("mouse_thrashing", context_string="ctx", payload='{"a": 1}')
     second = script.batch()
     for number, record in enumerate((first, second), start=1):
-        response = await harness.upload(start["token"], record.payload, batch=f"0_{number}_{len(record.payload)}_kyes")
+        response = await harness.upload(
+            start["token"], record.payload, batch=f"0_{number}_{len(record.payload)}_kyes"
+        )
         assert response.status_code == 200, response.text
     await projected(harness)
     return start["sessionID"], marks
@@ -115,12 +121,23 @@ async def test_projects_list_get_and_create(harness: Harness) -> None:
     assert (unknown.status_code, unknown.json()) == (404, {"errors": ["project not found."]})
 
     created = await harness.client.post(
-        "/api/v1/projects", headers={"Authorization": key}, json={"name": "Shop #2 - é/à", "platform": "ios"}
+        "/api/v1/projects",
+        headers={"Authorization": key},
+        json={"name": "Shop #2 - é/à", "platform": "ios"},
     )
     assert created.status_code == 200, created.text
     data = created.json()["data"]
-    assert (data["name"], data["platform"], data["saveRequestPayloads"]) == ("Shop #2 - é/à", "ios", False)
-    assert data["gdpr"] == {"maskEmails": True, "sampleRate": 33, "maskNumbers": False, "defaultInputMode": "obscured"}
+    assert (data["name"], data["platform"], data["saveRequestPayloads"]) == (
+        "Shop #2 - é/à",
+        "ios",
+        False,
+    )
+    assert data["gdpr"] == {
+        "maskEmails": True,
+        "sampleRate": 33,
+        "maskNumbers": False,
+        "defaultInputMode": "obscured",
+    }
     assert len(data["projectKey"]) == 20
     fetched = await get(harness, key, f"/api/v1/projects/{data['projectKey']}")
     assert fetched.json()["data"]["name"] == "Shop #2 - é/à"
@@ -134,12 +151,20 @@ async def test_project_creation_rules(harness: Harness) -> None:
     key = await api_key(harness)
 
     async def create(body: Any) -> httpx.Response:
-        return await harness.client.post("/api/v1/projects", headers={"Authorization": key}, json=body)
+        return await harness.client.post(
+            "/api/v1/projects", headers={"Authorization": key}, json=body
+        )
 
     assert (await create({"name": "Alpha"})).status_code == 200
     duplicate = await create({"name": "  aLPHA "})
     assert (duplicate.status_code, duplicate.json()) == (400, {"errors": ["name already exists."]})
-    for bad in ({"name": "no <script>"}, {"name": ""}, {"name": 12}, {"platform": "android"}, ["x"]):
+    for bad in (
+        {"name": "no <script>"},
+        {"name": ""},
+        {"name": 12},
+        {"platform": "android"},
+        ["x"],
+    ):
         response = await create(bad)
         assert response.status_code == 422, bad
         assert isinstance(response.json()["detail"], list)
@@ -150,7 +175,9 @@ async def test_a_key_never_sees_another_organizations_projects(harness: Harness)
     def second_organization() -> tuple[str, str]:
         conn = sqlite3.connect(harness.server.log.path)  # the catalog shares the database file
         try:
-            conn.execute("INSERT INTO organizations (org_id, name, created_at_ms) VALUES (2, 'other', 0)")
+            conn.execute(
+                "INSERT INTO organizations (org_id, name, created_at_ms) VALUES (2, 'other', 0)"
+            )
             conn.commit()
         finally:
             conn.close()
@@ -169,10 +196,17 @@ async def test_a_key_never_sees_another_organizations_projects(harness: Harness)
         f"/api/v1/{harness.project.project_key}/users/user-42",
     ):
         response = await get(harness, other_key, path)
-        assert (response.status_code, response.json()) == (404, {"errors": ["project not found."]}), path
+        assert (response.status_code, response.json()) == (
+            404,
+            {"errors": ["project not found."]},
+        ), path
     assert (await get(harness, mine, f"/api/v1/projects/{their_project}")).status_code == 404
     # The same name in another organization is no duplicate.
-    response = await harness.client.post("/api/v1/projects", headers={"Authorization": other_key}, json={"name": harness.project.name})
+    response = await harness.client.post(
+        "/api/v1/projects",
+        headers={"Authorization": other_key},
+        json={"name": harness.project.name},
+    )
     assert response.status_code == 200
 
 
@@ -182,12 +216,15 @@ async def test_a_key_never_sees_another_organizations_projects(harness: Harness)
 async def test_session_events_of_every_type(harness: Harness) -> None:
     key = await api_key(harness)
     session_id, marks = await record_session(harness)
-    response = await get(harness, key, f"/api/v1/{harness.project.project_key}/sessions/{session_id}/events")
+    response = await get(
+        harness, key, f"/api/v1/{harness.project.project_key}/sessions/{session_id}/events"
+    )
     assert response.status_code == 200
     events = response.json()["data"]
     # ERROR and the 502 REQUEST bring their own ISSUE rows (js_exception, bad_request).
     assert Counter(e["type"] for e in events) == Counter(
-        ["LOCATION", "CLICK", "INPUT", "CUSTOM", "ERROR", "REQUEST", "GRAPHQL", "STATEACTION"] + ["ISSUE"] * 3
+        ["LOCATION", "CLICK", "INPUT", "CUSTOM", "ERROR", "REQUEST", "GRAPHQL", "STATEACTION"]
+        + ["ISSUE"] * 3
     )
     assert all(e["sessionId"] == session_id and isinstance(e["sessionId"], str) for e in events)
     keys = [(e["timestamp"], e["messageId"]) for e in events]
@@ -195,8 +232,14 @@ async def test_session_events_of_every_type(harness: Harness) -> None:
     by_type = {e["type"]: e for e in events}
 
     location = by_type["LOCATION"]
-    assert (location["messageId"], location["timestamp"]) == (marks["page"].message_id, marks["page"].timestamp)
-    assert {k: location[k] for k in ("host", "path", "query", "referrer", "baseReferrer", "url", "value")} == {
+    assert (location["messageId"], location["timestamp"]) == (
+        marks["page"].message_id,
+        marks["page"].timestamp,
+    )
+    assert {
+        k: location[k]
+        for k in ("host", "path", "query", "referrer", "baseReferrer", "url", "value")
+    } == {
         "host": "shop.test",
         "path": "/cart",
         "query": "step=2",
@@ -205,14 +248,19 @@ async def test_session_events_of_every_type(harness: Harness) -> None:
         "url": "https://shop.test/cart?step=2#x",
         "value": "/cart",
     }
-    assert {k: location[k] for k in ("ttfb", "responseTime", "domBuildingTime", "domContentLoadedTime", "loadTime", "firstPaintTime", "firstContentfulPaintTime", "responseEnd")} == {
+    timings = {
         "ttfb": 50, "responseTime": 30, "domBuildingTime": 110, "domContentLoadedTime": 50,
         "loadTime": 20, "firstPaintTime": 150, "firstContentfulPaintTime": 160, "responseEnd": 90,
     }  # fmt: skip
+    assert {k: location[k] for k in timings} == timings
     assert location["webVitals"] == '{"LCP":"812"}'
 
     click = by_type["CLICK"]
-    assert (click["messageId"], click["label"], click["selector"]) == (marks["click"].message_id, "Add to cart", "#add")
+    assert (click["messageId"], click["label"], click["selector"]) == (
+        marks["click"].message_id,
+        "Add to cart",
+        "#add",
+    )
     assert (click["url"], click["path"], click["normalizedX"], click["normalizedY"]) == (
         "https://shop.test/cart?step=2#x", "/cart", 45.12, 10.0,
     )  # fmt: skip
@@ -221,11 +269,17 @@ async def test_session_events_of_every_type(harness: Harness) -> None:
     assert {"duration", "hesitation"} <= by_type["INPUT"].keys()
     assert (by_type["CUSTOM"]["name"], by_type["CUSTOM"]["payload"]) == ("checkout", {"total": 12})
     error = by_type["ERROR"]
-    assert (error["name"], error["message"], error["source"]) == ("TypeError", "x is undefined", "js_exception")
+    assert (error["name"], error["message"], error["source"]) == (
+        "TypeError",
+        "x is undefined",
+        "js_exception",
+    )
     request = by_type["REQUEST"]
-    assert {k: request[k] for k in ("url", "method", "status", "duration", "success")} == {
-        "url": "https://api.shop.test/pay?x=1", "method": "POST", "status": 502, "duration": 33, "success": False,
+    expected_request = {
+        "url": "https://api.shop.test/pay?x=1", "method": "POST", "status": 502, "duration": 33,
+        "success": False,
     }  # fmt: skip
+    assert {k: request[k] for k in expected_request} == expected_request
     assert (by_type["GRAPHQL"]["name"], by_type["STATEACTION"]["name"]) == ("GetCart", "cart/add")
     issues = [e for e in events if e["type"] == "ISSUE"]
     assert {i["issueType"] for i in issues} == {"js_exception", "mouse_thrashing", "bad_request"}
@@ -278,8 +332,16 @@ async def test_user_sessions_and_summary(harness: Harness) -> None:
     assert (one["userOs"], one["userBrowser"], one["userCountry"]) == ("Linux", "Chrome", "UN")
     assert isinstance(one["userUuid"], str) and len(one["userUuid"]) == 36
     # start_date / end_date bound startTs, inclusively.
-    assert [s["sessionId"] for s in (await get(harness, key, f"{base}/ann/sessions", start_date=T0 + 5_000)).json()["data"]] == [second]
-    assert [s["sessionId"] for s in (await get(harness, key, f"{base}/ann/sessions", end_date=T0)).json()["data"]] == [first]
+    assert [
+        s["sessionId"]
+        for s in (await get(harness, key, f"{base}/ann/sessions", start_date=T0 + 5_000)).json()[
+            "data"
+        ]
+    ] == [second]
+    assert [
+        s["sessionId"]
+        for s in (await get(harness, key, f"{base}/ann/sessions", end_date=T0)).json()["data"]
+    ] == [first]
     assert (await get(harness, key, f"{base}/ann/sessions", start_date="x")).status_code == 422
     assert (await get(harness, key, f"{base}/nobody/sessions")).json() == {"data": []}
 
@@ -300,7 +362,9 @@ async def test_user_sessions_are_capped_at_fifty(server_factory: ServerFactory) 
         harness.clock.now += 1
         await harness.started(userID="busy")
     await projected(harness)
-    sessions = (await get(harness, key, f"/api/v1/{harness.project.project_key}/users/busy/sessions")).json()["data"]
+    sessions = (
+        await get(harness, key, f"/api/v1/{harness.project.project_key}/users/busy/sessions")
+    ).json()["data"]
     assert len(sessions) == 50
     ids = [int(s["sessionId"]) for s in sessions]
     assert ids == sorted(ids)

@@ -24,6 +24,7 @@ from benchlib.loadgen import (  # noqa: E402
     request_bytes,
     start_body,
 )
+
 from engine.codec import web  # noqa: E402
 from engine.codec import web_messages as m  # noqa: E402
 
@@ -32,11 +33,19 @@ from engine.codec import web_messages as m  # noqa: E402
 
 def _response(body: bytes, chunked: bool = False, status: int = 200) -> bytes:
     if not chunked:
-        return (f"HTTP/1.1 {status} \r\ncontent-type: text/plain\r\ncontent-length: {len(body)}"
-                "\r\nserver: hypercorn-h11\r\n\r\n").encode() + body
-    parts = b"".join(f"{len(body[i:i + 5]):x}\r\n".encode() + body[i:i + 5] + b"\r\n"
-                     for i in range(0, len(body), 5))
-    return (f"HTTP/1.1 {status} OK\r\nTransfer-Encoding: chunked\r\n\r\n").encode() + parts + b"0\r\n\r\n"
+        return (
+            f"HTTP/1.1 {status} \r\ncontent-type: text/plain\r\ncontent-length: {len(body)}"
+            "\r\nserver: hypercorn-h11\r\n\r\n"
+        ).encode() + body
+    parts = b"".join(
+        f"{len(body[i : i + 5]):x}\r\n".encode() + body[i : i + 5] + b"\r\n"
+        for i in range(0, len(body), 5)
+    )
+    return (
+        (f"HTTP/1.1 {status} OK\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+        + parts
+        + b"0\r\n\r\n"
+    )
 
 
 @given(body=st.binary(max_size=300), chunked=st.booleans(), cut=st.integers(min_value=0))
@@ -50,7 +59,11 @@ def test_parse_response_needs_the_whole_response_and_consumes_exactly_it(body, c
 
 
 def test_parse_response_reads_the_status_and_an_empty_body():
-    assert parse_response(bytearray(b"HTTP/1.1 401 \r\ncontent-length: 0\r\n\r\n")) == (401, b"", 36)
+    assert parse_response(bytearray(b"HTTP/1.1 401 \r\ncontent-length: 0\r\n\r\n")) == (
+        401,
+        b"",
+        36,
+    )
     assert parse_response(bytearray(b"HTTP/1.1 503 \r\nretry-after: 1\r\n\r\n"))[0] == 503
 
 
@@ -61,8 +74,9 @@ def test_parse_response_refuses_what_is_not_http():
 
 def test_requests_are_valid_http11_for_a_real_parser():
     body = start_body("key123", "user-1")
-    raw = request_bytes("POST", "/v1/web/start", "127.0.0.1:8080",
-                        [("Content-Type", "application/json")], body)
+    raw = request_bytes(
+        "POST", "/v1/web/start", "127.0.0.1:8080", [("Content-Type", "application/json")], body
+    )
     conn = h11.Connection(h11.SERVER)
     conn.receive_data(raw)
     req = conn.next_event()
@@ -87,9 +101,21 @@ def test_batches_have_the_asked_size_and_decode_with_our_codec(size):
     assert isinstance(decoded[0], m.BatchMetadata) and decoded[0].first_index == 4242
     kinds = {type(msg) for msg in decoded}
     assert {m.Timestamp, m.TabData, m.CreateElementNode, m.MouseMove} <= kinds
-    dom = sum(isinstance(msg, (m.CreateElementNode, m.CreateTextNode, m.SetNodeData,
-                               m.SetNodeAttribute, m.SetNodeAttributeDictGlobal,
-                               m.StringDictGlobal, m.RemoveNode)) for msg in decoded)
+    dom = sum(
+        isinstance(
+            msg,
+            (
+                m.CreateElementNode,
+                m.CreateTextNode,
+                m.SetNodeData,
+                m.SetNodeAttribute,
+                m.SetNodeAttributeDictGlobal,
+                m.StringDictGlobal,
+                m.RemoveNode,
+            ),
+        )
+        for msg in decoded
+    )
     assert dom > len(decoded) // 3  # mostly DOM, like the real tracker
 
 
@@ -113,8 +139,9 @@ def test_query_and_live_batches_hold_what_the_queries_look_for():
     assert sum(isinstance(x, m.InputChange) for x in events) == 2
     live = web.decode_batch(batches.live_batch(12, 1_795_418_019_299, "user-1-12"))
     assert m.UserID(id="user-1-12") in live
-    assert any(isinstance(x, m.SetPageLocation) and x.document_title.startswith("Item 12 ")
-               for x in live)
+    assert any(
+        isinstance(x, m.SetPageLocation) and x.document_title.startswith("Item 12 ") for x in live
+    )
 
 
 # -- statistics and report ---------------------------------------------------------------------
@@ -130,8 +157,10 @@ def test_percentile_is_nearest_rank():
 
 
 def test_table_has_one_line_per_row_and_escapes_pipes():
-    rows = [report.Row("Ingest", "a|b", "1 req/s", "ceiling: 2 req/s", "0.50x", ">= 0.90x", "MISS"),
-            report.Row("Engine", "lag", "3 records")]
+    rows = [
+        report.Row("Ingest", "a|b", "1 req/s", "ceiling: 2 req/s", "0.50x", ">= 0.90x", "MISS"),
+        report.Row("Engine", "lag", "3 records"),
+    ]
     lines = report.table(rows).splitlines()
     assert len(lines) == 4
     assert "a\\|b" in lines[2] and "**MISS**" in lines[2]
@@ -151,8 +180,11 @@ def test_rates_and_ratios_read_well():
 
 def test_load_generator_runs_trackers_against_the_ceiling_server():
     with common.ceiling_server() as (_child, port):
-        gen = LoadGenerator(LoadSpec(port=port, project_key="k", trackers=3, body_size=2048,
-                                     warmup_s=0.1, duration_s=0.5))
+        gen = LoadGenerator(
+            LoadSpec(
+                port=port, project_key="k", trackers=3, body_size=2048, warmup_s=0.1, duration_s=0.5
+            )
+        )
         try:
             gen.start_sessions()
             result = gen.run()

@@ -385,6 +385,19 @@ class MemoryLog:
     def head(self) -> int:
         return self.records[-1].position if self.records else 0
 
+    def activity(
+        self, upto_position: int, window_ms: int, kinds: Iterable[int]
+    ) -> tuple[int, dict[int, int]]:
+        """Plain scan with the same answer as ``LogReader.activity`` (the reference for it)."""
+        wanted = set(kinds)
+        upto = [r for r in self.records if r.position <= upto_position]
+        clock = max((r.received_at_ms for r in upto), default=0)
+        latest: dict[int, int] = {}
+        for r in upto:
+            if r.kind in wanted and r.received_at_ms >= clock - window_ms:
+                latest[r.session_id] = max(latest.get(r.session_id, 0), r.received_at_ms)
+        return clock, latest
+
 
 class CollectingSink:
     """A sink that keeps every event and every checkpoint it was given."""

@@ -61,7 +61,9 @@ class SessionScript:
             **fields,
         )
 
-    def page_visit(self, url: str = "https://shop.example/cart?x=1", **fields: Any) -> ev.PageVisited:
+    def page_visit(
+        self, url: str = "https://shop.example/cart?x=1", **fields: Any
+    ) -> ev.PageVisited:
         return ev.PageVisited(**self._head(), message_id=self._message_id(), url=url, **fields)
 
     def click(self, label: str = "Buy", **fields: Any) -> ev.Clicked:
@@ -78,7 +80,9 @@ class SessionScript:
         )
 
     def error(self, name: str = "TypeError", message: str = "x is undefined") -> ev.ErrorRaised:
-        return ev.ErrorRaised(**self._head(), message_id=self._message_id(), name=name, message=message)
+        return ev.ErrorRaised(
+            **self._head(), message_id=self._message_id(), name=name, message=message
+        )
 
     def request(self, url: str = "https://api.example/items", status: int = 200) -> ev.RequestMade:
         return ev.RequestMade(
@@ -92,7 +96,10 @@ class SessionScript:
 
     def graphql(self, name: str = "GetItems") -> ev.GraphQLCalled:
         return ev.GraphQLCalled(
-            **self._head(), message_id=self._message_id(), operation_kind="query", operation_name=name
+            **self._head(),
+            message_id=self._message_id(),
+            operation_kind="query",
+            operation_name=name,
         )
 
     def state_action(self, action: str = "cart/add") -> ev.StateActionDispatched:
@@ -100,7 +107,9 @@ class SessionScript:
             **self._head(), message_id=self._message_id(), action_type=action
         )
 
-    def issue(self, issue_type: str = "click_rage", *, message_id: int | None = None) -> ev.IssueDetected:
+    def issue(
+        self, issue_type: str = "click_rage", *, message_id: int | None = None
+    ) -> ev.IssueDetected:
         return ev.IssueDetected(
             **self._head(0),
             message_id=message_id if message_id is not None else self._message_id(),
@@ -112,7 +121,9 @@ class SessionScript:
     def timings(self, page_message_id: int, **fields: Any) -> ev.PageTimingsReported:
         return ev.PageTimingsReported(**self._head(1), page_message_id=page_message_id, **fields)
 
-    def vital(self, page_message_id: int, name: str = "LCP", value: str = "812") -> ev.WebVitalReported:
+    def vital(
+        self, page_message_id: int, name: str = "LCP", value: str = "812"
+    ) -> ev.WebVitalReported:
         return ev.WebVitalReported(
             **self._head(1), page_message_id=page_message_id, name=name, value=value
         )

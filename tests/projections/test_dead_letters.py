@@ -17,10 +17,17 @@ def test_parked_records_are_rows(conn: sqlite3.Connection) -> None:
         dead_letters.apply(conn, positioned([[a.click()], [first], [second]]))
     assert dead_letters.count(conn) == 2
     assert dead_letters.count(conn, project_id=2) == 1
+    letter = dead_letters.DeadLetter
     assert dead_letters.recent(conn) == [
-        dead_letters.DeadLetter(position=3, session_id=2, project_id=2, error="KeyError: 'x'", at=second.timestamp),
-        dead_letters.DeadLetter(position=2, session_id=1, project_id=1, error="ValueError: bad varint", at=first.timestamp),
-    ]  # fmt: skip
+        letter(position=3, session_id=2, project_id=2, error="KeyError: 'x'", at=second.timestamp),
+        letter(
+            position=2,
+            session_id=1,
+            project_id=1,
+            error="ValueError: bad varint",
+            at=first.timestamp,
+        ),
+    ]
     assert [d.position for d in dead_letters.recent(conn, project_id=1)] == [2]
     with atomic(conn):
         dead_letters.reset(conn)

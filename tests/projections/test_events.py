@@ -20,7 +20,9 @@ def apply(conn: sqlite3.Connection, evs: list) -> None:
 def test_every_session_event_type_makes_a_typed_row(conn: sqlite3.Connection) -> None:
     s = SessionScript(session_id=4)
     made = [
-        s.page_visit("https://shop.example/a/b?q=1#top", referrer="https://search.example/s?q=shoes"),
+        s.page_visit(
+            "https://shop.example/a/b?q=1#top", referrer="https://search.example/s?q=shoes"
+        ),
         s.click("Add", selector="#add", hesitation_ms=300, normalized_x=4512, normalized_y=1000),
         s.input("email", "x***@y", duration_ms=1500),
         s.custom("checkout", '{"total": 12}'),
@@ -46,7 +48,10 @@ def test_every_session_event_type_makes_a_typed_row(conn: sqlite3.Connection) ->
     assert (click.label, click.selector, click.hesitation) == ("Add", "#add", 300)
     assert (click.data["normalized_x"], click.data["normalized_y"]) == (4512, 1000)
     assert (input_.label, input_.value, input_.duration) == ("email", "x***@y", 1500)
-    assert (custom.name, events.decode_payload(custom.data["payload"])) == ("checkout", {"total": 12})
+    assert (custom.name, events.decode_payload(custom.data["payload"])) == (
+        "checkout",
+        {"total": 12},
+    )
     assert (error.name, error.value, error.data["source"]) == ("TypeError", "boom", "js_exception")
     assert (request.url, request.method, request.status, request.duration) == (
         "https://api.example/items?page=2",
@@ -60,7 +65,9 @@ def test_every_session_event_type_makes_a_typed_row(conn: sqlite3.Connection) ->
     assert all(r.session_id == 4 and r.position == 1 for r in rows)
 
 
-def test_order_is_timestamp_then_message_id_and_issue_shares_a_click_id(conn: sqlite3.Connection) -> None:
+def test_order_is_timestamp_then_message_id_and_issue_shares_a_click_id(
+    conn: sqlite3.Connection,
+) -> None:
     s = SessionScript(session_id=1)
     late = s.click("late")
     early = attrs.evolve(s.click("early"), timestamp=late.timestamp - 5)
@@ -87,15 +94,27 @@ def test_a_repeated_key_keeps_the_first_row(conn: sqlite3.Connection) -> None:
 def test_timings_and_vitals_merge_into_their_page(conn: sqlite3.Connection) -> None:
     s = SessionScript(session_id=1)
     first, second = s.page_visit("https://a.example/"), s.page_visit("https://a.example/next")
-    apply(conn, positioned([[first, second, s.timings(first.message_id, request_start=10, response_start=60)]]))
+    apply(
+        conn,
+        positioned(
+            [[first, second, s.timings(first.message_id, request_start=10, response_start=60)]]
+        ),
+    )
     apply(
         conn,
         positioned(
             [
                 [
-                    s.timings(first.message_id, response_end=90, dom_content_loaded_event_start=200,
-                              dom_content_loaded_event_end=250, load_event_start=400,
-                              load_event_end=420, first_paint=150, first_contentful_paint=160),
+                    s.timings(
+                        first.message_id,
+                        response_end=90,
+                        dom_content_loaded_event_start=200,
+                        dom_content_loaded_event_end=250,
+                        load_event_start=400,
+                        load_event_end=420,
+                        first_paint=150,
+                        first_contentful_paint=160,
+                    ),
                     s.vital(first.message_id, "LCP", "812"),
                     s.vital(first.message_id, "CLS", "0.01"),
                     s.vital(first.message_id, "LCP", "900"),

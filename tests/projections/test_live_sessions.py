@@ -117,7 +117,9 @@ def _populate() -> tuple[LiveSessions, dict[str, int]]:
                 )
             ]
         )
-    groups.append([people["alice"].metadata("Plan", "Gold"), people["bob"].metadata("plan", "silver")])
+    groups.append(
+        [people["alice"].metadata("Plan", "Gold"), people["bob"].metadata("plan", "silver")]
+    )
     groups.append([people["carol"].title("Checkout page"), people["bob"].visibility(False)])
     live.apply(positioned(groups))
     return live, {name: s.session_id for name, s in people.items()}
@@ -136,11 +138,21 @@ def test_search_default_is_newest_first_with_pagination() -> None:
 
 def test_filter_names_and_values_are_case_insensitive() -> None:
     live, p = _populate()
-    assert ids(live.search(1, [LiveFilter(type="USERBROWSER", values=("chrome",))]).sessions) == [3, 1]
-    assert ids(live.search(1, [LiveFilter(type="userBrowser", values=("CHROME",), operator="is")]).sessions) == [1]
-    assert ids(live.search(1, [LiveFilter(type="userId", values=("ALICE", "bob"), operator="is")]).sessions) == [2, 1]
+    assert ids(live.search(1, [LiveFilter(type="USERBROWSER", values=("chrome",))]).sessions) == [
+        3,
+        1,
+    ]
+    assert ids(
+        live.search(1, [LiveFilter(type="userBrowser", values=("CHROME",), operator="is")]).sessions
+    ) == [1]
+    assert ids(
+        live.search(1, [LiveFilter(type="userId", values=("ALICE", "bob"), operator="is")]).sessions
+    ) == [2, 1]
     # Filters AND-ed.
-    both = [LiveFilter(type="userCountry", values=("fr",)), LiveFilter(type="userBrowser", values=("fire",))]
+    both = [
+        LiveFilter(type="userCountry", values=("fr",)),
+        LiveFilter(type="userBrowser", values=("fire",)),
+    ]
     assert ids(live.search(1, both).sessions) == [p["bob"]]
 
 
@@ -153,10 +165,16 @@ def test_metadata_platform_and_has_attribute() -> None:
     assert ids(live.search(1, [LiveFilter(type="plan")]).sessions) == [2, 1]
     # Empty value list = has the attribute: dave has no user id.
     assert ids(live.search(1, [LiveFilter(type="userId")]).sessions) == [2, 3, 1]
-    assert ids(live.search(1, [LiveFilter(type="platform", values=("mobile",))]).sessions) == [p["carol"]]
+    assert ids(live.search(1, [LiveFilter(type="platform", values=("mobile",))]).sessions) == [
+        p["carol"]
+    ]
     assert ids(live.search(1, [LiveFilter(type="pageTitle", values=("checkout",))]).sessions) == [3]
-    assert ids(live.search(1, [LiveFilter(type="active", values=("false",), operator="is")]).sessions) == [2]
-    assert ids(live.search(1, [LiveFilter(type="sessionId", values=("4",), operator="is")]).sessions) == [4]
+    assert ids(
+        live.search(1, [LiveFilter(type="active", values=("false",), operator="is")]).sessions
+    ) == [2]
+    assert ids(
+        live.search(1, [LiveFilter(type="sessionId", values=("4",), operator="is")]).sessions
+    ) == [4]
     assert live.search(1, [LiveFilter(type="nothing", values=("x",))]).total == 0
 
 
@@ -186,10 +204,16 @@ def test_fast_path_matches_a_full_scan(
     scripts = [SessionScript(session_id=100 + i, start=t) for i, t in enumerate(starts)]
     live.apply(positioned([[s.started()] for s in scripts]))
     # A second start with an earlier time (continued session) moves the session in the order.
-    live.apply(positioned([[attrs_evolve_start(scripts[i])] for i in restamp if i < len(scripts)], first=500))
+    live.apply(
+        positioned(
+            [[attrs_evolve_start(scripts[i])] for i in restamp if i < len(scripts)], first=500
+        )
+    )
     live.apply(positioned([[scripts[i].ended()] for i in ended if i < len(scripts)], first=1000))
     alive = [s for i, s in enumerate(scripts) if i not in ended]
-    start_of = {s.session_id: (s.start - 1 if i in restamp else s.start) for i, s in enumerate(scripts)}
+    start_of = {
+        s.session_id: (s.start - 1 if i in restamp else s.start) for i, s in enumerate(scripts)
+    }
     expected = sorted((start_of[s.session_id], s.session_id) for s in alive)
     if not ascending:
         expected.reverse()

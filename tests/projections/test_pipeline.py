@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import trio
 
 from projections import dead_letters, events, sessions
 from projections.live_sessions import LiveSessions
-from projections.pipeline import Projector, ProjectionsBusy
+from projections.pipeline import ProjectionsBusy, Projector
 from projections.reader import ProjectionReader
 from storage.sqlite import connect
 
@@ -87,7 +86,10 @@ async def test_live_sessions_reload_on_restart(fresh_db_path: Path) -> None:
     a, b = SessionScript(session_id=1), SessionScript(session_id=2)
     async with Projector(fresh_db_path, live=LiveSessions()) as projector:
         await projector.sink(
-            positioned([[a.started(user_browser="Chrome")], [b.started()], [a.title("Cart"), b.ended()]]), 3
+            positioned(
+                [[a.started(user_browser="Chrome")], [b.started()], [a.title("Cart"), b.ended()]]
+            ),
+            3,
         )
     live = LiveSessions()
     async with Projector(fresh_db_path, live=live) as projector:
@@ -133,20 +135,56 @@ async def test_a_second_writer_is_refused_while_the_first_lives(fresh_db_path: P
 async def test_a_lock_left_by_a_dead_process_is_taken_over(fresh_db_path: Path) -> None:
     async with Projector(fresh_db_path):
         pass
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
+    dead = await trio.run_process(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_stdout=True
     )
     conn = connect(fresh_db_path)
     try:
         conn.execute(
             "INSERT INTO projection_lock (id, holder, token, host, pid, acquired_at_ms)"
             " VALUES (1, 'server', 'old', ?, ?, 0)",
-            (socket.gethostname(), int(dead.stdout)),
+            (socket.gethostname(), int(dead.stdout.decode())),
         )
     finally:
         conn.close()
     async with Projector(fresh_db_path, holder="rebuild"):
         pass
+
+
+async def test_write_behind_queues_and_drain_waits(fresh_db_path: Path) -> None:
+    s = SessionScript(session_id=1)
+    live = LiveSessions()
+    async with trio.open_nursery() as nursery:
+        projector = await nursery.start(Projector(fresh_db_path, live=live).run)
+        deliveries = [
+            positioned([[s.started()]]),
+            positioned([[s.click()]], first=2),
+            positioned([[s.click()]], first=3),
+        ]
+        for upto, delivery in enumerate(deliveries, start=1):
+            await projector.sink(delivery, upto)
+        await projector.drain()
+        assert projector.statistics.upto_position == 3 and projector.resume_position == 3
+        assert live.get(1, 1) is not None
+        nursery.cancel_scope.cancel()
+    conn = connect(fresh_db_path)
+    try:
+        row = sessions.get_session(conn, 1, 1)
+        assert row is not None and row.events_count == 2
+    finally:
+        conn.close()
+    # The lock was released when run() ended.
+    async with Projector(fresh_db_path, holder="rebuild") as again:
+        assert again.statistics.upto_position == 3
+
+
+async def test_a_failing_write_behind_ends_run_with_the_error(fresh_db_path: Path) -> None:
+    s = SessionScript(session_id=1)
+    with pytest.raises(BaseExceptionGroup) as caught:
+        async with trio.open_nursery() as nursery:
+            projector = await nursery.start(Projector(fresh_db_path).run)
+            await projector.sink(positioned([[s.parked(error=object())]]), 1)  # type: ignore[arg-type]
+            await projector.drain()
+    assert caught.group_contains(sqlite3.Error)
+    async with Projector(fresh_db_path) as projector:
+        assert projector.resume_position == 0  # nothing of the failed delivery was committed

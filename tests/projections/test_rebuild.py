@@ -21,13 +21,13 @@ from hypothesis import HealthCheck, given, settings
 
 from engine.supervisor import Supervisor, history_from_reader, resume_point
 from projections.live_sessions import LiveSessions
-from projections.pipeline import Projector, ProjectionsBusy, acquire_lock
+from projections.pipeline import ProjectionsBusy, Projector, acquire_lock
 from projections.rebuild import Progress, choose_projections, rebuild
 from storage.log import EventLog, LogReader
 from storage.records import NewRecord
 from storage.sqlite import connect
-from tests.engine.builders import SessionScript as TrackerScript
 from tests.engine.builders import T0, clock_tick
+from tests.engine.builders import SessionScript as TrackerScript
 
 from .factories import dump_tables
 
@@ -121,8 +121,16 @@ async def test_rebuild_refuses_while_a_server_projector_runs(fresh_db_path: Path
 
 
 def test_choose_projections() -> None:
-    assert [p.name for p in choose_projections(None)] == ["sessions", "events", "users", "dead_letters"]
-    assert [p.name for p in choose_projections(["users", "sessions", "users"])] == ["sessions", "users"]
+    assert [p.name for p in choose_projections(None)] == [
+        "sessions",
+        "events",
+        "users",
+        "dead_letters",
+    ]
+    assert [p.name for p in choose_projections(["users", "sessions", "users"])] == [
+        "sessions",
+        "users",
+    ]
     with pytest.raises(ValueError, match="nope"):
         choose_projections(["nope"])
 
@@ -135,7 +143,9 @@ def test_progress_line() -> None:
     progress.update(600, 2400)  # t=2.1: within the interval, not drawn
     progress.finish(1000, 4000)  # t=4.0: forced
     lines = stream.getvalue().split("\r")
-    assert lines[1].startswith("rebuild: 500/1,000 records ( 50.0%)  250 records/s  1,000 events/s  ETA 2 s")
+    assert lines[1].startswith(
+        "rebuild: 500/1,000 records ( 50.0%)  250 records/s  1,000 events/s  ETA 2 s"
+    )
     assert lines[2].startswith("rebuild: 1,000/1,000 records (100.0%)  250 records/s")
     assert len(lines) == 3 and stream.getvalue().endswith("\n")
 
@@ -160,7 +170,7 @@ async def test_live_tail_with_concurrent_appends_equals_rebuild(fresh_db_path: P
         nursery.start_soon(supervisor.run, log.tail(0, batch_size=2))
         for record in records:
             await log.append(record)
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
         with trio.fail_after(10):
             while projector.statistics.upto_position < len(records):
                 await trio.sleep(0.01)
@@ -264,7 +274,7 @@ def build_records(sessions: list[tuple], ticks: list[int]) -> list[NewRecord]:
 
 
 @settings(
-    max_examples=25,
+    max_examples=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

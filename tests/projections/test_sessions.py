@@ -22,8 +22,21 @@ def test_start_fields_and_counters(conn: sqlite3.Connection) -> None:
         conn,
         positioned(
             [
-                [s.started(user_os="Mac OS X", user_browser="Firefox", user_country="FR", screen_width=1280)],
-                [page, s.click(), s.issue("click_rage", message_id=page.message_id), s.error(), s.input()],
+                [
+                    s.started(
+                        user_os="Mac OS X",
+                        user_browser="Firefox",
+                        user_country="FR",
+                        screen_width=1280,
+                    )
+                ],
+                [
+                    page,
+                    s.click(),
+                    s.issue("click_rage", message_id=page.message_id),
+                    s.error(),
+                    s.input(),
+                ],
                 [s.timings(page.message_id, first_paint=12), s.custom(), s.request()],
             ]
         ),
@@ -52,14 +65,20 @@ def test_counters_and_sets_accumulate_over_calls(conn: sqlite3.Connection) -> No
     apply(
         conn,
         positioned(
-            [[s.issue("click_rage"), s.issue("dead_click"), s.metadata("plan", "pro")], [s.metadata("team", "a")]],
+            [
+                [s.issue("click_rage"), s.issue("dead_click"), s.metadata("plan", "pro")],
+                [s.metadata("team", "a")],
+            ],
             first=3,
         ),
     )
     row = sessions.get_session(conn, 1, 1)
     assert row is not None
     assert row.issue_types == ("click_rage", "dead_click")
-    assert row.issue_score == 2 * sessions.ISSUE_WEIGHTS["dead_click"] + sessions.ISSUE_WEIGHTS["click_rage"]
+    assert (
+        row.issue_score
+        == 2 * sessions.ISSUE_WEIGHTS["dead_click"] + sessions.ISSUE_WEIGHTS["click_rage"]
+    )
     assert row.metadata == {"plan": "pro", "team": "a"}
     assert row.events_count == 3
     assert row.last_position == 4
@@ -87,7 +106,10 @@ def test_user_ids_titles_and_end(conn: sqlite3.Connection) -> None:
 def test_a_start_without_user_id_keeps_the_one_set_before(conn: sqlite3.Connection) -> None:
     # A continued session starts again (new tab) after setUserID: the id stays.
     s = SessionScript(session_id=2)
-    apply(conn, positioned([[s.started(user_id=None)], [s.user_id("kept")], [s.started(user_id=None)]]))
+    apply(
+        conn,
+        positioned([[s.started(user_id=None)], [s.user_id("kept")], [s.started(user_id=None)]]),
+    )
     row = sessions.get_session(conn, 1, 2)
     assert row is not None and row.user_id == "kept"
 
@@ -151,5 +173,16 @@ def test_stored_text_does_not_depend_on_how_updates_are_split(conn: sqlite3.Conn
             ]
         ),
     )
-    texts = conn.execute("SELECT metadata, issue_types FROM sessions ORDER BY session_id").fetchall()
+    texts = conn.execute(
+        "SELECT metadata, issue_types FROM sessions ORDER BY session_id"
+    ).fetchall()
     assert texts[0] == texts[1] == ('{"alpha":"2","zeta":"1"}', '["bad_request","js_exception"]')
+
+
+def test_an_empty_user_id_is_stored_as_none(conn: sqlite3.Connection) -> None:
+    a, b = SessionScript(session_id=1), SessionScript(session_id=2)
+    apply(conn, positioned([[a.started(user_id="")], [b.started(user_id="kim")], [b.user_id("")]]))
+    assert [(r.session_id, r.user_id) for r in sessions.live_sessions(conn)] == [
+        (1, None),
+        (2, None),
+    ]

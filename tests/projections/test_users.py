@@ -38,7 +38,11 @@ def test_a_user_id_change_moves_the_session(conn: sqlite3.Connection) -> None:
     apply(conn, [a.user_id("new")], first=5)
     old, new = users.get_user(conn, 1, "old"), users.get_user(conn, 1, "new")
     assert old is not None and (old.session_count, old.first_seen) == (1, 2_000)
-    assert new is not None and (new.session_count, new.first_seen, new.last_seen) == (1, 1_000, 1_000)
+    assert new is not None and (new.session_count, new.first_seen, new.last_seen) == (
+        1,
+        1_000,
+        1_000,
+    )
     apply(conn, [b.user_id("new")], first=6)
     assert users.get_user(conn, 1, "old") is None
 
@@ -60,3 +64,12 @@ def test_reset(conn: sqlite3.Connection) -> None:
         users.reset(conn)
     assert users.get_user(conn, 1, "x") is None
     assert conn.execute("SELECT count(*) FROM end_user_sessions").fetchone()[0] == 0
+
+
+def test_an_empty_user_id_is_no_user(conn: sqlite3.Connection) -> None:
+    a, b = SessionScript(session_id=1), SessionScript(session_id=2)
+    apply(
+        conn, [a.started(user_id=""), b.started(user_id="kim"), b.user_id(""), a.ended(), b.ended()]
+    )
+    assert users.get_user(conn, 1, "") is None
+    assert users.get_user(conn, 1, "kim") is None  # setUserID("") took the session away

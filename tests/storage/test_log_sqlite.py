@@ -288,3 +288,37 @@ async def test_record_time_is_monotonic_in_log_order(fresh_db_path) -> None:
     finally:
         reader.close()
     assert times == [1000, 1000, 1500, 1500, 2000]
+
+
+def test_reader_activity_matches_a_scan(tmp_path: Path) -> None:
+    """LogReader.activity (binary search on monotonic time) equals a plain scan of the log."""
+    path = tmp_path / "activity.db"
+
+    async def fill() -> None:
+        log = EventLog(path, synchronous="OFF")
+        async with trio.open_nursery() as nursery:
+            await nursery.start(log.run)
+            for i in range(200):
+                await log.append(
+                    rec(
+                        session_id=1 + i % 7,
+                        kind=RecordKind.CLOCK_TICK if i % 5 == 0 else RecordKind.WEB_BATCH,
+                        batch_key=None,
+                        received_at_ms=1_000 + 37 * i,
+                    )
+                )
+            nursery.cancel_scope.cancel()
+
+    trio.run(fill)
+    kinds = {int(RecordKind.WEB_BATCH)}
+    with LogReader(path) as reader:
+        records = reader.read(0, 1000)
+        for upto in (0, 1, 50, 137, 200):
+            for window in (0, 100, 1_000, 100_000):
+                upto_records = [r for r in records if r.position <= upto]
+                clock = max((r.received_at_ms for r in upto_records), default=0)
+                latest: dict[int, int] = {}
+                for r in upto_records:
+                    if r.kind in kinds and r.received_at_ms >= clock - window:
+                        latest[r.session_id] = max(latest.get(r.session_id, 0), r.received_at_ms)
+                assert reader.activity(upto, window, kinds) == (clock, latest)
