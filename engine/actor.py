@@ -43,6 +43,7 @@ class EngineCounters:
     """Counters shared by the supervisor and its actors (one trio thread: plain increments)."""
 
     records_processed: int = 0
+    messages_processed: int = 0  # tracker messages walked in live (not replayed) batches
     events_emitted: int = 0
     parked_records: int = 0
     activations: int = 0
@@ -194,8 +195,10 @@ class SessionActor:
             async for mail in self._receive:
                 # Every record is applied synchronously, start to end: no await per message.
                 if type(mail) is Deliver:
+                    walked = state.messages_walked
                     if not state.apply_record(mail.record, mail.out):
                         counters.parked_records += 1
+                    counters.messages_processed += state.messages_walked - walked
                 elif type(mail) is End:
                     state.end(mail.position, mail.out)
                 else:

@@ -49,8 +49,8 @@ from engine.codec.web import (
     UserID,
     WebVitals,
     decode_message,
+    decode_selected,
     iter_frames,
-    iter_messages,
     message_id,
 )
 from engine.events import (
@@ -139,8 +139,9 @@ class _Reaction:
 _REACTION = _Reaction()
 
 
-def _decode_with_reactions(payload: bytes) -> list[tuple[int, object]]:
-    """``(index, message)`` for the ``BASE_WANTED`` messages, plus ``_REACTION`` for DOM changes.
+def _decode_with_reactions(payload: bytes) -> tuple[list[tuple[int, object]], int]:
+    """``(index, message)`` for the ``BASE_WANTED`` messages, plus ``_REACTION`` for DOM changes,
+    and the number of messages in the batch.
 
     Walks the frames once, decoding only the wanted bodies: decoding the DOM messages themselves
     would cost 3-4x (they are most of a batch). Consecutive DOM frames collapse into one marker:
@@ -152,6 +153,7 @@ def _decode_with_reactions(payload: bytes) -> list[tuple[int, object]]:
     reactions = REACTION_TYPES
     out: list[tuple[int, object]] = []
     in_run = False
+    index = -1
     for index, (type_id, start, end) in enumerate(iter_frames(payload)):
         if type_id in wanted:
             out.append((index, decode(type_id, payload[start:end])))
@@ -159,7 +161,7 @@ def _decode_with_reactions(payload: bytes) -> list[tuple[int, object]]:
         elif type_id in reactions and not in_run:
             out.append((index, _REACTION))
             in_run = True
-    return out
+    return out, index + 1
 
 
 _LOAD_FIELDS = (
@@ -221,6 +223,7 @@ class SessionState:
         "project_id",
         "records_applied",
         "records_parked",
+        "messages_walked",
         "server_heuristics",
         "session_id",
         "start_ts",
@@ -258,6 +261,7 @@ class SessionState:
         self.tabs: dict[str, TabPage] = {}
         self.records_applied = 0
         self.records_parked = 0
+        self.messages_walked = 0  # tracker messages in the batches applied (decoded or skipped)
         self.click_rage = ClickRageDetector()
         self.dead_click = DeadClickDetector()
         # Per-call scratch (set by apply_record/end; avoids threading 5 arguments through handlers).
@@ -384,9 +388,10 @@ class SessionState:
     def _apply_batch(self, payload: bytes) -> None:
         # Decode everything first: a CodecError then parks the record before any state changed.
         if self.server_heuristics:
-            messages = _decode_with_reactions(payload)
+            messages, count = _decode_with_reactions(payload)
         else:
-            messages = list(iter_messages(payload, BASE_WANTED))
+            messages, count = decode_selected(payload, BASE_WANTED)
+        self.messages_walked += count
         if not messages:
             return
         first = messages[0][1]

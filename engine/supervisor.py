@@ -92,6 +92,7 @@ class SupervisorStatistics:
 
     live_actors: int
     records_processed: int
+    messages_processed: int  # tracker messages in the batches processed (decoded or skipped)
     events_emitted: int
     parked_records: int
     activations: int
@@ -170,6 +171,7 @@ class Supervisor:
         return SupervisorStatistics(
             live_actors=len(self._live),
             records_processed=c.records_processed,
+            messages_processed=c.messages_processed,
             events_emitted=c.events_emitted,
             parked_records=c.parked_records,
             activations=c.activations,

@@ -41,6 +41,11 @@ class RebuildResult:
     records: int
     events: int
     seconds: float
+    messages: int = 0  # tracker messages walked in the replayed batches
+
+    @property
+    def messages_per_second(self) -> float:
+        return self.messages / self.seconds if self.seconds > 0 else float(self.messages)
 
     @property
     def records_per_second(self) -> float:
@@ -53,9 +58,10 @@ class RebuildResult:
     def summary(self) -> str:
         """One line for humans: what was rebuilt and at what rate."""
         return (
-            f"rebuilt {', '.join(self.projections)}: {self.records} records, {self.events} events"
-            f" in {self.seconds:.1f} s ({self.records_per_second:,.0f} records/s,"
-            f" {self.events_per_second:,.0f} events/s)"
+            f"rebuilt {', '.join(self.projections)}: {self.records} records,"
+            f" {self.messages} messages, {self.events} events in {self.seconds:.1f} s"
+            f" ({self.records_per_second:,.0f} records/s, {self.messages_per_second:,.0f}"
+            f" messages/s, {self.events_per_second:,.0f} events/s)"
         )
 
 
@@ -90,18 +96,19 @@ class Progress:
         self.started = clock()
         self._last_draw = float("-inf")
 
-    def update(self, records: int, events: int, *, force: bool = False) -> None:
-        """Redraw with ``records`` of ``total`` done and ``events`` produced so far."""
+    def update(self, records: int, events: int, messages: int = 0, *, force: bool = False) -> None:
+        """Redraw with ``records`` of ``total`` done, ``events`` produced and ``messages`` walked."""
         now = self.clock()
         if not force and now - self._last_draw < self.interval:
             return
         self._last_draw = now
-        self.stream.write("\r" + self.line(records, events, now - self.started))
+        self.stream.write("\r" + self.line(records, events, now - self.started, messages))
         self.stream.flush()
 
-    def line(self, records: int, events: int, elapsed: float) -> str:
+    def line(self, records: int, events: int, elapsed: float, messages: int = 0) -> str:
         """The text of one redraw."""
         rate = records / elapsed if elapsed > 0 else 0.0
+        message_rate = messages / elapsed if elapsed > 0 else 0.0
         event_rate = events / elapsed if elapsed > 0 else 0.0
         percent = 100.0 * records / self.total if self.total else 100.0
         if rate > 0:
@@ -110,12 +117,13 @@ class Progress:
             eta = "ETA --"
         return (
             f"rebuild: {records:,}/{self.total:,} records ({percent:5.1f}%)"
-            f"  {rate:,.0f} records/s  {event_rate:,.0f} events/s  {eta}   "
+            f"  {rate:,.0f} records/s  {message_rate:,.0f} messages/s"
+            f"  {event_rate:,.0f} events/s  {eta}   "
         )
 
-    def finish(self, records: int, events: int) -> None:
+    def finish(self, records: int, events: int, messages: int = 0) -> None:
         """Draw the final state and end the line."""
-        self.update(records, events, force=True)
+        self.update(records, events, messages, force=True)
         self.stream.write("\n")
         self.stream.flush()
 
@@ -136,7 +144,7 @@ async def rebuild(
     """
     chosen = choose_projections(names)
     started = clock()
-    counts = {"events": 0, "head": 0}
+    counts = {"events": 0, "head": 0, "messages": 0}
     async with (
         Projector(db_path, projections=chosen, holder="rebuild") as projector,
         trio.open_nursery() as nursery,
@@ -156,7 +164,8 @@ async def rebuild(
                 await projector.sink(events, upto_position)
                 counts["events"] += len(events)
                 if bar is not None:
-                    bar.update(upto_position, counts["events"])
+                    messages = supervisor.statistics().messages_processed
+                    bar.update(upto_position, counts["events"], messages)
 
             supervisor = Supervisor(
                 history=history_from_reader(history),
@@ -165,8 +174,9 @@ async def rebuild(
             )
             await supervisor.run_until(source, head, chunk_size=chunk_size)
             await projector.drain()
+            counts["messages"] = supervisor.statistics().messages_processed
             if bar is not None:
-                bar.finish(head, counts["events"])
+                bar.finish(head, counts["events"], counts["messages"])
         finally:
             source.close()
             history.close()
@@ -176,6 +186,7 @@ async def rebuild(
         records=counts["head"],
         events=counts["events"],
         seconds=clock() - started,
+        messages=counts["messages"],
     )
 
 

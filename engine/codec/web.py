@@ -31,7 +31,7 @@ spec (see ``_decoder_source``).
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Final, TypeAlias
 
 import attrs
@@ -55,6 +55,7 @@ __all__ = [
     "CodecError",
     "decode_batch",
     "decode_message",
+    "decode_selected",
     "encode_batch",
     "encode_message",
     "is_sized",
@@ -291,8 +292,11 @@ def _iter_unsized(buf: bytes, pos: int) -> Iterator[tuple[int, int, int, WebMess
 
 def iter_messages(
     data: bytes | bytearray | memoryview, wanted: frozenset[int] | None = None
-) -> Iterator[tuple[int, AnyMessage]]:
+) -> Generator[tuple[int, AnyMessage], None, int]:
     """Yield ``(index_in_batch, message)``, decoding only the types in ``wanted``.
+
+    The generator's return value is the number of messages in the batch (header included), so
+    a caller can count what it walked without a second pass (see :func:`decode_selected`).
 
     ``index_in_batch`` counts every message of the batch (header = 0, skipped ones included),
     so it feeds :func:`message_id` directly. Messages of other types are skipped by their size
@@ -302,7 +306,7 @@ def iter_messages(
     buf = _as_bytes(data)
     n = len(buf)
     if not n:
-        return
+        return 0
     meta, pos, sized = _read_header(buf)
     everything = wanted is None
     want: frozenset[int] = frozenset() if wanted is None else wanted
@@ -316,7 +320,7 @@ def iter_messages(
             if everything or type_id in want:
                 yield index, msg
             index += 1
-        return
+        return index
     decoders = _DECODERS
     # The frame walk of iter_frames, inlined: a nested generator would cost a resume per message.
     unpack = _unpack_u32
@@ -347,6 +351,22 @@ def iter_messages(
                 yield index, msg
         index += 1
         pos = end
+    return index
+
+
+def _returning(
+    generator: Generator[tuple[int, AnyMessage], None, int], box: list[int]
+) -> Iterator[tuple[int, AnyMessage]]:
+    box.append((yield from generator))
+
+
+def decode_selected(
+    data: bytes | bytearray | memoryview, wanted: frozenset[int]
+) -> tuple[list[tuple[int, AnyMessage]], int]:
+    """``(the (index, message) pairs of iter_messages, number of messages in the batch)``."""
+    box: list[int] = []
+    selected = list(_returning(iter_messages(data, wanted), box))
+    return selected, box[0]
 
 
 def decode_batch(data: bytes | bytearray | memoryview) -> list[AnyMessage]:

@@ -18,7 +18,7 @@ from engine.actor import (
     SessionActor,
     replay_history,
 )
-from engine.codec.web import iter_messages
+from engine.codec.web import decode_batch, decode_selected, iter_messages
 from engine.events import (
     AnonymousIdSet,
     Clicked,
@@ -616,9 +616,10 @@ async def test_actor_task_replays_history_then_drains_its_mailbox() -> None:
 def test_old_tracker_batches_decode_the_same_messages_and_see_dom_changes_by_frame() -> None:
     for name in ("shop-page0-batch1.bin", "shop-page1-batch1.bin"):
         data = (FIXTURES / name).read_bytes()
-        seen = _decode_with_reactions(data)
+        seen, count = _decode_with_reactions(data)
         decoded = [(i, m) for i, m in seen if not isinstance(m, _Reaction)]
         assert decoded == list(iter_messages(data, BASE_WANTED))
+        assert count == len(decode_batch(data))  # every message walked is counted
         marks = [i for i, m in seen if isinstance(m, _Reaction)]
         assert marks  # the DOM snapshot
         # One marker per run of DOM frames: never two in a row.
@@ -648,3 +649,9 @@ def test_the_same_batches_give_the_same_events_whoever_runs_the_click_detectors(
         attrs.evolve(e, tracker_version="18.2.0") if isinstance(e, SessionStarted) else e
         for e in events["19.0.1"]
     ]
+
+
+def test_message_count_covers_decoded_and_skipped_messages() -> None:
+    data = (FIXTURES / "shop-page0-batch1.bin").read_bytes()
+    _, count = decode_selected(data, BASE_WANTED)
+    assert count == len(decode_batch(data)) > len(list(iter_messages(data, BASE_WANTED)))

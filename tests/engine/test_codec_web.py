@@ -407,3 +407,16 @@ def test_encoder_rejects_values_the_wire_cannot_carry() -> None:
         encode_message(SetNodeData(1, "x" * web.MAX_BODY_SIZE))
     with pytest.raises(TypeError):
         encode_message("not a message")  # type: ignore[arg-type]
+
+
+def test_decode_selected_counts_every_message_of_the_batch() -> None:
+    """decode_selected = iter_messages' pairs plus the number of messages walked (skipped too)."""
+    from engine.codec.web import decode_batch, decode_selected, iter_messages
+
+    for name in ("batch-001.bin", "batch-002.bin"):
+        data = (Path(__file__).parent.parent / "fixtures" / "web-basic" / name).read_bytes()
+        wanted = frozenset({68, 112, 122})
+        selected, count = decode_selected(data, wanted)
+        assert selected == list(iter_messages(data, wanted))
+        assert count == len(decode_batch(data))
+    assert decode_selected(b"", frozenset({0})) == ([], 0)

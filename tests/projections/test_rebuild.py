@@ -139,12 +139,13 @@ def test_progress_line() -> None:
     ticks = iter([0.0, 2.0, 2.1, 4.0, 4.0])
     stream = io.StringIO()
     progress = Progress(stream, 1000, clock=lambda: next(ticks))
-    progress.update(500, 2000)  # t=2.0: drawn
-    progress.update(600, 2400)  # t=2.1: within the interval, not drawn
-    progress.finish(1000, 4000)  # t=4.0: forced
+    progress.update(500, 2000, 30_000)  # t=2.0: drawn
+    progress.update(600, 2400, 36_000)  # t=2.1: within the interval, not drawn
+    progress.finish(1000, 4000, 60_000)  # t=4.0: forced
     lines = stream.getvalue().split("\r")
     assert lines[1].startswith(
-        "rebuild: 500/1,000 records ( 50.0%)  250 records/s  1,000 events/s  ETA 2 s"
+        "rebuild: 500/1,000 records ( 50.0%)  250 records/s  15,000 messages/s"
+        "  1,000 events/s  ETA 2 s"
     )
     assert lines[2].startswith("rebuild: 1,000/1,000 records (100.0%)  250 records/s")
     assert len(lines) == 3 and stream.getvalue().endswith("\n")
