@@ -192,17 +192,30 @@ def main(argv: list[str] | None = None) -> int:
 
     elapsed = time.monotonic() - t_start
     notes += [
-        "Ingest: the same generator process(es) drive both servers with the same trackers, headers "
-        "and encoder-made bodies (uncompressed, `DataType: player`), one batch in flight per "
-        "tracker on keep-alive connections; replayd answers after the record's commit "
-        "(durable ack).",
-        "Latencies are client-side (request sent -> response parsed), so they include queueing "
-        "behind the other trackers' requests for the ingest rows; the query rows send one request "
-        "at a time.",
+        "Ingest: the same generator process(es) drive both servers with the same trackers, "
+        "headers and encoder-made bodies (uncompressed, `DataType: player`), one batch in flight "
+        "per tracker on keep-alive connections; replayd answers after the record's commit "
+        f"(durable ack). Per size the ceiling and replayd run alternately, {ing.repeat} time(s) "
+        "each, and the best run of each is kept; replayd gets a fresh database every run.",
+        "Latencies are client-side (request sent -> response parsed), so the ingest rows include "
+        "queueing behind the other trackers' requests; the query rows send one request at a time.",
         "Engine: the projections' lowest checkpoint is sampled every 100 ms while replayd is under "
-        "ingest load; records convert to tracker messages by their known count per batch.",
+        "ingest load; records convert to tracker messages by their known count per batch. Per "
+        "core = messages projected / CPU-seconds of the whole server in the same window.",
+        "Rebuild: the log is written with `EventLog.append_many` (sessions' start records and "
+        "encoder-made 16 KB batches); its time is the command's wall time less that of the same "
+        "command on an empty log (interpreter start-up, imports, migrations). eventsourcing gets "
+        "the same number of events in its SQLite application recorder (bulk insert, not timed) "
+        "and replays them through its notification log (pages of 1,000), its mapper back to "
+        "domain events and an in-memory fold.",
+        "Queries: stored sessions are start records spread over 29 days (so they end in record "
+        "time), some with a batch of ~25 events (a location, 20 clicks, 4 inputs), projected by "
+        "`replayd rebuild`; live sessions are started over HTTP (start + a first batch with a "
+        "user id, metadata, a page and a click) right before the measurement.",
+        "Memory: RSS of the server's whole process tree (psutil).",
         "The 2 cores are shared by the server, the load generator and the driver; background load "
-        "on the machine (see load average) lowers every figure, ceilings included.",
+        "on the machine (see the load averages) lowers every figure, ceilings included. Load "
+        "average at the end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + ".",
     ]
     if args.profile:
         notes.insert(0, "PROFILED run: py-spy sampled replayd during the measurements.")

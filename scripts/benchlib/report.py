@@ -213,11 +213,10 @@ def engine_rows(watches, ceiling, per_core_target: float = 300_000) -> list[Row]
 
 
 def rebuild_rows(r) -> list[Row]:
-    own = r.rebuild.own_s
+    own = f"; it reports {r.rebuild.own_s:.1f} s" if r.rebuild.own_s else ""
     secs = (
-        f"{own:.1f} s (reported), {r.rebuild.wall_s:.1f} s wall"
-        if own
-        else f"{r.rebuild.wall_s:.1f} s wall"
+        f"{r.seconds:.2f} s = {r.rebuild.wall_s:.2f} s wall - {r.empty_wall_s:.2f} s for an "
+        f"empty log{own}"
     )
     return [
         Row(
