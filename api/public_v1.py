@@ -26,7 +26,9 @@ from quart import Blueprint, Response, current_app, request
 from quart_trio import QuartTrio
 
 from api.errors import json_response
+from api.projections_service import LIVE_SESSIONS_KEY
 from projections import events as event_rows
+from projections.live_sessions import LiveFilter, LiveSessions
 from projections.reader import ProjectionReader
 from projections.sessions import SessionRow
 from projections.users import UserSummary
@@ -378,3 +380,115 @@ async def get_user(project_key: str, user_id: str) -> Response:
     project = await _project(org_id, project_key)
     summary = await _context().reader.user(project.project_id, user_id)
     return _data(None if summary is None else user_json(summary))
+
+
+# -- Assist: live sessions --------------------------------------------------------------------------
+
+ASSIST_LIMIT_MAX = 200
+
+
+def _live_sessions() -> LiveSessions:
+    live = current_app.extensions.get(LIVE_SESSIONS_KEY)
+    if live is None:
+        # Only the process that runs the engine keeps the live sessions in memory.
+        raise V1Error(503, "live sessions are not available in this process")
+    return live
+
+
+def _as_values(raw: Any, location: list[str]) -> tuple[str, ...]:
+    """A filter's ``value``: one string or a list of strings (numbers are taken as text)."""
+    if raw is None:
+        return ()
+    items = raw if isinstance(raw, list) else [raw]
+    values = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise V1ValidationError(location, "Input should be a valid string", "string_type", item)
+        values.append(str(item))
+    return tuple(values)
+
+
+def parse_live_search(body: Any) -> tuple[list[LiveFilter], str, str, int, int]:
+    """Validate an Assist search body: ``(filters, sort, order, page, limit)`` with the defaults of
+    the reference (sort "timestamp", order DESC, page 1, limit 200 at most)."""
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise V1ValidationError(["body"], "Input should be a valid dictionary", "dict_type", body)
+    raw_filters = body.get("filters") or []
+    if not isinstance(raw_filters, list):
+        raise V1ValidationError(
+            ["body", "filters"], "Input should be a valid list", "list_type", raw_filters
+        )
+    filters = []
+    for i, raw in enumerate(raw_filters):
+        where = ["body", "filters", str(i)]
+        if not isinstance(raw, dict) or not isinstance(raw.get("type"), str) or not raw["type"]:
+            raise V1ValidationError(where + ["type"], "Field required", "missing", raw)
+        operator = raw.get("operator") or "contains"
+        if not isinstance(operator, str):
+            raise V1ValidationError(where + ["operator"], "Invalid operator", "enum", operator)
+        source = raw.get("source")
+        if source is not None and not isinstance(source, str):
+            raise V1ValidationError(where + ["source"], "Input should be a valid string",
+                                    "string_type", source)  # fmt: skip
+        values = _as_values(raw.get("value"), where + ["value"])
+        filters.append(LiveFilter(type=raw["type"], values=values, operator=operator, source=source))
+    sort = body.get("sort") or "timestamp"
+    order = body.get("order") or "DESC"
+    if not isinstance(sort, str):
+        raise V1ValidationError(["body", "sort"], "Input should be a valid string", "string_type",
+                                sort)  # fmt: skip
+    if not isinstance(order, str) or order.upper() not in ("ASC", "DESC"):
+        raise V1ValidationError(["body", "order"], "Input should be 'ASC' or 'DESC'", "enum", order)
+    page = _int_field(body.get("page", 1), ["body", "page"], default=1)
+    limit = _int_field(body.get("limit", ASSIST_LIMIT_MAX), ["body", "limit"],
+                       default=ASSIST_LIMIT_MAX)  # fmt: skip
+    if page < 1:
+        raise V1ValidationError(["body", "page"], "Input should be >= 1", "greater_than_equal", page)
+    if not 1 <= limit <= ASSIST_LIMIT_MAX:
+        raise V1ValidationError(["body", "limit"], f"Input should be 1..{ASSIST_LIMIT_MAX}",
+                                "less_than_equal", limit)  # fmt: skip
+    return filters, sort, order.upper(), page, limit
+
+
+def _int_field(raw: Any, location: list[str], *, default: int) -> int:
+    if raw is None:
+        return default
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise V1ValidationError(location, "Input should be a valid integer", "int_type", raw)
+    return raw
+
+
+def _live_page(project: Project, filters: list[LiveFilter], sort: str, order: str, page: int,
+               limit: int) -> Response:  # fmt: skip
+    result = _live_sessions().search(
+        project.project_id, filters, sort=sort, order=order, page=page, limit=limit
+    )
+    return _data(
+        {"total": result.total, "sessions": [s.assist_fields() for s in result.sessions]}
+    )
+
+
+@bp.get("/<project_key>/assist/sessions")
+async def list_live_sessions(project_key: str) -> Response:
+    """The project's live sessions, newest first (``?userId=`` narrows to one user)."""
+    org_id = await _organization()
+    project = await _project(org_id, project_key)
+    user_id = request.args.get("userId")
+    filters = [] if not user_id else [LiveFilter(type="userId", values=(user_id,), operator="is")]
+    return _live_page(project, filters, "timestamp", "DESC", 1, ASSIST_LIMIT_MAX)
+
+
+@bp.post("/<project_key>/assist/sessions")
+async def search_live_sessions(project_key: str) -> Response:
+    """Search the project's live sessions: filters, sort, order, page, limit (API.md 4.3)."""
+    org_id = await _organization()
+    project = await _project(org_id, project_key)
+    try:
+        raw = await request.get_data()
+        body = json.loads(raw) if raw.strip() else {}  # no body = every live session
+    except ValueError as error:  # noqa: BLE001 - any parse failure is the client's bad JSON
+        raise V1ValidationError(["body"], "JSON decode error", "json_invalid", str(error)) from None
+    filters, sort, order, page, limit = parse_live_search(body)
+    return _live_page(project, filters, sort, order, page, limit)

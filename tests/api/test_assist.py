@@ -1,0 +1,118 @@
+"""Assist live sessions through a real server: list and search with filters, sort and paging.
+
+Sessions are started and fed the way a tracker does it (``/v1/web/start`` + encoder-made batches);
+the engine keeps the live-session objects current and the routes read them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import trio
+
+from storage.catalog import DEFAULT_ORG_ID
+from tests.api.conftest import T0, Harness
+from tests.api.test_public_v1 import end_all_sessions, projected
+from tests.engine.builders import SessionScript
+
+
+async def api_key(harness: Harness) -> str:
+    return await trio.to_thread.run_sync(
+        lambda: harness.server.catalog.create_api_key(DEFAULT_ORG_ID)
+    )
+
+
+async def live_session(
+    harness: Harness, user_id: str | None, *, title: str, metadata: dict[str, str]
+) -> str:
+    """Start a session, visit a page and set metadata; return its id."""
+    start = await harness.started(userID=user_id)
+    script = SessionScript(int(start["sessionID"]), start_ms=T0)
+    script.visit(f"https://shop.test/{title.lower()}", title=title)
+    for key, value in metadata.items():
+        script.metadata(key, value)
+    batch = script.batch()
+    response = await harness.upload(start["token"], batch.payload, batch="0_1")
+    assert response.status_code == 200, response.text
+    harness.clock.now += 1_000  # newer sessions start later
+    return start["sessionID"]
+
+
+async def search(harness: Harness, key: str, body: Any) -> httpx.Response:
+    return await harness.client.post(
+        f"/api/v1/{harness.project.project_key}/assist/sessions",
+        headers={"Authorization": key},
+        json=body,
+    )
+
+
+async def test_list_and_search_live_sessions(harness: Harness) -> None:
+    key = await api_key(harness)
+    ann = await live_session(harness, "Ann", title="Cart", metadata={"plan": "Pro"})
+    bob = await live_session(harness, "bob", title="Checkout", metadata={"plan": "free"})
+    anon = await live_session(harness, None, title="Home", metadata={})
+    await projected(harness)
+    base = f"/api/v1/{harness.project.project_key}/assist/sessions"
+
+    listed = (await harness.client.get(base, headers={"Authorization": key})).json()["data"]
+    assert listed["total"] == 3
+    assert [s["sessionID"] for s in listed["sessions"]] == [anon, bob, ann]  # newest first
+    first = listed["sessions"][2]
+    assert (first["userID"], first["pageTitle"], first["live"], first["metadata"]) == (
+        "Ann", "Cart", True, {"plan": "Pro"},
+    )  # fmt: skip
+    assert first["projectKey"] == harness.project.project_key
+    assert first["userBrowser"] == "Chrome" and first["timestamp"] == T0
+
+    by_user = await harness.client.get(base, headers={"Authorization": key}, params={"userId": "bob"})
+    assert [s["sessionID"] for s in by_user.json()["data"]["sessions"]] == [bob]
+
+    # Names and values are case-insensitive; "is" = equality, default = substring.
+    def ids(response: httpx.Response) -> list[str]:
+        assert response.status_code == 200, response.text
+        return [s["sessionID"] for s in response.json()["data"]["sessions"]]
+
+    assert ids(await search(harness, key, {"filters": [{"type": "USERID", "value": ["ann"]}]})) == [ann]
+    assert ids(
+        await search(harness, key, {"filters": [{"type": "userId", "value": "an", "operator": "is"}]})
+    ) == []
+    assert ids(
+        await search(
+            harness, key, {"filters": [{"type": "metadata", "source": "plan", "value": ["PRO", "fre"]}]}
+        )
+    ) == [bob, ann]
+    # An empty value list means "has the attribute".
+    assert ids(await search(harness, key, {"filters": [{"type": "userId", "value": []}]})) == [bob, ann]
+    # Sort, order and paging.
+    assert ids(await search(harness, key, {"order": "asc", "limit": 2})) == [ann, bob]
+    assert ids(await search(harness, key, {"order": "ASC", "limit": 2, "page": 2})) == [anon]
+    assert ids(await search(harness, key, {"sort": "pageTitle", "order": "ASC"})) == [ann, bob, anon]
+    total = (await search(harness, key, {"limit": 1})).json()["data"]["total"]
+    assert total == 3
+    no_body = await harness.client.post(base, headers={"Authorization": key})
+    assert no_body.json()["data"]["total"] == 3
+
+    # Ended sessions leave the list.
+    await end_all_sessions(harness, T0 + 600_000)
+    assert (await search(harness, key, {})).json()["data"] == {"total": 0, "sessions": []}
+
+
+async def test_bad_search_bodies_are_422_and_auth_is_required(harness: Harness) -> None:
+    key = await api_key(harness)
+    for body in ({"filters": "x"}, {"filters": [{"value": ["a"]}]}, {"order": "UP"},
+                 {"limit": 0}, {"limit": 500}, {"page": 0}, [1, 2]):  # fmt: skip
+        response = await search(harness, key, body)
+        assert response.status_code == 422, body
+        assert "detail" in response.json()
+    broken = await harness.client.post(
+        f"/api/v1/{harness.project.project_key}/assist/sessions",
+        headers={"Authorization": key, "Content-Type": "application/json"},
+        content=b"{nope",
+    )
+    assert broken.status_code == 422
+    assert (await search(harness, "wrong-key", {})).status_code == 401
+    missing = await harness.client.post(
+        "/api/v1/aaaaaaaaaaaaaaaaaaaa/assist/sessions", headers={"Authorization": key}, json={}
+    )
+    assert (missing.status_code, missing.json()) == (404, {"errors": ["project not found."]})
