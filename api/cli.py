@@ -4,7 +4,8 @@ Contract (scripts rely on it):
 
 * ``replayd serve [--db PATH] [--host H] [--port P] ...`` runs the server; on the first start of a
   database (no project yet) it creates a default project and an organization API key and prints
-  both with the tracker snippet.
+  both with the tracker snippet. ``--workers N`` runs N ingest processes (``api.worker``); it exits
+  with status 1 if one of them dies.
 * ``replayd project create NAME [--db PATH] [--platform web]`` and ``replayd api-key create
   [--db PATH]`` print the new key ALONE on the LAST line of stdout.
 * Every flag also reads its ``REPLAYD_*`` variable (``REPLAYD_DB``, ``REPLAYD_HOST``, ...).
@@ -128,9 +129,20 @@ def run_serve(args: argparse.Namespace) -> int:
                 host = server.host if server.host not in ("0.0.0.0", "::") else "localhost"
                 host = f"[{host}]" if ":" in host else host
                 _print_first_start(first, f"http://{host}:{server.port}")
-            print(f"replayd serving {config.db_path} on {server.url}", flush=True)
+            processes = f" ({config.workers} ingest processes)" if config.workers else ""
+            print(f"replayd serving {config.db_path} on {server.url}{processes}", flush=True)
 
-    trio.run(main)
+    try:
+        trio.run(main)
+    except BaseException as error:
+        from api.worker import find_worker_failure
+
+        failure = find_worker_failure(error)
+        if failure is None:
+            raise
+        # A dead ingest process takes the whole server down (no half-running server).
+        print(f"replayd: {failure}; the server stopped", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

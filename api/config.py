@@ -6,6 +6,7 @@ that names every setting's variable, flag and help text; ``api.cli`` builds its 
 
 from __future__ import annotations
 
+import enum
 import os
 from collections.abc import Callable, Mapping
 
@@ -13,6 +14,13 @@ import attrs
 from attrs import validators as v
 
 _positive = v.gt(0)
+MAX_WORKERS = 64
+
+
+def _shards_fit(instance: ServerConfig, attribute: attrs.Attribute, workers: int) -> None:
+    # Ingest process i of ``--workers N`` generates session ids with shard ``shard + i``.
+    if workers > 0 and instance.shard + workers - 1 > 0xFFFF:
+        raise ValueError(f"shard + workers - 1 must be <= 65535 (shard {instance.shard})")
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -45,6 +53,9 @@ class ServerConfig:
     trust_x_forwarded_for: bool = False
     # Seconds in-flight requests get to finish on shutdown.
     graceful_timeout: float = attrs.field(default=5.0, validator=v.ge(0))
+    # 0: one process does everything. N > 0: N ingest processes serve HTTP and append to the log,
+    # and the parent process runs the engine and the projections (api/worker.py).
+    workers: int = attrs.field(default=0, validator=[v.ge(0), v.le(MAX_WORKERS), _shards_fit])
 
     @classmethod
     def from_env(
@@ -165,4 +176,19 @@ SETTINGS: tuple[Setting, ...] = (
         float,
         "seconds in-flight requests get to finish on shutdown",
     ),
+    Setting(
+        "workers",
+        "REPLAYD_WORKERS",
+        "--workers",
+        int,
+        "ingest processes; 0 = one process for everything, N = N HTTP processes + one engine",
+    ),
 )
+
+
+class ProcessRole(enum.Enum):
+    """What one replayd process does (``serve --workers`` splits the work between processes)."""
+
+    SINGLE = "single"  # HTTP, log writer, engine and projections in one process (the default)
+    INGEST = "ingest"  # HTTP and its own log writer; reads projections; never runs the engine
+    ENGINE = "engine"  # the parent of ``--workers``: engine, projections and the ingest children

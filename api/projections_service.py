@@ -6,18 +6,24 @@ after the projections' lowest checkpoint, feeds it the log's live tail, appends 
 sessions are live, and hands the routes what they read: the projection reader and the live
 sessions (``app.extensions``). Cancelling it (server shutdown) stops the supervisor, then closes
 the projector (releasing the lock).
+
+With ``serve --workers N`` it runs in the engine process (``ProcessRole.ENGINE``), which serves no
+HTTP: appends come from the ingest processes, so it follows the log with
+:func:`storage.log.poll_tail` instead of the in-process tail. The ingest processes run
+:func:`projection_reader_service` instead: the public API's reads, never the projector or its lock.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from functools import partial
 from typing import Any
 
 import trio
 
 from api import ingest_web, public_v1
+from api.config import ProcessRole
 from engine.supervisor import (
     DEFAULT_INACTIVITY_TIMEOUT_MS,
     Supervisor,
@@ -30,7 +36,8 @@ from projections.live_sessions import LiveSessions
 from projections.pipeline import Projector
 from projections.reader import ProjectionReader
 from storage.catalog import Catalog
-from storage.log import LogReader
+from storage.log import LogReader, poll_tail
+from storage.records import LogRecord
 
 PROJECTOR_KEY = "replayd.projector"
 LIVE_SESSIONS_KEY = "replayd.live_sessions"
@@ -38,6 +45,9 @@ CLOCK_TICK_INTERVAL_S = 10.0
 # A server restarted on the same file waits this long for its predecessor to let go of the
 # projections (a running rebuild, or a previous server still shutting down).
 LOCK_WAIT_S = 15.0
+# How often the engine process of ``--workers`` looks for records appended by the ingest
+# processes: one rowid seek per poll; bounds the projection lag added by the split.
+POLL_INTERVAL_S = 0.05
 
 
 def _project_key_resolver(catalog: Catalog) -> Any:
@@ -50,17 +60,19 @@ def _project_key_resolver(catalog: Catalog) -> Any:
     return project_key_of
 
 
-def _quiet_with_live_sessions(log: Any, supervisor: Supervisor) -> Callable[[], bool]:
+def _quiet_with_live_sessions(
+    head: Callable[[], int], supervisor: Supervisor
+) -> Callable[[], bool]:
     """Tick only when sessions are live AND no record arrived since the previous check.
 
     Any record moves the log clock forward as well as a tick does; a busy log needs no ticks.
     """
-    last_head = log.head()
+    last_head = head()
 
     def should_tick() -> bool:
         nonlocal last_head
-        head = log.head()
-        quiet, last_head = head == last_head, head
+        now = head()
+        quiet, last_head = now == last_head, now
         return quiet and supervisor.has_live_sessions()
 
     return should_tick
@@ -68,8 +80,43 @@ def _quiet_with_live_sessions(log: Any, supervisor: Supervisor) -> Callable[[], 
 
 def _record_clock(app: Any) -> Callable[[], int]:
     """The clock that stamps the ingest's records: ticks must be in the same record time."""
-    ingest = app.extensions.get(ingest_web.EXTENSION_KEY)
+    ingest = app.extensions.get(ingest_web.EXTENSION_KEY) if app is not None else None
     return ingest.clock if ingest is not None else wall_clock_ms
+
+
+class _SeenPosition:
+    """The last position a tail yielded: the log head as the engine process knows it."""
+
+    def __init__(self, position: int) -> None:
+        self.position = position
+
+    async def follow(
+        self, source: AsyncIterable[list[LogRecord]]
+    ) -> AsyncGenerator[list[LogRecord], None]:
+        async for records in source:
+            self.position = records[-1].position
+            yield records
+
+
+@contextlib.asynccontextmanager
+async def _log_tail(
+    ctx: Any, after: int
+) -> AsyncGenerator[tuple[AsyncIterable[list[LogRecord]], Callable[[], int]], None]:
+    """The live tail of the log after ``after`` and a function giving the newest position seen.
+
+    In one process the writer's commits wake the tail; the engine process of ``--workers`` has no
+    writer of those records, so it polls the file.
+    """
+    if ctx.role is not ProcessRole.ENGINE:
+        async with contextlib.aclosing(ctx.log.tail(after)) as source:
+            yield source, ctx.log.head
+        return
+    seen = _SeenPosition(after)
+    async with (
+        contextlib.aclosing(poll_tail(ctx.config.db_path, after, POLL_INTERVAL_S)) as raw,
+        contextlib.aclosing(seen.follow(raw)) as source,
+    ):
+        yield source, lambda: seen.position
 
 
 async def projections_service(
@@ -98,12 +145,13 @@ async def projections_service(
                 sink=projector.sink,
                 inactivity_timeout_ms=inactivity_timeout_ms,
             )
-            public_v1.install(ctx.app, ctx.catalog, reader)
-            ctx.app.extensions[PROJECTOR_KEY] = projector
-            ctx.app.extensions[LIVE_SESSIONS_KEY] = live
+            if ctx.app is not None:  # the engine process of --workers serves no HTTP
+                public_v1.install(ctx.app, ctx.catalog, reader)
+                ctx.app.extensions[PROJECTOR_KEY] = projector
+                ctx.app.extensions[LIVE_SESSIONS_KEY] = live
             # The supervisor stops before the tail closes, and both before the projector.
             async with (
-                contextlib.aclosing(ctx.log.tail(after)) as source,
+                _log_tail(ctx, after) as (source, head),
                 trio.open_nursery() as engine_nursery,
             ):
                 await engine_nursery.start(
@@ -116,7 +164,7 @@ async def projections_service(
                         clock_ticker,
                         ctx.log,
                         tick_interval_s,
-                        _quiet_with_live_sessions(ctx.log, supervisor),
+                        _quiet_with_live_sessions(head, supervisor),
                         now_ms=_record_clock(ctx.app),
                     )
                 )
@@ -124,3 +172,22 @@ async def projections_service(
     finally:
         reader.close()
         history.close()
+
+
+async def projection_reader_service(
+    ctx: Any,  # api.server.ServiceContext
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The ingest processes' share of the projections: the public API's read-only queries.
+
+    The engine process writes the projections (and holds their lock); this only opens read-only
+    connections, so any number of ingest processes can run it.
+    """
+    reader = ProjectionReader(ctx.config.db_path)
+    try:
+        public_v1.install(ctx.app, ctx.catalog, reader)
+        task_status.started()
+        await trio.sleep_forever()
+    finally:
+        reader.close()

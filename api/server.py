@@ -2,9 +2,15 @@
 
 Shape of the tree (each level is a nursery; shutdown goes from the inside out)::
 
-    log nursery        EventLog.run (the single writer)              -- stopped last
+    log nursery        EventLog.run (this process's writer)          -- stopped last
       service nursery  extra services (engine supervisor, projectors, ...)
-        http nursery   hypercorn.trio.serve + the signal watcher    -- stopped first
+        front nursery  hypercorn.trio.serve + the signal watcher    -- stopped first
+
+With ``config.workers > 0`` (``serve --workers N``) the same tree runs in three roles
+(:class:`api.config.ProcessRole`): this process becomes the ENGINE (services: engine supervisor,
+projector, clock ticker; its front is the pool of ingest processes of :mod:`api.worker` instead of
+Hypercorn), and each child runs the tree as INGEST (Hypercorn on the socket the parent bound, its
+own log writer, read-only projections; no engine). The default, SINGLE, does everything here.
 
 Shutdown (SIGINT/SIGTERM, or ``RunningServer.shutdown()``): Hypercorn stops accepting and gives
 in-flight requests ``graceful_timeout`` seconds; then the services are cancelled; then the log
@@ -42,8 +48,8 @@ from quart_trio import QuartTrio
 
 from api import public_v1
 from api.app import create_app
-from api.config import ServerConfig
-from api.projections_service import projections_service
+from api.config import ProcessRole, ServerConfig
+from api.projections_service import projection_reader_service, projections_service
 from engine import client_info
 from storage.catalog import Catalog
 from storage.log import EventLog
@@ -58,7 +64,16 @@ class ServiceContext:
     config: ServerConfig
     log: EventLog
     catalog: Catalog
-    app: QuartTrio
+    app: QuartTrio | None  # None in the engine process of --workers (it serves no HTTP)
+    role: ProcessRole = ProcessRole.SINGLE
+
+
+@attrs.frozen(slots=True)
+class Listening:
+    """What a front (Hypercorn, or the pool of ingest processes) reports once it accepts."""
+
+    binds: list[str]
+    worker_pids: tuple[int, ...] = ()
 
 
 class Service(Protocol):
@@ -76,11 +91,12 @@ class RunningServer:
     binds: list[str]  # e.g. ["http://127.0.0.1:8080"]
     host: str
     port: int  # the real port, also when the config asked for port 0
-    app: QuartTrio
+    app: QuartTrio | None  # None with --workers: the HTTP apps live in the ingest processes
     log: EventLog
     catalog: Catalog
     _shutdown: trio.Event
     _stopped: trio.Event
+    worker_pids: tuple[int, ...] = ()  # the ingest processes of --workers
 
     @property
     def url(self) -> str:
@@ -96,10 +112,13 @@ class RunningServer:
         await self._stopped.wait()
 
 
-def hypercorn_config(config: ServerConfig) -> hypercorn.config.Config:
-    """The Hypercorn settings for ``config`` (one plain-HTTP listener, our graceful timeout)."""
+def hypercorn_config(config: ServerConfig, listen_fd: int | None = None) -> hypercorn.config.Config:
+    """The Hypercorn settings for ``config`` (one plain-HTTP listener, our graceful timeout).
+
+    ``listen_fd``: serve on that already-bound socket (inherited from the parent of --workers).
+    """
     hc = hypercorn.config.Config()
-    hc.bind = [config.bind]
+    hc.bind = [config.bind] if listen_fd is None else [f"fd://{listen_fd}"]
     # Also bounds how long an idle keep-alive connection can delay the shutdown: with Quart-trio,
     # Hypercorn's idle-connection task does not survive the first request, so idle connections are
     # only closed by the client or by this deadline.
@@ -122,41 +141,92 @@ async def serve(
     """Run replayd until shutdown. Reports a ``RunningServer`` once the listener is bound.
 
     ``handle_signals=False`` leaves SIGINT/SIGTERM alone (tests, or an embedding program); stop
-    the server with ``RunningServer.shutdown()`` or ``shutdown_event.set()`` then.
+    the server with ``RunningServer.shutdown()`` or ``shutdown_event.set()`` then. With
+    ``config.workers > 0`` this process is the engine and the parent of the ingest processes
+    (see the module docstring); ``extra_services`` then run here, next to the engine.
     """
+    if config.workers > 0:
+        if list(blueprints) or clock is not None:
+            raise ValueError("blueprints and clock cannot reach the ingest processes of --workers")
+        role = ProcessRole.ENGINE
+    else:
+        role = ProcessRole.SINGLE
+    await serve_process(
+        config,
+        role=role,
+        task_status=task_status,
+        extra_services=extra_services,
+        blueprints=blueprints,
+        shutdown_event=shutdown_event,
+        handle_signals=handle_signals,
+        clock=clock,
+    )
+
+
+async def serve_process(
+    config: ServerConfig,
+    *,
+    role: ProcessRole,
+    listen_fd: int | None = None,
+    task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
+    extra_services: Iterable[Service] = (),
+    blueprints: Iterable[Blueprint] = (),
+    shutdown_event: trio.Event | None = None,
+    handle_signals: bool = True,
+    clock: Callable[[], int] | None = None,
+) -> None:
+    """Run one process of replayd in ``role`` (``serve`` picks SINGLE or ENGINE; the ingest
+    processes of ``--workers`` run INGEST with the parent's socket as ``listen_fd``)."""
     shutdown = shutdown_event if shutdown_event is not None else trio.Event()
     stopped = trio.Event()
+    hard = trio.Event()  # a second signal: stop without grace
     # Projections: the projector fed by the engine supervisor starts first among the services
-    # (api/projections_service.py); the public API v1 blueprint reads what it writes.
+    # (api/projections_service.py); the public API v1 blueprint reads what it writes. An ingest
+    # process only reads them.
     blueprints = [public_v1.bp, *blueprints]
-    extra_services = [projections_service, *extra_services]
-    # Compile the User-Agent regexes now, not on the first /v1/web/start.
-    await trio.to_thread.run_sync(client_info.warm_up)
+    first_service = projection_reader_service if role is ProcessRole.INGEST else projections_service
+    extra_services = [first_service, *extra_services]
+    if role is not ProcessRole.ENGINE:
+        # Compile the User-Agent regexes now, not on the first /v1/web/start.
+        await trio.to_thread.run_sync(client_info.warm_up)
     catalog = await trio.to_thread.run_sync(Catalog.open, config.db_path)
+    # Every process has its own writer: the engine appends clock ticks, ingest appends uploads.
     log = EventLog(config.db_path, queue_size=config.log_queue_size)
     try:
         async with trio.open_nursery() as log_nursery:
             await log_nursery.start(log.run)
-            app = create_app(config, catalog=catalog, log=log, clock=clock, blueprints=blueprints)
-            ctx = ServiceContext(config=config, log=log, catalog=catalog, app=app)
+            app = (
+                None
+                if role is ProcessRole.ENGINE
+                else create_app(
+                    config, catalog=catalog, log=log, clock=clock, blueprints=blueprints
+                )
+            )
+            ctx = ServiceContext(config=config, log=log, catalog=catalog, app=app, role=role)
             async with trio.open_nursery() as service_nursery:
                 for service in extra_services:
                     await service_nursery.start(partial(service, ctx))
-                async with trio.open_nursery() as http_nursery:
+                async with trio.open_nursery() as front_nursery:
                     if handle_signals:
-                        http_nursery.start_soon(_watch_signals, shutdown, log_nursery.cancel_scope)
-                    binds = await http_nursery.start(
-                        _serve_http,
-                        app,
-                        hypercorn_config(config),
-                        shutdown,
-                        http_nursery.cancel_scope,
+                        front_nursery.start_soon(
+                            _watch_signals, shutdown, hard, log_nursery.cancel_scope
+                        )
+                    if app is None:
+                        from api.worker import run_pool  # the worker module imports this one
+
+                        front = partial(run_pool, ctx, shutdown, hard)
+                    else:
+                        front = partial(
+                            _serve_http, app, hypercorn_config(config, listen_fd), shutdown
+                        )
+                    listening: Listening = await front_nursery.start(
+                        _run_front, front, front_nursery.cancel_scope
                     )
-                    first = urlsplit(binds[0])
-                    logger.info("replayd listening on %s", ", ".join(binds))
+                    first = urlsplit(listening.binds[0])
+                    logger.info("replayd listening on %s", ", ".join(listening.binds))
                     task_status.started(
                         RunningServer(
-                            binds=binds,
+                            binds=listening.binds,
                             host=first.hostname or config.host,
                             port=first.port or config.port,
                             app=app,
@@ -164,9 +234,11 @@ async def serve(
                             catalog=catalog,
                             shutdown=shutdown,
                             stopped=stopped,
+                            worker_pids=listening.worker_pids,
                         )
                     )
-                # HTTP is done (every in-flight request answered or timed out): stop the services.
+                # The front is done (every in-flight request answered or timed out, every ingest
+                # process exited): stop the services.
                 service_nursery.cancel_scope.cancel()
             # Last, the log writer.
             log_nursery.cancel_scope.cancel()
@@ -176,20 +248,35 @@ async def serve(
     logger.info("replayd stopped")
 
 
+async def _run_front(
+    front: Callable[..., Awaitable[None]],
+    front_scope: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[Listening] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    await front(task_status=task_status)
+    # Also ends the signal watcher, the other task of the front nursery.
+    front_scope.cancel()
+
+
 async def _serve_http(
     app: QuartTrio,
     hc: hypercorn.config.Config,
     shutdown: trio.Event,
-    http_scope: trio.CancelScope,
     *,
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[Listening] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    await hypercorn.trio.serve(app, hc, shutdown_trigger=shutdown.wait, task_status=task_status)
-    # Also ends the signal watcher, the other task of the http nursery.
-    http_scope.cancel()
+    async def serving(*, task_status: trio.TaskStatus[list[str]]) -> None:
+        await hypercorn.trio.serve(app, hc, shutdown_trigger=shutdown.wait, task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(serving)
+        task_status.started(Listening(binds=binds))
 
 
-async def _watch_signals(shutdown: trio.Event, hard_stop: trio.CancelScope) -> None:
+async def _watch_signals(
+    shutdown: trio.Event, hard: trio.Event, hard_stop: trio.CancelScope
+) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             if not shutdown.is_set():
@@ -197,4 +284,5 @@ async def _watch_signals(shutdown: trio.Event, hard_stop: trio.CancelScope) -> N
                 shutdown.set()
             else:
                 logger.warning("second signal: stopping now")
+                hard.set()
                 hard_stop.cancel()

@@ -8,7 +8,8 @@ by ``create_api_key`` and never kept.
 Projects are cached in memory: ``/v1/web/start`` looks its project up on every request and must not
 touch SQLite for that. Projects created through this object go straight into the cache; a key the
 cache does not know is looked up in SQLite once (so projects created by another process, e.g. the
-CLI, show up) and an unknown key is remembered as unknown for a few seconds.
+CLI or another ingest process of ``serve --workers``, show up) and an unknown key is remembered as
+unknown for a few seconds. Projects are never updated in place, so a cached project is not stale.
 
 The connection may be used from worker threads (``trio.to_thread.run_sync``); a lock serialises it.
 """

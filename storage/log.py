@@ -11,6 +11,13 @@ Owns the ``log`` table (schema in :mod:`storage.schema`) and DESIGN.md invariant
    with the previous time), so the engine's "log clock" never goes backwards and a session replayed
    alone sees the same times as the whole log did.
 
+Several writers (``replayd serve --workers N``: one ``EventLog`` per process on one file) keep
+these invariants: SQLite serialises their write transactions (``BEGIN IMMEDIATE``), each
+transaction numbers its records after the newest committed row, and the time clamp reads the
+newest record's time inside the transaction, so it holds across processes too. A writer that
+cannot get the write lock within ``busy_timeout`` fails its appenders with :class:`LogOverloaded`
+(nothing was stored; the API answers 503 and the tracker retries), never with a success.
+
 Knows nothing of the tracker protocol: payloads are opaque bytes. Must not import engine,
 projections or api.
 
@@ -43,6 +50,8 @@ _INSERT = (
     " ON CONFLICT (session_id, kind, batch_key) WHERE batch_key IS NOT NULL DO NOTHING"
 )
 _FIND_ORIGINAL = "SELECT position FROM log WHERE session_id = ? AND kind = ? AND batch_key = ?"
+# The newest committed row: a single seek on the rowid b-tree (position is the rowid).
+_NEWEST = "SELECT position, received_at_ms FROM log ORDER BY position DESC LIMIT 1"
 _COLUMNS = "position, session_id, project_id, kind, received_at_ms, payload, batch_key"
 
 # Errors caused by the records of one request rather than by the database as a whole (a constraint
@@ -95,6 +104,7 @@ class LogStatistics:
     records_committed: int  # new records stored (duplicates excluded)
     duplicates: int  # retries answered with the original position
     failed_appends: int  # requests answered with LogWriteFailed
+    busy: int = 0  # requests answered with LogOverloaded: another writer held the lock too long
 
 
 def _row(record: NewRecord) -> tuple[int, int, int, str | None, int, bytes]:
@@ -112,6 +122,45 @@ def _row(record: NewRecord) -> tuple[int, int, int, str | None, int, bytes]:
 def _max_position(conn: sqlite3.Connection) -> int:
     # max() of the rowid is a single b-tree seek, not a scan.
     return int(conn.execute("SELECT coalesce(max(position), 0) FROM log").fetchone()[0])
+
+
+def _newest(conn: sqlite3.Connection) -> tuple[int, int]:
+    """``(position, received_at_ms)`` of the newest committed record, ``(0, 0)`` when empty."""
+    row = conn.execute(_NEWEST).fetchone()
+    return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+
+def _is_busy(error: BaseException) -> bool:
+    """Whether ``error`` is SQLITE_BUSY (any extended code): the lock stayed taken too long."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return (
+        isinstance(error, sqlite3.OperationalError)
+        and code is not None
+        and (code & 0xFF) == sqlite3.SQLITE_BUSY
+    )
+
+
+def _clamp_times(requests: Iterable[_Request], floor: int) -> int:
+    """Raise each record's time to at least the previous record's; returns the new floor.
+
+    Appenders (of this process and of others) stamp times concurrently, so records reach the
+    log slightly out of order; the engine measures inactivity in record time and must see a
+    clock that never goes back. Called inside the write transaction with ``floor`` at least the
+    newest committed record's time, so the order holds across writers. A clamp by a transaction
+    that then fails only raises the floor, which keeps the order monotonic.
+    """
+    for request in requests:
+        fixed = []
+        changed = False
+        for record in request.records:
+            if record.received_at_ms < floor:
+                record = attrs.evolve(record, received_at_ms=floor)
+                changed = True
+            floor = record.received_at_ms
+            fixed.append(record)
+        if changed:
+            request.records = fixed
+    return floor
 
 
 def _record_from_row(row: tuple[Any, ...]) -> LogRecord:
@@ -299,6 +348,7 @@ class EventLog:
         self._records_committed = 0
         self._duplicates = 0
         self._failed_appends = 0
+        self._busy = 0
 
     # -- writer ------------------------------------------------------------------------------
 
@@ -312,6 +362,7 @@ class EventLog:
         if self._state is not _State.NEW:
             raise RuntimeError("EventLog.run can be called only once")
         try:
+            # The floor of the record-time clamp; each transaction raises it to the newest record's.
             conn, head, self._last_received_at_ms = await trio.to_thread.run_sync(
                 self._open_writer, limiter=self._writer_limiter
             )
@@ -372,33 +423,11 @@ class EventLog:
             count += len(request.records)
         return batch
 
-    def _make_time_monotonic(self, batch: list[_Request]) -> None:
-        """Clamp each record's time to at least the previous record's (queue order = log order).
-
-        Appenders stamp times concurrently, so they reach the queue slightly out of order; the
-        engine measures inactivity in record time and must see a clock that never goes back.
-        A clamp by a failed transaction only raises the floor, which keeps the order monotonic.
-        """
-        last = self._last_received_at_ms
-        for request in batch:
-            fixed = []
-            changed = False
-            for record in request.records:
-                if record.received_at_ms < last:
-                    record = attrs.evolve(record, received_at_ms=last)
-                    changed = True
-                last = record.received_at_ms
-                fixed.append(record)
-            if changed:
-                request.records = fixed
-        self._last_received_at_ms = last
-
     async def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Request]) -> None:
-        self._make_time_monotonic(batch)
         # abandon_on_cancel=False (the default): a cancellation waits for the transaction under way
         # to finish, so its outcome is known and every appender gets the truth.
-        outcomes, commits = await trio.to_thread.run_sync(
-            self._write_group, conn, batch, limiter=self._writer_limiter
+        outcomes, commits, self._last_received_at_ms = await trio.to_thread.run_sync(
+            self._write_group, conn, batch, self._last_received_at_ms, limiter=self._writer_limiter
         )
         self._commits += commits
         # From here to the end: no checkpoint, so a cancellation cannot separate the commit from
@@ -406,8 +435,17 @@ class EventLog:
         committed_any = False
         for request, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, BaseException):
-                self._failed_appends += 1
-                error = LogWriteFailed(f"append failed: {outcome!r}")
+                error: LogError
+                if _is_busy(outcome):
+                    # Another writer (process) held the write lock for the whole busy timeout:
+                    # back-pressure, not a failure of this record. Nothing was stored.
+                    self._busy += 1
+                    error = LogOverloaded(
+                        "the database stayed locked by another writer", retry_after=1.0
+                    )
+                else:
+                    self._failed_appends += 1
+                    error = LogWriteFailed(f"append failed: {outcome!r}")
                 error.__cause__ = outcome
                 request.resolve(error)
                 continue
@@ -424,51 +462,57 @@ class EventLog:
 
     @classmethod
     def _write_group(
-        cls, conn: sqlite3.Connection, batch: list[_Request]
-    ) -> tuple[list[list[AppendResult] | BaseException], int]:
+        cls, conn: sqlite3.Connection, batch: list[_Request], floor: int
+    ) -> tuple[list[list[AppendResult] | BaseException], int, int]:
         """Worker thread: write every request of the batch in one transaction (group commit).
 
+        Each transaction first reads the newest committed record (one rowid seek) and clamps
+        the times of its records to it (:func:`_clamp_times`): another process may have
+        committed since this writer's last transaction. ``floor`` is this writer's own floor.
         If a record makes the transaction fail, retry each request in its own transaction so
         only the culprit fails; a database-wide failure (busy, I/O, full disk) fails them all.
         A rolled-back transaction frees its rowids, so no failure leaves a gap in positions.
-        Returns one outcome per request and the number of transactions committed.
+        Returns one outcome per request, the number of transactions committed and the new floor.
         """
         try:
             with atomic(conn):
+                head, newest = _newest(conn)
+                floor = _clamp_times(batch, max(floor, newest))
                 outcomes: list[list[AppendResult] | BaseException] = list(
-                    cls._insert_group(conn, batch)
+                    cls._insert_group(conn, batch, head)
                 )
-            return outcomes, 1
+            return outcomes, 1, floor
         except _RECORD_ERRORS as error:
             if len(batch) == 1:
-                return [error], 0
+                return [error], 0, floor
         except sqlite3.Error as error:
-            return [error] * len(batch), 0
+            return [error] * len(batch), 0, floor
         outcomes = []
         commits = 0
         for request in batch:
             try:
                 with atomic(conn):
+                    floor = _clamp_times([request], max(floor, _newest(conn)[1]))
                     results = cls._insert_records(conn, request.records)
                 commits += 1
                 outcomes.append(results)
             except _WRITE_ERRORS as error:
                 outcomes.append(error)
-        return outcomes, commits
+        return outcomes, commits, floor
 
     @classmethod
     def _insert_group(
-        cls, conn: sqlite3.Connection, batch: list[_Request]
+        cls, conn: sqlite3.Connection, batch: list[_Request], before: int
     ) -> list[list[AppendResult]]:
         """Insert the records of every request of the batch (inside the caller's transaction).
 
-        Fast path: one ``executemany`` for the whole group (no per-row round trip to Python);
-        if the head moved by exactly the number of rows, every row was new and got the next
-        rowid, so positions are ``head+1 ...``. Otherwise some were retries: undo and insert
-        row by row to tell which.
+        ``before`` is the newest position, read in this transaction. Fast path: one
+        ``executemany`` for the whole group (no per-row round trip to Python); if the head moved
+        by exactly the number of rows, every row was new and got the next rowid, so positions
+        are ``before+1 ...``. Otherwise some were retries: undo and insert row by row to tell
+        which.
         """
         rows = [_row(record) for request in batch for record in request.records]
-        before = _max_position(conn)
         conn.execute("SAVEPOINT log_group")
         conn.executemany(_INSERT, rows)
         if _max_position(conn) == before + len(rows):
@@ -663,6 +707,7 @@ class EventLog:
             records_committed=self._records_committed,
             duplicates=self._duplicates,
             failed_appends=self._failed_appends,
+            busy=self._busy,
         )
 
 

@@ -140,7 +140,8 @@ def ingest_rows(cases, trackers: int) -> list[Row]:
         rows.append(
             Row(
                 "Ingest",
-                "load generator is not the bottleneck",
+                "load generator is not the bottleneck"
+                + (f" (--workers {cases[0].workers})" if cases[0].workers else ""),
                 f"generator CPU <= {gen_cpu:.2f} core; server CPU (ceiling/replayd, cores): {srv}",
                 "ceiling driven harder than replayd at every size: " + ("yes" if harder else "NO"),
                 "",

@@ -15,10 +15,11 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from benchlib import batches, common, report  # noqa: E402
+from benchlib import batches, common, ingest, memory, report  # noqa: E402
 from benchlib.loadgen import (  # noqa: E402
     HTTPError,
     LoadGenerator,
+    LoadResult,
     LoadSpec,
     parse_response,
     request_bytes,
@@ -194,3 +195,60 @@ def test_load_generator_runs_trackers_against_the_ceiling_server():
     assert result.requests > 0 and len(result.lat_us) == result.requests
     assert result.body_bytes > result.requests * 1500
     assert result.sessions == ["4117431117823344641"] * 3  # the ceiling's fixed answer
+
+
+# -- verdicts ----------------------------------------------------------------------------------
+
+
+def _run(req: int, cpu: float = 0.05, lat_ms: float = 10.0, errors=None) -> common.LoadRun:
+    result = LoadResult(
+        requests=req * 5,
+        body_bytes=req * 5 * 1024,
+        messages=req * 5 * 50,
+        errors=errors or {},
+        window_s=5.0,
+        cpu_s=cpu * 5,
+        lat_us=[int(lat_ms * 1000)] * req * 5,
+        sessions=[],
+    )
+    return common.LoadRun(results=[result], window_s=5.0, server_cpu_s=5.0)
+
+
+def test_ingest_verdict_is_the_ratio_to_the_ceiling_per_size():
+    cases = [
+        ingest.IngestCase(1024, ceiling=_run(1000), replayd=_run(950), engine=None),
+        ingest.IngestCase(65536, ceiling=_run(600), replayd=_run(300), engine=None),
+    ]
+    rows = report.ingest_rows(cases, trackers=32)
+    assert [(r.ratio, r.result) for r in rows[:2]] == [("0.95x", "PASS"), ("0.50x", "MISS")]
+    assert rows[2].measure == "load generator is not the bottleneck" and rows[2].result == "PASS"
+
+
+def test_ingest_errors_or_a_busy_generator_do_not_pass():
+    cases = [
+        ingest.IngestCase(
+            1024, ceiling=_run(1000), replayd=_run(990, errors={"503": 3}), engine=None
+        )
+    ]
+    assert report.ingest_rows(cases, trackers=8)[0].result == "MISS"
+    # replayd faster than the ceiling means the generator could not load the ceiling: suspect
+    cases = [ingest.IngestCase(1024, ceiling=_run(500, cpu=0.9), replayd=_run(600), engine=None)]
+    assert report.ingest_rows(cases, trackers=8)[-1].result == "CHECK"
+
+
+def test_memory_verdicts_need_the_live_sessions_to_be_listed():
+    base = dict(
+        idle_rss=60_000_000,
+        live_wanted=10_000,
+        live_started=10_000,
+        caught_up=True,
+        floor_rss=45_000_000,
+    )
+    ok, missing, over = (
+        memory.MemoryResult(live_rss=200_000_000, live_listed=10_000, **base),
+        memory.MemoryResult(live_rss=200_000_000, live_listed=-1, **base),
+        memory.MemoryResult(live_rss=310_000_000, live_listed=10_000, **base),
+    )
+    assert [r.result for r in report.memory_rows(ok)] == ["PASS", "PASS"]
+    assert report.memory_rows(missing)[1].result == "CHECK"
+    assert report.memory_rows(over)[1].result == "MISS"

@@ -322,3 +322,73 @@ def test_reader_activity_matches_a_scan(tmp_path: Path) -> None:
                     if r.kind in kinds and r.received_at_ms >= clock - window:
                         latest[r.session_id] = max(latest.get(r.session_id, 0), r.received_at_ms)
                 assert reader.activity(upto, window, kinds) == (clock, latest)
+
+
+# -- several writers on one file (`replayd serve --workers N`) ----------------------------------
+
+
+def _timed(session_id: int, key: str, at: int) -> NewRecord:
+    return rec(session_id=session_id, batch_key=key, received_at_ms=at)
+
+
+async def test_time_clamp_reads_the_newest_record_of_another_writer(fresh_db_path: Path) -> None:
+    """The clamp's floor is read in the transaction: it sees the other writer's commits."""
+    first, second = EventLog(fresh_db_path), EventLog(fresh_db_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(first.run)
+        await nursery.start(second.run)
+        assert await first.append(_timed(1, "a", 2_000)) == AppendResult(1)
+        # `second` has seen no record of its own: only the database knows the floor is 2000.
+        assert await second.append(_timed(2, "a", 1_000)) == AppendResult(2)
+        assert await second.append(_timed(2, "b", 2_500)) == AppendResult(3)
+        # `first`'s own newest record says 2000; the log's newest says 2500.
+        assert await first.append_many([_timed(1, "b", 2_200), _timed(1, "c", 2_600)]) == [
+            AppendResult(4),
+            AppendResult(5),
+        ]
+        nursery.cancel_scope.cancel()
+    stored = read_all(fresh_db_path)
+    assert [(r.position, r.session_id, r.received_at_ms) for r in stored] == [
+        (1, 1, 2_000),
+        (2, 2, 2_000),
+        (3, 2, 2_500),
+        (4, 1, 2_500),
+        (5, 1, 2_600),
+    ]
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(times=st.lists(st.integers(0, 10_000), min_size=2, max_size=60))
+async def test_two_writers_keep_positions_gap_free_and_time_monotonic(times: list[int]) -> None:
+    """Concurrent appenders on two writers of one file: every ack is stored where it says, with
+    gap-free positions and record time that never goes back in log order."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "two.db"
+        writers = [EventLog(path, synchronous="OFF", max_batch_records=4) for _ in range(2)]
+        acked: dict[NewRecord, AppendResult] = {}
+        async with trio.open_nursery() as nursery:
+            for writer in writers:
+                await nursery.start(writer.run)
+
+            async def appender(index: int, at: int) -> None:
+                record = _timed(1 + index % 5, str(index), at)
+                acked[record] = await writers[index % 2].append(record)
+
+            async with trio.open_nursery() as appenders:
+                for index, at in enumerate(times):
+                    appenders.start_soon(appender, index, at)
+            nursery.cancel_scope.cancel()
+        stored = read_all(path)
+    assert [r.position for r in stored] == list(range(1, len(times) + 1))
+    stamped = [r.received_at_ms for r in stored]
+    assert stamped == sorted(stamped)
+    by_position = {r.position: r for r in stored}
+    for record, result in acked.items():
+        assert not result.duplicate
+        got = by_position[result.position]
+        assert (got.session_id, got.batch_key, got.payload) == (
+            record.session_id,
+            record.batch_key,
+            record.payload,
+        )
+        assert got.received_at_ms >= record.received_at_ms  # clamped up, never down
