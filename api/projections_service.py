@@ -16,6 +16,7 @@ HTTP: appends come from the ingest processes, so it follows the log with
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from functools import partial
 from typing import Any
@@ -32,6 +33,8 @@ from engine.supervisor import (
     resume_point,
     wall_clock_ms,
 )
+from projections import sessions as sessions_projection
+from projections.base import read_checkpoint
 from projections.live_sessions import LiveSessions
 from projections.pipeline import Projector
 from projections.reader import ProjectionReader
@@ -40,7 +43,7 @@ from storage.log import LogReader, poll_tail
 from storage.records import LogRecord
 
 PROJECTOR_KEY = "replayd.projector"
-LIVE_SESSIONS_KEY = "replayd.live_sessions"
+LIVE_SESSIONS_KEY = public_v1.LIVE_SESSIONS_KEY
 CLOCK_TICK_INTERVAL_S = 10.0
 # A server restarted on the same file waits this long for its predecessor to let go of the
 # projections (a running rebuild, or a previous server still shutting down).
@@ -48,6 +51,9 @@ LOCK_WAIT_S = 15.0
 # How often the engine process of ``--workers`` looks for records appended by the ingest
 # processes: one rowid seek per poll; bounds the projection lag added by the split.
 POLL_INTERVAL_S = 0.05
+# How often an ingest process of ``--workers`` reloads the live sessions (for Assist) from the
+# sessions projection written by the engine process: the staleness of its Assist answers.
+LIVE_REFRESH_INTERVAL_S = 1.0
 
 
 def _project_key_resolver(catalog: Catalog) -> Any:
@@ -187,7 +193,44 @@ async def projection_reader_service(
     reader = ProjectionReader(ctx.config.db_path)
     try:
         public_v1.install(ctx.app, ctx.catalog, reader)
-        task_status.started()
-        await trio.sleep_forever()
+        await _refresh_live_sessions(ctx, reader, task_status=task_status)
     finally:
         reader.close()
+
+
+def _live_rows_with_checkpoint(conn: Any) -> tuple[list[Any], int]:
+    # One read transaction (deferred: takes no write lock): the rows and the position they reflect.
+    conn.execute("BEGIN")
+    try:
+        return sessions_projection.live_sessions(conn), read_checkpoint(
+            conn, sessions_projection.NAME
+        )
+    finally:
+        conn.execute("COMMIT")
+
+
+async def _refresh_live_sessions(
+    ctx: Any, reader: ProjectionReader, *, task_status: trio.TaskStatus[None]
+) -> None:
+    """Keep ``app.extensions[LIVE_SESSIONS_KEY]`` a recent copy of the engine's live sessions.
+
+    The engine process keeps the live sessions in memory; an ingest process rebuilds them from
+    the sessions projection every ``LIVE_REFRESH_INTERVAL_S`` (a swap of a fresh object, so a
+    query never sees a half-loaded one).
+    """
+    resolver = _project_key_resolver(ctx.catalog)
+    started = False
+    while True:
+        try:
+            rows, checkpoint = await reader.run(_live_rows_with_checkpoint)
+        except sqlite3.OperationalError as error:
+            if "no such table" not in str(error):
+                raise
+            rows, checkpoint = [], 0  # the engine process has not created the projections yet
+        fresh = LiveSessions(project_key_of=resolver)
+        fresh.load(rows, checkpoint)
+        ctx.app.extensions[LIVE_SESSIONS_KEY] = fresh
+        if not started:
+            task_status.started()
+            started = True
+        await trio.sleep(LIVE_REFRESH_INTERVAL_S)

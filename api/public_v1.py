@@ -26,7 +26,6 @@ from quart import Blueprint, Response, current_app, request
 from quart_trio import QuartTrio
 
 from api.errors import json_response
-from api.projections_service import LIVE_SESSIONS_KEY
 from projections import events as event_rows
 from projections.live_sessions import LiveFilter, LiveSessions
 from projections.reader import ProjectionReader
@@ -49,6 +48,9 @@ DEFAULT_GDPR = {
 }
 
 bp = Blueprint("public_v1", __name__, url_prefix="/api/v1")
+
+# Where the process that keeps live sessions (api.projections_service) puts them for the routes.
+LIVE_SESSIONS_KEY = "replayd.live_sessions"
 
 
 @attrs.frozen(slots=True)

@@ -241,12 +241,12 @@ def rebuild_rows(r) -> list[Row]:
     ]
 
 
-def _lat(lat) -> str:
-    extra = (
-        f" · {lat.errors} errors ({lat.note})"
-        if lat.errors
-        else (f" · {lat.note}" if lat.note else "")
-    )
+def _lat(lat, empty_label: str = "") -> str:
+    extra = ""
+    if lat.errors:
+        extra += f" · {lat.errors} errors ({lat.note})"
+    if empty_label and lat.n:
+        extra += f" · {lat.empty}/{lat.n} {empty_label}"
     return f"p50 {ms(lat.p50_ms)} · p99 {ms(lat.p99_ms)} (n={lat.n}){extra}"
 
 
@@ -255,13 +255,13 @@ def query_rows(q) -> list[Row]:
         "" if q.stored >= q.stored_wanted else f" (of {q.stored_wanted:,} wanted)"
     )
     live = f"{q.live:,} listed live of {q.live_wanted:,} started"
-    ok_ev = q.events.errors == 0 and q.events.n > 0 and not q.events.note
+    ok_ev = q.events.errors == 0 and q.events.n > 0 and q.events.empty == 0
     ok_live = q.live_search.errors == 0 and q.live_search.n > 0
     rows = [
         Row(
             "Queries",
             f"session events `GET /api/v1/{{key}}/sessions/{{id}}/events`, {stored}",
-            _lat(q.events),
+            _lat(q.events, "answers without events"),
             "empty GET: " + _lat(q.floor),
             ratio(q.events.p99_ms, q.floor.p99_ms) + " (p99)",
             "p99 < 5 ms",
@@ -270,7 +270,7 @@ def query_rows(q) -> list[Row]:
         Row(
             "Queries",
             f"Assist live search `POST .../assist/sessions`, {live}",
-            _lat(q.live_search),
+            _lat(q.live_search, "searches matched nothing"),
             "empty GET: " + _lat(q.floor),
             ratio(q.live_search.p99_ms, q.floor.p99_ms) + " (p99)",
             "p99 < 10 ms",

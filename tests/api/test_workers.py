@@ -258,6 +258,21 @@ async def test_parallel_trackers_across_ingest_processes_then_sigterm(tmp_path: 
         expected_crossed = {sid: 3 for sid in crossed}
         assert await _projected_clicks(server, second_key, expected_crossed) == expected_crossed
 
+        # Assist: every ingest process lists the live sessions the engine process projected
+        # (reloaded from the sessions projection about once a second).
+        async with httpx.AsyncClient(base_url=server.url, timeout=10.0, limits=NO_KEEPALIVE) as http:
+            listed: set[str] = set()
+            with trio.move_on_after(10):
+                while listed != {str(sid) for sid in sessions}:
+                    response = await http.get(
+                        f"/api/v1/{server.project_key}/assist/sessions",
+                        headers={"Authorization": server.api_key},
+                    )
+                    assert response.status_code == 200, response.text
+                    listed = {s["sessionID"] for s in response.json()["data"]["sessions"]}
+                    await trio.sleep(0.2)
+            assert listed == {str(sid) for sid in sessions}
+
         # The engine process holds the projections' lock; no ingest process took it.
         assert await trio.to_thread.run_sync(_lock_holder_pid, server.db) == server.process.pid
 
