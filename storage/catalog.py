@@ -142,6 +142,9 @@ class Catalog:
         self._by_key: dict[str, Project] = {}
         self._by_id: dict[int, Project] = {}
         self._unknown_keys: dict[str, float] = {}  # key -> monotonic time until which it is unknown
+        # Hash of a verified API key -> its organization. Keys cannot be revoked yet; the day they
+        # can, revocation must clear this (and tell other processes) before it returns.
+        self._verified_keys: dict[str, int] = {}
         with self._lock:
             apply_migrations(conn, "catalog", _MIGRATIONS)
             conn.execute(
@@ -310,14 +313,21 @@ class Catalog:
             )
         return key
 
+    def cached_api_key(self, key: str) -> int | None:
+        """From memory only: the organization of a key verified before, else None (ask SQLite)."""
+        return self._verified_keys.get(hash_api_key(key)) if key else None
+
     def verify_api_key(self, key: str) -> int | None:
         """The organization id the key belongs to, or None for an unknown key."""
         if not key:
             return None
+        key_hash = hash_api_key(key)
         with self._lock:
             row = self._conn.execute(
-                "SELECT org_id FROM api_keys WHERE key_hash = ?", (hash_api_key(key),)
+                "SELECT org_id FROM api_keys WHERE key_hash = ?", (key_hash,)
             ).fetchone()
+            if row is not None:
+                self._verified_keys[key_hash] = row[0]
         return None if row is None else row[0]
 
     def api_key_count(self, org_id: int = DEFAULT_ORG_ID) -> int:

@@ -93,3 +93,15 @@ def test_reopening_keeps_everything(fresh_db_path: Path) -> None:
         assert again.verify_api_key(key) == 1
     finally:
         again.close()
+
+
+def test_verified_api_keys_are_cached_in_memory(tmp_path) -> None:
+    from storage.catalog import Catalog
+
+    catalog = Catalog.open(tmp_path / "keys.db")
+    key = catalog.create_api_key()
+    assert catalog.cached_api_key(key) is None  # not verified yet: the caller asks SQLite
+    assert catalog.verify_api_key(key) == 1
+    assert catalog.cached_api_key(key) == 1
+    assert catalog.cached_api_key("unknown") is None and catalog.verify_api_key("unknown") is None
+    assert catalog.cached_api_key("unknown") is None  # unknown keys are never cached
