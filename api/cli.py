@@ -39,7 +39,7 @@ def _db_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
         default=None,
-        help="SQLite database file (env REPLAYD_DB, default ./data/replayd.db)",
+        help="SQLite file of the log and the catalog (env REPLAYD_DB, default ./data/replayd.db)",
     )
 
 
@@ -219,6 +219,12 @@ def add_rebuild_command(subparsers: SubParsers) -> None:
     )
     _db_argument(parser)
     parser.add_argument(
+        "--projections-db",
+        default=None,
+        help="SQLite file of the projections (env REPLAYD_PROJECTIONS_DB, default"
+        " <db stem>-projections.db beside --db); the only file the rebuild writes",
+    )
+    parser.add_argument(
         "--projection",
         action="append",
         dest="projections",
@@ -231,7 +237,13 @@ def add_rebuild_command(subparsers: SubParsers) -> None:
 def run_rebuild(args: argparse.Namespace) -> int:
     from projections.rebuild import run_command
 
-    return run_command(_db_path(args), args.projections)
+    # The same derivation as ``serve`` (ServerConfig), so both find the same projections file.
+    try:
+        config = ServerConfig.from_env(db_path=args.db, projections_db_path=args.projections_db)
+    except (ValueError, TypeError) as error:
+        print(f"replayd rebuild: bad configuration: {error}", file=sys.stderr)
+        return 2
+    return run_command(config.db_path, config.projections_db_path, args.projections)
 
 
 # -- entry point ---------------------------------------------------------------------------------

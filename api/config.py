@@ -9,12 +9,35 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Callable, Mapping
+from pathlib import PurePath
 
 import attrs
 from attrs import validators as v
 
 _positive = v.gt(0)
 MAX_WORKERS = 64
+
+
+def default_projections_path(db_path: str | os.PathLike[str]) -> str:
+    """Where the projections live when not configured: ``<db stem>-projections<suffix>`` beside it.
+
+    ``./data/replayd.db`` -> ``./data/replayd-projections.db``. The one derivation used by
+    ``serve`` and ``rebuild``, so both find the same file.
+    """
+    path = PurePath(db_path)
+    derived = path.with_name(f"{path.stem}-projections{path.suffix or '.db'}")
+    # PurePath drops a leading "./"; keep the caller's spelling of the directory.
+    text = os.fspath(db_path)
+    if text.startswith("./") and not os.fspath(derived).startswith("./"):
+        return "./" + os.fspath(derived)
+    return os.fspath(derived)
+
+
+def _apart_from_the_log(instance: ServerConfig, attribute: attrs.Attribute, path: str) -> None:
+    # In the log's file the projector would contend with the log writer again (one writer per
+    # SQLite file): the very thing the second file exists to avoid.
+    if os.path.abspath(path) == os.path.abspath(instance.db_path):
+        raise ValueError("the projections' file must not be the log's file (db_path)")
 
 
 def _shards_fit(instance: ServerConfig, attribute: attrs.Attribute, workers: int) -> None:
@@ -28,6 +51,13 @@ class ServerConfig:
     """Everything ``serve`` needs. Defaults work on a laptop."""
 
     db_path: str = "./data/replayd.db"
+    # The projections (read models) get a file of their own: SQLite allows one writer per file,
+    # and the log writer must never wait for the projector's transactions. Derived from db_path
+    # unless set; the log and the catalog stay in db_path.
+    projections_db_path: str = attrs.field(
+        default=attrs.Factory(lambda self: default_projections_path(self.db_path), takes_self=True),
+        validator=_apart_from_the_log,
+    )
     host: str = "127.0.0.1"
     port: int = attrs.field(default=8080, validator=[v.ge(0), v.le(65535)])  # 0 = any free port
     # Session token lifetime when the project sets none (projects carry their own, 2 h by default).
@@ -102,7 +132,14 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("db_path", "REPLAYD_DB", "--db", str, "SQLite database file"),
+    Setting("db_path", "REPLAYD_DB", "--db", str, "SQLite file of the log and the catalog"),
+    Setting(
+        "projections_db_path",
+        "REPLAYD_PROJECTIONS_DB",
+        "--projections-db",
+        str,
+        "SQLite file of the projections (default: <db stem>-projections.db beside --db)",
+    ),
     Setting("host", "REPLAYD_HOST", "--host", str, "address to listen on"),
     Setting("port", "REPLAYD_PORT", "--port", int, "port to listen on (0 = any free port)"),
     Setting(

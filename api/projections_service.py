@@ -4,8 +4,9 @@ Started by ``api.server.serve`` before the HTTP listener opens. It opens the pro
 takes the projections' write lock and reloads the live sessions), resumes the engine supervisor
 after the projections' lowest checkpoint, feeds it the log's live tail, appends clock ticks while
 sessions are live, and hands the routes what they read: the projection reader and the live
-sessions (``app.extensions``). Cancelling it (server shutdown) stops the supervisor, then closes
-the projector (releasing the lock).
+sessions (``app.extensions``). The projections are in ``config.projections_db_path``, a file
+apart from the log's (``config.db_path``). Cancelling it (server shutdown) stops the supervisor,
+then closes the projector (releasing the lock).
 
 With ``serve --workers N`` it runs in the engine process (``ProcessRole.ENGINE``), which serves no
 HTTP: appends come from the ingest processes, so it follows the log with
@@ -133,13 +134,18 @@ async def projections_service(
     task_status: trio.TaskStatus[Projector] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the projector and the engine supervisor until cancelled (see the module docstring)."""
+    # Two files: the log (read here, appended by the log writer) and the projections (written
+    # by the projector), so the log writer never waits for the projector's write lock.
     db_path = ctx.config.db_path
+    projections_path = ctx.config.projections_db_path
     await trio.to_thread.run_sync(ctx.catalog.list_projects)  # warms the catalog's project cache
     live = LiveSessions(project_key_of=_project_key_resolver(ctx.catalog))
-    reader = ProjectionReader(db_path)
+    reader = ProjectionReader(projections_path)
     history = await trio.to_thread.run_sync(LogReader, db_path)
     try:
-        projector = Projector(db_path, live=live, holder="server", lock_wait_s=LOCK_WAIT_S)
+        projector = Projector(
+            projections_path, live=live, holder="server", lock_wait_s=LOCK_WAIT_S
+        )
         async with projector, trio.open_nursery() as nursery:
             await nursery.start(projector.write_behind)
             after = projector.resume_position
@@ -190,7 +196,7 @@ async def projection_reader_service(
     The engine process writes the projections (and holds their lock); this only opens read-only
     connections, so any number of ingest processes can run it.
     """
-    reader = ProjectionReader(ctx.config.db_path)
+    reader = ProjectionReader(ctx.config.projections_db_path)
     try:
         public_v1.install(ctx.app, ctx.catalog, reader)
         await _refresh_live_sessions(ctx, reader, task_status=task_status)

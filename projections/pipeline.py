@@ -9,6 +9,11 @@ live sessions are then updated on the trio thread, where the API reads them. In 
 (:meth:`Projector.write_behind`, what the server and rebuild use) ``sink`` only queues one delivery
 and a writer task applies it, so the engine works on the next chunk meanwhile.
 
+The projections live in a SQLite file of their own (``ServerConfig.projections_db_path``), not
+in the log's: SQLite allows one writer per file, and the log writer must never wait while a
+projector transaction holds the lock. Each projection's rows and its checkpoint are still written
+in one transaction of that file (invariant 5).
+
 Also owns the advisory lock that keeps a ``replayd rebuild`` from writing the projections while a
 server does (table ``projection_lock``): a second holder is refused while the first one's process
 is alive.
@@ -120,6 +125,8 @@ class ProjectorStatistics:
 
 class Projector:
     """Applies domain events to the SQL projections (and the live sessions) of one database.
+
+    ``db_path`` is the projections' file (never the log's: see the module docstring).
 
     Use ``await nursery.start(projector.run)`` (pipelined writes, see :meth:`run`) or
     ``async with Projector(path) as projector:`` (each ``sink`` call writes before returning);

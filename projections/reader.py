@@ -5,6 +5,7 @@ query functions (``sessions.user_sessions``, ``events.session_events``, ``users.
 or one of the named shortcuts, and gets attrs objects back. Each query runs in a worker thread on
 a read-only connection of a small pool (one connection per thread at a time), so a slow query
 never stalls the event loop and never blocks the projector's writes (WAL readers do not block).
+The reader opens the projections' own file (``ServerConfig.projections_db_path``), not the log's.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ T = TypeVar("T")
 
 
 class ProjectionReader:
-    """A pool of read-only connections to the projections' database."""
+    """A pool of read-only connections to the projections' database file."""
 
     def __init__(self, db_path: str | os.PathLike[str], *, max_connections: int = 2) -> None:
         self.db_path = Path(db_path)

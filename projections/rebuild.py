@@ -5,6 +5,11 @@ the log with a ``LogReader`` up to the head found at the start) into the same si
 (:class:`projections.pipeline.Projector`), so the result equals what the live path produced
 (DESIGN.md invariant 6), provided the inactivity timeout is the server's.
 
+Two files: the log is read from ``db_path`` (read-only: never written, not even migrated) and the
+projections are emptied and rewritten in ``projections_db_path``, their own file (the server keeps
+them apart so the log writer never waits for the projector's write lock). Deleting the projections
+file and rebuilding gives back the same projections.
+
 Must not run while a server writes the same projections: the projector's advisory lock refuses
 (:class:`projections.pipeline.ProjectionsBusy`) while a live process holds it. Stop the server,
 rebuild, start the server again (its live sessions reload from the rebuilt sessions table). An
@@ -29,7 +34,7 @@ from engine.supervisor import DEFAULT_INACTIVITY_TIMEOUT_MS, Supervisor, history
 from projections.base import SqlProjection
 from projections.pipeline import ALL_PROJECTIONS, PROJECTIONS_BY_NAME, ProjectionsBusy, Projector
 from storage.log import LogReader
-from storage.schema import migrate_log
+from storage.schema import LOG_COMPONENT, schema_version
 from storage.sqlite import connect
 
 
@@ -130,6 +135,7 @@ class Progress:
 
 async def rebuild(
     db_path: str | os.PathLike[str],
+    projections_db_path: str | os.PathLike[str],
     names: Sequence[str] | None = None,
     *,
     inactivity_timeout_ms: int = DEFAULT_INACTIVITY_TIMEOUT_MS,
@@ -139,6 +145,8 @@ async def rebuild(
 ) -> RebuildResult:
     """Empty the chosen projections (all by default) and replay the log from position 0 into them.
 
+    The log is read from ``db_path``; the projections live in ``projections_db_path``.
+
     ``progress`` (e.g. ``sys.stderr``) gets a live progress line. Raises
     :class:`~projections.pipeline.ProjectionsBusy` when a server holds the projections.
     """
@@ -146,14 +154,22 @@ async def rebuild(
     started = clock()
     counts = {"events": 0, "head": 0, "messages": 0}
     async with (
-        Projector(db_path, projections=chosen, holder="rebuild") as projector,
+        Projector(projections_db_path, projections=chosen, holder="rebuild") as projector,
         trio.open_nursery() as nursery,
     ):
         # Pipelined: the engine decodes the next chunk while the projector writes this one.
         await nursery.start(projector.write_behind)
         await projector.reset()
-        # A database that never received traffic has no log table yet: an empty log.
-        await trio.to_thread.run_sync(_ensure_log, db_path)
+        # A database that never received traffic has no log table yet: an empty log, and
+        # nothing to replay (the log file is only read, so the table is not created here).
+        if not await trio.to_thread.run_sync(_has_log, db_path):
+            nursery.cancel_scope.cancel()
+            return RebuildResult(
+                projections=tuple(p.name for p in chosen),
+                records=0,
+                events=0,
+                seconds=clock() - started,
+            )
         source = await trio.to_thread.run_sync(LogReader, db_path)
         history = await trio.to_thread.run_sync(LogReader, db_path)
         try:
@@ -190,24 +206,35 @@ async def rebuild(
     )
 
 
-def _ensure_log(db_path: str | os.PathLike[str]) -> None:
-    conn = connect(db_path)
+def _has_log(db_path: str | os.PathLike[str]) -> bool:
+    if not os.path.exists(db_path):
+        return False  # no file, no log: opened read-only, so it is not created either
+    conn = connect(db_path, create=False, query_only=True)
     try:
-        migrate_log(conn)
+        return schema_version(conn, LOG_COMPONENT) > 0
     finally:
         conn.close()
 
 
-def run_command(db_path: str, names: Sequence[str] | None) -> int:
+def run_command(db_path: str, projections_db_path: str, names: Sequence[str] | None) -> int:
     """``replayd rebuild``: rebuild with a progress line on stderr, the final rate on stdout.
 
-    Returns the exit code: 0 done, 1 when the database is missing or a server holds the lock.
+    Reads the log in ``db_path``, rewrites the projections in ``projections_db_path`` (created if
+    missing). Returns the exit code: 0 done, 1 when the database is missing or a server holds
+    the lock.
     """
     if not os.path.exists(db_path):
         print(f"replayd rebuild: no database at {db_path}", file=sys.stderr)
         return 1
+    if os.path.abspath(db_path) == os.path.abspath(projections_db_path):
+        print("replayd rebuild: the projections file must not be the log's file", file=sys.stderr)
+        return 1
     try:
-        result = trio.run(functools.partial(rebuild, db_path, names, progress=sys.stderr))
+        result = trio.run(
+            functools.partial(
+                rebuild, db_path, projections_db_path, names, progress=sys.stderr
+            )
+        )
     except ProjectionsBusy as error:
         print(f"replayd rebuild: {error}", file=sys.stderr)
         return 1

@@ -74,11 +74,13 @@ class ProgressProbe:
     """Reads the log head and the lowest projection checkpoint of a database."""
 
     def __init__(self, db: Path):
+        from api.config import default_projections_path
         from storage.log import LogReader
         from storage.sqlite import connect
 
         self._log = LogReader(db)
-        self._conn = connect(db, create=False, query_only=True)
+        # The checkpoints live in the projections' own file, derived from the log's as serve does.
+        self._conn = connect(default_projections_path(db), create=False, query_only=True)
 
     def sample(self) -> tuple[int, int | None]:
         """``(head, lowest checkpoint)``; ``None`` checkpoint before any projection wrote one."""

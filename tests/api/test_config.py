@@ -51,3 +51,18 @@ def test_every_field_has_exactly_one_setting() -> None:
 
     assert sorted(s.field for s in SETTINGS) == sorted(f.name for f in attrs.fields(ServerConfig))
     assert all(s.env.startswith("REPLAYD_") and s.flag.startswith("--") for s in SETTINGS)
+
+
+def test_projections_file_is_derived_from_the_database_unless_set() -> None:
+    from api.config import default_projections_path
+
+    assert ServerConfig().projections_db_path == "./data/replayd-projections.db"
+    assert default_projections_path("/srv/r.db") == "/srv/r-projections.db"
+    assert default_projections_path("data/log") == "data/log-projections.db"
+    derived = ServerConfig.from_env({"REPLAYD_DB": "/srv/r.db"})
+    assert derived.projections_db_path == "/srv/r-projections.db"
+    env = {"REPLAYD_DB": "/srv/r.db", "REPLAYD_PROJECTIONS_DB": "/fast/p.db"}
+    assert ServerConfig.from_env(env).projections_db_path == "/fast/p.db"
+    assert ServerConfig.from_env(env, projections_db_path="/x.db").projections_db_path == "/x.db"
+    with pytest.raises(ValueError, match="must not be the log's file"):
+        ServerConfig(db_path="a/r.db", projections_db_path="a/../a/r.db")

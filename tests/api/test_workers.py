@@ -26,7 +26,7 @@ import httpx
 import pytest
 import trio
 
-from api.config import ServerConfig
+from api.config import ServerConfig, default_projections_path
 from api.worker import WorkerFailed, child_command, child_config, find_worker_failure
 from engine.ids import flake_shard
 from storage.log import LogReader
@@ -119,7 +119,8 @@ async def _until_gone(pids: list[int], timeout: float) -> None:
 
 
 def _lock_holder_pid(db: Path) -> int:
-    conn = sqlite3.connect(db)
+    # The lock lives with the projections, in their own file next to the log's.
+    conn = sqlite3.connect(default_projections_path(db))
     try:
         ((pid,),) = conn.execute("SELECT pid FROM projection_lock").fetchall()
     finally:

@@ -35,6 +35,8 @@ import attrs
 import httpx
 import pytest
 
+from api.config import default_projections_path
+
 E2E_DIR = Path(__file__).resolve().parent
 SITE_DIR = E2E_DIR / "site"
 BUNDLE = SITE_DIR / "tracker.bundle.js"
@@ -176,7 +178,9 @@ class ReplaydServer:
 
     def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
-        self.db = workdir / "replayd.db"
+        self.db = workdir / "replayd.db"  # the log and the catalog
+        # The projections' own file, where ``serve`` puts it by default (next to the log).
+        self.projections_db = Path(default_projections_path(self.db))
         self.env = {**os.environ, **(env or {})}
         self.port = free_port()
         self.log_path = workdir / "replayd.log"

@@ -363,7 +363,7 @@ def test_shop_scenario_is_recorded_and_served_by_the_public_api(
 
     # -- metadata: the v1 user-sessions shape has no field for it, so read the sessions projection;
     # and every record of the real tracker was applied (none parked as undecodable).
-    conn = sqlite3.connect(f"file:{replayd.db}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"file:{replayd.projections_db}?mode=ro", uri=True)
     try:
         (metadata,) = conn.execute(
             "SELECT metadata FROM sessions WHERE session_id = ?", (int(session_id),)
@@ -374,9 +374,15 @@ def test_shop_scenario_is_recorded_and_served_by_the_public_api(
     assert json.loads(metadata) == {"plan": "pro"}
     assert parked == []
 
-    # -- the password is nowhere in the database: projections, log, catalog; nor in the files
-    assert not [text for text in strings_in_database(replayd.db) if SECRET in text]
-    for path in replayd.db.parent.glob(replayd.db.name + "*"):
+    # -- the password is nowhere in the databases: the log and catalog file, the projections
+    # file; nor in their bytes (-wal and -shm included)
+    files = [replayd.db, replayd.projections_db]
+    assert all(path.exists() for path in files)
+    for db in files:
+        assert not [text for text in strings_in_database(db) if SECRET in text], db.name
+    scanned = [path for db in files for path in db.parent.glob(db.name + "*")]
+    assert {path.name for path in scanned} >= {f"{db.name}-wal" for db in files}
+    for path in scanned:
         assert SECRET.encode() not in path.read_bytes(), path.name
 
 

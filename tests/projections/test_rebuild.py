@@ -19,6 +19,7 @@ import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 
+from api.config import default_projections_path
 from engine.supervisor import Supervisor, history_from_reader, resume_point
 from projections.live_sessions import LiveSessions
 from projections.pipeline import ProjectionsBusy, Projector, acquire_lock
@@ -32,6 +33,17 @@ from tests.engine.builders import SessionScript as TrackerScript
 from .factories import dump_tables
 
 TIMEOUT_MS = 10_000  # short inactivity timeout: late batches end and re-activate sessions
+
+
+def projections_of(path: Path) -> Path:
+    """The projections' file that goes with the log file ``path`` (what serve/rebuild derive)."""
+    return Path(default_projections_path(path))
+
+
+@pytest.fixture
+def projections_db(fresh_db_path: Path) -> Path:
+    """The projections' file of ``fresh_db_path``."""
+    return projections_of(fresh_db_path)
 
 
 async def append_all(path: Path, records: Sequence[NewRecord]) -> None:
@@ -49,7 +61,7 @@ async def live_path(path: Path, cuts: Sequence[int], chunk_size: int) -> None:
     source, history = LogReader(path), LogReader(path)
     try:
         for cut in cuts:
-            async with Projector(path, live=LiveSessions()) as projector:
+            async with Projector(projections_of(path), live=LiveSessions()) as projector:
                 after = projector.resume_position
                 resume = await resume_point(source, after, TIMEOUT_MS) if after else None
                 supervisor = Supervisor(
@@ -79,17 +91,21 @@ def simple_session(session_id: int, *, user: str = "ann", start: int = T0) -> li
 # -- rebuild as a tool -----------------------------------------------------------------------------
 
 
-async def test_rebuild_reports_and_matches_the_live_path(fresh_db_path: Path) -> None:
+async def test_rebuild_reports_and_matches_the_live_path(
+    fresh_db_path: Path, projections_db: Path
+) -> None:
     records = simple_session(11) + simple_session(12, user="bob", start=T0 + 500)
     records.append(clock_tick(T0 + 60_000))  # ends both sessions
     await append_all(fresh_db_path, records)
     await live_path(fresh_db_path, [len(records)], chunk_size=2)
-    before = dump_tables(fresh_db_path)
+    before = dump_tables(projections_db)
     assert len(before["sessions"]) == 2 and len(before["end_users"]) == 2
 
     stream = io.StringIO()
-    result = await rebuild(fresh_db_path, progress=stream, inactivity_timeout_ms=TIMEOUT_MS)
-    assert dump_tables(fresh_db_path) == before
+    result = await rebuild(
+        fresh_db_path, projections_db, progress=stream, inactivity_timeout_ms=TIMEOUT_MS
+    )
+    assert dump_tables(projections_db) == before
     assert result.records == len(records) and result.events > 0
     assert result.projections == ("sessions", "events", "users", "dead_letters")
     assert "records/s" in result.summary() and "events/s" in result.summary()
@@ -98,26 +114,32 @@ async def test_rebuild_reports_and_matches_the_live_path(fresh_db_path: Path) ->
     assert f"{len(records)}/{len(records)} records (100.0%)" in out
 
 
-async def test_rebuild_of_some_projections_leaves_the_others(fresh_db_path: Path) -> None:
+async def test_rebuild_of_some_projections_leaves_the_others(
+    fresh_db_path: Path, projections_db: Path
+) -> None:
     await append_all(fresh_db_path, simple_session(11))
     await live_path(fresh_db_path, [3], chunk_size=10)
-    before = dump_tables(fresh_db_path)
-    result = await rebuild(fresh_db_path, ["users", "events"], inactivity_timeout_ms=TIMEOUT_MS)
+    before = dump_tables(projections_db)
+    result = await rebuild(
+        fresh_db_path, projections_db, ["users", "events"], inactivity_timeout_ms=TIMEOUT_MS
+    )
     assert result.projections == ("events", "users")  # canonical order
-    assert dump_tables(fresh_db_path) == before
+    assert dump_tables(projections_db) == before
 
 
-async def test_rebuild_of_an_empty_database(fresh_db_path: Path) -> None:
-    result = await rebuild(fresh_db_path)
+async def test_rebuild_of_an_empty_database(fresh_db_path: Path, projections_db: Path) -> None:
+    result = await rebuild(fresh_db_path, projections_db)
     assert (result.records, result.events) == (0, 0)
-    assert all(rows == [] for rows in dump_tables(fresh_db_path).values())
+    assert all(rows == [] for rows in dump_tables(projections_db).values())
 
 
-async def test_rebuild_refuses_while_a_server_projector_runs(fresh_db_path: Path) -> None:
+async def test_rebuild_refuses_while_a_server_projector_runs(
+    fresh_db_path: Path, projections_db: Path
+) -> None:
     await append_all(fresh_db_path, simple_session(11))
-    async with Projector(fresh_db_path, holder="server"):
+    async with Projector(projections_db, holder="server"):
         with pytest.raises(ProjectionsBusy):
-            await rebuild(fresh_db_path)
+            await rebuild(fresh_db_path, projections_db)
 
 
 def test_choose_projections() -> None:
@@ -154,14 +176,16 @@ def test_progress_line() -> None:
 # -- the live path through a real tailing log equals the rebuild -----------------------------------
 
 
-async def test_live_tail_with_concurrent_appends_equals_rebuild(fresh_db_path: Path) -> None:
+async def test_live_tail_with_concurrent_appends_equals_rebuild(
+    fresh_db_path: Path, projections_db: Path
+) -> None:
     records = simple_session(21) + simple_session(22, start=T0 + 100)
     records.sort(key=lambda r: r.received_at_ms)
     records.append(clock_tick(T0 + 30_000))
     log = EventLog(fresh_db_path)
     async with trio.open_nursery() as nursery:
         await nursery.start(log.run)
-        projector = await nursery.start(Projector(fresh_db_path, live=LiveSessions()).run)
+        projector = await nursery.start(Projector(projections_db, live=LiveSessions()).run)
         history = LogReader(fresh_db_path)
         supervisor = Supervisor(
             history=history_from_reader(history),
@@ -178,9 +202,9 @@ async def test_live_tail_with_concurrent_appends_equals_rebuild(fresh_db_path: P
         assert projector.live is not None and len(projector.live) == 0  # the tick ended both
         nursery.cancel_scope.cancel()
     history.close()
-    live = dump_tables(fresh_db_path)
-    await rebuild(fresh_db_path, inactivity_timeout_ms=TIMEOUT_MS)
-    assert dump_tables(fresh_db_path) == live
+    live = dump_tables(projections_db)
+    await rebuild(fresh_db_path, projections_db, inactivity_timeout_ms=TIMEOUT_MS)
+    assert dump_tables(projections_db) == live
 
 
 # -- property: live path with epochs, late batches and restarts == rebuild -------------------------
@@ -295,9 +319,9 @@ def test_live_path_with_restarts_equals_rebuild(
     async def scenario(path: Path) -> tuple[dict, dict]:
         await append_all(path, records)
         await live_path(path, cuts, chunk_size)
-        live = dump_tables(path)
-        await rebuild(path, inactivity_timeout_ms=TIMEOUT_MS, chunk_size=1000)
-        return live, dump_tables(path)
+        live = dump_tables(projections_of(path))
+        await rebuild(path, projections_of(path), inactivity_timeout_ms=TIMEOUT_MS, chunk_size=1000)
+        return live, dump_tables(projections_of(path))
 
     with tempfile.TemporaryDirectory() as directory:
         live, rebuilt = trio.run(scenario, Path(directory) / "replayd.db")
@@ -311,7 +335,9 @@ def test_live_path_with_restarts_equals_rebuild(
 # -- the command line ------------------------------------------------------------------------------
 
 
-def test_replayd_rebuild_command(fresh_db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_replayd_rebuild_command(
+    fresh_db_path: Path, projections_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from api.cli import main
 
     records = simple_session(11)
@@ -320,10 +346,10 @@ def test_replayd_rebuild_command(fresh_db_path: Path, capsys: pytest.CaptureFixt
     out, err = capsys.readouterr()
     assert out.startswith(f"rebuilt sessions: {len(records)} records,") and "records/s" in out
     assert f"{len(records)}/{len(records)} records (100.0%)" in err
-    assert len(dump_tables(fresh_db_path, ["sessions"])["sessions"]) == 1
+    assert len(dump_tables(projections_db, ["sessions"])["sessions"]) == 1
 
     # A live holder of the lock (a server of this very process, here) makes it refuse.
-    conn = connect(fresh_db_path)
+    conn = connect(projections_db)
     try:
         acquire_lock(conn, "server", "someone-else")
     finally:
@@ -333,3 +359,22 @@ def test_replayd_rebuild_command(fresh_db_path: Path, capsys: pytest.CaptureFixt
 
     assert main(["rebuild", "--db", str(fresh_db_path.parent / "missing.db")]) == 1
     assert "no database" in capsys.readouterr().err
+
+
+def test_rebuild_writes_only_the_projections_file(
+    fresh_db_path: Path, projections_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from api.cli import main
+
+    trio.run(append_all, fresh_db_path, simple_session(11))
+    log_bytes = fresh_db_path.read_bytes()
+    elsewhere = fresh_db_path.parent / "elsewhere" / "projections.db"
+    argv = ["rebuild", "--db", str(fresh_db_path), "--projections-db", str(elsewhere)]
+    assert main(argv) == 0
+    assert len(dump_tables(elsewhere, ["sessions"])["sessions"]) == 1
+    assert not projections_db.exists()  # the explicit file, not the derived one
+    assert fresh_db_path.read_bytes() == log_bytes  # the log file is only read
+
+    same = ["rebuild", "--db", str(fresh_db_path), "--projections-db", str(fresh_db_path)]
+    assert main(same) == 2
+    assert "must not be the log's file" in capsys.readouterr().err
