@@ -53,16 +53,24 @@ bp = Blueprint("public_v1", __name__, url_prefix="/api/v1")
 LIVE_SESSIONS_KEY = "replayd.live_sessions"
 
 
-@attrs.frozen(slots=True)
+@attrs.define(slots=True)
 class PublicV1Context:
-    """What the routes use: the catalog (keys, projects) and the projections' reader."""
+    """What the routes use: the catalog (keys, projects), the projections' reader, and the
+    dedicated connection that answers a session's events on the trio thread."""
 
     catalog: Catalog
     reader: ProjectionReader
+    inline_events: event_rows.InlineEventsReader = attrs.field(
+        default=attrs.Factory(lambda self: event_rows.InlineEventsReader(self.reader.db_path),
+                              takes_self=True)
+    )  # fmt: skip
 
 
 def install(app: QuartTrio, catalog: Catalog, reader: ProjectionReader) -> None:
     """Give the blueprint its objects (the blueprint itself is registered by ``serve``)."""
+    previous = app.extensions.get(EXTENSION_KEY)
+    if previous is not None:
+        previous.inline_events.close()
     app.extensions[EXTENSION_KEY] = PublicV1Context(catalog=catalog, reader=reader)
 
 
@@ -328,8 +336,20 @@ async def session_events(project_key: str, session_id: str) -> Response:
     assert sid is not None
     if not -(2**63) <= sid < 2**63:
         return _data([])  # no such session can exist (SQLite integers are 64-bit)
-    rows = await _context().reader.session_events(project.project_id, sid)
+    context = _context()
+    # One session's rows by primary key: answered on the trio thread (see InlineEventsReader for
+    # why that does not stall the loop); the worker-thread reader only when SQLite was busy.
+    rows = context.inline_events.session_events(project.project_id, sid)
+    if rows is None:
+        rows = await context.reader.session_events(project.project_id, sid)
     return _data([event_json(row) for row in rows])
+
+
+@bp.after_app_serving
+async def _close_inline_events() -> None:
+    context = current_app.extensions.get(EXTENSION_KEY)
+    if context is not None:
+        context.inline_events.close()
 
 
 # -- users ------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ A second event with an existing key is ignored (first one wins), as the referenc
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +24,7 @@ import attrs
 from engine import events as ev
 from projections.base import SqlProjection, forget_checkpoint
 from storage.schema import apply_migrations
+from storage.sqlite import connect
 
 NAME = "events"
 
@@ -318,20 +320,73 @@ def session_events(
 
     ``types`` restricts to those row types (all when None).
     """
-    sql = (
-        f"SELECT {', '.join(_COLUMNS)} FROM session_events WHERE session_id = ? AND project_id = ?"
-    )
     params: list[Any] = [session_id, project_id]
-    if types is not None:
-        sql += f" AND type IN ({', '.join('?' for _ in types)})"
+    if types is None:
+        sql = _SELECT_SESSION
+    else:
+        sql = _SELECT_SESSION_TYPES.format(", ".join("?" for _ in types))
         params.extend(types)
-    sql += " ORDER BY timestamp, message_id, type"
-    rows = []
-    for values in conn.execute(sql, params):
-        raw = dict(zip(_COLUMNS, values, strict=True))
-        raw["data"] = json.loads(raw["data"])
-        rows.append(EventRow(**raw))
-    return rows
+    return [_event_row(values) for values in conn.execute(sql, params)]
+
+
+_SELECT_SESSION = (
+    f"SELECT {', '.join(_COLUMNS)} FROM session_events WHERE session_id = ? AND project_id = ?"
+    " ORDER BY timestamp, message_id, type"
+)
+_SELECT_SESSION_TYPES = (
+    f"SELECT {', '.join(_COLUMNS)} FROM session_events WHERE session_id = ? AND project_id = ?"
+    " AND type IN ({}) ORDER BY timestamp, message_id, type"
+)
+_EMPTY_DATA = "{}"
+
+
+def _event_row(v: tuple[Any, ...]) -> EventRow:
+    # Keywords spelled out (not dict(zip(...)) + **): this runs once per row of every events
+    # answer, and ``_COLUMNS`` fixes the order.
+    data = v[16]
+    return EventRow(
+        session_id=v[0], message_id=v[1], type=v[2], project_id=v[3], timestamp=v[4],
+        position=v[5], page_url=v[6], url=v[7], label=v[8], name=v[9], value=v[10],
+        selector=v[11], duration=v[12], hesitation=v[13], status=v[14], method=v[15],
+        data={} if data == _EMPTY_DATA else json.loads(data),
+    )  # fmt: skip
+
+
+class InlineEventsReader:
+    """A dedicated read-only connection that answers :func:`session_events` on the caller's thread.
+
+    DESIGN asks blocking SQLite work that could stall the loop to go through a worker thread. One
+    session's events are a primary-key range of a WITHOUT ROWID table (tens to thousands of rows,
+    well under a millisecond for the common session), so running it on the trio thread stalls the
+    loop less than the two thread wake-ups of a worker round trip cost the request. WAL readers
+    are not blocked by the projector's writes; the rare busy moment (WAL recovery) must not hold
+    the loop, so the busy timeout is 0 and :meth:`session_events` returns None: the caller then
+    takes the worker-thread path. Use it from one thread only (the connection checks that).
+    """
+
+    def __init__(self, db_path: str | os.PathLike[str]) -> None:
+        self.db_path = db_path
+        self._conn: sqlite3.Connection | None = None
+
+    def session_events(self, project_id: int, session_id: int) -> list[EventRow] | None:
+        """The rows :func:`session_events` answers, or None when SQLite was busy."""
+        try:
+            if self._conn is None:
+                self._conn = connect(
+                    self.db_path, busy_timeout_ms=0, create=False, query_only=True
+                )
+            return session_events(self._conn, project_id, session_id)
+        except sqlite3.OperationalError:
+            # Busy/locked (or the file is not there yet): let the worker-thread path answer,
+            # on a fresh connection next time.
+            self.close()
+            return None
+
+    def close(self) -> None:
+        """Close the connection (a later call opens a new one)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 # -- API helpers (pure functions over rows; no SQL) --------------------------------------------------

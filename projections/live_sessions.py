@@ -8,14 +8,19 @@ NULL), and its checkpoint is that table's. Events for a session it does not hold
 an ended session) do not bring the session back: the tracker that sent them is gone.
 
 :meth:`LiveSessions.search` answers API.md 4.3 with the classic node matcher's semantics. Queries
-run on the trio thread (no locks: the projector applies events on the same thread). Per-project
-dicts plus a per-project list sorted by (start timestamp, session id) keep the common query (no
-filter, newest first, one page) at O(page) instead of O(live sessions).
+run on the trio thread (no locks: the projector applies events on the same thread), so they must
+not scan 10k sessions per request. A per-project list sorted by (start timestamp, session id)
+keeps the common query (no filter, newest first, one page) at O(page). Filters use per-project
+inverted indexes kept current when a session changes (attribute -> lower-cased text -> session
+ids): "is" is a lookup, "contains" and "has the attribute" scan the attribute's distinct texts,
+filters AND as set intersections; the page then comes from sorting the matches or, when they are
+many, walking the time order until the page is full (the total is the intersection's size).
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -144,34 +149,100 @@ def _entry(session: LiveSession) -> _Entry:
     return _Entry(session, index, meta)
 
 
-def _matcher(flt: LiveFilter) -> Callable[[_Entry], bool]:
-    """Compile one filter into a predicate over entries (names and values lower-cased once).
-
-    The predicates are specialised lambdas (no nested calls): the scan of 10k live sessions
-    calls one per session and filter.
-    """
+def _filter_target(flt: LiveFilter) -> tuple[bool, str, tuple[str, ...]]:
+    """(metadata only?, lower-cased attribute key, lower-cased wanted values) of a filter."""
     name = flt.type.lower()
     in_meta = name == "metadata" and bool(flt.source)
     key = flt.source.lower() if in_meta and flt.source else _ALIASES.get(name, name)
     # An empty value asks for nothing more than the attribute being there.
     wanted = tuple(v.lower() for v in flt.values if v)
-    if not wanted:  # has the attribute, with a value
-        if in_meta:
-            return lambda e: bool(e.meta.get(key))
-        return lambda e: bool(e.index.get(key))
-    if flt.operator.lower() == "is":
-        values = frozenset(wanted)
-        if in_meta:
-            return lambda e: e.meta.get(key) in values
-        return lambda e: e.index.get(key) in values
-    if len(wanted) == 1:
-        (one,) = wanted
-        if in_meta:
-            return lambda e: one in e.meta.get(key, "\0")
-        return lambda e: one in e.index.get(key, "\0")
-    if in_meta:
-        return lambda e: any(w in e.meta.get(key, "\0") for w in wanted)
-    return lambda e: any(w in e.index.get(key, "\0") for w in wanted)
+    return in_meta, key, wanted
+
+
+def _posting_union(postings: Iterable[set[int]]) -> set[int]:
+    """The union of posting sets; a single set comes back as is (callers never mutate it)."""
+    out: set[int] | None = None
+    copied = False
+    for ids in postings:
+        if out is None:
+            out = ids
+        elif not copied:
+            out, copied = out | ids, True
+        else:
+            out |= ids
+    return out if out is not None else set()
+
+
+# Joins an attribute's distinct texts into one string for "contains" (C-speed str.find instead
+# of a Python loop over 10k texts). A wanted value holding it takes the plain loop.
+_SEP = "\0"
+
+
+class _Attribute:
+    """One attribute of one project's live sessions: lower-cased text -> ids with that text.
+
+    Also caches the distinct texts joined into one haystack for "contains" queries; the cache is
+    dropped only when a text appears or disappears (not when a session joins an existing text).
+    """
+
+    __slots__ = ("by_text", "_haystack")
+
+    def __init__(self) -> None:
+        self.by_text: dict[str, set[int]] = {}
+        self._haystack: tuple[str, list[int], list[str]] | None = None
+
+    def add(self, text: str, session_id: int) -> None:
+        ids = self.by_text.get(text)
+        if ids is None:
+            self.by_text[text] = {session_id}
+            self._haystack = None
+        else:
+            ids.add(session_id)
+
+    def discard(self, text: str, session_id: int) -> None:
+        ids = self.by_text[text]
+        ids.discard(session_id)
+        if not ids:
+            del self.by_text[text]
+            self._haystack = None
+
+    def _containing(self, wanted: str) -> list[str]:
+        """The distinct texts that contain ``wanted`` (non-empty)."""
+        if _SEP in wanted:
+            return [text for text in self.by_text if wanted in text]
+        if self._haystack is None:
+            texts = list(self.by_text)
+            starts, at = [], 0
+            for text in texts:
+                starts.append(at)
+                at += len(text) + 1
+            self._haystack = (_SEP.join(texts), starts, texts)
+        haystack, starts, texts = self._haystack
+        found: list[str] = []
+        at = haystack.find(wanted)
+        while at >= 0:
+            # wanted has no separator, so a hit lies inside one text: the one starting at or
+            # before it; go on from the next text (one hit per text is enough).
+            i = bisect.bisect_right(starts, at) - 1
+            found.append(texts[i])
+            if i + 1 == len(starts):
+                break
+            at = haystack.find(wanted, starts[i + 1])
+        return found
+
+    def matching(self, flt: LiveFilter, wanted: tuple[str, ...]) -> set[int]:
+        """Ids of the sessions whose text matches the filter (``wanted``: its values, lowered).
+
+        "is" looks the wanted texts up; "contains" finds the distinct texts holding a wanted
+        value; no value = "has the attribute" (a non-empty text).
+        """
+        by_text = self.by_text
+        if not wanted:
+            return _posting_union(ids for text, ids in by_text.items() if text)
+        if flt.operator.lower() == "is":
+            return _posting_union(by_text[w] for w in set(wanted) if w in by_text)
+        texts = {text for w in set(wanted) for text in self._containing(w)}
+        return _posting_union(by_text[text] for text in texts)
 
 
 def _sort_key(entry: _Entry, key: str) -> tuple[int, float, str]:
@@ -197,6 +268,11 @@ class LiveSessions:
         # filtered search scans (entries in the list: no dict lookup per session).
         self._order: dict[int, list[tuple[int, int, _Entry]]] = {}
         self._project_of: dict[int, int] = {}  # session id -> project id
+        # Per project, inverted indexes kept current on every change (so a query never lowers
+        # or scans 10k sessions): attribute key -> lower-cased text -> ids of the sessions with
+        # that text. ``_postings`` mirrors ``_Entry.index``, ``_meta_postings`` ``_Entry.meta``.
+        self._postings: dict[int, dict[str, _Attribute]] = {}
+        self._meta_postings: dict[int, dict[str, _Attribute]] = {}
         self.checkpoint = 0
 
     # -- maintenance -------------------------------------------------------------------------------
@@ -221,6 +297,10 @@ class LiveSessions:
             bisect.insort(order, (session.timestamp, session.session_id, entry))
         sessions[session.session_id] = entry
         self._project_of[session.session_id] = session.project_id
+        pid, sid = session.project_id, session.session_id
+        old_index, old_meta = (old.index, old.meta) if old is not None else (None, None)
+        _reindex(self._postings.setdefault(pid, {}), sid, old_index, entry.index)
+        _reindex(self._meta_postings.setdefault(pid, {}), sid, old_meta, entry.meta)
 
     @staticmethod
     def _position(order: list[tuple[int, int, _Entry]], session: LiveSession) -> int:
@@ -239,9 +319,13 @@ class LiveSessions:
             return
         entry = self._by_project[project_id].pop(session_id)
         self._unorder(entry.session)
+        _reindex(self._postings[project_id], session_id, entry.index, None)
+        _reindex(self._meta_postings[project_id], session_id, entry.meta, None)
         if not self._by_project[project_id]:
             del self._by_project[project_id]
             del self._order[project_id]
+            del self._postings[project_id]
+            del self._meta_postings[project_id]
 
     def _update(self, session_id: int, **changes: Any) -> None:
         project_id = self._project_of.get(session_id)
@@ -255,6 +339,8 @@ class LiveSessions:
         self._by_project.clear()
         self._order.clear()
         self._project_of.clear()
+        self._postings.clear()
+        self._meta_postings.clear()
         self.checkpoint = 0
 
     def load(self, rows: Iterable[SessionRow], checkpoint: int) -> None:
@@ -398,16 +484,75 @@ class LiveSessions:
                 window = ordered[first : first + limit]
             return LiveSearchResult(total=len(sessions), sessions=[e.session for _, _, e in window])
 
-        # One scan of the project's sessions in time order with precompiled predicates.
-        candidates: Iterable[_Entry] = (
-            e for _, _, e in (reversed(ordered) if descending else ordered)
-        )
-        for predicate in [_matcher(f) for f in filters]:
-            candidates = filter(predicate, candidates)
-        matching = list(candidates)
-        if key != "timestamp":
-            # ``matching`` is already in time order, and sort() is stable: ties keep it.
-            matching.sort(key=lambda e: _sort_key(e, key), reverse=descending)
+        # Each filter is a set of ids from the inverted indexes; filters AND = intersection.
+        matched: set[int] | None = None
+        for flt in filters:
+            in_meta, attr, wanted = _filter_target(flt)
+            postings = (self._meta_postings if in_meta else self._postings)[project_id]
+            attribute = postings.get(attr)
+            ids = attribute.matching(flt, wanted) if attribute is not None else set()
+            # set & set iterates the smaller side: the cost follows the most selective filter.
+            matched = ids if matched is None else matched & ids
+            if not matched:
+                return LiveSearchResult(total=0, sessions=[])
+        total = len(matched) if matched is not None else len(sessions)
+
+        if key == "timestamp":
+            assert matched is not None  # the unfiltered case answered above
+            wanted_n = first + limit
+            if wanted_n == 0 or first >= total:
+                return LiveSearchResult(total=total, sessions=[])
+            # Either sort the matches, or walk the time order until the page is full: the walk
+            # visits about wanted_n * n / total entries, the sort touches every match (~4x the
+            # cost of a visited entry).
+            if 4 * total < wanted_n * len(ordered) / total:
+                picked = sorted((sessions[i] for i in matched), key=_time_key, reverse=descending)
+                return LiveSearchResult(
+                    total=total, sessions=[e.session for e in picked[first:wanted_n]]
+                )
+            walk = reversed(ordered) if descending else iter(ordered)
+            hits = itertools.islice((e for _, sid, e in walk if sid in matched), first, wanted_n)
+            return LiveSearchResult(total=total, sessions=[e.session for e in hits])
+
+        # Another sort key: the matches in time order, then a stable sort (ties keep time order).
+        walk = reversed(ordered) if descending else iter(ordered)
+        if matched is None:
+            candidates = [e for _, _, e in walk]
+        else:
+            candidates = [e for _, sid, e in walk if sid in matched]
+        candidates.sort(key=lambda e: _sort_key(e, key), reverse=descending)
         return LiveSearchResult(
-            total=len(matching), sessions=[e.session for e in matching[first : first + limit]]
+            total=total, sessions=[e.session for e in candidates[first : first + limit]]
         )
+
+
+def _time_key(entry: _Entry) -> tuple[int, int]:
+    return (entry.session.timestamp, entry.session.session_id)
+
+
+def _reindex(
+    postings: dict[str, _Attribute],
+    session_id: int,
+    old: Mapping[str, str] | None,
+    new: Mapping[str, str] | None,
+) -> None:
+    """Move ``session_id`` in ``postings`` from the texts of ``old`` to those of ``new``.
+
+    Only the attributes whose text changed are touched (an update changes one or two).
+    """
+    if old:
+        for attr, text in old.items():
+            if new is not None and new.get(attr) == text:
+                continue
+            attribute = postings[attr]
+            attribute.discard(text, session_id)
+            if not attribute.by_text:
+                del postings[attr]
+    if new:
+        for attr, text in new.items():
+            if old is not None and old.get(attr) == text:
+                continue
+            attribute = postings.get(attr)
+            if attribute is None:
+                attribute = postings[attr] = _Attribute()
+            attribute.add(text, session_id)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import attrs
+import pytest
 
 from projections import events
 from storage.sqlite import atomic
@@ -157,3 +159,36 @@ def test_url_helpers() -> None:
     assert events.base_url("") == ""
     assert events.decode_payload("not json") == "not json"
     assert events.decode_payload("") is None
+
+
+def test_inline_reader_answers_like_the_query_and_follows_new_rows(
+    conn: sqlite3.Connection, fresh_db_path: Path
+) -> None:
+    s = SessionScript(session_id=7)
+    apply(conn, positioned([[s.page_visit(), s.click("Buy"), s.state_action("cart/add")]]))
+    inline = events.InlineEventsReader(fresh_db_path)
+    try:
+        assert inline.session_events(1, 7) == events.session_events(conn, 1, 7)
+        assert [r.type for r in inline.session_events(1, 7) or []] == [
+            "LOCATION", "CLICK", "STATEACTION",
+        ]  # fmt: skip
+        # A row with no type-specific fields decodes to an empty dict, as json.loads would.
+        assert (inline.session_events(1, 7) or [])[-1].data == {}
+        # Rows committed later by the projector's connection are seen on the next call (WAL).
+        apply(conn, positioned([[s.click("Again")]], first=2))
+        assert [r.label for r in inline.session_events(1, 7) or []][-1] == "Again"
+        assert inline.session_events(2, 7) == [] and inline.session_events(1, 8) == []
+        # Read-only: the dedicated connection never writes the projections' database.
+        with pytest.raises(sqlite3.OperationalError):
+            inline._conn.execute("DELETE FROM session_events")  # type: ignore[union-attr]
+    finally:
+        inline.close()
+
+
+def test_inline_reader_yields_to_the_thread_path_when_it_cannot_read(tmp_path: Path) -> None:
+    # No database file: no empty one is conjured, and None tells the caller to take the
+    # worker-thread path (as a busy database does).
+    inline = events.InlineEventsReader(tmp_path / "missing.db")
+    assert inline.session_events(1, 1) is None
+    assert not (tmp_path / "missing.db").exists()
+    inline.close()

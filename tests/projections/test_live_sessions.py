@@ -232,3 +232,188 @@ def attrs_evolve_start(script: SessionScript) -> ev.SessionStarted:
         position=0, session_id=start.session_id, project_id=start.project_id,
         timestamp=start.timestamp - 1, platform="web",
     )  # fmt: skip
+
+
+# -- the indexed search against a naive full scan ------------------------------------------------
+
+_BROWSERS = ("Chrome", "Firefox", "Safari", "")
+_WORDS = ("pro", "Gold", "free", "enterprise", "")
+
+
+def _scan_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value).lower()
+
+
+def _naive_search(
+    sessions: list[LiveSession], filters: list[LiveFilter], sort: str, descending: bool,
+    page: int, limit: int,
+) -> tuple[int, list[int]]:  # fmt: skip
+    """API.md 4.3 by brute force: each session's fields lower-cased, every filter tested."""
+    aliases = {"platform": "userdevicetype", "startts": "timestamp"}
+
+    def texts(s: LiveSession) -> tuple[dict[str, str], dict[str, str]]:
+        meta = {k.lower(): v.lower() for k, v in s.metadata.items()}
+        top = {k.lower(): _scan_text(v) for k, v in s.assist_fields().items() if k != "metadata"}
+        index = {k: v for k, v in top.items() if v is not None}
+        return {**meta, **index}, meta
+
+    def passes(s: LiveSession, f: LiveFilter) -> bool:
+        index, meta = texts(s)
+        name = f.type.lower()
+        source = meta if name == "metadata" and f.source else index
+        key = f.source.lower() if name == "metadata" and f.source else aliases.get(name, name)
+        text = source.get(key)
+        wanted = [v.lower() for v in f.values if v]
+        if not wanted:
+            return bool(text)
+        if text is None:
+            return False
+        if f.operator.lower() == "is":
+            return text in wanted
+        return any(w in text for w in wanted)
+
+    hits = [s for s in sessions if all(passes(s, f) for f in filters)]
+    hits.sort(key=lambda s: (s.timestamp, s.session_id), reverse=descending)
+    key = aliases.get(sort.lower(), sort.lower())
+    if key != "timestamp":
+
+        def by(s: LiveSession) -> tuple[int, float, str]:
+            value = texts(s)[0].get(key)
+            if value is None:
+                return (2, 0.0, "")
+            try:
+                return (0, float(value), "")
+            except ValueError:
+                return (1, 0.0, value)
+
+        hits.sort(key=by, reverse=descending)
+    first = (page - 1) * limit
+    return len(hits), [s.session_id for s in hits[first : first + limit]]
+
+
+# Per attribute, values that are whole texts and strict substrings of others ("fire" of
+# "firefox", "u-2" of "u-22", "item 1" of "item 12"), so "is" and "contains" answer differently.
+_RELEVANT = {
+    "userBrowser": ("CHROME", "fire", "Firefox", "safari", "e"),
+    "USERID": ("u-2", "U-22", "u-1", "u"),
+    "pageTitle": ("Item 1", "item 12", "cart", "1"),
+    "plan": ("pro", "Gold", "free", "enterprise", "e", "none"),
+    "metadata": ("pro", "Gold", "free", "enterprise", "e", "none"),
+    "active": ("true", "tru", "false"),
+}
+
+
+def _filter_of(
+    type_: str, pool: tuple[str, ...], sources: tuple[str | None, ...]
+) -> st.SearchStrategy[LiveFilter]:
+    return st.builds(
+        LiveFilter,
+        type=st.just(type_),
+        values=st.lists(st.sampled_from(pool + ("",)), max_size=3).map(tuple),
+        operator=st.sampled_from(("is", "contains", "IS")),
+        source=st.sampled_from(sources),
+    )
+
+
+_filters = st.one_of(
+    *[
+        _filter_of(t, pool, ("plan", "PLAN") if t == "metadata" else (None,))
+        for t, pool in _RELEVANT.items()
+    ],
+    # Odd ones: unknown names, metadata without a source, a source on a non-metadata filter.
+    _filter_of("metadata", ("pro",), (None, "userBrowser")),
+    _filter_of("nothing", ("x",), (None,)),
+    _filter_of("platform", ("desktop", ""), (None,)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    people=st.lists(
+        st.tuples(
+            st.integers(0, 20),  # start (ties: then by session id)
+            st.sampled_from(_BROWSERS),
+            st.sampled_from((None, "u-1", "u-2", "U-22")),
+            st.sampled_from(_WORDS),  # metadata plan ("" = none)
+            st.sampled_from(("", "Item 1", "item 12", "Cart")),  # page title ("" = never set)
+            st.integers(0, 3).map(lambda n: n == 0),  # ended
+        ),
+        min_size=6,
+        max_size=40,
+    ),
+    changes=st.lists(st.tuples(st.integers(0, 39), st.sampled_from(_WORDS)), max_size=10),
+    filters=st.lists(_filters, max_size=2),
+    sort=st.sampled_from(("timestamp", "startTs", "userBrowser", "userId")),
+    descending=st.booleans(),
+    page=st.integers(1, 4),
+    limit=st.integers(0, 6),
+)
+def test_indexed_search_matches_a_naive_scan(
+    people: list[tuple[int, str, str | None, str, str, bool]],
+    changes: list[tuple[int, str]],
+    filters: list[LiveFilter],
+    sort: str,
+    descending: bool,
+    page: int,
+    limit: int,
+) -> None:
+    """Every path of the search (inverted indexes for "is", distinct-text scans for "contains",
+    sorting the matches or walking the time order) answers as a full scan does, after updates
+    that move sessions between index entries and removals."""
+    live = LiveSessions(project_key_of=lambda pid: "key")
+    scripts = [SessionScript(session_id=200 + i, start=p[0]) for i, p in enumerate(people)]
+    batches = []
+    for script, (_, browser, user, plan, title, _) in zip(scripts, people, strict=True):
+        batch: list[ev.DomainEvent] = [script.started(user_browser=browser, user_os="Linux")]
+        if user is not None:
+            batch.append(script.user_id(user))
+        if plan:
+            batch.append(script.metadata("plan", plan))
+        if title:
+            batch.append(script.title(title))
+        batches.append(batch)
+    live.apply(positioned(batches))
+    # Updates re-index: a plan changes, or is set for the first time.
+    live.apply(
+        positioned(
+            [[scripts[i].metadata("plan", w or "none")] for i, w in changes if i < len(scripts)],
+            first=500,
+        )
+    )
+    live.apply(
+        positioned([[s.ended()] for s, p in zip(scripts, people, strict=True) if p[5]], first=900)
+    )
+    alive = [live.get(1, s.session_id) for s in scripts]
+    sessions = [s for s in alive if s is not None]
+    order = "DESC" if descending else "ASC"
+    got = live.search(1, filters, sort=sort, order=order, page=page, limit=limit)
+    assert (got.total, ids(got.sessions)) == _naive_search(
+        sessions, filters, sort, descending, page, limit
+    )
+
+
+def test_contains_finds_every_distinct_text_and_both_page_strategies_agree() -> None:
+    live = LiveSessions()
+    browsers = ["Chrome", "Firefox", "Safari", "Edge", "chromium\0x"] * 20
+    scripts = [SessionScript(session_id=300 + i, start=1000 - i) for i in range(len(browsers))]
+    live.apply(positioned([[s.started(user_browser=b)] for s, b in zip(scripts, browsers)]))
+    by_browser: dict[str, list[int]] = {}
+    for s, b in zip(scripts, browsers, strict=True):
+        by_browser.setdefault(b, []).append(s.session_id)
+    # "e" is in three distinct texts; "\0x" holds the haystack's separator (plain loop path).
+    e = live.search(1, [LiveFilter(type="userBrowser", values=("E",))], limit=200)
+    assert e.total == 60 and {s.user_browser for s in e.sessions} == {"Chrome", "Firefox", "Edge"}
+    sep = live.search(1, [LiveFilter(type="userBrowser", values=("m\0X",))], order="ASC")
+    assert ids(sep.sessions) == sorted(by_browser["chromium\0x"], key=lambda i: -i)
+    # Few matches: sorted directly; many: the time order is walked. Same order either way.
+    edge = [LiveFilter(type="userBrowser", values=("edge",), operator="is")]
+    few = live.search(1, edge, page=2, limit=10)
+    many = live.search(1, [LiveFilter(type="userBrowser", values=("r",))], limit=3)
+    assert few.total == 20 and ids(few.sessions) == sorted(by_browser["Edge"])[10:20]
+    newest = sorted(by_browser["Chrome"] + by_browser["Firefox"] + by_browser["Safari"]
+                    + by_browser["chromium\0x"])[:3]  # fmt: skip
+    assert many.total == 80 and ids(many.sessions) == newest
