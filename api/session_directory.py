@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from storage.session_lookup import SessionLookup
+from storage.log import LogReader
 
 ProjectLookup = Callable[[int], Awaitable[int | None]]
 
@@ -64,13 +64,13 @@ class LogProjectLookup:
 
     def __init__(self, db_path: str | os.PathLike[str]) -> None:
         self._db_path = db_path
-        self._lookup: SessionLookup | None = None
+        self._lookup: LogReader | None = None
         # One connection, so one thread at a time.
         self._limiter = trio.CapacityLimiter(1)
 
     def _project_of(self, session_id: int) -> int | None:
         if self._lookup is None:
-            self._lookup = SessionLookup(self._db_path)
+            self._lookup = LogReader(self._db_path)
         return self._lookup.project_of_session(session_id)
 
     async def __call__(self, session_id: int) -> int | None:

@@ -261,6 +261,18 @@ class LogReader:
         ).fetchall()
         return clock, {int(sid): int(t) for sid, t in rows if t >= since}
 
+    def project_of_session(self, session_id: int) -> int | None:
+        """The project named by the session's first record, or None when the log has none.
+
+        One indexed lookup (session_id, position), no payload read: the ingest API asks it when a
+        token arrives for a session it has not seen since this process started.
+        """
+        row = self._conn.execute(
+            "SELECT project_id FROM log WHERE session_id = ? ORDER BY position LIMIT 1",
+            (session_id,),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
     def count(self) -> int:
         """The number of records stored."""
         return int(self._conn.execute("SELECT count(*) FROM log").fetchone()[0])

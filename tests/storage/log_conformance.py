@@ -461,7 +461,9 @@ class LogRecorderTestCase:
             "run", "append", "append_many", "head", "wait_for_position", "tail", "read",
             "read_session", "statistics",
         }  # fmt: skip
-        assert public(LogReader) == {"read", "read_session", "head", "count", "activity", "close"}
+        assert public(LogReader) == {
+            "read", "read_session", "head", "count", "activity", "project_of_session", "close",
+        }  # fmt: skip
         record = as_committed(rec(), 1)
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
             record.payload = b"tampered"  # type: ignore[misc]

@@ -392,3 +392,22 @@ async def test_two_writers_keep_positions_gap_free_and_time_monotonic(times: lis
             record.payload,
         )
         assert got.received_at_ms >= record.received_at_ms  # clamped up, never down
+
+
+def test_reader_names_the_project_of_a_session_from_its_first_record(tmp_path: Path) -> None:
+    path = tmp_path / "projects.db"
+
+    async def fill() -> None:
+        log = EventLog(path, synchronous="OFF")
+        async with trio.open_nursery() as nursery:
+            await nursery.start(log.run)
+            await log.append(rec(session_id=5, project_id=3, batch_key="a"))
+            await log.append(rec(session_id=5, project_id=3, batch_key="b"))
+            await log.append(rec(session_id=6, project_id=4, batch_key="a"))
+            nursery.cancel_scope.cancel()
+
+    trio.run(fill)
+    with LogReader(path) as reader:
+        assert reader.project_of_session(5) == 3
+        assert reader.project_of_session(6) == 4
+        assert reader.project_of_session(7) is None
