@@ -272,6 +272,14 @@ class SessionState:
         self._tab = TabPage()
         self._batch_url = ""
 
+    def _head(self) -> dict[str, int]:
+        """The fields every event of the record being applied shares (``timestamp`` aside)."""
+        return {
+            "position": self._pos,
+            "session_id": self.session_id,
+            "project_id": self.project_id,
+        }
+
     # -- records -----------------------------------------------------------------------------
 
     def apply_record(self, record: LogRecord, out: list[DomainEvent] | None) -> bool:
@@ -449,9 +457,7 @@ class SessionState:
         if out is not None:
             out.append(
                 IssueDetected(
-                    position=self._pos,
-                    session_id=self.session_id,
-                    project_id=self.project_id,
+                    **self._head(),
                     timestamp=timestamp,
                     message_id=mid,
                     page_url=page_url,
@@ -509,9 +515,7 @@ class SessionState:
             now = self._now
             out.append(
                 PageVisited(
-                    position=self._pos,
-                    session_id=self.session_id,
-                    project_id=self.project_id,
+                    **self._head(),
                     timestamp=now,
                     message_id=mid,
                     page_url=url,
@@ -525,9 +529,7 @@ class SessionState:
             if changed:
                 out.append(
                     PageTitleChanged(
-                        position=self._pos,
-                        session_id=self.session_id,
-                        project_id=self.project_id,
+                        **self._head(),
                         timestamp=now,
                         url=url,
                         title=title,
@@ -551,9 +553,7 @@ class SessionState:
             values[name] = value if value <= LOAD_TIMING_MAX_MS else None
         out.append(
             PageTimingsReported(
-                position=self._pos,
-                session_id=self.session_id,
-                project_id=self.project_id,
+                **self._head(),
                 timestamp=self._now,
                 page_message_id=page,
                 **values,
@@ -568,9 +568,7 @@ class SessionState:
         # Render timings are kept as sent (Go applies the 30 s cap to load timings only).
         out.append(
             PageTimingsReported(
-                position=self._pos,
-                session_id=self.session_id,
-                project_id=self.project_id,
+                **self._head(),
                 timestamp=self._now,
                 page_message_id=page,
                 speed_index=msg.speed_index,
@@ -586,9 +584,7 @@ class SessionState:
             return
         out.append(
             WebVitalReported(
-                position=self._pos,
-                session_id=self.session_id,
-                project_id=self.project_id,
+                **self._head(),
                 timestamp=self._now,
                 page_message_id=page,
                 name=msg.name,
@@ -616,9 +612,7 @@ class SessionState:
             modern = type(msg) is MouseClick
             out.append(
                 Clicked(
-                    position=self._pos,
-                    session_id=self.session_id,
-                    project_id=self.project_id,
+                    **self._head(),
                     timestamp=now,
                     message_id=mid,
                     page_url=url,
@@ -639,9 +633,7 @@ class SessionState:
         if out is not None:
             out.append(
                 InputChanged(
-                    position=self._pos,
-                    session_id=self.session_id,
-                    project_id=self.project_id,
+                    **self._head(),
                     timestamp=self._now,
                     message_id=message_id(self._meta, index),
                     page_url=self._page_url(),
@@ -666,9 +658,7 @@ class SessionState:
         if out is not None:
             out.append(
                 CustomEventRecorded(
-                    position=self._pos,
-                    session_id=self.session_id,
-                    project_id=self.project_id,
+                    **self._head(),
                     timestamp=self._now,
                     message_id=message_id(self._meta, index),
                     page_url=self._page_url(),
@@ -685,9 +675,7 @@ class SessionState:
         if out is not None:
             out.append(
                 UserIdSet(
-                    position=self._pos,
-                    session_id=self.session_id,
-                    project_id=self.project_id,
+                    **self._head(),
                     timestamp=self._now,
                     user_id=msg.id,
                 )
@@ -701,9 +689,7 @@ class SessionState:
         if out is not None:
             out.append(
                 AnonymousIdSet(
-                    position=self._pos,
-                    session_id=self.session_id,
-                    project_id=self.project_id,
+                    **self._head(),
                     timestamp=self._now,
                     anonymous_id=msg.id,
                 )
@@ -717,9 +703,7 @@ class SessionState:
         if out is not None:
             out.append(
                 MetadataSet(
-                    position=self._pos,
-                    session_id=self.session_id,
-                    project_id=self.project_id,
+                    **self._head(),
                     timestamp=self._now,
                     key=msg.key,
                     value=msg.value,
@@ -736,9 +720,7 @@ class SessionState:
         if out is not None:
             out.append(
                 ErrorRaised(
-                    position=self._pos,
-                    session_id=self.session_id,
-                    project_id=self.project_id,
+                    **self._head(),
                     timestamp=now,
                     message_id=mid,
                     page_url=url,
@@ -761,9 +743,7 @@ class SessionState:
         if out is not None:
             out.append(
                 RequestMade(
-                    position=self._pos,
-                    session_id=self.session_id,
-                    project_id=self.project_id,
+                    **self._head(),
                     timestamp=ts,
                     message_id=mid,
                     page_url=url,
@@ -786,9 +766,7 @@ class SessionState:
         if out is not None:
             out.append(
                 GraphQLCalled(
-                    position=self._pos,
-                    session_id=self.session_id,
-                    project_id=self.project_id,
+                    **self._head(),
                     timestamp=self._now,
                     message_id=message_id(self._meta, index),
                     page_url=self._page_url(),
@@ -806,9 +784,7 @@ class SessionState:
         if out is not None:
             out.append(
                 StateActionDispatched(
-                    position=self._pos,
-                    session_id=self.session_id,
-                    project_id=self.project_id,
+                    **self._head(),
                     timestamp=self._now,
                     message_id=message_id(self._meta, index),
                     page_url=self._page_url(),
@@ -861,9 +837,7 @@ class SessionState:
         if out is not None:
             out.append(
                 TabVisibilityChanged(
-                    position=self._pos,
-                    session_id=self.session_id,
-                    project_id=self.project_id,
+                    **self._head(),
                     timestamp=self._now,
                     active=not msg.hidden,
                 )
