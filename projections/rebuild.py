@@ -180,7 +180,7 @@ async def rebuild(
                 await projector.sink(events, upto_position)
                 counts["events"] += len(events)
                 if bar is not None:
-                    messages = supervisor.statistics().messages_processed
+                    messages = supervisor.messages_processed
                     bar.update(upto_position, counts["events"], messages)
 
             supervisor = Supervisor(
@@ -190,7 +190,7 @@ async def rebuild(
             )
             await supervisor.run_until(source, head, chunk_size=chunk_size)
             await projector.drain()
-            counts["messages"] = supervisor.statistics().messages_processed
+            counts["messages"] = supervisor.messages_processed
             if bar is not None:
                 bar.finish(head, counts["events"], counts["messages"])
         finally:
