@@ -380,3 +380,22 @@ def document(
     if notes:
         parts += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     return "\n".join(parts)
+
+
+def hostile_rows(h) -> list[Row]:
+    """The unrelated tracker's p99 under the hostile-start attack against its idle p99."""
+    statuses = ", ".join(f"{code}: {n}" for code, n in sorted(h.hostile_statuses.items()))
+    return [
+        Row(
+            "Hostile input",
+            "unrelated 1 KB `/v1/web/i` uploads while 8 concurrent starts with distinct 60 KB "
+            "User-Agents repeat (HTTP/2)",
+            f"p50 {ms(percentile(h.attacked_ms, 50))} · p99 {ms(h.attacked_p99)} "
+            f"(n={len(h.attacked_ms)}); hostile starts answered: {h.hostile_starts} ({statuses})",
+            f"no attack: p50 {ms(percentile(h.baseline_ms, 50))} · p99 {ms(h.baseline_p99)} "
+            f"(n={len(h.baseline_ms)})",
+            ratio(h.attacked_p99, h.baseline_p99) + " (p99)",
+            "p99 <= 2x",
+            verdict(h.attacked_p99 <= 2 * h.baseline_p99),
+        )
+    ]
