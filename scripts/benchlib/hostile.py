@@ -2,7 +2,8 @@
 
 Issue 8's attack: eight concurrent ``/v1/web/start`` requests, each with a distinct 60 KB
 User-Agent (sent over HTTP/2 with prior knowledge, whose header limit is 64 KB; HTTP/1.1 stops
-at 16 KB), repeated for the whole window, while one keep-alive client uploads small batches for a
+at 16 KB; HPACK without Huffman coding, so that sending costs the attacker nothing), repeated for
+the whole window, while one keep-alive client uploads small batches for a
 normal session one at a time. The figure is that client's p99 under attack against its p99 in a
 window without attack on the same server (target: within 2x). Whatever makes the event loop
 stall (parsing the agent on it) shows up in the unrelated request's latency.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import string
 import tempfile
 import threading
@@ -19,6 +21,10 @@ import time
 from pathlib import Path
 
 import attrs
+import h2.config
+import h2.connection
+import h2.events
+import hpack
 from benchlib import batches, common
 from benchlib.common import log, percentile
 from benchlib.loadgen import start_body
@@ -59,6 +65,66 @@ def hostile_agent(rng: random.Random, size: int) -> str:
     return (CHROME_UA + " " + pad)[:size]
 
 
+class _PlainEncoder(hpack.Encoder):
+    """HPACK without Huffman coding: pure-Python Huffman takes 0.3 s for 60 KB, literals ~0."""
+
+    def encode(self, headers, huffman: bool = True) -> bytes:  # type: ignore[override]
+        return super().encode(headers, huffman=False)
+
+
+class H2Start:
+    """One ``POST /v1/web/start`` over HTTP/2 with prior knowledge, sans-IO (h2, the library
+    Hypercorn itself uses): send ``data``, then ``feed`` what the server answers."""
+
+    def __init__(self, authority: str, body: bytes, user_agent: str) -> None:
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        self.conn.encoder = _PlainEncoder()
+        self.conn.initiate_connection()
+        headers = [
+            (":method", "POST"),
+            (":path", "/v1/web/start"),
+            (":scheme", "http"),
+            (":authority", authority),
+            ("content-type", "application/json"),
+            ("content-length", str(len(body))),
+            ("user-agent", user_agent),
+        ]
+        self.conn.send_headers(1, headers)
+        self.conn.send_data(1, body, end_stream=True)
+        self.data = self.conn.data_to_send()
+        self.status: int | None = None
+        self.body = bytearray()
+        self.done = False
+
+    def feed(self, data: bytes) -> bytes:
+        """Take bytes from the server; returns bytes to send back (settings acks and such)."""
+        if not data:
+            raise ConnectionError("server closed the connection")
+        for event in self.conn.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived):
+                self.status = int(dict(event.headers)[b":status"])
+            elif isinstance(event, h2.events.DataReceived):
+                self.body += event.data
+                self.conn.acknowledge_received_data(event.flow_controlled_length, 1)
+            elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+                self.done = True
+        return self.conn.data_to_send()
+
+
+def h2_start(port: int, body: bytes, user_agent: str, timeout: float = 60.0) -> int:
+    """Send one start over a fresh HTTP/2 connection (blocking); its status."""
+    start = H2Start(f"127.0.0.1:{port}", body, user_agent)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(start.data)
+        while not start.done:
+            reply = start.feed(sock.recv(65536))
+            if reply:
+                sock.sendall(reply)
+    if start.status is None:
+        raise ConnectionError("stream ended without a response")
+    return start.status
+
+
 def _unrelated(port: int, project_key: str, s: HostileSettings, seconds: float) -> list[float]:
     """Upload small batches of one normal session for ``seconds``; latencies in ms."""
     from benchlib.queries import QueryClient
@@ -94,25 +160,15 @@ def _attack(
     port: int, project_key: str, s: HostileSettings, stop: threading.Event, seed: int
 ) -> dict[str, int]:
     """One attacker: starts with fresh 60 KB agents back to back until ``stop``; statuses seen."""
-    import httpx
-
     rng = random.Random(seed)
     statuses: dict[str, int] = {}
     body = start_body(project_key, f"attacker-{seed}")
-    # http1=False: HTTP/2 with prior knowledge on plain TCP, as any client can speak to Hypercorn.
-    with httpx.Client(
-        base_url=f"http://127.0.0.1:{port}", http1=False, http2=True, timeout=60.0
-    ) as client:
-        while not stop.is_set():
-            headers = {
-                "Content-Type": "application/json",
-                "User-Agent": hostile_agent(rng, s.agent_bytes),
-            }
-            try:
-                code = str(client.post("/v1/web/start", content=body, headers=headers).status_code)
-            except httpx.HTTPError as error:
-                code = type(error).__name__
-            statuses[code] = statuses.get(code, 0) + 1
+    while not stop.is_set():
+        try:
+            code = str(h2_start(port, body, hostile_agent(rng, s.agent_bytes)))
+        except OSError as error:
+            code = type(error).__name__
+        statuses[code] = statuses.get(code, 0) + 1
     return statuses
 
 
