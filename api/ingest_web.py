@@ -70,6 +70,7 @@ class WebIngest:
     ids: FlakeIdGenerator
     clock: Callable[[], int] = _now_ms
     rng: random.Random = attrs.field(factory=random.Random)
+    agents: client_info.UserAgentParser = attrs.field(factory=client_info.UserAgentParser)
 
     @property
     def secret(self) -> bytes:
@@ -144,7 +145,8 @@ class WebIngest:
             raise ApiError(404, "project doesn't exist")
         if project.platform != "web":
             raise ApiError(403, "project is not a web project")
-        user_agent = request.headers.get("User-Agent", "")
+        # Only the first 1 KB of the agent is parsed and stored (engine.client_info).
+        user_agent = client_info.cap_user_agent(request.headers.get("User-Agent", ""))
         # An empty User-Agent is refused (the reference backend refuses any UA it cannot parse).
         # A non-empty one that ua-parser calls "Other" is accepted on purpose: new or rare browsers
         # must not lose their sessions because a regex list is behind.
@@ -171,7 +173,7 @@ class WebIngest:
                 session_start = now - req.buffer_diff  # cold start: the session began earlier
         token = tokens.sign(self.secret, tokens.TokenData(session_id, delay, expiry_ms))
         user_uuid = req.user_uuid if _is_uuid(req.user_uuid) else str(uuid.uuid4())
-        info = client_info.parse_user_agent(user_agent)
+        info = await self.agents.parse(user_agent)
         country = client_info.country_of_ip(self.client_ip())
 
         if not req.do_not_record:

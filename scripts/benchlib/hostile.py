@@ -181,7 +181,9 @@ def _attack(
         while not stop.is_set():
             agents = [agent(rng) for _ in bodies]  # made before the burst, so that it is tight
             tick = time.monotonic()
-            for future in [pool.submit(_status, port, b, a) for b, a in zip(bodies, agents)]:
+            for future in [
+                pool.submit(_status, port, b, a) for b, a in zip(bodies, agents, strict=True)
+            ]:
                 code = future.result()
                 statuses[code] = statuses.get(code, 0) + 1
             stop.wait(max(0.0, tick + s.burst_interval_s - time.monotonic()))

@@ -388,8 +388,7 @@ def hostile_rows(h) -> list[Row]:
 
     def lat(values: list[float]) -> str:
         return (
-            f"p50 {ms(percentile(values, 50))} · p99 {ms(percentile(values, 99))} "
-            f"(n={len(values)})"
+            f"p50 {ms(percentile(values, 50))} · p99 {ms(percentile(values, 99))} (n={len(values)})"
         )
 
     return [
