@@ -4,17 +4,23 @@ never a 500, never stall the event loop, and never store what the engine cannot 
 
 from __future__ import annotations
 
+import gzip
 import json
+import logging
 import random
 import sys
 import time
 from pathlib import Path
 
+import httpx
+import pytest
 import trio
 
 from engine import client_info
 from engine.start_payload import WebStartPayload
 from tests.api.conftest import CHROME_UA, Harness, start_body
+from tests.api.test_assist import api_key
+from tests.api.test_public_v1 import projected
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
@@ -91,3 +97,148 @@ async def test_a_long_user_agent_is_cut_to_1_kb_then_parsed_and_stored(harness: 
     assert (response.json()["userOS"], response.json()["userBrowser"]) == ("Linux", "Chrome")
     (record,) = await harness.records()
     assert WebStartPayload.from_bytes(record.payload).user_agent == agent[:1024]
+
+
+# -- lone surrogates, huge numbers and strings, deep nesting ----------------------------------
+
+
+async def _post_start(harness: Harness, raw: str | bytes) -> httpx.Response:
+    return await harness.client.post(
+        "/v1/web/start",
+        content=raw,
+        headers={"Content-Type": "application/json", "User-Agent": CHROME_UA},
+    )
+
+
+def _start_json(harness: Harness, **fields: object) -> str:
+    # json.dumps writes a lone surrogate as the escape "\ud800", as a broken client would send it.
+    return json.dumps(start_body(harness.project.project_key, **fields))
+
+
+async def _still_answers(harness: Harness) -> None:
+    """The server is fine: an ordinary start succeeds."""
+    assert (await harness.start()).status_code == 200
+
+
+def _refused(response: httpx.Response, status: int) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    return response.json()["error"]
+
+
+async def test_lone_surrogates_in_start_fields_are_repaired_before_they_are_stored(
+    harness: Harness,
+) -> None:
+    response = await _post_start(
+        harness,
+        _start_json(
+            harness,
+            userID="ann\ud800",
+            revID="\udfffrev",
+            timezone="UTC\ud83d",
+            referrer="https://search.test/?q=\udc00",
+            trackerVersion="19.0.1-beta\ud800",
+            userUUID="29374deb-28cf-4df5-bac6-be92151294f\ud800",
+        ),
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["userUUID"] != "29374deb-28cf-4df5-bac6-be92151294f\ud800"  # not a UUID: new
+    (record,) = await harness.records()
+    payload = WebStartPayload.from_bytes(record.payload)
+    assert (payload.user_id, payload.rev_id, payload.timezone) == (
+        "ann\ufffd",
+        "\ufffdrev",
+        "UTC\ufffd",
+    )
+    assert payload.referrer == "https://search.test/?q=\ufffd"
+    assert payload.tracker_version == "19.0.1-beta\ufffd"
+    # A valid pair is one character and stays as sent.
+    await harness.started(userID="smile \ud83d\ude00")
+    assert WebStartPayload.from_bytes((await harness.records())[-1].payload).user_id == "smile 😀"
+    # The projections take the repaired session: it is listed live with the repaired user id.
+    await projected(harness)
+    key = await api_key(harness)
+    listed = await harness.client.get(
+        f"/api/v1/{harness.project.project_key}/assist/sessions",
+        params={"userId": "ann\ufffd"},
+        headers={"Authorization": key},
+    )
+    assert listed.status_code == 200, listed.text
+    assert [s["sessionID"] for s in listed.json()["data"]["sessions"]] == [answer["sessionID"]]
+
+
+async def test_a_project_key_that_cannot_be_one_is_a_400_without_a_lookup(
+    harness: Harness,
+) -> None:
+    for bad in ("\ud800" * 20, "k" * 100_000, "ключ"):
+        message = _refused(await _post_start(harness, _start_json(harness, projectKey=bad)), 400)
+        assert message == "projectKey is not a valid project key"
+    assert await harness.records() == []
+    await _still_answers(harness)
+
+
+async def test_deeply_nested_json_is_a_400_on_start_and_not_started(harness: Harness) -> None:
+    nested = "[" * 100_000 + "]" * 100_000  # 200 KB: under the start body limit once gzipped
+    deep = '{"projectKey": ' + "[" * 60_000 + "]" * 60_000 + "}"
+    for path, body in (("/v1/web/start", deep), ("/v1/web/not-started", deep)):
+        response = await harness.client.post(
+            path, content=body, headers={"Content-Type": "application/json", "User-Agent": "a"}
+        )
+        assert _refused(response, 400) == "bad JSON: nested too deeply", path
+    gzipped = await harness.client.post(
+        "/v1/web/start",
+        content=gzip.compress(nested.encode()),
+        headers={"Content-Encoding": "gzip", "User-Agent": CHROME_UA},
+    )
+    # gunzipped it is past the 128 KB start limit: refused before parsing
+    assert gzipped.status_code == 413
+    await _still_answers(harness)
+
+
+async def test_huge_numbers_are_refused_with_a_4xx(harness: Harness) -> None:
+    digits = "1" * 5_000
+    # A version string of 5,000 digits is no version the server accepts.
+    response = await _post_start(harness, _start_json(harness, trackerVersion=digits))
+    assert _refused(response, 426) == "please upgrade the tracker version"
+    response = await _post_start(harness, _start_json(harness, trackerVersion=f"19.{digits}.1"))
+    assert _refused(response, 426) == "please upgrade the tracker version"
+    # Numbers past Python's 4,300-digit limit do not even parse; shorter ones are out of range.
+    for field in ("trackerVersion", "timestamp", "width", "deviceMemory", "bufferDiff"):
+        raw = _start_json(harness, **{field: 0}).replace(f'"{field}": 0', f'"{field}": {digits}')
+        assert _refused(await _post_start(harness, raw), 400) == "bad JSON", field
+    for field in ("timestamp", "height", "jsHeapSizeLimit"):
+        raw = _start_json(harness, **{field: 0}).replace(f'"{field}": 0', f'"{field}": 1e999')
+        assert "is not a finite number" in _refused(await _post_start(harness, raw), 400)
+        too_big = _start_json(harness, **{field: 10**400})
+        assert "is out of range" in _refused(await _post_start(harness, too_big), 400)
+    assert await harness.records() == []
+    await _still_answers(harness)
+
+
+async def test_long_free_text_fields_are_cut_before_they_are_stored(harness: Harness) -> None:
+    long = "é" + "x" * 5_000  # a non-ASCII character first: cut by characters, not bytes
+    await harness.started(
+        userID=long, revID=long, timezone=long, referrer=long, trackerVersion="19.0.1-" + long
+    )
+    (record,) = await harness.records()
+    payload = WebStartPayload.from_bytes(record.payload)
+    assert payload.user_id == long[:256]
+    assert payload.rev_id == long[:128]
+    assert payload.timezone == long[:64]
+    assert payload.referrer == long[:4096]
+    assert payload.tracker_version == ("19.0.1-" + long)[:64]
+
+
+async def test_not_started_reports_are_logged_short(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = {"projectKey": "k" * 50_000, "trackerVersion": [[[]]], "reason": "no\ud800"}
+    with caplog.at_level(logging.INFO, logger="api.ingest_web"):
+        response = await harness.client.post("/v1/web/not-started", content=json.dumps(body))
+    assert response.status_code == 200
+    (line,) = [r.getMessage() for r in caplog.records if "did not start" in r.getMessage()]
+    repaired = "no\ufffd"
+    assert line == (
+        f"tracker did not start: project={'k' * 200!r} version='<list>' reason={repaired!r}"
+    )
