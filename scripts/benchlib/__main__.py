@@ -227,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         "Hostile input: one keep-alive client uploads 1 KB batches of a normal session one at a "
         "time: alone, then during bursts of 8 concurrent `/v1/web/start` (one every 0.5 s) with "
         "an ordinary browser agent, then during the same bursts with a fresh random 60 KB "
-        "User-Agent per start, sent over HTTP/2 with prior knowledge (HTTP/1.1 stops at 16 KB "
-        "of headers); one server, windows of the same length.",
+        "User-Agent per start, sent over HTTP/2 with prior knowledge (64 KB of headers allowed); "
+        "one server, windows of the same length.",
         "The 2 cores are shared by the server, the load generator and the driver; background load "
         "on the machine (see the load averages) lowers every figure, ceilings included. Load "
         "average at the end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + ".",
