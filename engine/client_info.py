@@ -21,8 +21,8 @@ import trio
 import ua_parser
 
 MAX_USER_AGENT_LENGTH = 1024
-"""Characters of a User-Agent that are parsed and stored. Real browsers send 100-300; the
-regexes only look at the product tokens at the start, so the cut loses nothing they use."""
+"""Characters of a User-Agent that are parsed and stored. Real browsers send 100-300, with every
+product token the regexes look for well inside that; only padding is lost."""
 AGENT_CACHE_SIZE = 2048  # parsed agents kept (a few MB at most: keys are capped at 1 KB)
 
 _OTHER = "Other"  # what ua-parser answers for a family it cannot name
