@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import time
 import uuid
 import zlib
@@ -43,6 +44,16 @@ MIN_TRACKER_VERSION = (6, 0, 0)
 MAX_BUFFER_DIFF_MS = 5 * 60 * 1000  # a cold-start buffer older than this is not trusted (as in Go)
 BODY_READ_TIMEOUT_S = 60.0  # a client that trickles its body is cut off (408) after this
 _THREAD_GUNZIP_BYTES = 64 * 1024  # gunzip bigger bodies in a worker thread, off the event loop
+# Free-text start fields are cut to these many characters (a tracker must not lose its session over
+# a long referrer, so they are never refused for length); the stored record holds the cut value.
+MAX_USER_ID_LENGTH = 256
+MAX_REV_ID_LENGTH = 128
+MAX_TIMEZONE_LENGTH = 64
+MAX_REFERRER_LENGTH = 4096  # what browsers themselves send at most (Chrome cuts at 4 KB)
+MAX_TRACKER_VERSION_LENGTH = 64
+MAX_PROJECT_KEY_LENGTH = 64  # keys are 20 characters; a longer one is refused before any lookup
+_MAX_VERSION_DIGITS = 9  # per semver part: int() of a 5,000-digit string raises ValueError
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # DataType header of a WEB_BATCH upload -> suffix of its batch key (assets/visual handled apart)
 _BATCH_DATATYPES = {
     "": "",
@@ -70,6 +81,7 @@ class WebIngest:
     ids: FlakeIdGenerator
     clock: Callable[[], int] = _now_ms
     rng: random.Random = attrs.field(factory=random.Random)
+    agents: client_info.UserAgentParser = attrs.field(factory=client_info.UserAgentParser)
 
     @property
     def secret(self) -> bytes:
@@ -139,12 +151,17 @@ class WebIngest:
             raise ApiError(426, "please upgrade the tracker version")
         if not req.project_key:
             raise ApiError(403, "projectKey value required")
+        if not _may_be_project_key(req.project_key):
+            # No lookup: SQLite cannot bind a lone surrogate, and every unknown key is remembered
+            # for a while (huge ones would fill memory).
+            raise ApiError(400, "projectKey is not a valid project key")
         project = await self.find_project(req.project_key)
         if project is None or not project.active:
             raise ApiError(404, "project doesn't exist")
         if project.platform != "web":
             raise ApiError(403, "project is not a web project")
-        user_agent = request.headers.get("User-Agent", "")
+        # Only the first 1 KB of the agent is parsed and stored (engine.client_info).
+        user_agent = client_info.cap_user_agent(request.headers.get("User-Agent", ""))
         # An empty User-Agent is refused (the reference backend refuses any UA it cannot parse).
         # A non-empty one that ua-parser calls "Other" is accepted on purpose: new or rare browsers
         # must not lose their sessions because a regex list is behind.
@@ -170,8 +187,8 @@ class WebIngest:
             if 0 < req.buffer_diff < MAX_BUFFER_DIFF_MS:
                 session_start = now - req.buffer_diff  # cold start: the session began earlier
         token = tokens.sign(self.secret, tokens.TokenData(session_id, delay, expiry_ms))
-        user_uuid = req.user_uuid if _is_uuid(req.user_uuid) else str(uuid.uuid4())
-        info = client_info.parse_user_agent(user_agent)
+        user_uuid = _canonical_uuid(req.user_uuid) or str(uuid.uuid4())
+        info = await self.agents.parse(user_agent)
         country = client_info.country_of_ip(self.client_ip())
 
         if not req.do_not_record:
@@ -406,8 +423,10 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     """A JSON object from ``body`` (400 otherwise)."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError):  # integers past 4,300 digits are a ValueError too
         raise ApiError(400, "bad JSON") from None
+    except RecursionError:  # e.g. 100,000 nested arrays: the parser gives up, nothing else does
+        raise ApiError(400, "bad JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "bad JSON: an object is expected")
     return data
@@ -417,18 +436,53 @@ def tracker_version_ok(version: str) -> bool:
     """True for a semver ``>= 6.0.0`` (a ``-pre`` or ``+build`` suffix is cut off first)."""
     core = version.strip().removeprefix("v").split("-", 1)[0].split("+", 1)[0]
     parts = core.split(".")
-    if not 1 <= len(parts) <= 3 or not all(p.isascii() and p.isdigit() for p in parts):
+    if not 1 <= len(parts) <= 3 or not all(
+        p.isascii() and p.isdigit() and len(p) <= _MAX_VERSION_DIGITS for p in parts
+    ):
         return False
     numbers = tuple(int(p) for p in parts) + (0,) * (3 - len(parts))
     return numbers >= MIN_TRACKER_VERSION
 
 
-def _is_uuid(value: str) -> bool:
+def _canonical_uuid(value: str) -> str | None:
+    """``value`` as a canonical lower-case UUID, or None if it is not one (stored only so)."""
     try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+        return str(uuid.UUID(value))
+    except ValueError:  # lone surrogates included: they are not hex digits
+        return None
+
+
+def clean_text(value: str, limit: int) -> str:
+    """``value`` cut to ``limit`` characters, each lone surrogate replaced by U+FFFD.
+
+    JSON may carry an unpaired ``\\ud800`` escape; Python decodes it into a string that cannot be
+    encoded as UTF-8, so SQLite (the projections) would fail on it for ever. Repairing it keeps the
+    session; the text was broken on the client already.
+    """
+    value = value[:limit]
+    if not value.isascii():
+        value = _LONE_SURROGATE.sub("\ufffd", value)
+    return value
+
+
+def _may_be_project_key(key: str) -> bool:
+    return len(key) <= MAX_PROJECT_KEY_LENGTH and key.isascii() and key.isprintable()
+
+
+def _text(data: dict[str, Any], key: str, limit: int) -> str | None:
+    """A string field cleaned for storage (see ``clean_text``), None when absent or null."""
+    value = _field(data, key, str, None)
+    return None if value is None else clean_text(value, limit)
+
+
+def _loggable(value: object) -> str | None:
+    """A reported value fit for one log line: strings cut to 200 characters, other types named
+    only (a nested or huge value must not make a huge or failing log line)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return clean_text(value, 200)
+    return f"<{type(value).__name__}>"
 
 
 def _field(data: dict[str, Any], key: str, types: type | tuple[type, ...], default: Any) -> Any:
@@ -484,23 +538,26 @@ class _StartRequest:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> _StartRequest:
         return cls(
+            # Checked, never stored as given: the key must name a project (_may_be_project_key),
+            # the token must verify, the UUID is stored in canonical form or replaced.
             project_key=_field(data, "projectKey", str, ""),
-            tracker_version=_field(data, "trackerVersion", str, ""),
             token=_field(data, "token", str, ""),
-            reset=_field(data, "reset", bool, False),
             user_uuid=_field(data, "userUUID", str, ""),
-            user_id=_field(data, "userID", str, None),
-            rev_id=_field(data, "revID", str, ""),
+            # Stored: cut and repaired (clean_text).
+            tracker_version=_text(data, "trackerVersion", MAX_TRACKER_VERSION_LENGTH) or "",
+            user_id=_text(data, "userID", MAX_USER_ID_LENGTH),
+            rev_id=_text(data, "revID", MAX_REV_ID_LENGTH) or "",
+            reset=_field(data, "reset", bool, False),
             is_snippet=_field(data, "isSnippet", bool, False),
             timestamp=_number(data, "timestamp"),
             do_not_record=_field(data, "doNotRecord", bool, False),
             buffer_diff=_number(data, "bufferDiff"),
             device_memory=_number(data, "deviceMemory"),
             js_heap_size_limit=_number(data, "jsHeapSizeLimit"),
-            timezone=_field(data, "timezone", str, ""),
+            timezone=_text(data, "timezone", MAX_TIMEZONE_LENGTH) or "",
             width=_number(data, "width"),
             height=_number(data, "height"),
-            referrer=_field(data, "referrer", str, ""),
+            referrer=_text(data, "referrer", MAX_REFERRER_LENGTH) or "",
         )
 
 
@@ -552,9 +609,7 @@ async def not_started() -> Response:
     data = parse_json_object(body)
     logger.info(
         "tracker did not start: project=%r version=%r reason=%r",
-        data.get("projectKey"),
-        data.get("trackerVersion"),
-        data.get("reason"),
+        *(_loggable(data.get(key)) for key in ("projectKey", "trackerVersion", "reason")),
     )
     return json_response({})
 

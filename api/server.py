@@ -49,6 +49,7 @@ from quart_trio import QuartTrio
 from api import public_v1
 from api.app import create_app
 from api.config import ProcessRole, ServerConfig
+from api.disconnects import QuietDisconnects
 from api.projections_service import projection_reader_service, projections_service
 from engine import client_info
 from storage.catalog import Catalog
@@ -267,7 +268,10 @@ async def _serve_http(
     task_status: trio.TaskStatus[Listening] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     async def serving(*, task_status: trio.TaskStatus[list[str]]) -> None:
-        await hypercorn.trio.serve(app, hc, shutdown_trigger=shutdown.wait, task_status=task_status)
+        # A client hanging up mid-answer is a debug line, not an ASGI traceback (api.disconnects).
+        await hypercorn.trio.serve(
+            QuietDisconnects(app), hc, shutdown_trigger=shutdown.wait, task_status=task_status
+        )
 
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(serving)

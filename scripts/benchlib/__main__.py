@@ -1,6 +1,7 @@
 """The benchmark driver behind ``scripts/bench``: runs the sections, prints ONE table, writes it.
 
-Sections: ingest, engine, rebuild, queries, memory (issue 5). ``--only a,b`` runs a subset and
+Sections: ingest, engine, rebuild, queries, memory (issue 5); hostile (issue 8: an unrelated
+tracker's latency while starts with huge User-Agents arrive). ``--only a,b`` runs a subset and
 ``--quick`` shrinks every size (for a try-out in about a minute or two). A full run writes
 BENCHMARKS.md at the repository root; a subset or quick run writes only with ``--out PATH``.
 """
@@ -16,10 +17,10 @@ import traceback
 from pathlib import Path
 
 import attrs
-from benchlib import common, engine, ingest, memory, profile, queries, rebuild, report
+from benchlib import common, engine, hostile, ingest, memory, profile, queries, rebuild, report
 from benchlib.common import log
 
-SECTIONS = ("ingest", "engine", "rebuild", "queries", "memory")
+SECTIONS = ("ingest", "engine", "rebuild", "queries", "memory", "hostile")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -193,6 +194,13 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
 
+    section(
+        "hostile",
+        lambda: report.hostile_rows(
+            hostile.run(hostile.HostileSettings(duration_s=2.0 if quick else 5.0))
+        ),
+    )
+
     elapsed = time.monotonic() - t_start
     notes += [
         "Ingest: the same generator process(es) drive both servers with the same trackers, "
@@ -216,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         "`replayd rebuild`; live sessions are started over HTTP (start + a first batch with a "
         "user id, metadata, a page and a click) right before the measurement.",
         "Memory: RSS of the server's whole process tree (psutil).",
+        "Hostile input: one keep-alive client uploads 1 KB batches of a normal session one at a "
+        "time: alone, then during bursts of 8 concurrent `/v1/web/start` (one every 0.5 s) with "
+        "an ordinary browser agent, then during the same bursts with a fresh random 60 KB "
+        "User-Agent per start, sent over HTTP/2 with prior knowledge (64 KB of headers allowed); "
+        "one server, windows of the same length.",
         "The 2 cores are shared by the server, the load generator and the driver; background load "
         "on the machine (see the load averages) lowers every figure, ceilings included. Load "
         "average at the end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + ".",

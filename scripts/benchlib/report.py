@@ -380,3 +380,27 @@ def document(
     if notes:
         parts += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     return "\n".join(parts)
+
+
+def hostile_rows(h) -> list[Row]:
+    """The unrelated tracker's p99 under bursts of hostile starts, against ordinary bursts."""
+    statuses = ", ".join(f"{code}: {n}" for code, n in sorted(h.hostile_statuses.items()))
+
+    def lat(values: list[float]) -> str:
+        return (
+            f"p50 {ms(percentile(values, 50))} · p99 {ms(percentile(values, 99))} (n={len(values)})"
+        )
+
+    return [
+        Row(
+            "Hostile input",
+            "unrelated 1 KB `/v1/web/i` uploads during bursts of 8 concurrent starts with "
+            "distinct 60 KB User-Agents (HTTP/2), a burst every 0.5 s",
+            f"{lat(h.attacked_ms)}; hostile starts answered: {h.hostile_starts} ({statuses})",
+            f"same bursts, ordinary agent: {lat(h.ordinary_ms)}; no other traffic: "
+            f"{lat(h.idle_ms)}",
+            ratio(h.attacked_p99, h.ordinary_p99) + " (p99)",
+            "p99 <= 2x ordinary",
+            verdict(h.attacked_p99 <= 2 * h.ordinary_p99),
+        )
+    ]

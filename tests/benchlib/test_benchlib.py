@@ -5,6 +5,7 @@ the load generator against the real ceiling server. No timing is asserted (figur
 
 from __future__ import annotations
 
+import random
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from benchlib import batches, common, ingest, memory, report  # noqa: E402
+from benchlib import batches, common, hostile, ingest, memory, report  # noqa: E402
 from benchlib.loadgen import (  # noqa: E402
     HTTPError,
     LoadGenerator,
@@ -252,3 +253,26 @@ def test_memory_verdicts_need_the_live_sessions_to_be_listed():
     assert [r.result for r in report.memory_rows(ok)] == ["PASS", "PASS"]
     assert report.memory_rows(missing)[1].result == "CHECK"
     assert report.memory_rows(over)[1].result == "MISS"
+
+
+def test_hostile_verdict_compares_the_attack_with_ordinary_bursts():
+    def result(attacked_ms: float) -> hostile.HostileResult:
+        return hostile.HostileResult(
+            idle_ms=[3.0] * 98 + [8.0] * 2,
+            ordinary_ms=[4.0] * 98 + [20.0] * 2,  # p99 (nearest rank) = 20
+            attacked_ms=[4.0] * 98 + [attacked_ms] * 2,
+            hostile_starts=80,
+            hostile_statuses={"200": 80},
+        )
+
+    (row,) = report.hostile_rows(result(40.0))
+    assert (row.ratio, row.result) == ("2.00x (p99)", "PASS")
+    assert report.hostile_rows(result(41.0))[0].result == "MISS"
+    assert "200: 80" in row.replayd
+
+
+def test_hostile_agents_are_distinct_sized_and_start_like_chrome():
+    rng = random.Random(1)
+    agents = {hostile.hostile_agent(rng, 60_000) for _ in range(8)}
+    assert len(agents) == 8
+    assert all(len(a) == 60_000 and a.startswith(hostile.CHROME_UA) for a in agents)

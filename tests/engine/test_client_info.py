@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from engine.client_info import ClientInfo, country_of_ip, parse_user_agent
+from engine.client_info import (
+    MAX_USER_AGENT_LENGTH,
+    ClientInfo,
+    UserAgentParser,
+    country_of_ip,
+    parse_user_agent,
+)
 
 # The User-Agent of the captured start request (shared fixtures, web-basic/requests.jsonl).
 CAPTURED_UA = (
@@ -59,3 +65,18 @@ def test_country_of_ip() -> None:
     assert country_of_ip("8.8.8.8") == "US"
     assert country_of_ip("81.2.69.160") == "GB"
     assert country_of_ip("2001:4860:4860::8888") == "US"
+
+
+async def test_user_agent_parser_caps_caches_and_stays_bounded() -> None:
+    parser = UserAgentParser(size=2)
+    long_agent = CAPTURED_UA + " " + "x" * 5_000
+    info = await parser.parse(long_agent)
+    assert info == parse_user_agent(long_agent[:MAX_USER_AGENT_LENGTH])
+    assert (info.os, info.browser) == ("Linux", "Chrome")
+    # Agents that differ only past the cap are one entry: the cache is keyed by what is parsed.
+    assert await parser.parse(long_agent + "y") == info
+    assert len(parser) == 1
+    for agent in (CAPTURED_UA[:60], "curl/8.5.0", "Wget/1.21"):
+        await parser.parse(agent)
+    assert len(parser) == 2  # least recently used entries left
+    assert await parser.parse("Wget/1.21") == parse_user_agent("Wget/1.21")
