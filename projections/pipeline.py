@@ -43,9 +43,9 @@ import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
 
 import attrs
 import trio
@@ -72,6 +72,7 @@ ALL_PROJECTIONS: tuple[SqlProjection, ...] = (
 PROJECTIONS_BY_NAME: dict[str, SqlProjection] = {p.name: p for p in ALL_PROJECTIONS}
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Retry of a delivery while the database as a whole cannot be written (disk full, I/O error).
 RETRY_INITIAL_S = 0.05
@@ -263,6 +264,12 @@ class Projector:
         if self._conn is not None:
             try:
                 release_lock(self._conn, self._token)
+            except sqlite3.Error as error:
+                if not is_database_wide(error):
+                    raise
+                # A full disk must not fail the shutdown: a lock left by a dead process is
+                # taken over by the next holder (acquire_lock).
+                log.warning("projections: could not release the lock: %s", _error_text(error))
             finally:
                 self._conn.close()
                 self._conn = None
@@ -294,8 +301,9 @@ class Projector:
         The queue holds one delivery (bounded: a slow disk slows the engine down); meanwhile the
         engine decodes the next chunk while SQLite writes this one (2 cores, and sqlite3 releases
         the GIL while it works). Cancelling drops what is still queued: its checkpoint was not
-        written, so the engine delivers it again after a restart. A failing write raises here.
-        The projector must be open.
+        written, so the engine delivers it again after a restart. Poisoned events are parked and a
+        full disk is waited out (module docstring); only a bug of the projector itself raises
+        here. The projector must be open.
         """
         send, receive = trio.open_memory_channel[tuple[list[DomainEvent], int]](1)
         async with trio.open_nursery() as nursery:
@@ -337,6 +345,47 @@ class Projector:
         if self.live is not None:
             self.live.clear()
 
+    async def run_sync(self, function: Callable[..., T], *args: object) -> T:
+        """``function(connection, *args)`` on the projector's connection in a worker thread."""
+
+        def call() -> T:
+            if self._conn is None:
+                raise RuntimeError("the projector is not open")
+            return function(self._conn, *args)
+
+        async with self._limiter:
+            return await trio.to_thread.run_sync(call)
+
+    async def replace_sessions(
+        self, session_ids: Sequence[int], events: Sequence[DomainEvent]
+    ) -> None:
+        """:meth:`replace_sessions_sync` in a worker thread, between writes."""
+        async with self._limiter:
+            await trio.to_thread.run_sync(self.replace_sessions_sync, session_ids, events)
+
+    def replace_sessions_sync(
+        self, session_ids: Sequence[int], events: Sequence[DomainEvent]
+    ) -> None:
+        """Replace what every projection derived from these sessions by ``events``, atomically.
+
+        ``events`` are the sessions' events replayed from the log (``replayd dead-letters
+        retry``); each projection takes those at or below its checkpoint, which does not move.
+        Events that fail are parked as in a delivery.
+        """
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("the projector is not open")
+        failed: list[dead_letters.DeadLetter] = []
+        with atomic(conn):
+            dead_letters.forget_sessions(conn, session_ids)
+            for projection in self.projections:
+                projection.forget_sessions(conn, session_ids)
+            for projection in self.projections:
+                checkpoint = self._checkpoints[projection.name]
+                mine = [e for e in events if e.position <= checkpoint]
+                failed.extend(apply_isolating(conn, projection, mine))
+            dead_letters.add(conn, failed)
+
     # -- state -------------------------------------------------------------------------------------
 
     @property
@@ -358,8 +407,9 @@ class Projector:
         """Apply ``events`` (everything of the records up to ``upto_position``) to every projection.
 
         Under :meth:`write_behind` (or :meth:`run`) this queues the delivery for the writer task
-        (waiting while one is already queued); otherwise it applies it before returning. :meth:`drain` waits for the
-        queue to be written.
+        (waiting while one is already queued); otherwise it applies it before returning.
+        :meth:`drain` waits for the queue to be written. While the database as a whole cannot be
+        written (disk full), the delivery is retried until it commits (module docstring).
         """
         self.statistics.sink_calls += 1
         self.statistics.events_seen += len(events)
