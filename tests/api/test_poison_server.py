@@ -252,34 +252,61 @@ async def _rebuild_with_buggy_events_projection(tmp_path: Path) -> None:
 # -- a full disk under the projections file -----------------------------------------------------
 
 
-@pytest.fixture
-def small_filesystem(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MB tmpfs mounted for the test (CI runs as root), unmounted at teardown."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.fail("the full-disk test needs root to mount a tmpfs (CI runs as root)")
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], check=True)
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+class SmallDisk:
+    """Where the projections file goes, and a way to fill and free the space under it.
 
+    As root (CI): a 4 MB tmpfs mounted for the test, filled to the last byte by a filler file.
+    Otherwise the same SQLITE_FULL is simulated with ``PRAGMA max_page_count`` on the
+    projector's connection (said loudly in the test's output: never a silent skip).
+    """
 
-def _fill(directory: Path) -> Path:
-    """Fill the filesystem of ``directory`` to the last byte; returns the filler file."""
-    filler = directory / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for size in (1 << 20, 1 << 12, 1):
+    def __init__(self, directory: Path, mounted: bool) -> None:
+        self.directory = directory
+        self.mounted = mounted
+        self._filler = directory / "filler"
+
+    async def fill(self, projector: Projector) -> None:
+        if self.mounted:
+            fd = os.open(self._filler, os.O_WRONLY | os.O_CREAT, 0o600)
             try:
-                while True:
-                    os.write(fd, b"\0" * size)
-            except OSError:
-                pass  # ENOSPC: go on with smaller writes
+                for size in (1 << 20, 1 << 12, 1):
+                    try:
+                        while True:
+                            os.write(fd, b"\0" * size)
+                    except OSError:
+                        pass  # ENOSPC: go on with smaller writes
+            finally:
+                os.close(fd)
+        else:
+            await projector.run_sync(_cap_pages, None)
+
+    async def free(self, projector: Projector) -> None:
+        if self.mounted:
+            self._filler.unlink()
+        else:
+            await projector.run_sync(_cap_pages, 1_073_741_823)
+
+
+def _cap_pages(conn: sqlite3.Connection, pages: int | None) -> None:
+    if pages is None:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """A :class:`SmallDisk`; the tmpfs is unmounted at teardown."""
+    directory = tmp_path / "small"
+    directory.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        print("not root: simulating the full disk with PRAGMA max_page_count instead of a tmpfs")
+        yield SmallDisk(directory, mounted=False)
+        return
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(directory)], check=True)
+    try:
+        yield SmallDisk(directory, mounted=True)
     finally:
-        os.close(fd)
-    return filler
+        subprocess.run(["umount", "-l", str(directory)], check=False)
 
 
 def _integrity(path: Path) -> list[tuple]:
@@ -300,16 +327,16 @@ def _click_batch(number: int) -> bytes:
 async def test_a_full_disk_under_the_projections_is_waited_out(
     server_factory: ServerFactory,
     tmp_path: Path,
-    small_filesystem: Path,
+    small_disk: SmallDisk,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    projections = small_filesystem / "projections.db"
+    projections = small_disk.directory / "projections.db"
     harness = await server_factory(projections_db_path=str(projections))
     projector: Projector = harness.server.app.extensions[PROJECTOR_KEY]
     key = await api_key(harness)
     start = await harness.started()
     await projected(harness)
-    filler = _fill(small_filesystem)
+    await small_disk.fill(projector)
 
     for number in range(1, 11):
         body = _click_batch(number)
@@ -329,7 +356,7 @@ async def test_a_full_disk_under_the_projections_is_waited_out(
         while projector.statistics.write_failures < 3:
             await trio.sleep(0.05)
 
-    filler.unlink()  # space comes back: the projector catches up by itself
+    await small_disk.free(projector)  # space comes back: the projector catches up by itself
     await projected(harness)
     assert projector.statistics.write_error is None
     response = await get(harness, key, events_path)
