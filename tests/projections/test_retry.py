@@ -16,18 +16,16 @@ import trio
 
 from api.cli import main
 from engine.events import DomainEvent
-from engine.supervisor import Supervisor, history_from_reader, resume_point
 from projections import dead_letters
 from projections import events as events_projection
-from projections.pipeline import ALL_PROJECTIONS, SqlProjection, Projector
+from projections.pipeline import ALL_PROJECTIONS, Projector, SqlProjection
 from projections.rebuild import rebuild
 from projections.retry import retry
-from storage.log import LogReader
 from tests.engine.builders import T0, clock_tick
 from tests.engine.builders import SessionScript as TrackerScript
 
 from .factories import dump_tables
-from .test_rebuild import TIMEOUT_MS, append_all, projections_of, simple_session
+from .test_rebuild import TIMEOUT_MS, append_all, live_path, projections_of, simple_session
 
 
 def _buggy(conn: sqlite3.Connection, events: Sequence[DomainEvent]) -> None:
@@ -39,24 +37,6 @@ def _buggy(conn: sqlite3.Connection, events: Sequence[DomainEvent]) -> None:
 BUGGY: tuple[SqlProjection, ...] = tuple(
     attrs.evolve(p, apply=_buggy) if p.name == "events" else p for p in ALL_PROJECTIONS
 )
-
-
-async def project(path: Path, upto: int, projections: Sequence[SqlProjection]) -> None:
-    """The live path up to ``upto`` with these projections (resumed at their checkpoint)."""
-    source, history = LogReader(path), LogReader(path)
-    try:
-        async with Projector(projections_of(path), projections=projections) as projector:
-            after = projector.resume_position
-            resume = await resume_point(source, after, TIMEOUT_MS) if after else None
-            supervisor = Supervisor(
-                history=history_from_reader(history),
-                sink=projector.sink,
-                inactivity_timeout_ms=TIMEOUT_MS,
-            )
-            await supervisor.run_until(source, upto, resume=resume, chunk_size=3)
-    finally:
-        source.close()
-        history.close()
 
 
 def _log(fresh_db_path: Path) -> list:
@@ -72,7 +52,7 @@ async def test_retry_after_a_fix_gives_what_a_rebuild_gives(fresh_db_path: Path)
     records = _log(fresh_db_path)
     await append_all(fresh_db_path, records)
     cut = len(records) - 2  # the projections stopped before the log's end (server stopped)
-    await project(fresh_db_path, cut, BUGGY)
+    await live_path(fresh_db_path, [cut], 3, BUGGY)
     projections = projections_of(fresh_db_path)
     conn = sqlite3.connect(projections)
     try:
@@ -89,7 +69,7 @@ async def test_retry_after_a_fix_gives_what_a_rebuild_gives(fresh_db_path: Path)
     assert result.sessions == (11, 12, 13)
     assert result.parked_after == 1  # the garbage batch is still garbage
     # Then the server carries on from the checkpoints, with the fixed code.
-    await project(fresh_db_path, len(records), ALL_PROJECTIONS)
+    await live_path(fresh_db_path, [len(records)], 3)
     retried = dump_tables(projections)
 
     await rebuild(fresh_db_path, projections, inactivity_timeout_ms=TIMEOUT_MS)
@@ -100,7 +80,7 @@ async def test_retry_and_list_from_the_command_line(
     fresh_db_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     await append_all(fresh_db_path, _log(fresh_db_path))
-    await project(fresh_db_path, len(_log(fresh_db_path)), BUGGY)
+    await live_path(fresh_db_path, [len(_log(fresh_db_path))], 3, BUGGY)
     db = str(fresh_db_path)
     assert await trio.to_thread.run_sync(main, ["dead-letters", "list", "--db", db]) == 0
     listing = capsys.readouterr().out.splitlines()
