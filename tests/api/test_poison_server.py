@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import attrs
+import httpx
 import pytest
 import trio
 
@@ -168,7 +169,8 @@ async def test_huge_integers_in_a_batch_are_clamped_not_fatal(
         _batch(T0, MouseClick(2, 2**64 - 1, "huge hesitation", "#h", 2**64 - 1, 5), first_index=10),
         _batch(2**63 - 1, MouseClick(3, 10, "huge header time", "#m", 1, 1), first_index=20),
     ]
-    for number, body in enumerate(batches, start=1):
+    garbage = batches[0][:-3]  # truncated: the engine cannot decode it and parks it
+    for number, body in enumerate([*batches, garbage], start=1):
         response = await harness.upload(start["token"], body, batch=f"0_{number}_{len(body)}_kyes")
         assert response.status_code == 200, response.text
     await projected(harness)
@@ -188,10 +190,12 @@ async def test_huge_integers_in_a_batch_are_clamped_not_fatal(
     try:
         row = await reader.session(harness.project.project_id, int(session_id))
         assert row is not None and row.duration is not None and 0 <= row.duration < DAY_MS
-        assert await reader.dead_letter_count() == 0
+        assert await reader.dead_letter_count() == 1  # the garbage batch, nothing else
     finally:
         reader.close()
-    await restart_and_rebuild_agree(server_factory, harness, tmp_path)
+    tables = await restart_and_rebuild_agree(server_factory, harness, tmp_path)
+    [letter] = tables["dead_letters"]
+    assert "engine" in letter and int(session_id) in letter
 
 
 # -- any other poison: parked with its error, the rest carries on --------------------------------
@@ -375,3 +379,29 @@ async def test_a_full_disk_under_the_projections_is_waited_out(
         assert dead_letters.count(conn) == 0  # the data was never blamed
     finally:
         conn.close()
+
+
+async def test_the_engine_process_of_workers_survives_a_huge_integer(tmp_path: Path) -> None:
+    """``--workers 2``: the batch used to kill the engine process (OverflowError), and with it
+    the whole server; now its click is projected, clamped, and the next batch as well."""
+    from tests.api.test_workers import _click_count, _start, running_server
+
+    async with running_server(tmp_path) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10.0) as http:
+            session_id, token = await _start(http, server.project_key)
+            hostile = _batch(T0, MouseClick(1, 2**64 - 1, "huge", "#h", 2**64 - 1, 1))
+            normal = _batch(T0, MouseClick(2, 10, "normal", "#n", 1, 1), first_index=100)
+            for number, body in enumerate((hostile, normal), start=1):
+                response = await http.post(
+                    "/v1/web/i",
+                    content=body,
+                    params={"batch": f"0_{number}_{len(body)}_kyes"},
+                    headers={"Authorization": f"Bearer {token}", "DataType": "player"},
+                )
+                assert response.status_code == 200, response.text
+            with trio.fail_after(20):
+                while await _click_count(http, server, server.project_key, session_id) < 2:
+                    assert server.process.returncode is None, server.stderr()
+                    await trio.sleep(0.1)
+        assert server.process.returncode is None
+        assert "Traceback" not in server.stderr()
