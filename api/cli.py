@@ -218,7 +218,7 @@ def add_rebuild_command(subparsers: SubParsers) -> None:
         help="empty projections and replay the whole log into them (stop the server first)",
     )
     _db_argument(parser)
-    _projections_db_argument(parser)
+    _projections_db_argument(parser, "; the only file the rebuild writes")
     parser.add_argument(
         "--projection",
         action="append",
@@ -241,12 +241,12 @@ def run_rebuild(args: argparse.Namespace) -> int:
 # -- dead letters (projections) ------------------------------------------------------------------
 
 
-def _projections_db_argument(parser: argparse.ArgumentParser) -> None:
+def _projections_db_argument(parser: argparse.ArgumentParser, note: str = "") -> None:
     parser.add_argument(
         "--projections-db",
         default=None,
         help="SQLite file of the projections (env REPLAYD_PROJECTIONS_DB, default"
-        " <db stem>-projections.db beside --db)",
+        f" <db stem>-projections.db beside --db){note}",
     )
 
 
@@ -256,18 +256,19 @@ def add_dead_letters_command(subparsers: SubParsers) -> None:
         help="list the records and events that were parked, or re-run them after an upgrade",
     )
     actions = parser.add_subparsers(dest="action", required=True)
-    listing = actions.add_parser(
-        "list",
-        help="the newest dead letters first (position, session, project, stage, at, error),"
-        " then their count; reads only, the server may run",
+    list_text = (
+        "the newest dead letters first (position, session, project, stage, at, error), then"
+        " their count; only reads, the server may run"
     )
-    retry = actions.add_parser(
-        "retry",
-        help="re-run the sessions with dead letters through the code installed now (stop the"
-        " server first, as for rebuild): what applies now is no longer parked, what still fails"
-        " stays parked with its new error; prints how many remain. The result is what"
-        " `replayd rebuild` would give; the log is read, never written",
+    listing = actions.add_parser("list", help=list_text, description=list_text)
+    retry_text = (
+        "re-run the sessions with dead letters through the code installed now, e.g. after an"
+        " upgrade (stop the server first, as for rebuild: the projections are locked while it"
+        " runs): what applies now is no longer parked, what still fails stays parked with its"
+        " new error; prints how many remain. The result is what `replayd rebuild` would give,"
+        " at the cost of reading the log once; the log is never written"
     )
+    retry = actions.add_parser("retry", help=retry_text, description=retry_text)
     for sub in (listing, retry):
         _db_argument(sub)
         _projections_db_argument(sub)

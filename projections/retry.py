@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sqlite3
 import sys
 from collections.abc import Iterable, Sequence
 
@@ -135,16 +136,12 @@ async def retry(
     return RetryResult(sessions=wanted, parked_before=parked_before, parked_after=parked_after)
 
 
-def _exists(projections_db_path: str) -> bool:
-    return os.path.exists(projections_db_path)
-
-
 def run_retry_command(db_path: str, projections_db_path: str, project_id: int | None) -> int:
     """``replayd dead-letters retry``: 0 when done (some may remain parked), 1 when refused."""
     if not os.path.exists(db_path):
         print(f"replayd dead-letters retry: no database at {db_path}", file=sys.stderr)
         return 1
-    if not _exists(projections_db_path):
+    if not os.path.exists(projections_db_path):
         print("replayd dead-letters retry: no projections yet (nothing parked)")
         return 0
     try:
@@ -168,7 +165,7 @@ def format_letters(letters: Sequence[dead_letters.DeadLetter]) -> list[str]:
 
 def run_list_command(projections_db_path: str, project_id: int | None, limit: int) -> int:
     """``replayd dead-letters list``: the newest dead letters first, then their total count."""
-    if not _exists(projections_db_path):
+    if not os.path.exists(projections_db_path):
         print("0 dead letters (no projections yet)")
         return 0
     conn = connect(projections_db_path, create=False, query_only=True)
@@ -176,7 +173,7 @@ def run_list_command(projections_db_path: str, project_id: int | None, limit: in
         try:
             letters = dead_letters.recent(conn, project_id=project_id, limit=limit)
             total = dead_letters.count(conn, project_id)
-        except Exception as error:  # noqa: BLE001 - an old or empty file: no table yet
+        except sqlite3.OperationalError as error:  # an empty file: no table yet
             if "no such table" not in str(error):
                 raise
             letters, total = [], 0
