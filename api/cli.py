@@ -218,12 +218,7 @@ def add_rebuild_command(subparsers: SubParsers) -> None:
         help="empty projections and replay the whole log into them (stop the server first)",
     )
     _db_argument(parser)
-    parser.add_argument(
-        "--projections-db",
-        default=None,
-        help="SQLite file of the projections (env REPLAYD_PROJECTIONS_DB, default"
-        " <db stem>-projections.db beside --db); the only file the rebuild writes",
-    )
+    _projections_db_argument(parser, "; the only file the rebuild writes")
     parser.add_argument(
         "--projection",
         action="append",
@@ -237,13 +232,81 @@ def add_rebuild_command(subparsers: SubParsers) -> None:
 def run_rebuild(args: argparse.Namespace) -> int:
     from projections.rebuild import run_command
 
-    # The same derivation as ``serve`` (ServerConfig), so both find the same projections file.
-    try:
-        config = ServerConfig.from_env(db_path=args.db, projections_db_path=args.projections_db)
-    except (ValueError, TypeError) as error:
-        print(f"replayd rebuild: bad configuration: {error}", file=sys.stderr)
+    config = _projections_config(args, "rebuild")
+    if config is None:
         return 2
     return run_command(config.db_path, config.projections_db_path, args.projections)
+
+
+# -- dead letters (projections) ------------------------------------------------------------------
+
+
+def _projections_db_argument(parser: argparse.ArgumentParser, note: str = "") -> None:
+    parser.add_argument(
+        "--projections-db",
+        default=None,
+        help="SQLite file of the projections (env REPLAYD_PROJECTIONS_DB, default"
+        f" <db stem>-projections.db beside --db){note}",
+    )
+
+
+def add_dead_letters_command(subparsers: SubParsers) -> None:
+    parser = subparsers.add_parser(
+        "dead-letters",
+        help="list the records and events that were parked, or re-run them after an upgrade",
+    )
+    actions = parser.add_subparsers(dest="action", required=True)
+    list_text = (
+        "the newest dead letters first (position, session, project, stage, at, error), then"
+        " their count; only reads, the server may run"
+    )
+    listing = actions.add_parser("list", help=list_text, description=list_text)
+    retry_text = (
+        "re-run the sessions with dead letters through the code installed now, e.g. after an"
+        " upgrade (stop the server first, as for rebuild: the projections are locked while it"
+        " runs): what applies now is no longer parked, what still fails stays parked with its"
+        " new error; prints how many remain. The result is what `replayd rebuild` would give,"
+        " at the cost of reading the log once; the log is never written"
+    )
+    retry = actions.add_parser("retry", help=retry_text, description=retry_text)
+    for sub in (listing, retry):
+        _db_argument(sub)
+        _projections_db_argument(sub)
+        sub.add_argument(
+            "--project-id", type=int, default=None, help="only this project (default: all)"
+        )
+    listing.add_argument(
+        "--limit", type=int, default=50, help="at most this many lines (default 50)"
+    )
+    listing.set_defaults(handler=run_dead_letters_list)
+    retry.set_defaults(handler=run_dead_letters_retry)
+
+
+def _projections_config(args: argparse.Namespace, command: str) -> ServerConfig | None:
+    # The same derivation as ``serve`` (ServerConfig), so both find the same projections file.
+    try:
+        return ServerConfig.from_env(db_path=args.db, projections_db_path=args.projections_db)
+    except (ValueError, TypeError) as error:
+        print(f"replayd {command}: bad configuration: {error}", file=sys.stderr)
+        return None
+
+
+def run_dead_letters_list(args: argparse.Namespace) -> int:
+    from projections.retry import run_list_command
+
+    config = _projections_config(args, "dead-letters list")
+    if config is None:
+        return 2
+    return run_list_command(config.projections_db_path, args.project_id, args.limit)
+
+
+def run_dead_letters_retry(args: argparse.Namespace) -> int:
+    from projections.retry import run_retry_command
+
+    config = _projections_config(args, "dead-letters retry")
+    if config is None:
+        return 2
+    return run_retry_command(config.db_path, config.projections_db_path, args.project_id)
 
 
 # -- entry point ---------------------------------------------------------------------------------
@@ -253,6 +316,7 @@ COMMANDS: list[Callable[..., None]] = [
     add_project_command,
     add_api_key_command,
     add_rebuild_command,
+    add_dead_letters_command,
 ]
 
 

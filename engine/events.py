@@ -15,6 +15,34 @@ from __future__ import annotations
 
 import attrs
 
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
+"""The range of an SQLite INTEGER: every integer field of an event must lie in it."""
+
+
+def clamp_int64(value: int) -> int:
+    """``value`` clamped to SQLite's INTEGER range (the wire's ``uint`` reaches 2**64 - 1)."""
+    if value > INT64_MAX:
+        return INT64_MAX
+    if value < INT64_MIN:
+        return INT64_MIN
+    return value
+
+
+def repair_text(text: str) -> str:
+    """``text`` with every lone surrogate replaced by U+FFFD, so that it encodes as UTF-8.
+
+    JSON allows ``"\\ud800"``, and Python's ``json`` decodes it to a lone surrogate that SQLite
+    cannot store; the tracker's own encoder does this replacement too. Valid text is returned
+    as is (one encode attempt).
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # surrogatepass keeps a (rare) split pair joinable; "replace" turns the lone ones to U+FFFD.
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
 
 @attrs.frozen(slots=True, kw_only=True)
 class DomainEvent:
@@ -251,8 +279,10 @@ class RecordParked(DomainEvent):
 
     The projections keep it in a dead-letter table; the session carries on with its next record.
     ``timestamp`` = the record's ``received_at_ms``; ``kind`` = its ``RecordKind`` value; ``error``
-    = the exception type and message.
+    = the exception type and message; ``stage`` = where it failed (``engine`` while applying a
+    record, ``engine:end`` while ending the session).
     """
 
     error: str
     kind: int = 0
+    stage: str = "engine"

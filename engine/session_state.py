@@ -11,13 +11,26 @@ Time: a message's time is the latest ``Timestamp`` (or ``BatchMetadata.timestamp
 its batch, carried over from the previous batch when a batch has neither (DESIGN.md invariant 7).
 A record that cannot be decoded is parked whole before any state changes; an exception while
 applying decoded messages parks the record too, keeping what was applied before it (both are
-deterministic, so a replay reaches the same state).
+deterministic, so a replay reaches the same state). An exception while ending a session (the
+heuristics' flush) parks that end (``stage="engine:end"``) and the session still ends.
+
+Hostile values (DESIGN.md invariant 8): the wire's ``uint`` reaches 2**64 - 1, beyond SQLite's
+INTEGER. Every integer that goes into an event is clamped to int64 here (:func:`clamp_int64`),
+rather than the message refused: the rest of the message (a click's label, a request's URL) is
+still worth keeping, and the clamped value says "absurdly large" well enough. Message times
+(``Timestamp``, ``BatchMetadata.timestamp``, a request's or an issue's own time) more than
+:data:`MAX_CLOCK_AHEAD_MS` after the record's receipt are not taken as times at all (the previous
+time carries on): the tracker aligns its clock to the server's at start, so such a time is a
+broken or hostile client, and taking it would poison the session's last time and duration.
+Strings from the codec are always valid UTF-8; the start payload repairs its own.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+
+import attrs
 
 from engine.codec import web_messages as wm
 from engine.codec.web import (
@@ -54,6 +67,7 @@ from engine.codec.web import (
     message_id,
 )
 from engine.events import (
+    INT64_MAX,
     AnonymousIdSet,
     Clicked,
     CustomEventRecorded,
@@ -74,6 +88,7 @@ from engine.events import (
     TabVisibilityChanged,
     UserIdSet,
     WebVitalReported,
+    clamp_int64,
 )
 from engine.heuristics import (
     ClickRageDetector,
@@ -88,6 +103,7 @@ from storage.records import LogRecord, RecordKind
 __all__ = [
     "BASE_WANTED",
     "LOAD_TIMING_MAX_MS",
+    "MAX_CLOCK_AHEAD_MS",
     "REACTION_TYPES",
     "SESSION_KINDS",
     "SessionState",
@@ -99,6 +115,14 @@ SESSION_KINDS = frozenset({RecordKind.WEB_START, RecordKind.WEB_BATCH, RecordKin
 
 LOAD_TIMING_MAX_MS = 30_000
 """PageLoadTiming values above this are dropped (``None``), as the Go page-event builder does."""
+
+MAX_CLOCK_AHEAD_MS = 86_400_000
+"""A message time later than its record's receipt plus this (a day) is not a time (see above)."""
+
+# BatchMetadata fields capped so that message ids, (page_no << 32) + first_index + index, stay
+# within int64 (a real tracker counts pages and messages in the thousands).
+_PAGE_NO_MAX = (INT64_MAX >> 32) - 1
+_FIRST_INDEX_MAX = (1 << 32) - 1
 
 # The types a session decodes; every other message of a batch is skipped by its frame size.
 BASE_WANTED: frozenset[int] = frozenset(
@@ -128,6 +152,22 @@ REACTION_TYPES: frozenset[int] = frozenset(
 )  # fmt: skip
 
 _NO_METADATA = BatchMetadata(version=0, page_no=0, first_index=0, timestamp=0, location="")
+
+
+def _storable_metadata(meta: BatchMetadata, latest_ms: int) -> BatchMetadata:
+    """``meta`` with the page number and first index capped and an absurd time dropped (0)."""
+    if (
+        meta.page_no <= _PAGE_NO_MAX
+        and meta.first_index <= _FIRST_INDEX_MAX
+        and meta.timestamp <= latest_ms
+    ):
+        return meta
+    return attrs.evolve(
+        meta,
+        page_no=min(meta.page_no, _PAGE_NO_MAX),
+        first_index=min(meta.first_index, _FIRST_INDEX_MAX),
+        timestamp=meta.timestamp if meta.timestamp <= latest_ms else 0,
+    )
 
 
 class _Reaction:
@@ -200,6 +240,7 @@ class SessionState:
 
     __slots__ = (
         "_batch_url",
+        "_latest",
         "_meta",
         "_now",
         "_out",
@@ -271,6 +312,7 @@ class SessionState:
         self._meta = _NO_METADATA
         self._tab = TabPage()
         self._batch_url = ""
+        self._latest = 0  # the latest message time taken as a time in this record
 
     def _head(self) -> dict[str, int]:
         """The fields every event of the record being applied shares (``timestamp`` aside)."""
@@ -290,6 +332,7 @@ class SessionState:
         self.ended = False
         self._out = out
         self._pos = record.position
+        self._latest = record.received_at_ms + MAX_CLOCK_AHEAD_MS
         kind = record.kind
         try:
             if kind == RecordKind.WEB_BATCH:
@@ -299,17 +342,7 @@ class SessionState:
             # WEB_ASSETS only counts as activity (its time was taken above).
         except Exception as exc:  # noqa: BLE001 - invariant 8: park the record, never stop
             self.records_parked += 1
-            if out is not None:
-                out.append(
-                    RecordParked(
-                        position=record.position,
-                        session_id=self.session_id,
-                        project_id=record.project_id,
-                        timestamp=record.received_at_ms,
-                        error=f"{type(exc).__name__}: {exc}",
-                        kind=int(kind),
-                    )
-                )
+            self._park(record.position, record.received_at_ms, exc, int(kind), "engine")
             return False
         finally:
             self._out = None
@@ -322,12 +355,15 @@ class SessionState:
         self._pos = position
         last = self.last_message_ts
         if self.server_heuristics:
-            found = self.click_rage.flush()
-            if found is not None:
-                self._detected(found)
-            found = self.dead_click.flush(last)
-            if found is not None:
-                self._detected(found)
+            try:
+                found = self.click_rage.flush()
+                if found is not None:
+                    self._detected(found)
+                found = self.dead_click.flush(last)
+                if found is not None:
+                    self._detected(found)
+            except Exception as exc:  # noqa: BLE001 - invariant 8: park the end, still end
+                self._park(position, last, exc, 0, "engine:end")
         self.ended = True
         if out is not None:
             start = self.start_ts
@@ -342,6 +378,21 @@ class SessionState:
             )
         self._out = None
 
+    def _park(self, position: int, timestamp: int, exc: Exception, kind: int, stage: str) -> None:
+        out = self._out
+        if out is not None:
+            out.append(
+                RecordParked(
+                    position=position,
+                    session_id=self.session_id,
+                    project_id=self.project_id,
+                    timestamp=clamp_int64(timestamp),
+                    error=f"{type(exc).__name__}: {exc}",
+                    kind=kind,
+                    stage=stage,
+                )
+            )
+
     # -- start -------------------------------------------------------------------------------
 
     def _apply_start(self, record: LogRecord) -> None:
@@ -351,8 +402,11 @@ class SessionState:
             # nothing new starts.
             return
         self.started = True
-        self.start_ts = start.start_timestamp
-        self.last_message_ts = max(self.last_message_ts, start.start_timestamp)
+        start_ts = start.start_timestamp
+        if start_ts > self._latest:  # not a time (see the module docstring): the receipt is
+            start_ts = record.received_at_ms
+        self.start_ts = start_ts
+        self.last_message_ts = max(self.last_message_ts, start_ts)
         self.delay = start.delay
         self.tracker_version = start.tracker_version
         self.server_heuristics = not tracker_detects_click_issues(start.tracker_version)
@@ -365,7 +419,7 @@ class SessionState:
                     position=record.position,
                     session_id=self.session_id,
                     project_id=self.project_id,
-                    timestamp=start.start_timestamp,
+                    timestamp=start_ts,
                     platform=start.platform,
                     user_uuid=start.user_uuid,
                     user_id=start.user_id,
@@ -403,7 +457,8 @@ class SessionState:
         if not messages:
             return
         first = messages[0][1]
-        meta = first if type(first) is BatchMetadata else _NO_METADATA
+        latest = self._latest
+        meta = _storable_metadata(first, latest) if type(first) is BatchMetadata else _NO_METADATA
         self._meta = meta
         self._batch_url = meta.location
         tab = self.tabs.get("")
@@ -420,9 +475,11 @@ class SessionState:
         for index, msg in messages:
             cls = type(msg)
             if cls is Timestamp:
-                now = msg.timestamp  # type: ignore[union-attr]
-                if now > high:  # the most frequent message: a compare is cheaper than max()
-                    high = now
+                ts = msg.timestamp  # type: ignore[union-attr]
+                if ts <= latest:  # else not a time: the previous one carries on
+                    now = ts
+                    if now > high:  # the most frequent message: a compare is cheaper than max()
+                        high = now
                 continue
             handler = handlers.get(cls)
             if handler is not None:
@@ -523,7 +580,7 @@ class SessionState:
                     referrer=msg.referrer,
                     title=title,
                     loaded=loaded,
-                    navigation_start=msg.navigation_start,
+                    navigation_start=clamp_int64(msg.navigation_start),
                 )
             )
             if changed:
@@ -571,9 +628,9 @@ class SessionState:
                 **self._head(),
                 timestamp=self._now,
                 page_message_id=page,
-                speed_index=msg.speed_index,
-                visually_complete=msg.visually_complete,
-                time_to_interactive=msg.time_to_interactive,
+                speed_index=clamp_int64(msg.speed_index),
+                visually_complete=clamp_int64(msg.visually_complete),
+                time_to_interactive=clamp_int64(msg.time_to_interactive),
             )
         )
 
@@ -609,7 +666,9 @@ class SessionState:
         self.events_count += 1
         out = self._out
         if out is not None:
-            modern = type(msg) is MouseClick
+            x = y = None
+            if type(msg) is MouseClick:
+                x, y = clamp_int64(msg.normalized_x), clamp_int64(msg.normalized_y)
             out.append(
                 Clicked(
                     **self._head(),
@@ -618,9 +677,9 @@ class SessionState:
                     page_url=url,
                     label=label,
                     selector=msg.selector,
-                    hesitation_ms=msg.hesitation_time,
-                    normalized_x=msg.normalized_x if modern else None,  # type: ignore[union-attr]
-                    normalized_y=msg.normalized_y if modern else None,  # type: ignore[union-attr]
+                    hesitation_ms=clamp_int64(msg.hesitation_time),
+                    normalized_x=x,
+                    normalized_y=y,
                 )
             )
 
@@ -640,8 +699,8 @@ class SessionState:
                     label=msg.label,
                     value=msg.value,
                     value_masked=msg.value_masked,
-                    duration_ms=msg.input_duration,
-                    hesitation_ms=msg.hesitation_time,
+                    duration_ms=clamp_int64(msg.input_duration),
+                    hesitation_ms=clamp_int64(msg.hesitation_time),
                 )
             )
 
@@ -736,7 +795,9 @@ class SessionState:
         # NetworkRequest.Timestamp is the client clock at the request's start (no delay added,
         # PROTOCOL.md 7); the message itself is written when the response is in, so the start
         # time aligned like every other time is Timestamp + delay.
-        ts = msg.timestamp + self.delay if msg.timestamp > 0 else self._now
+        ts = clamp_int64(msg.timestamp + self.delay)
+        if msg.timestamp <= 0 or ts > self._latest:
+            ts = self._now
         url = self._page_url()
         self.events_count += 1
         out = self._out
@@ -749,12 +810,12 @@ class SessionState:
                     page_url=url,
                     url=msg.url,
                     method=msg.method,
-                    status=msg.status,
-                    duration_ms=msg.duration,
+                    status=clamp_int64(msg.status),
+                    duration_ms=clamp_int64(msg.duration),
                     request_type=msg.type,
                     request_body=msg.request,
                     response_body=msg.response,
-                    transferred_size=getattr(msg, "transferred_body_size", 0),
+                    transferred_size=clamp_int64(getattr(msg, "transferred_body_size", 0)),
                 )
             )
         if is_bad_request(msg.status):
@@ -774,7 +835,7 @@ class SessionState:
                     operation_name=msg.operation_name,
                     variables=msg.variables,
                     response=msg.response,
-                    duration_ms=msg.duration,
+                    duration_ms=clamp_int64(msg.duration),
                 )
             )
 
@@ -797,7 +858,7 @@ class SessionState:
         # numbering, so the row is numbered by the IssueEvent message itself (unique per session).
         self._issue(
             msg.type,
-            msg.timestamp if msg.timestamp > 0 else self._now,
+            msg.timestamp if 0 < msg.timestamp <= self._latest else self._now,
             message_id(self._meta, index),
             msg.url or self._page_url(),
             context_string=msg.context_string,

@@ -3,13 +3,20 @@
 The API builds it on ``/v1/web/start`` and appends it; the session actor turns it into
 ``SessionStarted``. JSON on the wire of the log so that it stays readable and forward-compatible
 (unknown keys are ignored on read, missing ones take their defaults).
+
+Reading repairs what an older server let into the log (DESIGN.md invariant 8: such a record must
+neither stop the engine nor poison the projections): lone surrogates in strings become U+FFFD and
+integers are clamped to SQLite's INTEGER range.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import attrs
+
+from engine.events import clamp_int64, repair_text
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -50,5 +57,16 @@ class WebStartPayload:
     def from_bytes(cls, data: bytes) -> "WebStartPayload":
         """Parse a payload written by ``to_bytes`` (ignoring keys this version does not know)."""
         raw = json.loads(data)
-        known = {f.name for f in attrs.fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        return cls(**{k: _repaired(v) for k, v in raw.items() if k in _KNOWN})
+
+
+def _repaired(value: Any) -> Any:
+    """A JSON value made storable: strings without lone surrogates, integers within int64."""
+    if type(value) is str:
+        return repair_text(value)
+    if type(value) is int:  # not bool: True is an int too, and stays a bool
+        return clamp_int64(value)
+    return value
+
+
+_KNOWN = frozenset(f.name for f in attrs.fields(WebStartPayload))

@@ -37,13 +37,16 @@ class SqlProjection:
 
     ``apply`` receives only the events this projection has not applied yet (see
     :func:`unapplied`); it must not commit: the caller commits its rows and the new checkpoint
-    together.
+    together. The result must not depend on how the events are split into calls (the projector
+    splits a delivery to isolate an event that fails). ``forget_sessions`` removes what the
+    projection derived from those sessions (``replayd dead-letters retry`` re-applies them).
     """
 
     name: str
     migrate: Callable[[sqlite3.Connection], None]
     apply: Callable[[sqlite3.Connection, Sequence[DomainEvent]], None]
     reset: Callable[[sqlite3.Connection], None]
+    forget_sessions: Callable[[sqlite3.Connection, Sequence[int]], None]
 
 
 def migrate_checkpoints(conn: sqlite3.Connection) -> None:

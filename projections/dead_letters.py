@@ -1,14 +1,23 @@
-"""The ``dead_letters`` projection: records the engine could not decode or apply (invariant 8).
+"""The ``dead_letters`` projection: what the engine or a projection could not apply (invariant 8).
 
-Owns the ``dead_letters`` table: one row per parked record (its log position, session, project,
-the error text and when -- the record's time, never the wall clock, so a rebuild writes the same
-rows). The record itself stays in the log; this is the visible, countable list of what was skipped.
+Owns the ``dead_letters`` table: one row per parked record and stage -- its log position, session,
+project, the stage that failed, the error text and when (the record's time, never the wall clock,
+so a rebuild writes the same rows). Stages: ``engine`` (the record could not be decoded or
+applied), ``engine:end`` (ending the session failed; it ended anyway) and ``projection:<name>``
+(an event of the record could not be written into that projection; the projector parks it and
+writes the rest, see ``projections.pipeline``). The record itself stays in the log; this is the
+visible, countable list of what was skipped, and what ``replayd dead-letters retry`` re-runs.
+
+Who owns which rows: the ``dead_letters`` projection itself writes (and on reset empties) the
+``engine*`` rows, from ``RecordParked`` events; the projector writes the ``projection:<name>``
+rows, and resetting projection ``<name>`` forgets them (:func:`forget_stage`), so a rebuild of any
+subset of projections ends with exactly the rows a full replay writes.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import attrs
 
@@ -17,6 +26,7 @@ from projections.base import SqlProjection, forget_checkpoint
 from storage.schema import apply_migrations
 
 NAME = "dead_letters"
+PROJECTION_STAGE_PREFIX = "projection:"
 
 STEPS: list[str] = [
     """
@@ -29,18 +39,38 @@ STEPS: list[str] = [
     );
     CREATE INDEX dead_letters_project ON dead_letters (project_id, position);
     """,
+    # The stage that failed; a record may fail in several (an end at a tick's position may fail
+    # for several sessions). The old rows were all parked by the engine.
+    """
+    CREATE TABLE dead_letters_v2 (
+        position INTEGER NOT NULL,
+        session_id INTEGER NOT NULL,
+        stage TEXT NOT NULL,
+        project_id INTEGER NOT NULL,
+        error TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (position, session_id, stage)
+    ) WITHOUT ROWID;
+    INSERT INTO dead_letters_v2 (position, session_id, stage, project_id, error, at)
+        SELECT position, session_id, 'engine', project_id, error, at FROM dead_letters;
+    DROP TABLE dead_letters;
+    ALTER TABLE dead_letters_v2 RENAME TO dead_letters;
+    CREATE INDEX dead_letters_project ON dead_letters (project_id, position);
+    CREATE INDEX dead_letters_session ON dead_letters (session_id);
+    """,
 ]
 
 
 @attrs.frozen(slots=True, kw_only=True)
 class DeadLetter:
-    """A parked record: where it is in the log and why it was parked."""
+    """A parked record: where it is in the log, which stage failed and why."""
 
     position: int
     session_id: int
     project_id: int
     error: str
     at: int
+    stage: str = "engine"
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -49,27 +79,52 @@ def migrate(conn: sqlite3.Connection) -> None:
 
 
 def reset(conn: sqlite3.Connection) -> None:
-    """Empty the dead_letters table and forget the checkpoint."""
-    conn.execute("DELETE FROM dead_letters")
+    """Forget the engine's rows and the checkpoint (the projections' rows are theirs to reset)."""
+    conn.execute(
+        "DELETE FROM dead_letters WHERE substr(stage, 1, ?) != ?",
+        (len(PROJECTION_STAGE_PREFIX), PROJECTION_STAGE_PREFIX),
+    )
     forget_checkpoint(conn, NAME)
 
 
+def forget_stage(conn: sqlite3.Connection, stage: str) -> None:
+    """Drop the rows of one stage (``projection:<name>`` when that projection is reset)."""
+    conn.execute("DELETE FROM dead_letters WHERE stage = ?", (stage,))
+
+
+def forget_sessions(conn: sqlite3.Connection, session_ids: Sequence[int]) -> None:
+    """Drop every row of these sessions (all stages): a retry writes them again if still due."""
+    conn.executemany("DELETE FROM dead_letters WHERE session_id = ?", [(s,) for s in session_ids])
+
+
+_INSERT = (
+    "INSERT OR IGNORE INTO dead_letters (position, session_id, stage, project_id, error, at)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
 def apply(conn: sqlite3.Connection, events: Sequence[ev.DomainEvent]) -> None:
-    """Insert a row per ``RecordParked`` (a record parked twice keeps its first error)."""
+    """Insert a row per ``RecordParked`` (a record parked twice in a stage keeps its 1st error)."""
     rows = [
-        (e.position, e.session_id, e.project_id, e.error, e.timestamp)
+        (e.position, e.session_id, e.stage, e.project_id, e.error, e.timestamp)
         for e in events
         if isinstance(e, ev.RecordParked)
     ]
     if rows:
-        conn.executemany(
-            "INSERT OR IGNORE INTO dead_letters (position, session_id, project_id, error, at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            rows,
-        )
+        conn.executemany(_INSERT, rows)
 
 
-PROJECTION = SqlProjection(name=NAME, migrate=migrate, apply=apply, reset=reset)
+def add(conn: sqlite3.Connection, letters: Iterable[DeadLetter]) -> None:
+    """Insert rows written by the projector (first error of a (position, session, stage) wins)."""
+    conn.executemany(
+        _INSERT,
+        [(d.position, d.session_id, d.stage, d.project_id, d.error, d.at) for d in letters],
+    )
+
+
+PROJECTION = SqlProjection(
+    name=NAME, migrate=migrate, apply=apply, reset=reset, forget_sessions=forget_sessions
+)
 
 
 def count(conn: sqlite3.Connection, project_id: int | None = None) -> int:
@@ -86,15 +141,25 @@ def count(conn: sqlite3.Connection, project_id: int | None = None) -> int:
 def recent(
     conn: sqlite3.Connection, *, project_id: int | None = None, limit: int = 100
 ) -> list[DeadLetter]:
-    """The most recently parked records first (by log position)."""
-    sql = "SELECT position, session_id, project_id, error, at FROM dead_letters"
+    """The most recently parked records first (by log position, then session and stage)."""
+    sql = "SELECT position, session_id, project_id, error, at, stage FROM dead_letters"
     params: list[object] = []
     if project_id is not None:
         sql += " WHERE project_id = ?"
         params.append(project_id)
-    sql += " ORDER BY position DESC LIMIT ?"
+    sql += " ORDER BY position DESC, session_id, stage LIMIT ?"
     params.append(limit)
     return [
-        DeadLetter(position=r[0], session_id=r[1], project_id=r[2], error=r[3], at=r[4])
+        DeadLetter(position=r[0], session_id=r[1], project_id=r[2], error=r[3], at=r[4], stage=r[5])
         for r in conn.execute(sql, params)
     ]
+
+
+def parked_sessions(conn: sqlite3.Connection, project_id: int | None = None) -> list[int]:
+    """The distinct sessions with parked records (of one project, or all), ascending."""
+    sql = "SELECT DISTINCT session_id FROM dead_letters"
+    params: tuple[int, ...] = ()
+    if project_id is not None:
+        sql += " WHERE project_id = ?"
+        params = (project_id,)
+    return [int(r[0]) for r in conn.execute(sql + " ORDER BY session_id", params)]

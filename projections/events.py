@@ -300,7 +300,14 @@ def apply(conn: sqlite3.Connection, events: Sequence[ev.DomainEvent]) -> None:
         conn.executemany(_MERGE_DATA, merges)
 
 
-PROJECTION = SqlProjection(name=NAME, migrate=migrate, apply=apply, reset=reset)
+def forget_sessions(conn: sqlite3.Connection, session_ids: Sequence[int]) -> None:
+    """Drop these sessions' event rows."""
+    conn.executemany("DELETE FROM session_events WHERE session_id = ?", [(s,) for s in session_ids])
+
+
+PROJECTION = SqlProjection(
+    name=NAME, migrate=migrate, apply=apply, reset=reset, forget_sessions=forget_sessions
+)
 
 
 # -- queries ---------------------------------------------------------------------------------------
@@ -372,9 +379,7 @@ class InlineEventsReader:
         """The rows :func:`session_events` answers, or None when SQLite was busy."""
         try:
             if self._conn is None:
-                self._conn = connect(
-                    self.db_path, busy_timeout_ms=0, create=False, query_only=True
-                )
+                self._conn = connect(self.db_path, busy_timeout_ms=0, create=False, query_only=True)
             return session_events(self._conn, project_id, session_id)
         except sqlite3.OperationalError:
             # Busy/locked (or the file is not there yet): let the worker-thread path answer,

@@ -14,6 +14,22 @@ in the log's: SQLite allows one writer per file, and the log writer must never w
 projector transaction holds the lock. Each projection's rows and its checkpoint are still written
 in one transaction of that file (invariant 5).
 
+Poison (DESIGN.md invariant 8): when a delivery's transaction fails because of the data (an
+event that cannot be stored: a string SQLite cannot encode, an integer beyond int64, a bug in a
+projection's code for one kind of event), the projector redoes the delivery in one transaction that
+isolates the failing events: each projection's events are applied under a savepoint, and a part
+that fails is split in halves until the failing events stand alone. Those events are parked in
+``dead_letters`` (stage ``projection:<name>``, with the error), everything else is written and the
+checkpoints move on. Whether an event fails depends only on the event, so a live run and a rebuild
+of the same log park the same events. The fast path (nothing fails) is still one transaction.
+
+A failure of the database as a whole (disk full, I/O error, read-only file: see
+:func:`is_database_wide`) is not the data's fault: the delivery is kept and retried with a capped
+backoff until it commits, the engine waiting meanwhile (the write-behind queue holds one
+delivery); ``ProjectorStatistics.write_error`` says what fails while it fails, and one log line
+marks the start of the failure and one its end. Nothing is lost: the checkpoints only move with a
+commit.
+
 Also owns the advisory lock that keeps a ``replayd rebuild`` from writing the projections while a
 server does (table ``projection_lock``): a second holder is refused while the first one's process
 is alive.
@@ -21,19 +37,20 @@ is alive.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
 
 import attrs
 import trio
 
-from engine.events import DomainEvent
+from engine.events import DomainEvent, clamp_int64, repair_text
 from projections import dead_letters, events, sessions, users
 from projections.base import (
     SqlProjection,
@@ -53,6 +70,49 @@ ALL_PROJECTIONS: tuple[SqlProjection, ...] = (
     dead_letters.PROJECTION,
 )
 PROJECTIONS_BY_NAME: dict[str, SqlProjection] = {p.name: p for p in ALL_PROJECTIONS}
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Retry of a delivery while the database as a whole cannot be written (disk full, I/O error).
+RETRY_INITIAL_S = 0.05
+RETRY_MAX_S = 5.0
+
+# Primary SQLite result codes that say "this database cannot be written now", whatever the data.
+_DATABASE_WIDE_CODES = frozenset(
+    {
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_NOLFS,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
+
+
+def is_database_wide(error: BaseException) -> bool:
+    """True when ``error`` is the database's (disk full, I/O, read-only, ...), not the data's.
+
+    Such an error fails every transaction alike: parking events for it would park good data.
+    Everything else raised while applying events (``OverflowError``, ``UnicodeEncodeError``, a
+    constraint, malformed JSON, a bug for one kind of event) is caused by the events.
+    """
+    if not isinstance(error, sqlite3.Error):
+        return False
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in _DATABASE_WIDE_CODES
+
+
+def _error_text(error: BaseException) -> str:
+    return repair_text(f"{type(error).__name__}: {error}")
+
 
 LOCK_COMPONENT = "projection_lock"
 LOCK_STEPS: list[str] = [
@@ -121,6 +181,10 @@ class ProjectorStatistics:
     events_seen: int = 0
     transactions: int = 0
     upto_position: int = 0  # everything up to here is applied (committed, live sessions updated)
+    parked_events: int = 0  # events a projection could not store (see dead_letters)
+    isolations: int = 0  # deliveries redone event by event because of such an event
+    write_error: str | None = None  # the database-wide failure while writes fail, else None
+    write_failures: int = 0  # failed attempts of deliveries because of such failures
 
 
 class Projector:
@@ -171,6 +235,7 @@ class Projector:
             migrate_checkpoints(conn)
             for projection in self.projections:
                 projection.migrate(conn)
+            dead_letters.migrate(conn)  # the projector parks events there, whichever it writes
             if self.live is not None:
                 sessions.migrate(conn)
             deadline = time.monotonic() + self.lock_wait_s
@@ -199,6 +264,12 @@ class Projector:
         if self._conn is not None:
             try:
                 release_lock(self._conn, self._token)
+            except sqlite3.Error as error:
+                if not is_database_wide(error):
+                    raise
+                # A full disk must not fail the shutdown: a lock left by a dead process is
+                # taken over by the next holder (acquire_lock).
+                log.warning("projections: could not release the lock: %s", _error_text(error))
             finally:
                 self._conn.close()
                 self._conn = None
@@ -230,8 +301,9 @@ class Projector:
         The queue holds one delivery (bounded: a slow disk slows the engine down); meanwhile the
         engine decodes the next chunk while SQLite writes this one (2 cores, and sqlite3 releases
         the GIL while it works). Cancelling drops what is still queued: its checkpoint was not
-        written, so the engine delivers it again after a restart. A failing write raises here.
-        The projector must be open.
+        written, so the engine delivers it again after a restart. Poisoned events are parked and a
+        full disk is waited out (module docstring); only a bug of the projector itself raises
+        here. The projector must be open.
         """
         send, receive = trio.open_memory_channel[tuple[list[DomainEvent], int]](1)
         async with trio.open_nursery() as nursery:
@@ -265,10 +337,54 @@ class Projector:
         with atomic(conn):
             for projection in self.projections:
                 projection.reset(conn)
+                dead_letters.forget_stage(
+                    conn, dead_letters.PROJECTION_STAGE_PREFIX + projection.name
+                )
         self._checkpoints = {p.name: 0 for p in self.projections}
         self.statistics.upto_position = 0
         if self.live is not None:
             self.live.clear()
+
+    async def run_sync(self, function: Callable[..., T], *args: object) -> T:
+        """``function(connection, *args)`` on the projector's connection in a worker thread."""
+
+        def call() -> T:
+            if self._conn is None:
+                raise RuntimeError("the projector is not open")
+            return function(self._conn, *args)
+
+        async with self._limiter:
+            return await trio.to_thread.run_sync(call)
+
+    async def replace_sessions(
+        self, session_ids: Sequence[int], events: Sequence[DomainEvent]
+    ) -> None:
+        """:meth:`replace_sessions_sync` in a worker thread, between writes."""
+        async with self._limiter:
+            await trio.to_thread.run_sync(self.replace_sessions_sync, session_ids, events)
+
+    def replace_sessions_sync(
+        self, session_ids: Sequence[int], events: Sequence[DomainEvent]
+    ) -> None:
+        """Replace what every projection derived from these sessions by ``events``, atomically.
+
+        ``events`` are the sessions' events replayed from the log (``replayd dead-letters
+        retry``); each projection takes those at or below its checkpoint, which does not move.
+        Events that fail are parked as in a delivery.
+        """
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("the projector is not open")
+        failed: list[dead_letters.DeadLetter] = []
+        with atomic(conn):
+            dead_letters.forget_sessions(conn, session_ids)
+            for projection in self.projections:
+                projection.forget_sessions(conn, session_ids)
+            for projection in self.projections:
+                checkpoint = self._checkpoints[projection.name]
+                mine = [e for e in events if e.position <= checkpoint]
+                failed.extend(apply_isolating(conn, projection, mine))
+            dead_letters.add(conn, failed)
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -291,8 +407,9 @@ class Projector:
         """Apply ``events`` (everything of the records up to ``upto_position``) to every projection.
 
         Under :meth:`write_behind` (or :meth:`run`) this queues the delivery for the writer task
-        (waiting while one is already queued); otherwise it applies it before returning. :meth:`drain` waits for the
-        queue to be written.
+        (waiting while one is already queued); otherwise it applies it before returning.
+        :meth:`drain` waits for the queue to be written. While the database as a whole cannot be
+        written (disk full), the delivery is retried until it commits (module docstring).
         """
         self.statistics.sink_calls += 1
         self.statistics.events_seen += len(events)
@@ -308,19 +425,78 @@ class Projector:
             await self._applied.wait()
 
     async def _apply(self, events: list[DomainEvent], upto_position: int) -> None:
-        async with self._limiter:
-            await trio.to_thread.run_sync(self._apply_sync, events, upto_position)
+        await self._write(events, upto_position)
         if self.live is not None:
-            self.live.apply(unapplied(events, self.live.checkpoint))
+            self._apply_live(unapplied(events, self.live.checkpoint))
             self.live.checkpoint = max(self.live.checkpoint, upto_position)
         self.statistics.upto_position = max(self.statistics.upto_position, upto_position)
         self._applied.set()
         self._applied = trio.Event()
 
+    async def _write(self, events: list[DomainEvent], upto_position: int) -> None:
+        """Write the delivery; while the database as a whole fails, wait and try again."""
+        delay = RETRY_INITIAL_S
+        stats = self.statistics
+        while True:
+            try:
+                async with self._limiter:
+                    await trio.to_thread.run_sync(self._apply_sync, events, upto_position)
+            except sqlite3.Error as error:
+                if not is_database_wide(error):
+                    raise
+                stats.write_failures += 1
+                if stats.write_error is None:
+                    # One loud line per failing spell, not a traceback per attempt.
+                    log.error(
+                        "projections: cannot write %s (%s); keeping the delivery up to position"
+                        " %d and retrying every <= %.0f s until it commits",
+                        self.db_path,
+                        _error_text(error),
+                        upto_position,
+                        RETRY_MAX_S,
+                    )
+                stats.write_error = _error_text(error)
+                await trio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            if stats.write_error is not None:
+                log.warning(
+                    "projections: writing %s again after %s; caught up to position %d",
+                    self.db_path,
+                    stats.write_error,
+                    upto_position,
+                )
+                stats.write_error = None
+            return
+
+    def _apply_live(self, events: list[DomainEvent]) -> None:
+        """Fold into the live sessions; an event they cannot take is skipped (and logged).
+
+        The live sessions are memory, reloaded from the sessions table at start-up: a skipped
+        event costs at most a stale live entry until then, never the server.
+        """
+        assert self.live is not None
+        try:
+            self.live.apply(events)
+        except Exception:  # noqa: BLE001 - invariant 8; redo one by one to skip only the culprit
+            for event in events:
+                try:
+                    self.live.apply([event])
+                except Exception as error:  # noqa: BLE001
+                    self.statistics.parked_events += 1
+                    log.error(
+                        "live sessions: skipped an event of session %d at position %d: %s",
+                        event.session_id,
+                        event.position,
+                        _error_text(error),
+                    )
+
     def _apply_sync(self, events: Sequence[DomainEvent], upto_position: int) -> None:
         conn = self._conn
         if conn is None:
             raise RuntimeError("the projector is not open")
+        if conn.in_transaction:  # a failed ROLLBACK (disk trouble) left one open: start clean
+            conn.execute("ROLLBACK")
         todo = [
             (p, unapplied(events, self._checkpoints[p.name]))
             for p in self.projections
@@ -328,14 +504,81 @@ class Projector:
         ]
         if not todo:
             return
-        moved: dict[str, int] = {}
-        with atomic(conn):
-            for projection, fresh in todo:
-                if fresh:
-                    projection.apply(conn, fresh)
-                checkpoint = max(self._checkpoints[projection.name], upto_position)
-                write_checkpoint(conn, projection.name, checkpoint)
-                moved[projection.name] = checkpoint
+        moved = {p.name: max(self._checkpoints[p.name], upto_position) for p, _ in todo}
+        try:
+            with atomic(conn):
+                for projection, fresh in todo:
+                    if fresh:
+                        projection.apply(conn, fresh)
+                    write_checkpoint(conn, projection.name, moved[projection.name])
+        except Exception as error:
+            if is_database_wide(error):
+                raise
+            # The data's fault: redo it, parking only the events that fail (module docstring).
+            self._apply_isolating_sync(conn, todo, moved)
         # Only after the commit: a failed transaction leaves the checkpoints where they were.
         self._checkpoints.update(moved)
         self.statistics.transactions += 1
+
+    def _apply_isolating_sync(
+        self,
+        conn: sqlite3.Connection,
+        todo: list[tuple[SqlProjection, list[DomainEvent]]],
+        moved: dict[str, int],
+    ) -> None:
+        failed: list[dead_letters.DeadLetter] = []
+        with atomic(conn):
+            for projection, fresh in todo:
+                failed.extend(apply_isolating(conn, projection, fresh))
+                write_checkpoint(conn, projection.name, moved[projection.name])
+            dead_letters.add(conn, failed)
+        self.statistics.isolations += 1
+        self.statistics.parked_events += len(failed)
+        for letter in failed:
+            log.error(
+                "projections: parked an event of session %d at position %d (%s): %s",
+                letter.session_id,
+                letter.position,
+                letter.stage,
+                letter.error,
+            )
+
+
+def apply_isolating(
+    conn: sqlite3.Connection, projection: SqlProjection, events: Sequence[DomainEvent]
+) -> list[dead_letters.DeadLetter]:
+    """Apply ``events`` to ``projection``, leaving out (and returning) the events that fail.
+
+    The caller holds the transaction. Each part is applied under a savepoint; a part that fails
+    is split in halves, down to single events (``SqlProjection.apply`` does not depend on the
+    split), so k bad events among n cost about k * log2(n) extra applies. A database-wide error
+    is raised, never parked.
+    """
+    failed: list[dead_letters.DeadLetter] = []
+    stage = dead_letters.PROJECTION_STAGE_PREFIX + projection.name
+    parts: list[Sequence[DomainEvent]] = [events] if events else []
+    while parts:
+        part = parts.pop()
+        try:
+            with atomic(conn):  # a savepoint: the caller's transaction is open
+                projection.apply(conn, part)
+        except Exception as error:
+            if is_database_wide(error):
+                raise
+            if len(part) > 1:
+                middle = len(part) // 2
+                parts.append(part[middle:])  # popped second: the order of the events holds
+                parts.append(part[:middle])
+                continue
+            event = part[0]
+            failed.append(
+                dead_letters.DeadLetter(
+                    position=event.position,
+                    session_id=event.session_id,
+                    project_id=event.project_id,
+                    error=_error_text(error),
+                    at=clamp_int64(event.timestamp) if type(event.timestamp) is int else 0,
+                    stage=stage,
+                )
+            )
+    return failed

@@ -231,9 +231,7 @@ def run_command(db_path: str, projections_db_path: str, names: Sequence[str] | N
         return 1
     try:
         result = trio.run(
-            functools.partial(
-                rebuild, db_path, projections_db_path, names, progress=sys.stderr
-            )
+            functools.partial(rebuild, db_path, projections_db_path, names, progress=sys.stderr)
         )
     except ProjectionsBusy as error:
         print(f"replayd rebuild: {error}", file=sys.stderr)

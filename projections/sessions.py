@@ -350,7 +350,9 @@ def _common_params(patch: _Patch) -> dict[str, Any]:
         "errors": patch.errors,
         "issue_score": patch.issue_score,
         "issue_types": json.dumps(sorted(patch.issue_types)),
-        "metadata": json.dumps(patch.metadata, sort_keys=True),
+        # ensure_ascii=False: a lone surrogate then fails here (the event is parked) instead of
+        # SQLite turning its escape into invalid UTF-8 that no read could decode.
+        "metadata": json.dumps(patch.metadata, sort_keys=True, ensure_ascii=False),
         "first_position": patch.first_position,
         "last_position": patch.last_position,
     }
@@ -360,7 +362,14 @@ def _common_params(patch: _Patch) -> dict[str, Any]:
     return params
 
 
-PROJECTION = SqlProjection(name=NAME, migrate=migrate, apply=apply, reset=reset)
+def forget_sessions(conn: sqlite3.Connection, session_ids: Sequence[int]) -> None:
+    """Drop these sessions' rows."""
+    conn.executemany("DELETE FROM sessions WHERE session_id = ?", [(s,) for s in session_ids])
+
+
+PROJECTION = SqlProjection(
+    name=NAME, migrate=migrate, apply=apply, reset=reset, forget_sessions=forget_sessions
+)
 
 
 # -- queries ---------------------------------------------------------------------------------------

@@ -101,11 +101,9 @@ def apply(conn: sqlite3.Connection, events: Sequence[ev.DomainEvent]) -> None:
     touched: set[tuple[int, str]] = set()
 
     def touch(session_id: int) -> None:
-        row = conn.execute(
-            "SELECT project_id, user_id FROM end_user_sessions WHERE session_id = ?", (session_id,)
-        ).fetchone()
-        if row is not None and row[1] is not None:
-            touched.add((int(row[0]), str(row[1])))
+        user = _user_of(conn, session_id)
+        if user is not None:
+            touched.add(user)
 
     for event in events:
         match event:
@@ -133,13 +131,38 @@ def apply(conn: sqlite3.Connection, events: Sequence[ev.DomainEvent]) -> None:
                 touch(event.session_id)
             case _:
                 pass
+    _recompute(conn, touched)
+
+
+def forget_sessions(conn: sqlite3.Connection, session_ids: Sequence[int]) -> None:
+    """Drop these sessions and recompute the users they counted for."""
+    touched = {u for u in (_user_of(conn, s) for s in session_ids) if u is not None}
+    conn.executemany(
+        "DELETE FROM end_user_sessions WHERE session_id = ?", [(s,) for s in session_ids]
+    )
+    _recompute(conn, touched)
+
+
+def _user_of(conn: sqlite3.Connection, session_id: int) -> tuple[int, str] | None:
+    """(project, user id) the session currently counts for, or None."""
+    row = conn.execute(
+        "SELECT project_id, user_id FROM end_user_sessions WHERE session_id = ?", (session_id,)
+    ).fetchone()
+    if row is None or row[1] is None:
+        return None
+    return int(row[0]), str(row[1])
+
+
+def _recompute(conn: sqlite3.Connection, touched: set[tuple[int, str]]) -> None:
     if touched:
         keys = sorted(touched)
         conn.executemany(_RECOMPUTE_DELETE, keys)
         conn.executemany(_RECOMPUTE_INSERT, keys)
 
 
-PROJECTION = SqlProjection(name=NAME, migrate=migrate, apply=apply, reset=reset)
+PROJECTION = SqlProjection(
+    name=NAME, migrate=migrate, apply=apply, reset=reset, forget_sessions=forget_sessions
+)
 
 
 # -- queries ---------------------------------------------------------------------------------------

@@ -59,25 +59,27 @@ async def test_events_at_or_below_the_checkpoint_are_skipped(fresh_db_path: Path
         conn.close()
 
 
-async def test_a_failing_apply_commits_nothing(fresh_db_path: Path) -> None:
+async def test_a_poisoned_event_is_parked_and_the_rest_commits(fresh_db_path: Path) -> None:
     s = SessionScript(session_id=1)
     async with Projector(fresh_db_path) as projector:
         await projector.sink(positioned([[s.started()]]), 1)
-        before = dump_tables(fresh_db_path)
         good = positioned([[s.click()]], first=2)
-        # dead_letters is applied last: its failure must roll back the sessions/events rows too.
+        # Used to fail the whole delivery (and stop the server): now only that event is parked.
         broken = positioned([[s.parked(error=object())]], first=3)  # type: ignore[arg-type]
-        with pytest.raises(sqlite3.Error):
-            await projector.sink(good + broken, 3)
-        assert dump_tables(fresh_db_path) == before
-        assert projector.resume_position == 1
-        # The same delivery without the poison goes through in full.
-        await projector.sink(good, 3)
+        await projector.sink(good + broken, 3)
         assert projector.resume_position == 3
+        assert projector.statistics.parked_events == 1
+        assert projector.statistics.isolations == 1
     conn = connect(fresh_db_path)
     try:
         assert len(events.session_events(conn, 1, 1)) == 1
-        assert dead_letters.count(conn) == 0
+        [letter] = dead_letters.recent(conn)
+        assert (letter.position, letter.session_id, letter.stage) == (
+            3,
+            1,
+            "projection:dead_letters",
+        )
+        assert letter.error.startswith("ProgrammingError: Error binding parameter")
     finally:
         conn.close()
 
@@ -178,13 +180,18 @@ async def test_write_behind_queues_and_drain_waits(fresh_db_path: Path) -> None:
         assert again.statistics.upto_position == 3
 
 
-async def test_a_failing_write_behind_ends_run_with_the_error(fresh_db_path: Path) -> None:
+async def test_a_write_behind_with_poison_carries_on(fresh_db_path: Path) -> None:
     s = SessionScript(session_id=1)
-    with pytest.raises(BaseExceptionGroup) as caught:
-        async with trio.open_nursery() as nursery:
-            projector = await nursery.start(Projector(fresh_db_path).run)
-            await projector.sink(positioned([[s.parked(error=object())]]), 1)  # type: ignore[arg-type]
-            await projector.drain()
-    assert caught.group_contains(sqlite3.Error)
-    async with Projector(fresh_db_path) as projector:
-        assert projector.resume_position == 0  # nothing of the failed delivery was committed
+    async with trio.open_nursery() as nursery:
+        projector = await nursery.start(Projector(fresh_db_path).run)
+        await projector.sink(positioned([[s.parked(error=object())]]), 1)  # type: ignore[arg-type]
+        await projector.sink(positioned([[s.started()]], first=2), 2)
+        await projector.drain()
+        assert projector.resume_position == 2
+        nursery.cancel_scope.cancel()
+    conn = connect(fresh_db_path)
+    try:
+        assert sessions.get_session(conn, 1, 1) is not None
+        assert [d.position for d in dead_letters.recent(conn)] == [1]
+    finally:
+        conn.close()

@@ -21,8 +21,9 @@ from hypothesis import HealthCheck, given, settings
 
 from api.config import default_projections_path
 from engine.supervisor import Supervisor, history_from_reader, resume_point
+from projections.base import SqlProjection
 from projections.live_sessions import LiveSessions
-from projections.pipeline import ProjectionsBusy, Projector, acquire_lock
+from projections.pipeline import ALL_PROJECTIONS, ProjectionsBusy, Projector, acquire_lock
 from projections.rebuild import Progress, choose_projections, rebuild
 from storage.log import EventLog, LogReader
 from storage.records import NewRecord
@@ -56,12 +57,19 @@ async def append_all(path: Path, records: Sequence[NewRecord]) -> None:
         nursery.cancel_scope.cancel()
 
 
-async def live_path(path: Path, cuts: Sequence[int], chunk_size: int) -> None:
+async def live_path(
+    path: Path,
+    cuts: Sequence[int],
+    chunk_size: int,
+    projections: Sequence[SqlProjection] = ALL_PROJECTIONS,
+) -> None:
     """Run the engine into a (restarted) projector up to each cut in turn, in small epochs."""
     source, history = LogReader(path), LogReader(path)
     try:
         for cut in cuts:
-            async with Projector(projections_of(path), live=LiveSessions()) as projector:
+            async with Projector(
+                projections_of(path), projections=projections, live=LiveSessions()
+            ) as projector:
                 after = projector.resume_position
                 resume = await resume_point(source, after, TIMEOUT_MS) if after else None
                 supervisor = Supervisor(
