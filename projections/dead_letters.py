@@ -7,8 +7,10 @@ rows). The record itself stays in the log; this is the visible, countable list o
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
@@ -94,7 +96,38 @@ def recent(
         params.append(project_id)
     sql += " ORDER BY position DESC LIMIT ?"
     params.append(limit)
-    return [
-        DeadLetter(position=r[0], session_id=r[1], project_id=r[2], error=r[3], at=r[4])
-        for r in conn.execute(sql, params)
-    ]
+    return [_dead_letter(row) for row in conn.execute(sql, params)]
+
+
+def in_projects(
+    conn: sqlite3.Connection, project_ids: Sequence[int], *, limit: int = 100
+) -> tuple[int, list[DeadLetter]]:
+    """``(total, newest first up to limit)`` of the records parked in these projects.
+
+    For an organization's view (its projects only); one read transaction, so the total and the
+    page agree.
+    """
+    if not project_ids:
+        return 0, []
+    # One parameter whatever the number of projects (no host-parameter limit to reach).
+    ids = json.dumps(sorted({int(p) for p in project_ids}))
+    within = "project_id IN (SELECT value FROM json_each(?))"
+    conn.execute("BEGIN")  # deferred: a read snapshot, takes no write lock
+    try:
+        total = int(
+            conn.execute(f"SELECT count(*) FROM dead_letters WHERE {within}", (ids,)).fetchone()[0]
+        )
+        rows = conn.execute(
+            "SELECT position, session_id, project_id, error, at FROM dead_letters"
+            f" WHERE {within} ORDER BY position DESC LIMIT ?",
+            (ids, limit),
+        ).fetchall()
+    finally:
+        conn.execute("COMMIT")
+    return total, [_dead_letter(row) for row in rows]
+
+
+def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:
+    return DeadLetter(
+        position=row[0], session_id=row[1], project_id=row[2], error=row[3], at=row[4]
+    )

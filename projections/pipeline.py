@@ -121,6 +121,7 @@ class ProjectorStatistics:
     events_seen: int = 0
     transactions: int = 0
     upto_position: int = 0  # everything up to here is applied (committed, live sessions updated)
+    write_error: str | None = None
 
 
 class Projector:
