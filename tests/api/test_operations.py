@@ -8,10 +8,11 @@ catch up. A parked record is a truncated batch uploaded like any other.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -39,12 +40,18 @@ def tick(at_ms: int) -> NewRecord:
     )
 
 
-async def readyz_until(harness: Harness, status: int) -> dict[str, Any]:
-    """Poll /readyz until it answers ``status`` (figures are reused for half a second)."""
-    with trio.fail_after(10):
+async def readyz_until(
+    client: Harness | httpx.AsyncClient,
+    status: int,
+    until: Callable[[dict[str, Any]], bool] = lambda body: True,
+) -> dict[str, Any]:
+    """Poll /readyz until it answers ``status`` with a body ``until`` accepts (figures are reused
+    for half a second; the ingest processes of --workers refresh live sessions every second)."""
+    http = client.client if isinstance(client, Harness) else client
+    with trio.fail_after(20):
         while True:
-            response = await harness.client.get("/readyz")
-            if response.status_code == status:
+            response = await http.get("/readyz")
+            if response.status_code == status and until(response.json()):
                 return response.json()
             await trio.sleep(0.05)
 
