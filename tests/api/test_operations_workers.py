@@ -18,6 +18,16 @@ from tests.api.test_operations import readyz_until, samples
 from tests.api.test_workers import _start, _stopped, running_server
 
 
+async def _upload(http: httpx.AsyncClient, token: str, seq: int, body: bytes) -> None:
+    response = await http.post(
+        "/v1/web/i",
+        content=body,
+        params={"batch": f"0_{seq}_{len(body)}_k"},
+        headers={"Authorization": f"Bearer {token}", "DataType": "player"},
+    )
+    assert response.status_code == 200, response.text
+
+
 async def test_operations_routes_in_the_ingest_process(tmp_path: Path) -> None:
     extra = ("--ready-max-lag-records", "0")
     async with (
@@ -26,14 +36,8 @@ async def test_operations_routes_in_the_ingest_process(tmp_path: Path) -> None:
     ):
         assert (await http.get("/healthz")).json() == {"status": "ok"}
         session_id, token = await _start(http, server.project_key)
-        for seq, body in enumerate((make_batch(0, 1, 2), make_batch(0, 100, 2)[:-2]), start=1):
-            response = await http.post(
-                "/v1/web/i",
-                content=body,
-                params={"batch": f"0_{seq}_{len(body)}_k"},
-                headers={"Authorization": f"Bearer {token}", "DataType": "player"},
-            )
-            assert response.status_code == 200, response.text
+        await _upload(http, token, 1, make_batch(0, 1, 2))
+        await _upload(http, token, 2, make_batch(0, 100, 2)[:-2])  # truncated: parked
         ready = await readyz_until(
             http, 200, lambda b: b["head"] == 3 and b["deadLetters"] == 1 and b["liveSessions"]
         )
@@ -59,14 +63,7 @@ async def test_operations_routes_in_the_ingest_process(tmp_path: Path) -> None:
         os.kill(engine, signal.SIGSTOP)
         await _stopped(engine)
         try:
-            more = make_batch(0, 200, 1)
-            response = await http.post(
-                "/v1/web/i",
-                content=more,
-                params={"batch": f"0_3_{len(more)}_k"},
-                headers={"Authorization": f"Bearer {token}", "DataType": "player"},
-            )
-            assert response.status_code == 200  # ingest goes on without the engine
+            await _upload(http, token, 3, make_batch(0, 200, 1))  # ingest goes on without it
             lagging = await readyz_until(http, 503)
             assert (lagging["head"], lagging["checkpoint"], lagging["lagRecords"]) == (4, 3, 1)
             assert lagging["reasons"] == ["the engine is 1 records behind the log (more than 0)"]
