@@ -96,7 +96,7 @@ async def _close_figures() -> None:
         operations.close()
 
 
-# -- request metrics (every route of the app) --------------------------------------------------------
+# -- request metrics (every route of the app) ------------------------------------------------------
 
 
 @bp.before_app_request
@@ -119,7 +119,7 @@ async def _count_request(response: Response) -> Response:
     return response
 
 
-# -- health, readiness, metrics ----------------------------------------------------------------------
+# -- health, readiness, metrics --------------------------------------------------------------------
 
 
 @bp.get("/healthz")
@@ -192,7 +192,7 @@ async def metrics() -> Response:
     return Response(text, status=200, content_type=CONTENT_TYPE)
 
 
-# -- dead letters (public API v1 authentication) ------------------------------------------------------
+# -- dead letters (public API v1 authentication) ---------------------------------------------------
 
 
 def dead_letter_json(letter: DeadLetter) -> dict[str, Any]:

@@ -76,7 +76,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-# -- /healthz ---------------------------------------------------------------------------------------
+# -- /healthz --------------------------------------------------------------------------------------
 
 
 async def test_healthz_answers_while_the_process_is_up(harness: Harness) -> None:
@@ -85,7 +85,7 @@ async def test_healthz_answers_while_the_process_is_up(harness: Harness) -> None
     assert (await harness.client.post("/healthz")).status_code == 405
 
 
-# -- /readyz ----------------------------------------------------------------------------------------
+# -- /readyz ---------------------------------------------------------------------------------------
 
 
 async def test_readyz_is_ready_with_the_figures(harness: Harness) -> None:
@@ -171,7 +171,7 @@ async def test_a_stopped_log_writer_is_not_ready(tmp_path: Any) -> None:
     ) == ["the engine's progress cannot be read: unable to open database file"]
 
 
-# -- /metrics ---------------------------------------------------------------------------------------
+# -- /metrics --------------------------------------------------------------------------------------
 
 
 async def test_metrics_in_the_prometheus_format(server_factory: ServerFactory) -> None:
@@ -234,7 +234,7 @@ async def test_hostile_methods_do_not_grow_the_labels(harness: Harness) -> None:
     assert found[("replayd_http_requests_total", other)] == 3
 
 
-# -- /api/v1/dead-letters ---------------------------------------------------------------------------
+# -- /api/v1/dead-letters --------------------------------------------------------------------------
 
 
 async def test_dead_letters_of_the_organization_newest_first(harness: Harness) -> None:

@@ -175,7 +175,9 @@ def second_organization(harness: Harness) -> tuple[str, str]:
     """Organization 2 with an API key and a project "theirs": ``(api key, project key)``."""
     conn = sqlite3.connect(harness.server.log.path)  # the catalog shares the database file
     try:
-        conn.execute("INSERT INTO organizations (org_id, name, created_at_ms) VALUES (2, 'other', 0)")
+        conn.execute(
+            "INSERT INTO organizations (org_id, name, created_at_ms) VALUES (2, 'other', 0)"
+        )
         conn.commit()
     finally:
         conn.close()
