@@ -86,6 +86,10 @@ class ServerConfig:
     # 0: one process does everything. N > 0: N ingest processes serve HTTP and append to the log,
     # and the parent process runs the engine and the projections (api/worker.py).
     workers: int = attrs.field(default=0, validator=[v.ge(0), v.le(MAX_WORKERS), _shards_fit])
+    # /readyz answers 503 once the engine is further behind the log than this (records, or
+    # seconds of record time between the newest record and the projections' checkpoint).
+    ready_max_lag_records: int = attrs.field(default=100_000, validator=v.ge(0))
+    ready_max_lag_seconds: float = attrs.field(default=60.0, validator=v.ge(0))
 
     @classmethod
     def from_env(
@@ -219,6 +223,20 @@ SETTINGS: tuple[Setting, ...] = (
         "--workers",
         int,
         "ingest processes; 0 = one process for everything, N = N HTTP processes + one engine",
+    ),
+    Setting(
+        "ready_max_lag_records",
+        "REPLAYD_READY_MAX_LAG_RECORDS",
+        "--ready-max-lag-records",
+        int,
+        "/readyz fails once the engine is more records than this behind the log",
+    ),
+    Setting(
+        "ready_max_lag_seconds",
+        "REPLAYD_READY_MAX_LAG_SECONDS",
+        "--ready-max-lag-seconds",
+        float,
+        "/readyz fails once the engine is more seconds of record time than this behind the log",
     ),
 )
 

@@ -44,6 +44,7 @@ from storage.log import LogReader, poll_tail
 from storage.records import LogRecord
 
 PROJECTOR_KEY = "replayd.projector"
+SUPERVISOR_KEY = "replayd.supervisor"  # its counters, for /metrics (api.operations)
 LIVE_SESSIONS_KEY = public_v1.LIVE_SESSIONS_KEY
 CLOCK_TICK_INTERVAL_S = 10.0
 # A server restarted on the same file waits this long for its predecessor to let go of the
@@ -160,6 +161,7 @@ async def projections_service(
             if ctx.app is not None:  # the engine process of --workers serves no HTTP
                 public_v1.install(ctx.app, ctx.catalog, reader)
                 ctx.app.extensions[PROJECTOR_KEY] = projector
+                ctx.app.extensions[SUPERVISOR_KEY] = supervisor
                 ctx.app.extensions[LIVE_SESSIONS_KEY] = live
             # The supervisor stops before the tail closes, and both before the projector.
             async with (

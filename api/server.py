@@ -46,7 +46,7 @@ import trio
 from quart import Blueprint
 from quart_trio import QuartTrio
 
-from api import public_v1
+from api import operations, public_v1
 from api.app import create_app
 from api.config import ProcessRole, ServerConfig
 from api.disconnects import QuietDisconnects
@@ -183,8 +183,8 @@ async def serve_process(
     hard = trio.Event()  # a second signal: stop without grace
     # Projections: the projector fed by the engine supervisor starts first among the services
     # (api/projections_service.py); the public API v1 blueprint reads what it writes. An ingest
-    # process only reads them.
-    blueprints = [public_v1.bp, *blueprints]
+    # process only reads them. The operations blueprint (health, readiness, metrics) too.
+    blueprints = [public_v1.bp, operations.bp, *blueprints]
     first_service = projection_reader_service if role is ProcessRole.INGEST else projections_service
     extra_services = [first_service, *extra_services]
     if role is not ProcessRole.ENGINE:
@@ -203,6 +203,8 @@ async def serve_process(
                     config, catalog=catalog, log=log, clock=clock, blueprints=blueprints
                 )
             )
+            if app is not None:
+                operations.install(app, config, log)  # /healthz, /readyz, /metrics
             ctx = ServiceContext(config=config, log=log, catalog=catalog, app=app, role=role)
             async with trio.open_nursery() as service_nursery:
                 for service in extra_services:

@@ -16,8 +16,10 @@ subset of projections ends with exactly the rows a full replay writes.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import attrs
 
@@ -59,6 +61,8 @@ STEPS: list[str] = [
     CREATE INDEX dead_letters_session ON dead_letters (session_id);
     """,
 ]
+
+_COLUMNS = "position, session_id, project_id, error, at, stage"
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -142,17 +146,14 @@ def recent(
     conn: sqlite3.Connection, *, project_id: int | None = None, limit: int = 100
 ) -> list[DeadLetter]:
     """The most recently parked records first (by log position, then session and stage)."""
-    sql = "SELECT position, session_id, project_id, error, at, stage FROM dead_letters"
+    sql = f"SELECT {_COLUMNS} FROM dead_letters"
     params: list[object] = []
     if project_id is not None:
         sql += " WHERE project_id = ?"
         params.append(project_id)
     sql += " ORDER BY position DESC, session_id, stage LIMIT ?"
     params.append(limit)
-    return [
-        DeadLetter(position=r[0], session_id=r[1], project_id=r[2], error=r[3], at=r[4], stage=r[5])
-        for r in conn.execute(sql, params)
-    ]
+    return [_dead_letter(row) for row in conn.execute(sql, params)]
 
 
 def parked_sessions(conn: sqlite3.Connection, project_id: int | None = None) -> list[int]:
@@ -163,3 +164,42 @@ def parked_sessions(conn: sqlite3.Connection, project_id: int | None = None) -> 
         sql += " WHERE project_id = ?"
         params = (project_id,)
     return [int(r[0]) for r in conn.execute(sql + " ORDER BY session_id", params)]
+
+
+def in_projects(
+    conn: sqlite3.Connection, project_ids: Sequence[int], *, limit: int = 100
+) -> tuple[int, list[DeadLetter]]:
+    """``(total, newest first up to limit)`` of the records parked in these projects.
+
+    For an organization's view (its projects only); one read transaction, so the total and the
+    page agree.
+    """
+    if not project_ids:
+        return 0, []
+    # One parameter whatever the number of projects (no host-parameter limit to reach).
+    ids = json.dumps(sorted({int(p) for p in project_ids}))
+    within = "project_id IN (SELECT value FROM json_each(?))"
+    conn.execute("BEGIN")  # deferred: a read snapshot, takes no write lock
+    try:
+        total = int(
+            conn.execute(f"SELECT count(*) FROM dead_letters WHERE {within}", (ids,)).fetchone()[0]
+        )
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM dead_letters"
+            f" WHERE {within} ORDER BY position DESC, session_id, stage LIMIT ?",
+            (ids, limit),
+        ).fetchall()
+    finally:
+        conn.execute("COMMIT")
+    return total, [_dead_letter(row) for row in rows]
+
+
+def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:
+    return DeadLetter(
+        position=row[0],
+        session_id=row[1],
+        project_id=row[2],
+        error=row[3],
+        at=row[4],
+        stage=row[5],
+    )

@@ -16,13 +16,43 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
+import attrs
 import trio
 
 from projections import dead_letters, events, sessions, users
+from projections.base import read_checkpoints
+from projections.pipeline import ALL_PROJECTIONS
 from storage.sqlite import connect
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class EngineProgress:
+    """How far the projections are, as their file says (any process can read it)."""
+
+    checkpoint: int  # the lowest checkpoint of the SQL projections: everything up to it applied
+    dead_letters: int  # records parked
+
+
+def engine_progress(conn: sqlite3.Connection) -> EngineProgress:
+    """The lowest checkpoint and the dead-letter count, in one read snapshot.
+
+    Zeros while the projections' tables do not exist yet (the engine process creates them).
+    """
+    conn.execute("BEGIN")  # deferred: a read snapshot, takes no write lock
+    try:
+        stored = read_checkpoints(conn)
+        parked = dead_letters.count(conn)
+    except sqlite3.OperationalError as error:
+        if "no such table" not in str(error):
+            raise
+        return EngineProgress(checkpoint=0, dead_letters=0)
+    finally:
+        conn.execute("COMMIT")
+    lowest = min((stored.get(p.name, 0) for p in ALL_PROJECTIONS), default=0)
+    return EngineProgress(checkpoint=lowest, dead_letters=parked)
 
 
 class ProjectionReader:
@@ -100,6 +130,16 @@ class ProjectionReader:
     async def dead_letter_count(self, project_id: int | None = None) -> int:
         """How many records are parked."""
         return await self.run(dead_letters.count, project_id)
+
+    async def engine_progress(self) -> EngineProgress:
+        """The lowest checkpoint and the dead-letter count (see :func:`engine_progress`)."""
+        return await self.run(engine_progress)
+
+    async def dead_letters_in(
+        self, project_ids: list[int], *, limit: int
+    ) -> tuple[int, list[dead_letters.DeadLetter]]:
+        """``(total, newest first)`` of the parked records of these projects."""
+        return await self.run(dead_letters.in_projects, project_ids, limit=limit)
 
     def __repr__(self) -> str:
         return f"ProjectionReader({str(self.db_path)!r})"

@@ -105,6 +105,7 @@ class LogStatistics:
     duplicates: int  # retries answered with the original position
     failed_appends: int  # requests answered with LogWriteFailed
     busy: int = 0  # requests answered with LogOverloaded: another writer held the lock too long
+    write_error: str | None = None
 
 
 def _row(record: NewRecord) -> tuple[int, int, int, str | None, int, bytes]:
@@ -286,6 +287,26 @@ class LogReader:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def newest(self) -> tuple[int, int]:
+        """``(position, received_at_ms)`` of the newest committed record, ``(0, 0)`` when empty."""
+        return _newest(self._conn)
+
+    def time_at(self, position: int) -> int | None:
+        """The record time at ``position``: of the newest record at or before it, else of the
+        first record (``position`` 0: nothing read yet); None when the log is empty.
+
+        Two rowid seeks at most; what the engine lag in record time is measured from.
+        """
+        row = self._conn.execute(
+            "SELECT received_at_ms FROM log WHERE position <= ? ORDER BY position DESC LIMIT 1",
+            (position,),
+        ).fetchone()
+        if row is None:
+            row = self._conn.execute(
+                "SELECT received_at_ms FROM log ORDER BY position LIMIT 1"
+            ).fetchone()
+        return None if row is None else int(row[0])
 
 
 class _State(enum.Enum):

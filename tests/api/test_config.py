@@ -66,3 +66,13 @@ def test_projections_file_is_derived_from_the_database_unless_set() -> None:
     assert ServerConfig.from_env(env, projections_db_path="/x.db").projections_db_path == "/x.db"
     with pytest.raises(ValueError, match="must not be the log's file"):
         ServerConfig(db_path="a/r.db", projections_db_path="a/../a/r.db")
+
+
+def test_readiness_lag_thresholds_from_the_environment() -> None:
+    defaults = ServerConfig.from_env({})
+    assert (defaults.ready_max_lag_records, defaults.ready_max_lag_seconds) == (100_000, 60.0)
+    env = {"REPLAYD_READY_MAX_LAG_RECORDS": "0", "REPLAYD_READY_MAX_LAG_SECONDS": "2.5"}
+    config = ServerConfig.from_env(env)
+    assert (config.ready_max_lag_records, config.ready_max_lag_seconds) == (0, 2.5)
+    with pytest.raises(ValueError):
+        ServerConfig(ready_max_lag_seconds=-1)

@@ -171,20 +171,22 @@ async def test_project_creation_rules(harness: Harness) -> None:
     assert (await harness.client.post("/api/v1/projects", json={"name": "B"})).status_code == 401
 
 
-async def test_a_key_never_sees_another_organizations_projects(harness: Harness) -> None:
-    def second_organization() -> tuple[str, str]:
-        conn = sqlite3.connect(harness.server.log.path)  # the catalog shares the database file
-        try:
-            conn.execute(
-                "INSERT INTO organizations (org_id, name, created_at_ms) VALUES (2, 'other', 0)"
-            )
-            conn.commit()
-        finally:
-            conn.close()
-        catalog = harness.server.catalog
-        return catalog.create_api_key(2), catalog.create_project("theirs", org_id=2).project_key
+def second_organization(harness: Harness) -> tuple[str, str]:
+    """Organization 2 with an API key and a project "theirs": ``(api key, project key)``."""
+    conn = sqlite3.connect(harness.server.log.path)  # the catalog shares the database file
+    try:
+        conn.execute(
+            "INSERT INTO organizations (org_id, name, created_at_ms) VALUES (2, 'other', 0)"
+        )
+        conn.commit()
+    finally:
+        conn.close()
+    catalog = harness.server.catalog
+    return catalog.create_api_key(2), catalog.create_project("theirs", org_id=2).project_key
 
-    other_key, their_project = await trio.to_thread.run_sync(second_organization)
+
+async def test_a_key_never_sees_another_organizations_projects(harness: Harness) -> None:
+    other_key, their_project = await trio.to_thread.run_sync(second_organization, harness)
     mine = await api_key(harness)
     session_id, _ = await record_session(harness)
     theirs = (await get(harness, other_key, "/api/v1/projects")).json()["data"]

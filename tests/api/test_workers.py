@@ -67,13 +67,17 @@ class Server:
         return self.stderr_path.read_text(errors="replace")
 
 
-async def _read_first_start(stdout: trio.abc.ReceiveStream) -> tuple[str, str, str]:
+async def _read_first_start(
+    stdout: trio.abc.ReceiveStream, workers: int = 2
+) -> tuple[str, str, str]:
     text = ""
     while True:
         chunk = await stdout.receive_some(4096)
         assert chunk, f"replayd serve exited early; stdout so far:\n{text}"
         text += chunk.decode()
-        serving = re.search(r"replayd serving .* on (http://\S+) \(2 ingest processes\)", text)
+        serving = re.search(
+            rf"replayd serving .* on (http://\S+) \({workers} ingest processes\)", text
+        )
         if serving:
             project_key = re.search(r"project key: (\w+)", text)
             api_key = re.search(r"API key: +(\w+)", text)
@@ -83,20 +87,22 @@ async def _read_first_start(stdout: trio.abc.ReceiveStream) -> tuple[str, str, s
 
 
 @asynccontextmanager
-async def running_server(tmp_path: Path) -> AsyncIterator[Server]:
-    """Start ``replayd serve --workers 2`` on a free port with a fresh database; kill at the end."""
+async def running_server(
+    tmp_path: Path, workers: int = 2, extra_args: tuple[str, ...] = ()
+) -> AsyncIterator[Server]:
+    """Start ``replayd serve --workers N`` on a free port with a fresh database; kill at the end."""
     db = tmp_path / "replayd.db"
     stderr_path = tmp_path / "stderr.log"
     command = [
         sys.executable, "-m", "api.cli", "serve", "--db", str(db), "--host", "127.0.0.1",
-        "--port", "0", "--workers", "2", "--graceful-timeout", "2",
+        "--port", "0", "--workers", str(workers), "--graceful-timeout", "2", *extra_args,
     ]  # fmt: skip
     with stderr_path.open("wb") as stderr:
         process = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE, stderr=stderr)
     try:
         assert process.stdout is not None
         with trio.fail_after(START_TIMEOUT_S):
-            url, project_key, api_key = await _read_first_start(process.stdout)
+            url, project_key, api_key = await _read_first_start(process.stdout, workers)
         yield Server(process, url, project_key, api_key, db, stderr_path)
     finally:
         if process.returncode is None:
@@ -261,7 +267,9 @@ async def test_parallel_trackers_across_ingest_processes_then_sigterm(tmp_path: 
 
         # Assist: every ingest process lists the live sessions the engine process projected
         # (reloaded from the sessions projection about once a second).
-        async with httpx.AsyncClient(base_url=server.url, timeout=10.0, limits=NO_KEEPALIVE) as http:
+        async with httpx.AsyncClient(
+            base_url=server.url, timeout=10.0, limits=NO_KEEPALIVE
+        ) as http:
             listed: set[str] = set()
             with trio.move_on_after(10):
                 while listed != {str(sid) for sid in sessions}:

@@ -32,3 +32,14 @@ def test_parked_records_are_rows(conn: sqlite3.Connection) -> None:
     with atomic(conn):
         dead_letters.reset(conn)
     assert dead_letters.count(conn) == 0
+
+
+def test_in_projects_counts_and_lists_only_those_projects(conn: sqlite3.Connection) -> None:
+    scripts = [SessionScript(session_id=n, project_id=n % 3 + 1) for n in range(1, 7)]
+    with atomic(conn):
+        dead_letters.apply(conn, positioned([[s.parked(f"E{n}")] for n, s in enumerate(scripts)]))
+    total, page = dead_letters.in_projects(conn, [1, 2, 2], limit=3)
+    in_one_or_two = [d for d in dead_letters.recent(conn) if d.project_id in (1, 2)]
+    assert (total, page) == (4, in_one_or_two[:3])  # newest first, limited, duplicates ignored
+    assert dead_letters.in_projects(conn, [99]) == (0, [])
+    assert dead_letters.in_projects(conn, []) == (0, [])

@@ -463,6 +463,7 @@ class LogRecorderTestCase:
         }  # fmt: skip
         assert public(LogReader) == {
             "read", "read_session", "head", "count", "activity", "project_of_session", "close",
+            "newest", "time_at",
         }  # fmt: skip
         record = as_committed(rec(), 1)
         with pytest.raises(attrs.exceptions.FrozenInstanceError):

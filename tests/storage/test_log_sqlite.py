@@ -357,6 +357,19 @@ async def test_time_clamp_reads_the_newest_record_of_another_writer(fresh_db_pat
     ]
 
 
+async def test_newest_and_time_at_give_the_record_times_of_the_lag(fresh_db_path: Path) -> None:
+    log = EventLog(fresh_db_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(log.run)
+        with LogReader(fresh_db_path) as reader:
+            assert (reader.newest(), reader.time_at(0), reader.time_at(5)) == ((0, 0), None, None)
+            await log.append_many([_timed(1, "a", 1_000), _timed(1, "b", 3_000)])
+            assert reader.newest() == (2, 3_000)
+            # Position 0 (nothing applied): the first record's time; past the head: the head's.
+            assert [reader.time_at(p) for p in (0, 1, 2, 9)] == [1_000, 1_000, 3_000, 3_000]
+        nursery.cancel_scope.cancel()
+
+
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(times=st.lists(st.integers(0, 10_000), min_size=2, max_size=60))
 async def test_two_writers_keep_positions_gap_free_and_time_monotonic(times: list[int]) -> None:
