@@ -174,7 +174,7 @@ def _case(*sessions_drawn: tuple, cuts: list[float] | None = None) -> example:
 @_case(({"delay": INT_MAX}, [(100, Batch([], REAL_BATCHES[0]))]))
 @_case((("rev_id", []), []))
 @_case(({}, []), ({}, []), (b"", []))
-@fuzz_settings(60)
+@fuzz_settings(120)
 @given(
     drawn=st.lists(sessions, min_size=1, max_size=3),
     cut_fractions=st.lists(st.floats(0, 1), max_size=2),
