@@ -1,5 +1,5 @@
 """Time budgets of the fuzz tests: CI runs a bounded number of examples; ``REPLAYD_FUZZ_SCALE``
-(set by ``scripts/soak --fuzz-examples N``) multiplies it for longer runs by hand."""
+(set by ``scripts/soak --fuzz-scale N``) multiplies it for longer runs by hand."""
 
 from __future__ import annotations
 
