@@ -4,7 +4,6 @@ every batch that got a 200 must be in the log, and positions must stay gap-free.
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import sys
@@ -13,25 +12,12 @@ from pathlib import Path
 import httpx
 import trio
 
-from storage.log import LogReader
 from storage.records import RecordKind
 from tests.api.conftest import CHROME_UA, make_batch, start_body
+from tests.soak.trackers import read_log, read_until_serving
 
 CLIENTS = 8
 KILL_AFTER_ACKS = 80  # total acknowledged batches after which the server is killed
-
-
-async def _read_until_serving(stdout: trio.abc.ReceiveStream) -> tuple[str, str]:
-    """Read the server's stdout until it says where it serves; return (base URL, project key)."""
-    text = ""
-    while True:
-        chunk = await stdout.receive_some(4096)
-        assert chunk, f"replayd serve exited early; stdout so far:\n{text}"
-        text += chunk.decode()
-        serving = re.search(r"replayd serving .* on (http://\S+)", text)
-        key = re.search(r"project key: (\w+)", text)
-        if serving and key:
-            return serving.group(1), key.group(1)
 
 
 async def _client(
@@ -83,7 +69,9 @@ async def test_acknowledged_batches_survive_sigkill(tmp_path: Path) -> None:
         process = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE, stderr=stderr)
         try:
             assert process.stdout is not None
-            base_url, project_key = await _read_until_serving(process.stdout)
+            serving = await read_until_serving(process.stdout)
+            base_url, project_key = serving.url, serving.project_key
+            assert project_key is not None
             enough = trio.Event()
             async with trio.open_nursery() as nursery:
                 for client_no in range(CLIENTS):
@@ -98,8 +86,7 @@ async def test_acknowledged_batches_survive_sigkill(tmp_path: Path) -> None:
     assert process.returncode == -signal.SIGKILL
     assert len(acked) >= KILL_AFTER_ACKS
 
-    with LogReader(db) as reader:
-        records = reader.read(0, 1_000_000)
+    records = read_log(db)
     assert [r.position for r in records] == list(range(1, len(records) + 1))
     stored = {(r.session_id, r.payload) for r in records if r.kind is RecordKind.WEB_BATCH}
     missing = [item for item in acked if item not in stored]

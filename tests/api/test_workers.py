@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -32,6 +31,7 @@ from engine.ids import flake_shard
 from storage.log import LogReader
 from storage.records import RecordKind
 from tests.api.conftest import CHROME_UA, make_batch, start_body
+from tests.soak.trackers import read_until_serving
 
 TRACKERS = 8
 BATCHES_PER_TRACKER = 6
@@ -70,20 +70,11 @@ class Server:
 async def _read_first_start(
     stdout: trio.abc.ReceiveStream, workers: int = 2
 ) -> tuple[str, str, str]:
-    text = ""
-    while True:
-        chunk = await stdout.receive_some(4096)
-        assert chunk, f"replayd serve exited early; stdout so far:\n{text}"
-        text += chunk.decode()
-        serving = re.search(
-            rf"replayd serving .* on (http://\S+) \({workers} ingest processes\)", text
-        )
-        if serving:
-            project_key = re.search(r"project key: (\w+)", text)
-            api_key = re.search(r"API key: +(\w+)", text)
-            assert project_key and api_key, text
-            assert text.count("First start") == 1  # the parent bootstraps, once
-            return serving.group(1), project_key.group(1), api_key.group(1)
+    serving = await read_until_serving(stdout)
+    assert f"({workers} ingest processes)" in serving.text, serving.text
+    assert serving.project_key and serving.api_key, serving.text
+    assert serving.text.count("First start") == 1  # the parent bootstraps, once
+    return serving.url, serving.project_key, serving.api_key
 
 
 @asynccontextmanager

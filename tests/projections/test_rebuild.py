@@ -83,6 +83,30 @@ async def live_path(
         history.close()
 
 
+def live_equals_rebuild(
+    records: Sequence[NewRecord], cut_fractions: Sequence[float], chunk_size: int
+) -> dict[str, list[tuple]]:
+    """Append ``records`` to a fresh log, run the live path restarted at the cut fractions, then a
+    rebuild; assert both give the same tables with every checkpoint at the head; return them."""
+    head = len(records)
+    cuts = sorted({int(f * head) for f in cut_fractions if int(f * head) > 0} | {head})
+
+    async def scenario(path: Path) -> tuple[dict, dict]:
+        await append_all(path, records)
+        await live_path(path, cuts, chunk_size)  # raises if the engine or the projector does
+        live = dump_tables(projections_of(path))
+        await rebuild(path, projections_of(path), inactivity_timeout_ms=TIMEOUT_MS, chunk_size=1000)
+        return live, dump_tables(projections_of(path))
+
+    with tempfile.TemporaryDirectory() as directory:
+        live, rebuilt = trio.run(scenario, Path(directory) / "replayd.db")
+    assert live == rebuilt
+    assert live["projection_checkpoints"] == [
+        (name, head) for name in ("dead_letters", "events", "sessions", "users")
+    ]
+    return live
+
+
 def simple_session(session_id: int, *, user: str = "ann", start: int = T0) -> list[NewRecord]:
     s = TrackerScript(session_id, start_ms=start)
     records = [s.start(user_id=user)]
@@ -321,22 +345,7 @@ def test_live_path_with_restarts_equals_rebuild(
     sessions: list[tuple], ticks: list[int], cut_fractions: list[float], chunk_size: int
 ) -> None:
     records = build_records(sessions, ticks)
-    head = len(records)
-    cuts = sorted({int(f * head) for f in cut_fractions if int(f * head) > 0} | {head})
-
-    async def scenario(path: Path) -> tuple[dict, dict]:
-        await append_all(path, records)
-        await live_path(path, cuts, chunk_size)
-        live = dump_tables(projections_of(path))
-        await rebuild(path, projections_of(path), inactivity_timeout_ms=TIMEOUT_MS, chunk_size=1000)
-        return live, dump_tables(projections_of(path))
-
-    with tempfile.TemporaryDirectory() as directory:
-        live, rebuilt = trio.run(scenario, Path(directory) / "replayd.db")
-    assert live == rebuilt
-    assert live["projection_checkpoints"] == [
-        (name, head) for name in ("dead_letters", "events", "sessions", "users")
-    ]
+    live = live_equals_rebuild(records, cut_fractions, chunk_size)
     assert len(live["sessions"]) == len(sessions)
 
 
