@@ -55,18 +55,39 @@ class WebStartPayload:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "WebStartPayload":
-        """Parse a payload written by ``to_bytes`` (ignoring keys this version does not know)."""
+        """Parse a payload written by ``to_bytes`` (ignoring keys this version does not know).
+
+        Raises ``ValueError`` (the actor parks the record) for a payload that is not a JSON object
+        or whose known fields have a JSON type no server writes: such a value would otherwise
+        reach the engine's arithmetic or SQLite.
+        """
         raw = json.loads(data)
-        return cls(**{k: _repaired(v) for k, v in raw.items() if k in _KNOWN})
+        if not isinstance(raw, dict):
+            raise ValueError("start payload is not a JSON object")
+        return cls(**{k: _checked(k, v) for k, v in raw.items() if k in _FIELD_TYPES})
 
 
-def _repaired(value: Any) -> Any:
-    """A JSON value made storable: strings without lone surrogates, integers within int64."""
+def _checked(name: str, value: Any) -> Any:
+    """A field's JSON value checked against its type and made storable: strings without lone
+    surrogates, integers within int64."""
+    allowed = _FIELD_TYPES[name]
+    # type() rather than isinstance: a JSON true is a bool, never an int field's value.
+    if type(value) not in allowed:
+        raise ValueError(f"start payload field {name!r} is a {type(value).__name__}")
     if type(value) is str:
         return repair_text(value)
-    if type(value) is int:  # not bool: True is an int too, and stays a bool
+    if type(value) is int:
         return clamp_int64(value)
     return value
 
 
-_KNOWN = frozenset(f.name for f in attrs.fields(WebStartPayload))
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "str": (str,),
+    "bool": (bool,),
+    "str | None": (str, type(None)),
+}
+# Field name -> the JSON value types it accepts (annotations are strings: postponed evaluation).
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    f.name: _JSON_TYPES[str(f.type)] for f in attrs.fields(WebStartPayload)
+}

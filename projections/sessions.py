@@ -206,6 +206,9 @@ class _Patch:
 
     session_id: int
     project_id: int
+    # Time of the call's first event of the session (by position), for a row made before (or
+    # without) its SessionStarted. The first, not the earliest: the call that creates the row holds
+    # the session's first event however deliveries were split, so live and rebuild agree.
     first_ts: int
     first_position: int
     last_position: int
@@ -221,7 +224,6 @@ class _Patch:
 
 def _fold(patch: _Patch, event: ev.DomainEvent) -> None:
     """Fold one event into the session's patch (events of one session arrive in order)."""
-    patch.first_ts = min(patch.first_ts, event.timestamp)
     patch.first_position = min(patch.first_position, event.position)
     patch.last_position = max(patch.last_position, event.position)
     match event:
