@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
+import trio
 from quart import Blueprint, Response, request
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from api import cors, ingest_web
 from api.config import ServerConfig
@@ -28,6 +29,30 @@ CORS_PREFIXES_KEY = "replayd.cors_prefixes"
 # Self-hosted OpenReplay puts the ingest routes under /ingest (trackers configured with
 # ingestPoint "https://host/ingest" keep working); plain "/v1/..." is what our snippet uses.
 INGEST_PREFIXES = ("", "/ingest")
+
+
+# How long an answer given before its request body (a 401, 404, 405...) waits for that body.
+BODY_DRAIN_TIMEOUT_S = 10.0
+
+
+async def drain_request_body(response: Response) -> Response:
+    """Receive the rest of a request body the route did not read, before answering.
+
+    Hypercorn (trio worker) neither reuses nor closes a keep-alive connection whose response was
+    complete before its request: the client's next request there was never answered. The body is
+    at most MAX_CONTENT_LENGTH (Quart stops buffering past it). A body still incomplete after the
+    timeout, or past that limit, gets ``Connection: close``; for a body past the limit that is
+    not enough (Hypercorn still neither closes nor answers while the client sends): a known gap.
+    """
+    body = request.body
+    try:
+        with trio.move_on_after(BODY_DRAIN_TIMEOUT_S):
+            await body
+            return response
+    except RequestEntityTooLarge:
+        pass
+    response.headers["Connection"] = "close"
+    return response
 
 
 def create_app(
@@ -79,6 +104,10 @@ def create_app(
         if cors.is_cors_path(request.path, app.extensions[CORS_PREFIXES_KEY]):
             cors.add_cors_headers(response)
         return response
+
+    @app.after_request
+    async def finish_reading_body(response: Response) -> Response:
+        return await drain_request_body(response)
 
     @app.errorhandler(ApiError)
     async def api_error(error: ApiError) -> Response:
