@@ -15,7 +15,7 @@ from quart import Blueprint, Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from api import cors, ingest_web
+from api import cors, ingest_web, openapi
 from api.config import ServerConfig
 from api.errors import ApiError, error_response
 from api.session_directory import LogProjectLookup, SessionDirectory
@@ -88,6 +88,8 @@ def create_app(
         )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
+    # GET /api/openapi.json: every route decorated with api.openapi.operation, whatever blueprint.
+    app.register_blueprint(openapi.bp)
 
     @app.before_request
     async def answer_preflight() -> Response | None:

@@ -25,7 +25,17 @@ import trio
 from quart import Blueprint, Response, current_app, request
 from quart_trio import QuartTrio
 
+from api import public_v1_schema as schema
 from api.errors import json_response
+from api.openapi import json_reply
+from api.public_v1_schema import (
+    ASSIST_LIMIT_MAX,
+    ASSIST_OPERATORS,
+    INT64_MAX,
+    INT64_MIN,
+    PROJECT_NAME_MAX,
+    V1_PLATFORMS,
+)
 from projections import events as event_rows
 from projections.live_sessions import LiveFilter, LiveSessions
 from projections.reader import ProjectionReader
@@ -35,17 +45,8 @@ from storage.catalog import Catalog, Project
 
 EXTENSION_KEY = "replayd.public_v1"
 USER_SESSIONS_LIMIT = 50
-V1_PLATFORMS = ("web", "ios")
 DEFAULT_PROJECT_NAME = "my first project"
-# The reference's allowed project-name characters (letters, digits, space and -,éèàç|&/\_.#),
-# at least one of them not a space; the OpenAPI description publishes this very pattern.
-_NAME_CHARS = r"A-Za-z0-9\-,éèàç|&/\\_.#"
-PROJECT_NAME_PATTERN = rf"^[ {_NAME_CHARS}]*[{_NAME_CHARS}][ {_NAME_CHARS}]*$"
-PROJECT_NAME_RE = re.compile(PROJECT_NAME_PATTERN)
-# The reference's v2 limit (API.md: "name (required, <=200 chars)"); v1 had none.
-PROJECT_NAME_MAX = 200
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-ASSIST_OPERATORS = ("is", "contains")
+PROJECT_NAME_RE = re.compile(schema.PROJECT_NAME_PATTERN)
 # The reference's default GDPR settings of a new project (public.projects.gdpr).
 DEFAULT_GDPR = {
     "maskEmails": True,
@@ -237,6 +238,13 @@ def project_list_item(project: Project) -> dict[str, Any]:
 
 
 @bp.get("/projects")
+@schema.v1_operation(
+    "The organization's projects",
+    responses=schema.replies(
+        schema.list_reply("The projects", schema.PROJECT_LIST_ITEM),
+        401,
+    ),
+)
 async def list_projects() -> Response:
     org_id = await _organization()
     projects = await trio.to_thread.run_sync(_context().catalog.list_projects, org_id)
@@ -244,6 +252,11 @@ async def list_projects() -> Response:
 
 
 @bp.get("/projects/<project_key>")
+@schema.v1_operation(
+    "One project",
+    parameters=[schema.PROJECT_KEY],
+    responses=schema.replies(schema.data_reply("The project", schema.PROJECT), 401, 404),
+)
 async def get_project(project_key: str) -> Response:
     org_id = await _organization()
     project = await _project(org_id, project_key)
@@ -275,6 +288,18 @@ def _create_project(catalog: Catalog, org_id: int, name: str, platform: str) -> 
 
 
 @bp.post("/projects")
+@schema.v1_operation(
+    "Create a project",
+    description="No body creates `my first project` (web). Names are unique per organization, "
+    "whatever their case.",
+    body={"application/json": schema.NEW_PROJECT},
+    responses={
+        **schema.replies(
+            schema.data_reply("The new project", schema.CREATED_PROJECT), 401, 413, 422
+        ),
+        400: json_reply("The organization has a project of that name", schema.V1_ERRORS),
+    },
+)
 async def create_project() -> Response:
     org_id = await _organization()
     body = _object_body(await _json_body())
@@ -400,6 +425,16 @@ def event_json(row: event_rows.EventRow) -> dict[str, Any]:
 
 
 @bp.get("/<project_key>/sessions/<session_id>/events")
+@schema.v1_operation(
+    "Every event of a session, sorted by (timestamp, messageId)",
+    parameters=[schema.PROJECT_KEY, schema.SESSION_ID],
+    responses=schema.replies(
+        schema.list_reply("The events (none for an unknown session)", schema.EVENT),
+        401,
+        404,
+        422,
+    ),
+)
 async def session_events(project_key: str, session_id: str) -> Response:
     org_id = await _organization()
     project = await _project(org_id, project_key)
@@ -456,6 +491,16 @@ def user_json(summary: UserSummary) -> dict[str, Any]:
 
 
 @bp.get("/<project_key>/users/<user_id>/sessions")
+@schema.v1_operation(
+    f"Up to {USER_SESSIONS_LIMIT} sessions of a user",
+    parameters=[schema.PROJECT_KEY, schema.USER_ID, schema.START_DATE, schema.END_DATE],
+    responses=schema.replies(
+        schema.list_reply("The sessions, oldest first", schema.USER_SESSION),
+        401,
+        404,
+        422,
+    ),
+)
 async def user_sessions(project_key: str, user_id: str) -> Response:
     org_id = await _organization()
     project = await _project(org_id, project_key)
@@ -472,6 +517,13 @@ async def user_sessions(project_key: str, user_id: str) -> Response:
 
 
 @bp.get("/<project_key>/users/<user_id>")
+@schema.v1_operation(
+    "A user's summary over finished sessions",
+    parameters=[schema.PROJECT_KEY, schema.USER_ID],
+    responses=schema.replies(
+        schema.data_reply("The summary, or null", schema.nullable(schema.USER)), 401, 404
+    ),
+)
 async def get_user(project_key: str, user_id: str) -> Response:
     org_id = await _organization()
     project = await _project(org_id, project_key)
@@ -480,8 +532,6 @@ async def get_user(project_key: str, user_id: str) -> Response:
 
 
 # -- Assist: live sessions --------------------------------------------------------------------------
-
-ASSIST_LIMIT_MAX = 200
 
 
 def _live_sessions() -> LiveSessions:
@@ -528,7 +578,9 @@ def parse_live_search(body: Any) -> tuple[list[LiveFilter], str, str, int, int]:
             raise V1ValidationError(where + ["source"], "Input should be a valid string",
                                     "string_type", source)  # fmt: skip
         values = _as_values(raw.get("value"), where + ["value"])
-        filters.append(LiveFilter(type=raw["type"], values=values, operator=operator, source=source))
+        filters.append(
+            LiveFilter(type=raw["type"], values=values, operator=operator, source=source)
+        )
     sort = _or_default(body, "sort", "timestamp")
     order = _or_default(body, "order", "DESC")
     if not isinstance(sort, str):
@@ -540,7 +592,9 @@ def parse_live_search(body: Any) -> tuple[list[LiveFilter], str, str, int, int]:
     limit = _int_field(body.get("limit", ASSIST_LIMIT_MAX), ["body", "limit"],
                        default=ASSIST_LIMIT_MAX)  # fmt: skip
     if page < 1:
-        raise V1ValidationError(["body", "page"], "Input should be >= 1", "greater_than_equal", page)
+        raise V1ValidationError(
+            ["body", "page"], "Input should be >= 1", "greater_than_equal", page
+        )
     if not 1 <= limit <= ASSIST_LIMIT_MAX:
         raise V1ValidationError(["body", "limit"], f"Input should be 1..{ASSIST_LIMIT_MAX}",
                                 "less_than_equal", limit)  # fmt: skip
@@ -567,12 +621,18 @@ def _live_page(project: Project, filters: list[LiveFilter], sort: str, order: st
     result = _live_sessions().search(
         project.project_id, filters, sort=sort, order=order, page=page, limit=limit
     )
-    return _data(
-        {"total": result.total, "sessions": [s.assist_fields() for s in result.sessions]}
-    )
+    return _data({"total": result.total, "sessions": [s.assist_fields() for s in result.sessions]})
 
 
 @bp.get("/<project_key>/assist/sessions")
+@schema.v1_operation(
+    "The project's live sessions, newest first",
+    tags=("assist",),
+    parameters=[schema.PROJECT_KEY, schema.ASSIST_USER_ID],
+    responses=schema.replies(
+        schema.data_reply("A page of live sessions", schema.LIVE_SESSIONS), 401, 404, 503
+    ),
+)
 async def list_live_sessions(project_key: str) -> Response:
     """The project's live sessions, newest first (``?userId=`` narrows to one user)."""
     org_id = await _organization()
@@ -583,6 +643,22 @@ async def list_live_sessions(project_key: str) -> Response:
 
 
 @bp.post("/<project_key>/assist/sessions")
+@schema.v1_operation(
+    "Search the project's live sessions",
+    description="Filters are AND-ed, a filter's values OR-ed; names and values are compared "
+    "case-insensitively; `value: []` means the session has the attribute.",
+    tags=("assist",),
+    parameters=[schema.PROJECT_KEY],
+    body={"application/json": schema.LIVE_SEARCH},
+    responses=schema.replies(
+        schema.data_reply("A page of live sessions", schema.LIVE_SESSIONS),
+        401,
+        404,
+        413,
+        422,
+        503,
+    ),
+)
 async def search_live_sessions(project_key: str) -> Response:
     """Search the project's live sessions: filters, sort, order, page, limit (API.md 4.3)."""
     org_id = await _organization()
