@@ -11,9 +11,17 @@ import logging
 from collections.abc import Callable, Iterable
 
 import trio
+from hypercorn.typing import (
+    ASGIFramework,
+    ASGIReceiveCallable,
+    ASGIReceiveEvent,
+    ASGISendCallable,
+    ASGISendEvent,
+    Scope,
+)
 from quart import Blueprint, Response, request
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 
 from api import cors, ingest_web, openapi
 from api.config import ServerConfig
@@ -35,24 +43,38 @@ INGEST_PREFIXES = ("", "/ingest")
 BODY_DRAIN_TIMEOUT_S = 10.0
 
 
-async def drain_request_body(response: Response) -> Response:
-    """Receive the rest of a request body the route did not read, before answering.
+def hold_answer_until_body_received(asgi_app: ASGIFramework) -> ASGIFramework:
+    """ASGI wrapper: the last message of an answer waits until the request body has arrived.
 
-    Hypercorn (trio worker) neither reuses nor closes a keep-alive connection whose response was
-    complete before its request: the client's next request there was never answered. The body is
-    at most MAX_CONTENT_LENGTH (Quart stops buffering past it). A body still incomplete after the
-    timeout, or past that limit, gets ``Connection: close``; for a body past the limit that is
-    not enough (Hypercorn still neither closes nor answers while the client sends): a known gap.
+    Hypercorn (trio worker) neither reuses nor closes a keep-alive connection whose answer was
+    complete before its request (a 401, 404, 405... that never read the body): the client's next
+    request there was never answered, and the connection and its tasks stayed forever. While the
+    answer is held, Quart keeps receiving the body (and drops what is past MAX_CONTENT_LENGTH), so
+    Hypercorn's request side finishes first. A client that has not sent its body within the
+    timeout gets the answer anyway.
     """
-    body = request.body
-    try:
-        with trio.move_on_after(BODY_DRAIN_TIMEOUT_S):
-            await body
-            return response
-    except RequestEntityTooLarge:
-        pass
-    response.headers["Connection"] = "close"
-    return response
+
+    async def wrapped(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        if scope["type"] != "http":
+            await asgi_app(scope, receive, send)
+            return
+        received = trio.Event()
+
+        async def watched_receive() -> ASGIReceiveEvent:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                received.set()  # the last part of the body, or the client went away
+            return message
+
+        async def held_send(message: ASGISendEvent) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                with trio.move_on_after(BODY_DRAIN_TIMEOUT_S):
+                    await received.wait()
+            await send(message)
+
+        await asgi_app(scope, watched_receive, held_send)
+
+    return wrapped
 
 
 def create_app(
@@ -65,6 +87,7 @@ def create_app(
 ) -> QuartTrio:
     """Build the app. ``clock`` (epoch ms) is for tests; ``blueprints`` are extra API surfaces."""
     app = QuartTrio("replayd")
+    app.asgi_app = hold_answer_until_body_received(app.asgi_app)  # type: ignore[method-assign]
     # Upper bound of what Quart buffers for one request body, whatever the route; each route then
     # applies its own (smaller or equal) limit while reading.
     app.config["MAX_CONTENT_LENGTH"] = max(config.beacon_size_limit, config.json_size_limit)
@@ -106,10 +129,6 @@ def create_app(
         if cors.is_cors_path(request.path, app.extensions[CORS_PREFIXES_KEY]):
             cors.add_cors_headers(response)
         return response
-
-    @app.after_request
-    async def finish_reading_body(response: Response) -> Response:
-        return await drain_request_body(response)
 
     @app.errorhandler(ApiError)
     async def api_error(error: ApiError) -> Response:

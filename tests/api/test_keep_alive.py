@@ -61,3 +61,20 @@ async def test_early_answers_before_the_body_keep_the_connection_usable(harness:
             second = await read_answer(stream)
             assert second in (b"", b"HTTP/1.1 401 "), (method, path, second)
         await stream.aclose()
+
+
+async def test_oversized_body_answered_early_does_not_hang_the_connection(
+    harness: Harness,
+) -> None:
+    assert harness.server.app is not None
+    limit = harness.server.app.config["MAX_CONTENT_LENGTH"]
+    stream = await trio.open_tcp_stream("127.0.0.1", harness.server.port)
+    with trio.fail_after(10):
+        await stream.send_all(head("POST", "/api/v1/projects", limit + 10))
+        await trio.sleep(0.05)
+        await stream.send_all(b" " * (limit + 10))
+        first = await read_answer(stream)
+        assert first.split()[1] in (b"401", b"413"), first
+        await stream.send_all(b"GET /v1/web/tags HTTP/1.1\r\nHost: test\r\n\r\n")
+        assert await read_answer(stream) in (b"", b"HTTP/1.1 401 ")
+    await stream.aclose()
