@@ -17,6 +17,7 @@ from xml.etree import ElementTree
 import trio
 
 from api.openapi import OPENAPI_PATH
+from storage.records import RecordKind
 from tests.api.conftest import T0, Harness, ServerFactory
 from tests.api.test_public_v1 import api_key, end_all_sessions, record_session
 
@@ -103,7 +104,7 @@ async def test_real_answers_match_the_described_schemas(harness: Harness) -> Non
 
 def _config(key: str, token: str, project_key: str) -> str:
     """schemathesis.toml: the checks, credentials per security scheme, the real project in every
-    path, and what two operations answer by design: canvas images are not enabled (501, the one
+    path (and often in start bodies), and what two operations answer by design: canvas images are not enabled (501, the one
     5xx allowed, checked apart), and a start request's tracker version is checked first (426)."""
     checks = "\n".join(f"{name}.enabled = true" for name in CHECKS)
     return f"""
@@ -117,8 +118,18 @@ api_key = "{key}"
 [auth.openapi.sessionToken]
 bearer = "{token}"
 
+[dictionaries.project_keys]
+values = ["{project_key}"]
+
+[dictionaries.tracker_versions]
+values = ["19.0.1"]
+
 [parameters]
 "path.project_key" = "{project_key}"
+# Often the real project and a current tracker in a start request's body, so that fuzzing gets
+# past its 404 and 426 to the real start path.
+"body.projectKey" = {{ dictionary = "project_keys", probability = 0.7 }}
+"body.trackerVersion" = {{ dictionary = "tracker_versions", probability = 0.7 }}
 
 [[operations]]
 include-path-regex = "/v1/web/images$"
@@ -175,5 +186,8 @@ async def test_schemathesis_finds_nothing(server_factory: ServerFactory, tmp_pat
     assert expected <= tested, (expected - tested, output[-5_000:])
     skipped = [case.get("name") for case in cases if case.find("skipped") is not None]
     assert not skipped, (skipped, output[-5_000:])
+    # The fuzzer reached the real start path (sessions beyond the one started above).
+    starts = [r for r in await harness.records() if r.kind is RecordKind.WEB_START]
+    assert len(starts) > 1, output[-5_000:]
     # The server is still fine after all that.
     assert (await harness.client.get("/api/v1/projects", headers={"Authorization": key})).is_success
