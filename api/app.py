@@ -14,7 +14,8 @@ from quart import Blueprint, Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from api import cors, ingest_web
+from api import cors, ingest_web, openapi
+from api.body_drain import hold_answer_until_body_received
 from api.config import ServerConfig
 from api.errors import ApiError, error_response
 from api.session_directory import LogProjectLookup, SessionDirectory
@@ -40,6 +41,7 @@ def create_app(
 ) -> QuartTrio:
     """Build the app. ``clock`` (epoch ms) is for tests; ``blueprints`` are extra API surfaces."""
     app = QuartTrio("replayd")
+    app.asgi_app = hold_answer_until_body_received(app.asgi_app)  # type: ignore[method-assign]
     # Upper bound of what Quart buffers for one request body, whatever the route; each route then
     # applies its own (smaller or equal) limit while reading.
     app.config["MAX_CONTENT_LENGTH"] = max(config.beacon_size_limit, config.json_size_limit)
@@ -63,6 +65,8 @@ def create_app(
         )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
+    # GET /api/openapi.json: every route decorated with api.openapi.operation, whatever blueprint.
+    app.register_blueprint(openapi.bp)
 
     @app.before_request
     async def answer_preflight() -> Response | None:

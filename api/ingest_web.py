@@ -26,8 +26,10 @@ import attrs
 import trio
 from quart import Blueprint, Response, current_app, request
 
+from api import ingest_web_schema as docs
 from api.config import ServerConfig
 from api.errors import ApiError, json_response
+from api.openapi import error_reply, json_reply, operation
 from api.session_directory import SessionDirectory
 from engine import client_info, tokens
 from engine.ids import FlakeIdGenerator, flake_timestamp_ms
@@ -569,22 +571,55 @@ def _ingest() -> WebIngest:
 
 
 @bp.post("/v1/web/start")
+@operation(
+    "Start or continue a session",
+    tags=docs.TAGS,
+    body=docs.START_BODY,
+    body_required=True,
+    responses=docs.replies(
+        json_reply("The session token and settings", docs.START_ANSWER),
+        *(400, 404, 408, 413, 415, 500, 503),
+        s403=error_reply("No project key, not a web project, no User-Agent, or sampled out"),
+        s426=error_reply("The tracker is older than 6.0.0"),
+    ),
+)
 async def start_session() -> Response:
     return await _ingest().start()
 
 
 @bp.post("/v1/web/i")
+@operation(
+    "Store a batch of tracker messages",
+    tags=docs.TAGS,
+    security=docs.TOKEN,
+    parameters=[docs.DATA_TYPE, docs.BATCH, docs.SPLIT],
+    body=docs.BATCH_BODY,
+    body_required=True,
+    responses=docs.replies(docs.EMPTY_OK, *(400, 401, 404, 408, 413, 415, 500, 503)),
+)
 async def upload_batch() -> Response:
     return await _ingest().upload()
 
 
 @bp.get("/v1/web/tags")
+@operation(
+    "Tags to watch (none)",
+    tags=docs.TAGS,
+    security=docs.TOKEN,
+    responses=docs.replies(docs.listing("tags"), 401, 404),
+)
 async def tags() -> Response:
     _ingest().require_valid_token()
     return json_response({"tags": []})
 
 
 @bp.post("/v1/web/feature-flags")
+@operation(
+    "Feature flags (none)",
+    tags=docs.TAGS,
+    security=docs.TOKEN,
+    responses=docs.replies(docs.listing("flags"), 401, 404, 413),
+)
 async def feature_flags() -> Response:
     # Trackers <= 16.x ask; the reference backend keeps a stub with this answer.
     _ingest().require_valid_token()
@@ -592,6 +627,13 @@ async def feature_flags() -> Response:
 
 
 @bp.get("/v1/web/conditions/<int:project_id>")
+@operation(
+    "Recording conditions (none: record as usual)",
+    tags=docs.TAGS,
+    security=docs.TOKEN,
+    parameters=[docs.CONDITIONS_PROJECT],
+    responses=docs.replies(docs.listing("conditions"), 401, 404),
+)
 async def conditions(project_id: int) -> Response:
     # Conditional recording is not implemented: no conditions means "record as usual".
     _ingest().require_valid_token()
@@ -599,6 +641,14 @@ async def conditions(project_id: int) -> Response:
 
 
 @bp.post("/v1/web/not-started")
+@operation(
+    "Why a tracker did not start (logged, not stored)",
+    tags=docs.TAGS,
+    body=docs.NOT_STARTED_BODY,
+    responses=docs.replies(
+        json_reply("Noted", {"type": "object", "maxProperties": 0}), *(400, 404, 408, 413, 415)
+    ),
+)
 async def not_started() -> Response:
     """Trackers <= 14.x report here why they did not start. Nothing is stored: the report names no
     session, so it is only logged (at info level: it is routine, e.g. doNotTrack)."""
@@ -615,6 +665,15 @@ async def not_started() -> Response:
 
 
 @bp.post("/v1/web/images")
+@operation(
+    "Canvas images (not enabled)",
+    tags=docs.TAGS,
+    responses={
+        501: error_reply("Canvas recording is not enabled on this server"),
+        404: docs.NOT_FOUND,
+        413: docs.TOO_LARGE,
+    },
+)
 async def images() -> Response:
     # The start answer says canvasEnabled: false, so trackers never call this.
     raise ApiError(501, "canvas recording is not enabled on this server")

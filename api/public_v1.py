@@ -25,7 +25,17 @@ import trio
 from quart import Blueprint, Response, current_app, request
 from quart_trio import QuartTrio
 
+from api import public_v1_schema as schema
 from api.errors import json_response
+from api.openapi import json_reply
+from api.public_v1_schema import (
+    ASSIST_LIMIT_MAX,
+    ASSIST_OPERATORS,
+    INT64_MAX,
+    INT64_MIN,
+    PROJECT_NAME_MAX,
+    V1_PLATFORMS,
+)
 from projections import events as event_rows
 from projections.live_sessions import LiveFilter, LiveSessions
 from projections.reader import ProjectionReader
@@ -35,10 +45,8 @@ from storage.catalog import Catalog, Project
 
 EXTENSION_KEY = "replayd.public_v1"
 USER_SESSIONS_LIMIT = 50
-V1_PLATFORMS = ("web", "ios")
 DEFAULT_PROJECT_NAME = "my first project"
-# The reference's allowed project-name characters (letters, digits, space and -,éèàç|&/\_.#).
-PROJECT_NAME_RE = re.compile(r"^[A-Za-z0-9 \-,éèàç|&/\\_.#]*$")
+PROJECT_NAME_RE = re.compile(schema.PROJECT_NAME_PATTERN)
 # The reference's default GDPR settings of a new project (public.projects.gdpr).
 DEFAULT_GDPR = {
     "maskEmails": True,
@@ -88,7 +96,27 @@ class V1ValidationError(Exception):
 
     def __init__(self, location: list[str], message: str, kind: str, given: Any) -> None:
         super().__init__(message)
-        self.detail = [{"type": kind, "loc": location, "msg": message, "input": given}]
+        self.detail = [{"type": kind, "loc": location, "msg": message, "input": _echo(given)}]
+
+
+_ECHO_DEPTH = 4
+_ECHO_ITEMS = 20
+_ECHO_CHARS = 200
+
+
+def _echo(value: Any, depth: int = 0) -> Any:
+    """The offending input as a 422 shows it, cut down: a hostile body (100,000 characters, or
+    nested a thousand levels deep) must not be sent back whole, nor overflow the JSON encoder."""
+    if isinstance(value, str):
+        return value if len(value) <= _ECHO_CHARS else value[:_ECHO_CHARS] + "..."
+    if isinstance(value, dict | list):
+        if depth >= _ECHO_DEPTH:
+            return "..."
+        if isinstance(value, dict):
+            items = list(value.items())[:_ECHO_ITEMS]
+            return {_echo(k, depth + 1): _echo(v, depth + 1) for k, v in items}
+        return [_echo(item, depth + 1) for item in value[:_ECHO_ITEMS]]
+    return value
 
 
 @bp.errorhandler(V1Error)
@@ -142,18 +170,50 @@ async def _project(org_id: int, project_key: str) -> Project:
     return project
 
 
+_INTEGER_RE = re.compile(r"-?[0-9]+")
+# int() of a longer digit string raises (Python's int_max_str_digits); such a number is never an
+# int64, so it is refused before parsing.
+_INTEGER_MAX_DIGITS = 40
+
+
 def _int_param(raw: str | None, location: list[str]) -> int | None:
+    """A path or query integer (ASCII digits, optional minus, as OpenAPI describes it)."""
     if raw is None:
         return None
-    try:
-        return int(raw.strip())
-    except ValueError:
+    if len(raw) > _INTEGER_MAX_DIGITS or not _INTEGER_RE.fullmatch(raw):
         raise V1ValidationError(
             location,
             "Input should be a valid integer, unable to parse string as an integer",
             "int_parsing",
             raw,
-        ) from None
+        )
+    return int(raw)
+
+
+def _int64_param(raw: str | None, location: list[str]) -> int | None:
+    """A query integer that SQLite binds: outside int64 it is a 422, not an OverflowError."""
+    value = _int_param(raw, location)
+    if value is not None and not INT64_MIN <= value <= INT64_MAX:
+        raise V1ValidationError(
+            location, f"Input should be between {INT64_MIN} and {INT64_MAX}", "int_range", raw
+        )
+    return value
+
+
+async def _json_body() -> Any:
+    """The request body as JSON (None when empty), or a 422 ``json_invalid``.
+
+    Strict UTF-8 (RFC 8259), and any parse failure is the client's: a body nested deeper than the
+    parser's recursion limit raises RecursionError, which must not become a 500.
+    """
+    raw = await request.get_data()
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+        message = "JSON nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise V1ValidationError(["body"], "JSON decode error", "json_invalid", message) from None
 
 
 def _data(payload: Any) -> Response:
@@ -178,6 +238,13 @@ def project_list_item(project: Project) -> dict[str, Any]:
 
 
 @bp.get("/projects")
+@schema.v1_operation(
+    "The organization's projects",
+    responses=schema.replies(
+        schema.list_reply("The projects", schema.PROJECT_LIST_ITEM),
+        401,
+    ),
+)
 async def list_projects() -> Response:
     org_id = await _organization()
     projects = await trio.to_thread.run_sync(_context().catalog.list_projects, org_id)
@@ -185,6 +252,11 @@ async def list_projects() -> Response:
 
 
 @bp.get("/projects/<project_key>")
+@schema.v1_operation(
+    "One project",
+    parameters=[schema.PROJECT_KEY],
+    responses=schema.replies(schema.data_reply("The project", schema.PROJECT), 401, 404),
+)
 async def get_project(project_key: str) -> Response:
     org_id = await _organization()
     project = await _project(org_id, project_key)
@@ -198,6 +270,15 @@ async def get_project(project_key: str) -> Response:
     )
 
 
+def _object_body(body: Any) -> dict[str, Any]:
+    """A JSON body that must be an object; no body (None) means every field's default."""
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise V1ValidationError(["body"], "Input should be a valid dictionary", "dict_type", body)
+    return body
+
+
 def _create_project(catalog: Catalog, org_id: int, name: str, platform: str) -> Project | None:
     """Create unless the organization has a project of that name (any case); None if it has."""
     wanted = name.casefold()
@@ -207,27 +288,42 @@ def _create_project(catalog: Catalog, org_id: int, name: str, platform: str) -> 
 
 
 @bp.post("/projects")
+@schema.v1_operation(
+    "Create a project",
+    description="No body creates `my first project` (web). Names are unique per organization, "
+    "whatever their case.",
+    body={"application/json": schema.NEW_PROJECT},
+    responses={
+        **schema.replies(
+            schema.data_reply("The new project", schema.CREATED_PROJECT), 401, 413, 422
+        ),
+        400: json_reply("The organization has a project of that name", schema.V1_ERRORS),
+    },
+)
 async def create_project() -> Response:
     org_id = await _organization()
-    body = await request.get_json(force=True, silent=True)
-    if body is None:
-        body = {}
-    if not isinstance(body, dict):
-        raise V1ValidationError(["body"], "Input should be a valid dictionary", "dict_type", body)
+    body = _object_body(await _json_body())
     name = body.get("name", DEFAULT_PROJECT_NAME)
     platform = body.get("platform", "web")
     if not isinstance(name, str):
         raise V1ValidationError(
             ["body", "name"], "Input should be a valid string", "string_type", name
         )
-    name = name.strip()
-    if not name or not PROJECT_NAME_RE.match(name):
+    if len(name) > PROJECT_NAME_MAX:  # before stripping: the limit is on what was sent
+        raise V1ValidationError(
+            ["body", "name"],
+            f"String should have at most {PROJECT_NAME_MAX} characters",
+            "string_too_long",
+            name,
+        )
+    if not PROJECT_NAME_RE.fullmatch(name):
         raise V1ValidationError(
             ["body", "name"],
             "name may only contain letters, digits, spaces and - , é è à ç | & / \\ _ . #",
             "value_error",
             name,
         )
+    name = name.strip(" ")
     if platform not in V1_PLATFORMS:
         raise V1ValidationError(
             ["body", "platform"], "Input should be 'web' or 'ios'", "enum", platform
@@ -329,6 +425,16 @@ def event_json(row: event_rows.EventRow) -> dict[str, Any]:
 
 
 @bp.get("/<project_key>/sessions/<session_id>/events")
+@schema.v1_operation(
+    "Every event of a session, sorted by (timestamp, messageId)",
+    parameters=[schema.PROJECT_KEY, schema.SESSION_ID],
+    responses=schema.replies(
+        schema.list_reply("The events (none for an unknown session)", schema.EVENT),
+        401,
+        404,
+        422,
+    ),
+)
 async def session_events(project_key: str, session_id: str) -> Response:
     org_id = await _organization()
     project = await _project(org_id, project_key)
@@ -385,11 +491,21 @@ def user_json(summary: UserSummary) -> dict[str, Any]:
 
 
 @bp.get("/<project_key>/users/<user_id>/sessions")
+@schema.v1_operation(
+    f"Up to {USER_SESSIONS_LIMIT} sessions of a user",
+    parameters=[schema.PROJECT_KEY, schema.USER_ID, schema.START_DATE, schema.END_DATE],
+    responses=schema.replies(
+        schema.list_reply("The sessions, oldest first", schema.USER_SESSION),
+        401,
+        404,
+        422,
+    ),
+)
 async def user_sessions(project_key: str, user_id: str) -> Response:
     org_id = await _organization()
     project = await _project(org_id, project_key)
-    start_date = _int_param(request.args.get("start_date"), ["query", "start_date"])
-    end_date = _int_param(request.args.get("end_date"), ["query", "end_date"])
+    start_date = _int64_param(request.args.get("start_date"), ["query", "start_date"])
+    end_date = _int64_param(request.args.get("end_date"), ["query", "end_date"])
     rows = await _context().reader.user_sessions(
         project.project_id,
         user_id,
@@ -401,6 +517,13 @@ async def user_sessions(project_key: str, user_id: str) -> Response:
 
 
 @bp.get("/<project_key>/users/<user_id>")
+@schema.v1_operation(
+    "A user's summary over finished sessions",
+    parameters=[schema.PROJECT_KEY, schema.USER_ID],
+    responses=schema.replies(
+        schema.data_reply("The summary, or null", schema.nullable(schema.USER)), 401, 404
+    ),
+)
 async def get_user(project_key: str, user_id: str) -> Response:
     org_id = await _organization()
     project = await _project(org_id, project_key)
@@ -409,8 +532,6 @@ async def get_user(project_key: str, user_id: str) -> Response:
 
 
 # -- Assist: live sessions --------------------------------------------------------------------------
-
-ASSIST_LIMIT_MAX = 200
 
 
 def _live_sessions() -> LiveSessions:
@@ -437,11 +558,8 @@ def _as_values(raw: Any, location: list[str]) -> tuple[str, ...]:
 def parse_live_search(body: Any) -> tuple[list[LiveFilter], str, str, int, int]:
     """Validate an Assist search body: ``(filters, sort, order, page, limit)`` with the defaults of
     the reference (sort "timestamp", order DESC, page 1, limit 200 at most)."""
-    if body is None:
-        body = {}
-    if not isinstance(body, dict):
-        raise V1ValidationError(["body"], "Input should be a valid dictionary", "dict_type", body)
-    raw_filters = body.get("filters") or []
+    body = _object_body(body)
+    raw_filters = _or_default(body, "filters", [])
     if not isinstance(raw_filters, list):
         raise V1ValidationError(
             ["body", "filters"], "Input should be a valid list", "list_type", raw_filters
@@ -451,17 +569,20 @@ def parse_live_search(body: Any) -> tuple[list[LiveFilter], str, str, int, int]:
         where = ["body", "filters", str(i)]
         if not isinstance(raw, dict) or not isinstance(raw.get("type"), str) or not raw["type"]:
             raise V1ValidationError(where + ["type"], "Field required", "missing", raw)
-        operator = raw.get("operator") or "contains"
-        if not isinstance(operator, str):
-            raise V1ValidationError(where + ["operator"], "Invalid operator", "enum", operator)
+        operator = _or_default(raw, "operator", "contains")
+        if operator not in ASSIST_OPERATORS:
+            raise V1ValidationError(where + ["operator"], "Input should be 'is' or 'contains'",
+                                    "enum", operator)  # fmt: skip
         source = raw.get("source")
         if source is not None and not isinstance(source, str):
             raise V1ValidationError(where + ["source"], "Input should be a valid string",
                                     "string_type", source)  # fmt: skip
         values = _as_values(raw.get("value"), where + ["value"])
-        filters.append(LiveFilter(type=raw["type"], values=values, operator=operator, source=source))
-    sort = body.get("sort") or "timestamp"
-    order = body.get("order") or "DESC"
+        filters.append(
+            LiveFilter(type=raw["type"], values=values, operator=operator, source=source)
+        )
+    sort = _or_default(body, "sort", "timestamp")
+    order = _or_default(body, "order", "DESC")
     if not isinstance(sort, str):
         raise V1ValidationError(["body", "sort"], "Input should be a valid string", "string_type",
                                 sort)  # fmt: skip
@@ -471,11 +592,20 @@ def parse_live_search(body: Any) -> tuple[list[LiveFilter], str, str, int, int]:
     limit = _int_field(body.get("limit", ASSIST_LIMIT_MAX), ["body", "limit"],
                        default=ASSIST_LIMIT_MAX)  # fmt: skip
     if page < 1:
-        raise V1ValidationError(["body", "page"], "Input should be >= 1", "greater_than_equal", page)
+        raise V1ValidationError(
+            ["body", "page"], "Input should be >= 1", "greater_than_equal", page
+        )
     if not 1 <= limit <= ASSIST_LIMIT_MAX:
         raise V1ValidationError(["body", "limit"], f"Input should be 1..{ASSIST_LIMIT_MAX}",
                                 "less_than_equal", limit)  # fmt: skip
     return filters, sort, order.upper(), page, limit
+
+
+def _or_default(body: dict[str, Any], key: str, default: Any) -> Any:
+    """``body[key]``, or ``default`` when it is missing or null (not when it is merely falsy:
+    ``""`` or ``0`` is a wrong value, answered 422, as the OpenAPI description says)."""
+    value = body.get(key)
+    return default if value is None else value
 
 
 def _int_field(raw: Any, location: list[str], *, default: int) -> int:
@@ -491,12 +621,18 @@ def _live_page(project: Project, filters: list[LiveFilter], sort: str, order: st
     result = _live_sessions().search(
         project.project_id, filters, sort=sort, order=order, page=page, limit=limit
     )
-    return _data(
-        {"total": result.total, "sessions": [s.assist_fields() for s in result.sessions]}
-    )
+    return _data({"total": result.total, "sessions": [s.assist_fields() for s in result.sessions]})
 
 
 @bp.get("/<project_key>/assist/sessions")
+@schema.v1_operation(
+    "The project's live sessions, newest first",
+    tags=("assist",),
+    parameters=[schema.PROJECT_KEY, schema.ASSIST_USER_ID],
+    responses=schema.replies(
+        schema.data_reply("A page of live sessions", schema.LIVE_SESSIONS), 401, 404, 503
+    ),
+)
 async def list_live_sessions(project_key: str) -> Response:
     """The project's live sessions, newest first (``?userId=`` narrows to one user)."""
     org_id = await _organization()
@@ -507,14 +643,26 @@ async def list_live_sessions(project_key: str) -> Response:
 
 
 @bp.post("/<project_key>/assist/sessions")
+@schema.v1_operation(
+    "Search the project's live sessions",
+    description="Filters are AND-ed, a filter's values OR-ed; names and values are compared "
+    "case-insensitively; `value: []` means the session has the attribute.",
+    tags=("assist",),
+    parameters=[schema.PROJECT_KEY],
+    body={"application/json": schema.LIVE_SEARCH},
+    responses=schema.replies(
+        schema.data_reply("A page of live sessions", schema.LIVE_SESSIONS),
+        401,
+        404,
+        413,
+        422,
+        503,
+    ),
+)
 async def search_live_sessions(project_key: str) -> Response:
     """Search the project's live sessions: filters, sort, order, page, limit (API.md 4.3)."""
     org_id = await _organization()
     project = await _project(org_id, project_key)
-    try:
-        raw = await request.get_data()
-        body = json.loads(raw) if raw.strip() else {}  # no body = every live session
-    except ValueError as error:  # noqa: BLE001 - any parse failure is the client's bad JSON
-        raise V1ValidationError(["body"], "JSON decode error", "json_invalid", str(error)) from None
-    filters, sort, order, page, limit = parse_live_search(body)
+    # No body = every live session.
+    filters, sort, order, page, limit = parse_live_search(await _json_body())
     return _live_page(project, filters, sort, order, page, limit)

@@ -1,0 +1,273 @@
+"""The contract of the public API v1: its limits, and the OpenAPI schemas and answers of its routes.
+
+:mod:`api.public_v1` validates requests with these limits and decorates its routes with these
+schemas, so the published description and the checks are the same numbers and patterns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from api.openapi import (
+    BOOLEAN,
+    ERROR,
+    INTEGER,
+    ORG_API_KEY,
+    STRING,
+    Parameter,
+    Reply,
+    component,
+    error_reply,
+    json_object,
+    json_reply,
+    nullable,
+    operation,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+V1_PLATFORMS = ("web", "ios")
+# The reference's allowed project-name characters (letters, digits, space and -,éèàç|&/\_.#),
+# at least one of them not a space. The same text is a Python and an ECMA-262 regex.
+_NAME_CHARS = r"A-Za-z0-9\-,éèàç|&/\\_.#"
+PROJECT_NAME_PATTERN = rf"^[ {_NAME_CHARS}]*[{_NAME_CHARS}][ {_NAME_CHARS}]*$"
+# The reference's v2 limit (API.md: "name (required, <=200 chars)"); v1 had none.
+PROJECT_NAME_MAX = 200
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+ASSIST_LIMIT_MAX = 200
+ASSIST_OPERATORS = ("is", "contains")
+# "ASC" or "DESC" in any case (the route upper-cases it).
+ORDER_PATTERN = "^([Aa][Ss][Cc]|[Dd][Ee][Ss][Cc])$"
+
+TAGS = ("public v1",)
+SECURITY = (ORG_API_KEY,)
+NULLABLE_STRING = nullable(STRING)
+NULLABLE_INTEGER = nullable(INTEGER)
+INT64 = {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX}
+
+
+def data_of(schema: dict[str, Any]) -> dict[str, Any]:
+    """The ``{"data": ...}`` envelope of every v1 success."""
+    return json_object({"data": schema}, ["data"])
+
+
+def v1_operation(summary: str, *, tags: tuple[str, ...] = TAGS, **described: Any) -> Callable[[F], F]:
+    """:func:`api.openapi.operation` for a v1 route (org API key, "public v1" tag by default)."""
+    return operation(summary, tags=tags, security=SECURITY, **described)
+
+
+def data_reply(description: str, schema: dict[str, Any]) -> Reply:
+    """A 200 answer ``{"data": <schema>}``."""
+    return json_reply(description, data_of(schema))
+
+
+def list_reply(description: str, item: dict[str, Any]) -> Reply:
+    """A 200 answer ``{"data": [<item>, ...]}``."""
+    return data_reply(description, {"type": "array", "items": item})
+
+
+V1_ERRORS = component(
+    "V1Errors", json_object({"errors": {"type": "array", "items": STRING}}, ["errors"])
+)
+VALIDATION_ERRORS = component(
+    "ValidationErrors",
+    json_object(
+        {
+            "detail": {
+                "type": "array",
+                "items": json_object(
+                    {
+                        "type": STRING,
+                        "loc": {"type": "array", "items": STRING},
+                        "msg": STRING,
+                        "input": {},
+                    },
+                    ["type", "loc", "msg"],
+                ),
+            }
+        },
+        ["detail"],
+    ),
+)
+
+UNAUTHORIZED = json_reply("No API key (`Not authenticated`) or an unknown one", V1_ERRORS)
+# An unknown project answers the v1 envelope; a path that matches no route the app's own 404.
+NOT_FOUND = json_reply("Unknown project (`project not found.`)", {"anyOf": [V1_ERRORS, ERROR]})
+INVALID = json_reply("A malformed path, query or body (FastAPI-style `detail`)", VALIDATION_ERRORS)
+TOO_LARGE = error_reply("The body is larger than the server accepts")
+LIVE_UNAVAILABLE = json_reply(
+    "Live sessions are kept by the engine process only (`serve --workers`)", V1_ERRORS
+)
+
+
+def replies(ok: Reply, *statuses: int) -> dict[int, Reply]:
+    """``{200: ok}`` plus the shared error answers named by ``statuses``."""
+    shared = {
+        401: UNAUTHORIZED,
+        404: NOT_FOUND,
+        413: TOO_LARGE,
+        422: INVALID,
+        503: LIVE_UNAVAILABLE,
+    }
+    return {200: ok, **{status: shared[status] for status in statuses}}
+
+
+PROJECT_LIST_ITEM = component(
+    "ProjectListItem",
+    json_object(
+        {
+            "name": STRING,
+            "projectKey": STRING,
+            "saveRequestPayloads": BOOLEAN,
+            "firstRecordedSessionAt": {"type": "null"},
+            "createdAt": INTEGER,
+            "sampleRate": INTEGER,
+            "platform": STRING,
+            "conditionsCount": INTEGER,
+        },
+        ["name", "projectKey", "platform"],
+    ),
+)
+PROJECT = component(
+    "Project",
+    json_object(
+        {"projectId": INTEGER, "projectKey": STRING, "platform": STRING, "name": STRING},
+        ["projectId", "projectKey", "platform", "name"],
+    ),
+)
+NEW_PROJECT = component(
+    "NewProject",
+    {
+        "type": ["object", "null"],
+        "properties": {
+            "name": {
+                "type": "string",
+                "maxLength": PROJECT_NAME_MAX,
+                "pattern": PROJECT_NAME_PATTERN,
+                "default": "my first project",
+            },
+            "platform": {"enum": list(V1_PLATFORMS), "default": "web"},
+        },
+    },
+)
+CREATED_PROJECT = component(
+    "CreatedProject",
+    json_object(
+        {
+            "projectKey": STRING,
+            "name": STRING,
+            "saveRequestPayloads": BOOLEAN,
+            "platform": STRING,
+            "gdpr": {"type": "object"},
+        },
+        ["projectKey", "name", "platform", "gdpr"],
+    ),
+)
+EVENT = component(
+    "Event",
+    json_object(
+        {"sessionId": STRING, "messageId": INTEGER, "timestamp": INTEGER, "type": STRING},
+        ["sessionId", "messageId", "timestamp", "type"],
+    ),
+)
+USER_SESSION = component(
+    "UserSession",
+    json_object(
+        {
+            "projectId": INTEGER,
+            "sessionId": STRING,
+            "userUuid": NULLABLE_STRING,
+            "userId": NULLABLE_STRING,
+            "userOs": NULLABLE_STRING,
+            "userBrowser": NULLABLE_STRING,
+            "userDevice": NULLABLE_STRING,
+            "userCountry": STRING,
+            "startTs": INTEGER,
+            "duration": NULLABLE_INTEGER,
+            "eventsCount": INTEGER,
+            "pagesCount": INTEGER,
+            "errorsCount": INTEGER,
+        },
+        ["projectId", "sessionId", "startTs"],
+    ),
+)
+USER = component(
+    "User",
+    json_object(
+        {
+            "userId": STRING,
+            "sessionCount": INTEGER,
+            "lastSeen": INTEGER,
+            "firstSeen": INTEGER,
+        },
+        ["userId", "sessionCount", "lastSeen", "firstSeen"],
+    ),
+)
+LIVE_SESSIONS = component(
+    "LiveSessions",
+    json_object(
+        {
+            "total": INTEGER,
+            "sessions": {
+                "type": "array",
+                "items": json_object(
+                    {"sessionID": STRING, "live": {"const": True}, "timestamp": INTEGER},
+                    ["sessionID", "live"],
+                ),
+            },
+        },
+        ["total", "sessions"],
+    ),
+)
+_FILTER_VALUE = {"type": ["string", "number"]}
+LIVE_SEARCH = component(
+    "LiveSearch",
+    {
+        "type": ["object", "null"],
+        "properties": {
+            "filters": {
+                "type": ["array", "null"],
+                "items": json_object(
+                    {
+                        "type": {"type": "string", "minLength": 1},
+                        "value": {
+                            "anyOf": [
+                                _FILTER_VALUE,
+                                {"type": "array", "items": _FILTER_VALUE},
+                                {"type": "null"},
+                            ]
+                        },
+                        "operator": {"enum": [*ASSIST_OPERATORS, None]},
+                        "source": NULLABLE_STRING,
+                    },
+                    ["type"],
+                ),
+            },
+            "sort": {"type": ["string", "null"], "default": "timestamp"},
+            "order": {
+                "anyOf": [{"type": "string", "pattern": ORDER_PATTERN}, {"type": "null"}],
+                "default": "DESC",
+            },
+            "page": {"type": ["integer", "null"], "minimum": 1, "default": 1},
+            "limit": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "maximum": ASSIST_LIMIT_MAX,
+                "default": ASSIST_LIMIT_MAX,
+            },
+        },
+    },
+)
+
+PROJECT_KEY = Parameter("project_key", "path", description="The project's key")
+SESSION_ID = Parameter(
+    "session_id",
+    "path",
+    {"type": "string", "pattern": "^-?[0-9]+$", "maxLength": 40},
+    "The session id (decimal; ids outside int64 simply match nothing)",
+)
+USER_ID = Parameter("user_id", "path", description="The user id the tracker set")
+START_DATE = Parameter("start_date", "query", INT64, "Earliest session start (epoch ms, inclusive)")
+END_DATE = Parameter("end_date", "query", INT64, "Latest session start (epoch ms, inclusive)")
+ASSIST_USER_ID = Parameter("userId", "query", description="Only this user's live sessions")
