@@ -28,10 +28,22 @@ from quart import Blueprint, Response, current_app, g, request
 from quart_trio import QuartTrio
 
 from api import public_v1
+from api import public_v1_schema as schema
 from api.config import ServerConfig
 from api.errors import json_response
 from api.health import EngineFigures, FiguresSource, log_writer_running, readiness_problems
 from api.metrics import CONTENT_TYPE, Metrics, Snapshot
+from api.openapi import (
+    INTEGER,
+    STRING,
+    Parameter,
+    Reply,
+    component,
+    json_object,
+    json_reply,
+    nullable,
+    operation,
+)
 from api.projections_service import PROJECTOR_KEY, SUPERVISOR_KEY
 
 # The public API v1's key check and error answers, shared rather than copied (same rules).
@@ -57,6 +69,43 @@ DEAD_LETTERS_LIMIT = 100
 DEAD_LETTERS_LIMIT_MAX = 1000
 
 bp = Blueprint("operations", __name__)
+
+_OPS_TAGS = ("operations",)
+_HEALTH = component("Health", json_object({"status": STRING}, ["status"]))
+_READINESS = component(
+    "Readiness",
+    json_object(
+        {
+            "status": {"type": "string", "enum": ["ready", "not ready"]},
+            "reasons": {"type": "array", "items": STRING},
+            "head": INTEGER,
+            "checkpoint": INTEGER,
+            "lagRecords": INTEGER,
+            "lagSeconds": {"type": "number"},
+            "deadLetters": INTEGER,
+            "liveSessions": nullable(INTEGER),
+        },
+        ["status", "reasons", "liveSessions"],
+    ),
+)
+_DEAD_LETTER = component(
+    "DeadLetter",
+    json_object(
+        {
+            "position": INTEGER,
+            "sessionId": STRING,
+            "projectId": INTEGER,
+            "stage": STRING,
+            "error": STRING,
+            "at": INTEGER,
+        },
+        ["position", "sessionId", "projectId", "stage", "error", "at"],
+    ),
+)
+_DEAD_LETTERS = json_object(
+    {"total": INTEGER, "deadLetters": {"type": "array", "items": _DEAD_LETTER}},
+    ["total", "deadLetters"],
+)
 bp.register_error_handler(V1Error, _v1_error)
 bp.register_error_handler(V1ValidationError, _v1_validation_error)
 
@@ -123,6 +172,11 @@ async def _count_request(response: Response) -> Response:
 
 
 @bp.get("/healthz")
+@operation(
+    "Liveness: the process answers",
+    tags=_OPS_TAGS,
+    responses={200: json_reply("Alive", _HEALTH)},
+)
 async def healthz() -> Response:
     """200 while the process answers; nothing else is checked (that is /readyz)."""
     return json_response({"status": "ok"})
@@ -147,6 +201,14 @@ async def _read_figures(operations: Operations) -> tuple[EngineFigures | None, s
 
 
 @bp.get("/readyz")
+@operation(
+    "Readiness: the log is writable, the projector writes and the engine keeps up",
+    tags=_OPS_TAGS,
+    responses={
+        200: json_reply("Ready, with the figures", _READINESS),
+        503: json_reply("Not ready: the reasons and the figures", _READINESS),
+    },
+)
 async def readyz() -> Response:
     """200 when ready, else 503; both with the reasons and the figures (module docstring)."""
     operations = _operations()
@@ -174,6 +236,11 @@ async def readyz() -> Response:
 
 
 @bp.get("/metrics")
+@operation(
+    "This process's metrics in the Prometheus text format",
+    tags=_OPS_TAGS,
+    responses={200: Reply("Prometheus text exposition", {"text/plain": STRING})},
+)
 async def metrics() -> Response:
     """The Prometheus text format of this process's metrics."""
     operations = _operations()
@@ -208,6 +275,23 @@ def dead_letter_json(letter: DeadLetter) -> dict[str, Any]:
 
 
 @bp.get("/api/v1/dead-letters")
+@schema.v1_operation(
+    "The records and events parked as dead letters (invariant 8), newest first",
+    parameters=[
+        Parameter(
+            "projectKey", "query", description="Only this project's (else the organization's)"
+        ),
+        Parameter(
+            "limit",
+            "query",
+            {"type": "integer", "minimum": 1, "maximum": DEAD_LETTERS_LIMIT_MAX},
+            f"At most this many (default {DEAD_LETTERS_LIMIT})",
+        ),
+    ],
+    responses=schema.replies(
+        schema.data_reply("The count and the newest", _DEAD_LETTERS), 401, 404, 422
+    ),
+)
 async def dead_letters() -> Response:
     """``{"data": {"total", "deadLetters"}}``: one project's (``projectKey``) or all of the
     organization's parked records, newest first, at most ``limit``."""
