@@ -26,13 +26,13 @@ import trio
 from quart import Blueprint, Response, current_app, request
 
 from api.config import ServerConfig
-from api.errors import ApiError, json_response
+from api.errors import ApiError, json_response, retry_after_header
 from api.session_directory import SessionDirectory
 from engine import client_info, tokens
 from engine.ids import FlakeIdGenerator, flake_timestamp_ms
 from engine.start_payload import WebStartPayload
 from storage.catalog import Catalog, Project
-from storage.log import EventLog, LogClosed, LogOverloaded, LogWriteFailed
+from storage.log import EventLog, LogClosed, LogOverloaded, LogUnavailable, LogWriteFailed
 from storage.records import NewRecord, RecordKind
 
 logger = logging.getLogger(__name__)
@@ -119,6 +119,11 @@ class WebIngest:
             ) from None
         except LogClosed:
             raise ApiError(503, "server shutting down", {"Retry-After": "1"}) from None
+        except LogUnavailable as error:
+            # Full disk or I/O error: the log said so once, loudly; no traceback per request.
+            raise ApiError(
+                503, "storage unavailable, retry later", retry_after_header(error.retry_after)
+            ) from None
         except LogWriteFailed:
             logger.exception("log append failed")
             raise ApiError(500, "could not store the data") from None
