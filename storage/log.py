@@ -39,6 +39,7 @@ from typing import Any, Self
 import attrs
 import trio
 
+from storage.budget import ByteBudget
 from storage.errors import UNAVAILABLE_RETRY_AFTER_S, StorageUnavailable, is_database_wide
 from storage.records import AppendResult, LogRecord, NewRecord, RecordKind
 from storage.schema import migrate_log
@@ -387,11 +388,8 @@ class EventLog:
             raise ValueError(f"synchronous must be one of {sorted(SYNCHRONOUS_MODES)}")
         self.path = os.fspath(path)
         self._queue_size = queue_size
-        self._queue_bytes = queue_bytes
         # Payload bytes of the requests admitted and not yet answered (queued or being written).
-        self._held_bytes = 0
-        # Replaced whenever held bytes are released: appenders waiting for room re-check.
-        self._room = trio.Event()
+        self._held = ByteBudget(queue_bytes)
         self._write_error: str | None = None
         self._unavailable = 0
         self._writer_conn: sqlite3.Connection | None = None
@@ -560,10 +558,7 @@ class EventLog:
         self._release(request.size)
 
     def _release(self, size: int) -> None:
-        if size:
-            self._held_bytes -= size
-            self._room.set()
-            self._room = trio.Event()
+        self._held.release(size)
 
     @classmethod
     def _write_group(
@@ -669,7 +664,7 @@ class EventLog:
                 break
             self._answer(request, closed)
         receive.close()
-        self._room.set()  # appenders waiting for bytes see the state and give up
+        self._held.wake()  # appenders waiting for bytes see the state and give up
         self._wake_waiters()
 
     def _wake_waiters(self) -> None:
@@ -711,16 +706,13 @@ class EventLog:
         assert request.results is not None
         return request.results
 
-    def _has_room(self, size: int) -> bool:
-        # An empty budget always admits one request, however big: every record can be stored.
-        return self._held_bytes == 0 or self._held_bytes + size <= self._queue_bytes
-
     async def _enqueue(self, request: _Request, wait_timeout: float) -> None:
         if self._state is not _State.RUNNING or self._send is None:
             raise LogClosed("the log writer is not running")
         send = self._send
-        if self._has_room(request.size):
-            self._held_bytes += request.size
+        held = self._held
+        if held.fits(request.size):
+            held.take(request.size)
             try:
                 send.send_nowait(request)
                 return
@@ -733,11 +725,11 @@ class EventLog:
         # The queue is full (requests or bytes): hold the caller (back-pressure) for at most
         # wait_timeout in total, then answer LogOverloaded (nothing stored, a retry is safe).
         with trio.move_on_after(wait_timeout):
-            while not self._has_room(request.size):
-                await self._room.wait()
+            while not held.fits(request.size):
+                await held.changed()
                 if self._state is not _State.RUNNING:
                     raise LogClosed("the log writer stopped")
-            self._held_bytes += request.size
+            held.take(request.size)
             queued = False
             try:
                 await send.send(request)
@@ -858,8 +850,8 @@ class EventLog:
             busy=self._busy,
             write_error=self._write_error,
             unavailable=self._unavailable,
-            held_bytes=self._held_bytes,
-            queue_bytes=self._queue_bytes,
+            held_bytes=self._held.used,
+            queue_bytes=self._held.capacity,
         )
 
 
