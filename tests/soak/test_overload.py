@@ -8,7 +8,8 @@ than fail (no 5xx other than 503, no tracker gives up); every acknowledged batch
 engine catches up (every projection checkpoint reaches the head) afterwards.
 
 Measured on 2 cores (300 x 3 batches of 900 KB): before the byte budgets the server peaked at
-about 800 MB RSS during the load; with them at about 250-290 MB.
+560-800 MB RSS during the load and 680-1070 MB while the engine caught up (1000-record reads of
+900 KB records); with them at 245-290 MB throughout.
 
 Sizes can be changed through ``REPLAYD_SOAK_*`` variables (to measure another build, say); the
 defaults are the CI run, bounded to about a minute on 2 cores.
@@ -227,7 +228,9 @@ async def test_overload_slows_answers_down_and_memory_stays_bounded(server: Serv
         f" network errors {dict(outcome.network_errors)}"
     )
     assert outcome.gave_up == 0, f"{outcome.gave_up} trackers gave up: {dict(outcome.statuses)}"
-    # 0 = a connection the client saw dropped (retried like any failure; counted, not a 5xx).
+    # 0 = a connection dropped before any answer (retried like any failure; not a 5xx): with 300
+    # simultaneous connects Hypercorn's default listen backlog (100) overflows (ListenOverflows
+    # in /proc/net/netstat); a larger backlog makes them go away.
     assert set(outcome.statuses) <= {0, 200, 503}, dict(outcome.statuses)
     assert len(outcome.acknowledged) == TRACKERS * BATCHES
     assert outcome.acknowledged <= await trio.to_thread.run_sync(stored_batches, server.db)
