@@ -17,10 +17,11 @@ from werkzeug.exceptions import HTTPException
 from api import cors, ingest_web, openapi
 from api.body_drain import hold_answer_until_body_received
 from api.config import ServerConfig
-from api.errors import ApiError, error_response
+from api.errors import ApiError, error_response, retry_after_header
 from api.session_directory import LogProjectLookup, SessionDirectory
 from engine.ids import FlakeIdGenerator
 from storage.catalog import Catalog
+from storage.errors import StorageUnavailable
 from storage.log import EventLog
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,14 @@ def create_app(
     @app.errorhandler(ApiError)
     async def api_error(error: ApiError) -> Response:
         return error_response(error.status, error.message, error.headers)
+
+    @app.errorhandler(StorageUnavailable)
+    async def storage_unavailable(error: StorageUnavailable) -> Response:
+        # The database cannot be written (full disk, I/O error): the storage layer logged it
+        # once; a retry later succeeds, so 503 + Retry-After and no traceback per request.
+        return error_response(
+            503, "storage unavailable, retry later", retry_after_header(error.retry_after)
+        )
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:

@@ -74,6 +74,16 @@ class ServerConfig:
     append_wait_timeout: float = attrs.field(default=5.0, validator=_positive)
     # Appends the log writer may hold queued before uploads wait (and, past the wait, get 503).
     log_queue_size: int = attrs.field(default=1024, validator=_positive)
+    # Memory bounded in bytes (each bound admits one item alone however big it is):
+    # payload bytes the log writer holds, queued or being written, before uploads wait;
+    log_queue_bytes: int = attrs.field(default=64 * 2**20, validator=_positive)
+    # payload bytes of one read of the log by the engine (one chunk of the supervisor);
+    engine_read_bytes: int = attrs.field(default=16 * 2**20, validator=_positive)
+    # payload bytes waiting in all the session actors' mailboxes together;
+    mailbox_bytes: int = attrs.field(default=16 * 2**20, validator=_positive)
+    # request bodies the ingest routes read and hold at once (a process-wide budget); an upload
+    # waits for room up to append_wait_timeout, then gets 503.
+    ingest_body_bytes: int = attrs.field(default=64 * 2**20, validator=_positive)
     # 1 = one stream of "player" batches (protocolVersion is not sent); 2 = the tracker's four
     # streams and the split "visual" first batch. Both kinds of traffic are accepted either way.
     protocol_version: int = attrs.field(default=1, validator=v.in_((1, 2)))
@@ -186,7 +196,7 @@ SETTINGS: tuple[Setting, ...] = (
         "REPLAYD_APPEND_WAIT_TIMEOUT",
         "--append-wait-timeout",
         float,
-        "seconds an upload waits for room in the log before a 503",
+        "seconds an upload waits for room (in memory, then in the log) before a 503",
     ),
     Setting(
         "log_queue_size",
@@ -194,6 +204,34 @@ SETTINGS: tuple[Setting, ...] = (
         "--log-queue-size",
         int,
         "appends queued for the log writer before uploads have to wait",
+    ),
+    Setting(
+        "log_queue_bytes",
+        "REPLAYD_LOG_QUEUE_BYTES",
+        "--log-queue-bytes",
+        int,
+        "payload bytes queued for (or being written by) the log writer before uploads wait",
+    ),
+    Setting(
+        "engine_read_bytes",
+        "REPLAYD_ENGINE_READ_BYTES",
+        "--engine-read-bytes",
+        int,
+        "payload bytes the engine reads from the log at once (at least one record)",
+    ),
+    Setting(
+        "mailbox_bytes",
+        "REPLAYD_MAILBOX_BYTES",
+        "--mailbox-bytes",
+        int,
+        "payload bytes waiting in all session actors' mailboxes together",
+    ),
+    Setting(
+        "ingest_body_bytes",
+        "REPLAYD_INGEST_BODY_BYTES",
+        "--ingest-body-bytes",
+        int,
+        "request bodies the ingest routes hold at once, in bytes; uploads wait for room",
     ),
     Setting(
         "protocol_version",

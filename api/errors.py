@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 
 from quart import Response
@@ -33,3 +34,8 @@ def json_response(
 def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
     """``{"error": message}`` with ``status``."""
     return json_response({"error": message}, status, headers)
+
+
+def retry_after_header(seconds: float) -> dict[str, str]:
+    """``Retry-After`` in whole seconds (at least 1: a 0 would invite a hot retry loop)."""
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}

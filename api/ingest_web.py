@@ -11,6 +11,7 @@ its old token); any other status >= 400 is retried 10 times and then recording s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,7 +20,7 @@ import re
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import attrs
@@ -28,14 +29,15 @@ from quart import Blueprint, Response, current_app, request
 
 from api import ingest_web_schema as docs
 from api.config import ServerConfig
-from api.errors import ApiError, json_response
+from api.errors import ApiError, json_response, retry_after_header
 from api.openapi import error_reply, json_reply, operation
 from api.session_directory import SessionDirectory
 from engine import client_info, tokens
 from engine.ids import FlakeIdGenerator, flake_timestamp_ms
 from engine.start_payload import WebStartPayload
+from storage.budget import ByteBudget
 from storage.catalog import Catalog, Project
-from storage.log import EventLog, LogClosed, LogOverloaded, LogWriteFailed
+from storage.log import EventLog, LogClosed, LogOverloaded, LogUnavailable, LogWriteFailed
 from storage.records import NewRecord, RecordKind
 
 logger = logging.getLogger(__name__)
@@ -84,6 +86,10 @@ class WebIngest:
     clock: Callable[[], int] = _now_ms
     rng: random.Random = attrs.field(factory=random.Random)
     agents: client_info.UserAgentParser = attrs.field(factory=client_info.UserAgentParser)
+    # Request bodies held by the ingest routes at once (process-wide), see holding_body.
+    bodies: ByteBudget = attrs.field(
+        default=attrs.Factory(lambda s: ByteBudget(s.config.ingest_body_bytes), takes_self=True)
+    )
 
     @property
     def secret(self) -> bytes:
@@ -123,6 +129,32 @@ class WebIngest:
                 return forwarded.split(",")[0].strip()
         return request.remote_addr or ""
 
+    @contextlib.asynccontextmanager
+    async def holding_body(self, limit: int) -> AsyncIterator[None]:
+        """Hold room for this request's body (its Content-Length, else ``limit``) in the
+        process-wide budget while the route reads, decodes and stores it.
+
+        Over budget the request waits (the tracker keeps one batch in flight, so a slow answer
+        slows it down) and only after ``append_wait_timeout`` is answered 503 + Retry-After.
+        """
+        length = request.content_length
+        size = limit if length is None else min(length, limit)
+        budget = self.bodies
+        if not budget.fits(size):
+            with trio.move_on_after(self.config.append_wait_timeout):
+                await budget.wait_for_room(size)
+            if not budget.fits(size):
+                raise ApiError(
+                    503,
+                    "server busy, retry later",
+                    retry_after_header(self.config.append_wait_timeout),
+                )
+        budget.take(size)
+        try:
+            yield
+        finally:
+            budget.release(size)
+
     async def append(self, records: list[NewRecord]) -> None:
         try:
             await self.log.append_many(records, wait_timeout=self.config.append_wait_timeout)
@@ -133,6 +165,11 @@ class WebIngest:
             ) from None
         except LogClosed:
             raise ApiError(503, "server shutting down", {"Retry-After": "1"}) from None
+        except LogUnavailable as error:
+            # Full disk or I/O error: the log said so once, loudly; no traceback per request.
+            raise ApiError(
+                503, "storage unavailable, retry later", retry_after_header(error.retry_after)
+            ) from None
         except LogWriteFailed:
             logger.exception("log append failed")
             raise ApiError(500, "could not store the data") from None
@@ -584,7 +621,9 @@ def _ingest() -> WebIngest:
     ),
 )
 async def start_session() -> Response:
-    return await _ingest().start()
+    ingest = _ingest()
+    async with ingest.holding_body(ingest.config.json_size_limit):
+        return await ingest.start()
 
 
 @bp.post("/v1/web/i")
@@ -598,7 +637,9 @@ async def start_session() -> Response:
     responses=docs.replies(docs.EMPTY_OK, *(400, 401, 404, 408, 413, 415, 500, 503)),
 )
 async def upload_batch() -> Response:
-    return await _ingest().upload()
+    ingest = _ingest()
+    async with ingest.holding_body(ingest.config.beacon_size_limit):
+        return await ingest.upload()
 
 
 @bp.get("/v1/web/tags")

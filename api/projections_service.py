@@ -116,12 +116,20 @@ async def _log_tail(
     writer of those records, so it polls the file.
     """
     if ctx.role is not ProcessRole.ENGINE:
-        async with contextlib.aclosing(ctx.log.tail(after)) as source:
+        tail = ctx.log.tail(after, max_bytes=ctx.config.engine_read_bytes)
+        async with contextlib.aclosing(tail) as source:
             yield source, ctx.log.head
         return
     seen = _SeenPosition(after)
     async with (
-        contextlib.aclosing(poll_tail(ctx.config.db_path, after, POLL_INTERVAL_S)) as raw,
+        contextlib.aclosing(
+            poll_tail(
+                ctx.config.db_path,
+                after,
+                POLL_INTERVAL_S,
+                max_bytes=ctx.config.engine_read_bytes,
+            )
+        ) as raw,
         contextlib.aclosing(seen.follow(raw)) as source,
     ):
         yield source, lambda: seen.position
@@ -144,9 +152,7 @@ async def projections_service(
     reader = ProjectionReader(projections_path)
     history = await trio.to_thread.run_sync(LogReader, db_path)
     try:
-        projector = Projector(
-            projections_path, live=live, holder="server", lock_wait_s=LOCK_WAIT_S
-        )
+        projector = Projector(projections_path, live=live, holder="server", lock_wait_s=LOCK_WAIT_S)
         async with projector, trio.open_nursery() as nursery:
             await nursery.start(projector.write_behind)
             after = projector.resume_position
@@ -157,6 +163,7 @@ async def projections_service(
                 history=history_from_reader(history),
                 sink=projector.sink,
                 inactivity_timeout_ms=inactivity_timeout_ms,
+                mailbox_bytes=ctx.config.mailbox_bytes,
             )
             if ctx.app is not None:  # the engine process of --workers serves no HTTP
                 public_v1.install(ctx.app, ctx.catalog, reader)

@@ -192,7 +192,9 @@ async def serve_process(
         await trio.to_thread.run_sync(client_info.warm_up)
     catalog = await trio.to_thread.run_sync(Catalog.open, config.db_path)
     # Every process has its own writer: the engine appends clock ticks, ingest appends uploads.
-    log = EventLog(config.db_path, queue_size=config.log_queue_size)
+    log = EventLog(
+        config.db_path, queue_size=config.log_queue_size, queue_bytes=config.log_queue_bytes
+    )
     try:
         async with trio.open_nursery() as log_nursery:
             await log_nursery.start(log.run)

@@ -21,6 +21,7 @@ import trio
 
 from engine.events import DomainEvent
 from engine.session_state import SESSION_KINDS, SessionState
+from storage.budget import ByteBudget
 from storage.records import LogRecord
 
 __all__ = [
@@ -136,6 +137,7 @@ class SessionActor:
     """
 
     __slots__ = (
+        "_budget",
         "_counters",
         "_receive",
         "last_record_ms",
@@ -152,8 +154,12 @@ class SessionActor:
         *,
         mailbox_size: int,
         counters: EngineCounters,
+        budget: ByteBudget | None = None,
     ) -> None:
         self.session_id = session_id
+        # Payload bytes waiting in all mailboxes: the supervisor takes a record's bytes before
+        # it sends a Deliver, this actor gives them back once the record is applied.
+        self._budget = budget
         self.state = SessionState(session_id, project_id)
         send, receive = trio.open_memory_channel[Mail](mailbox_size)
         self.send: trio.MemorySendChannel[Mail] = send
@@ -191,6 +197,7 @@ class SessionActor:
         self.last_record_ms = state.last_record_ms
         task_status.started()
         counters = self._counters
+        budget = self._budget
         async with self._receive:
             async for mail in self._receive:
                 # Every record is applied synchronously, start to end: no await per message.
@@ -199,6 +206,8 @@ class SessionActor:
                     if not state.apply_record(mail.record, mail.out):
                         counters.parked_records += 1
                     counters.messages_processed += state.messages_walked - walked
+                    if budget is not None:
+                        budget.release(len(mail.record.payload))
                 elif type(mail) is End:
                     state.end(mail.position, mail.out)
                 else:

@@ -42,11 +42,13 @@ from engine.actor import (
 from engine.events import DomainEvent
 from engine.session_state import SESSION_KINDS
 from engine.start_payload import WebStartPayload
-from storage.log import LogOverloaded
+from storage.budget import ByteBudget
+from storage.log import DEFAULT_READ_BYTES, LogOverloaded
 from storage.records import AppendResult, LogRecord, NewRecord, RecordKind
 
 __all__ = [
     "DEFAULT_INACTIVITY_TIMEOUT_MS",
+    "DEFAULT_MAILBOX_BYTES",
     "DEFAULT_MAILBOX_SIZE",
     "ResumePoint",
     "Sink",
@@ -61,6 +63,9 @@ __all__ = [
 
 DEFAULT_INACTIVITY_TIMEOUT_MS = 150_000  # Go ender: 2 min heartbeat + 30 s (PROTOCOL.md 9.3)
 DEFAULT_MAILBOX_SIZE = 64
+# Payload bytes waiting in all mailboxes together: 64 mails of up to 1 MB per actor times
+# hundreds of actors was a bound in gigabytes.
+DEFAULT_MAILBOX_BYTES = 16 * 1024 * 1024
 
 Sink = Callable[[list[DomainEvent], int], Awaitable[None]]
 """``await sink(events, upto_position)``: store a chunk's events with checkpoint ``upto_position``."""
@@ -69,7 +74,7 @@ Sink = Callable[[list[DomainEvent], int], Awaitable[None]]
 class SyncLogReader(Protocol):
     """What the supervisor needs of ``storage.log.LogReader`` (blocking; called in a worker thread)."""
 
-    def read(self, after: int, limit: int) -> list[LogRecord]: ...
+    def read(self, after: int, limit: int, max_bytes: int | None = None) -> list[LogRecord]: ...
 
     def read_session(self, session_id: int, before: int | None = None) -> list[LogRecord]: ...
 
@@ -102,6 +107,8 @@ class SupervisorStatistics:
     mailbox_max: int  # fullest mailbox
     mailbox_size: int
     last_position: int
+    mailbox_bytes: int = 0  # payload bytes waiting in all mailboxes
+    mailbox_bytes_capacity: int = 0
     log_clock_ms: int
 
 
@@ -128,13 +135,17 @@ class Supervisor:
         sink: Sink,
         inactivity_timeout_ms: int = DEFAULT_INACTIVITY_TIMEOUT_MS,
         mailbox_size: int = DEFAULT_MAILBOX_SIZE,
+        mailbox_bytes: int = DEFAULT_MAILBOX_BYTES,
     ) -> None:
-        if inactivity_timeout_ms < 0 or mailbox_size < 1:
-            raise ValueError("inactivity_timeout_ms must be >= 0 and mailbox_size >= 1")
+        if inactivity_timeout_ms < 0 or mailbox_size < 1 or mailbox_bytes < 1:
+            raise ValueError(
+                "inactivity_timeout_ms must be >= 0, mailbox_size and mailbox_bytes >= 1"
+            )
         self._history = history
         self._sink = sink
         self._timeout = inactivity_timeout_ms
         self._mailbox_size = mailbox_size
+        self._mailbox_bytes = ByteBudget(mailbox_bytes)
         self._counters = EngineCounters()
         self._live: dict[int, SessionActor] = {}
         # (latest record time, session id) of live actors; stale entries are skipped on pop.
@@ -186,6 +197,8 @@ class Supervisor:
             mailbox_max=max(used, default=0),
             mailbox_size=self._mailbox_size,
             last_position=self._last_position,
+            mailbox_bytes=self._mailbox_bytes.used,
+            mailbox_bytes_capacity=self._mailbox_bytes.capacity,
             log_clock_ms=self._clock,
         )
 
@@ -230,10 +243,16 @@ class Supervisor:
         *,
         resume: ResumePoint | None = None,
         chunk_size: int = 1000,
+        chunk_bytes: int = DEFAULT_READ_BYTES,
     ) -> None:
-        """Rebuild mode: process the records after ``resume`` (or from the start) up to ``head``."""
+        """Rebuild mode: process the records after ``resume`` (or from the start) up to ``head``.
+
+        Each chunk holds at most ``chunk_size`` records and ``chunk_bytes`` payload bytes.
+        """
         after = resume.position if resume is not None else 0
-        source = reader_source(reader, after=after, upto=head, chunk_size=chunk_size)
+        source = reader_source(
+            reader, after=after, upto=head, chunk_size=chunk_size, chunk_bytes=chunk_bytes
+        )
         try:
             await self.run(source, resume=resume)
         finally:
@@ -262,7 +281,11 @@ class Supervisor:
     ) -> SessionActor:
         assert self._nursery is not None
         actor = SessionActor(
-            session_id, project_id, mailbox_size=self._mailbox_size, counters=self._counters
+            session_id,
+            project_id,
+            mailbox_size=self._mailbox_size,
+            counters=self._counters,
+            budget=self._mailbox_bytes,
         )
         await self._nursery.start(
             functools.partial(
@@ -304,6 +327,7 @@ class Supervisor:
         slots: list[list[DomainEvent]] = []
         touched: list[SessionActor] = []
         live = self._live
+        budget = self._mailbox_bytes
         for record in chunk:
             t = record.received_at_ms
             self._clock = max(self._clock, t)
@@ -325,6 +349,11 @@ class Supervisor:
                     heapq.heappush(self._deadlines, (t, session_id))
                 out: list[DomainEvent] = []
                 slots.append(out)
+                size = len(record.payload)
+                if not budget.fits(size):
+                    # The mailboxes hold too many bytes: wait for the actors to apply some.
+                    await budget.wait_for_room(size)
+                budget.take(size)
                 await actor.send.send(Deliver(record, out))
                 if not actor.touched:
                     actor.touched = True
@@ -360,9 +389,15 @@ def _starts_new_session(record: LogRecord) -> bool:
 
 
 async def reader_source(
-    reader: SyncLogReader, *, after: int = 0, upto: int | None = None, chunk_size: int = 1000
+    reader: SyncLogReader,
+    *,
+    after: int = 0,
+    upto: int | None = None,
+    chunk_size: int = 1000,
+    chunk_bytes: int = DEFAULT_READ_BYTES,
 ) -> AsyncIterator[list[LogRecord]]:
-    """Yield the records after ``after`` up to ``upto`` (default: the head at the first read).
+    """Yield the records after ``after`` up to ``upto`` (default: the head at the first read),
+    in lists of at most ``chunk_size`` records and ``chunk_bytes`` payload bytes (at least one).
 
     Blocking reads run in a worker thread (the reader's connection may hop threads, one call at a
     time; the supervisor never overlaps them with its history reads).
@@ -372,7 +407,7 @@ async def reader_source(
     position = after
     while position < upto:
         records = await trio.to_thread.run_sync(
-            reader.read, position, min(chunk_size, upto - position)
+            reader.read, position, min(chunk_size, upto - position), chunk_bytes
         )
         if not records:
             return
@@ -393,9 +428,7 @@ def history_from_reader(reader: SyncLogReader) -> SessionHistory:
     return history
 
 
-async def resume_point(
-    reader: SyncLogReader, upto_position: int, timeout_ms: int
-) -> ResumePoint:
+async def resume_point(reader: SyncLogReader, upto_position: int, timeout_ms: int) -> ResumePoint:
     """The clock and the live sessions right after ``upto_position``, computed from the log.
 
     The clock is the record time at that position (record time is monotonic in log order); a

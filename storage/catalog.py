@@ -16,16 +16,19 @@ The connection may be used from worker threads (``trio.to_thread.run_sync``); a 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import sqlite3
 import string
 import threading
 import time
+from collections.abc import Iterator
 from os import PathLike
 
 import attrs
 
+from storage.errors import CatalogUnavailable, is_database_wide
 from storage.schema import apply_migrations
 from storage.sqlite import connect
 
@@ -133,6 +136,17 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+@contextlib.contextmanager
+def _writing(what: str) -> Iterator[None]:
+    """Turn a database-wide failure of a catalog write (full disk, ...) into CatalogUnavailable."""
+    try:
+        yield
+    except sqlite3.Error as error:
+        if is_database_wide(error):
+            raise CatalogUnavailable(f"could not {what}: {error}") from error
+        raise
+
+
 class Catalog:
     """Projects, organizations, API keys and settings in one SQLite database."""
 
@@ -208,7 +222,7 @@ class Catalog:
             raise ValueError(f"platform must be one of {', '.join(PLATFORMS)}")
         if not 0 <= sample_rate <= 100:
             raise ValueError("sample_rate must be within 0..100")
-        with self._lock:
+        with self._lock, _writing("create the project"):
             while True:
                 key = _random_alphanumeric(PROJECT_KEY_LENGTH)
                 try:
@@ -306,7 +320,7 @@ class Catalog:
     def create_api_key(self, org_id: int = DEFAULT_ORG_ID, label: str = "") -> str:
         """Create an organization API key; returns the plaintext, which is not stored anywhere."""
         key = _random_alphanumeric(API_KEY_LENGTH)
-        with self._lock:
+        with self._lock, _writing("create the API key"):
             self._conn.execute(
                 "INSERT INTO api_keys (key_hash, org_id, created_at_ms, label) VALUES (?, ?, ?, ?)",
                 (hash_api_key(key), org_id, _now_ms(), label),

@@ -29,6 +29,7 @@ has its own connection. WAL lets readers run while the writer commits.
 from __future__ import annotations
 
 import enum
+import logging
 import math
 import os
 import sqlite3
@@ -38,6 +39,8 @@ from typing import Any, Self
 import attrs
 import trio
 
+from storage.budget import ByteBudget
+from storage.errors import UNAVAILABLE_RETRY_AFTER_S, StorageUnavailable, is_database_wide
 from storage.records import AppendResult, LogRecord, NewRecord, RecordKind
 from storage.schema import migrate_log
 from storage.sqlite import DEFAULT_BUSY_TIMEOUT_MS, SYNCHRONOUS_MODES, atomic, connect
@@ -53,6 +56,14 @@ _FIND_ORIGINAL = "SELECT position FROM log WHERE session_id = ? AND kind = ? AND
 # The newest committed row: a single seek on the rowid b-tree (position is the rowid).
 _NEWEST = "SELECT position, received_at_ms FROM log ORDER BY position DESC LIMIT 1"
 _COLUMNS = "position, session_id, project_id, kind, received_at_ms, payload, batch_key"
+
+logger = logging.getLogger(__name__)
+
+# Payload bytes the writer may hold (queued plus in the transaction under way) before appenders
+# wait: with 1 MB batches the 1024-request queue alone could hold 1 GB.
+DEFAULT_QUEUE_BYTES = 64 * 1024 * 1024
+# Payload bytes one read of the engine's tail returns at most (always at least one record).
+DEFAULT_READ_BYTES = 16 * 1024 * 1024
 
 # Errors caused by the records of one request rather than by the database as a whole (a constraint
 # or trigger refusing a row, a value SQLite cannot bind). When a group commit fails with one of
@@ -92,6 +103,14 @@ class LogWriteFailed(LogError):
     """The transaction that held the record failed; the record was not stored (see ``__cause__``)."""
 
 
+class LogUnavailable(LogError, StorageUnavailable):
+    """The log database as a whole cannot be written (disk full, I/O error, read-only file).
+
+    Nothing was stored; the API answers 503 with ``Retry-After: retry_after``. The writer keeps
+    going and succeeds again by itself once the cause is gone (space freed, say).
+    """
+
+
 @attrs.frozen(slots=True)
 class LogStatistics:
     """What the log is doing, for metrics: back-pressure you can see."""
@@ -105,7 +124,11 @@ class LogStatistics:
     duplicates: int  # retries answered with the original position
     failed_appends: int  # requests answered with LogWriteFailed
     busy: int = 0  # requests answered with LogOverloaded: another writer held the lock too long
+    # The last database-wide write failure while the log is failing; None once a write succeeded.
     write_error: str | None = None
+    unavailable: int = 0  # requests answered with LogUnavailable
+    held_bytes: int = 0  # payload bytes queued or being written
+    queue_bytes: int = 0  # the byte budget of held_bytes
 
 
 def _row(record: NewRecord) -> tuple[int, int, int, str | None, int, bytes]:
@@ -164,6 +187,10 @@ def _clamp_times(requests: Iterable[_Request], floor: int) -> int:
     return floor
 
 
+def _payload_bytes(records: Iterable[LogRecord]) -> int:
+    return sum(len(record.payload) for record in records)
+
+
 def _record_from_row(row: tuple[Any, ...]) -> LogRecord:
     position, session_id, project_id, kind, received_at_ms, payload, batch_key = row
     return LogRecord(
@@ -196,13 +223,28 @@ class LogReader:
             query_only=True,
         )
 
-    def read(self, after: int, limit: int) -> list[LogRecord]:
-        """Up to ``limit`` committed records with ``position > after``, in position order."""
-        rows = self._conn.execute(
+    def read(self, after: int, limit: int, max_bytes: int | None = None) -> list[LogRecord]:
+        """Up to ``limit`` committed records with ``position > after``, in position order.
+
+        With ``max_bytes``, stop before the record that would take the payloads past it (always
+        at least one record, however big): a reader's memory is bounded in bytes as well.
+        """
+        cursor = self._conn.execute(
             f"SELECT {_COLUMNS} FROM log WHERE position > ? ORDER BY position LIMIT ?",
             (after, limit),
-        ).fetchall()
-        return [_record_from_row(row) for row in rows]
+        )
+        if max_bytes is None:
+            return [_record_from_row(row) for row in cursor.fetchall()]
+        records: list[LogRecord] = []
+        total = 0
+        # Row by row: SQLite steps lazily, so the rows after the cut are never read.
+        for row in cursor:
+            total += len(row[5])
+            if records and total > max_bytes:
+                break
+            records.append(_record_from_row(row))
+        cursor.close()
+        return records
 
     def read_session(self, session_id: int, before: int | None = None) -> list[LogRecord]:
         """All records of one session in position order (only ``position < before`` if given)."""
@@ -323,6 +365,7 @@ class _Request:
     """
 
     records: Sequence[NewRecord]
+    size: int = 0  # payload bytes, counted against the writer's byte budget while held
     done: trio.Event = attrs.field(factory=trio.Event)
     results: list[AppendResult] | None = None
     error: BaseException | None = None
@@ -351,17 +394,25 @@ class EventLog:
         path: str | os.PathLike[str],
         *,
         queue_size: int = 1024,
+        queue_bytes: int = DEFAULT_QUEUE_BYTES,
         max_batch_records: int = 512,
         synchronous: str = "FULL",
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
         read_connections: int = 4,
     ) -> None:
-        if queue_size < 1 or max_batch_records < 1 or read_connections < 1:
-            raise ValueError("queue_size, max_batch_records and read_connections must be >= 1")
+        if queue_size < 1 or queue_bytes < 1 or max_batch_records < 1 or read_connections < 1:
+            raise ValueError(
+                "queue_size, queue_bytes, max_batch_records and read_connections must be >= 1"
+            )
         if synchronous.upper() not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {sorted(SYNCHRONOUS_MODES)}")
         self.path = os.fspath(path)
         self._queue_size = queue_size
+        # Payload bytes of the requests admitted and not yet answered (queued or being written).
+        self._held = ByteBudget(queue_bytes)
+        self._write_error: str | None = None
+        self._unavailable = 0
+        self._writer_conn: sqlite3.Connection | None = None
         self._max_batch_records = max_batch_records
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
@@ -405,6 +456,7 @@ class EventLog:
             raise
         send, receive = trio.open_memory_channel[_Request](self._queue_size)
         self._send = send
+        self._writer_conn = conn
         self._head = head
         self._state = _State.RUNNING
         self._started.set()
@@ -466,6 +518,7 @@ class EventLog:
         # From here to the end: no checkpoint, so a cancellation cannot separate the commit from
         # the wake-up of its appenders.
         committed_any = False
+        unavailable: BaseException | None = None
         for request, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 error: LogError
@@ -476,11 +529,20 @@ class EventLog:
                     error = LogOverloaded(
                         "the database stayed locked by another writer", retry_after=1.0
                     )
+                elif is_database_wide(outcome):
+                    # Disk full, I/O error, read-only file: the machine's fault, not the record's.
+                    # Nothing was stored; the next transaction tries again.
+                    self._unavailable += 1
+                    unavailable = outcome
+                    error = LogUnavailable(
+                        f"the log cannot be written: {outcome}",
+                        retry_after=UNAVAILABLE_RETRY_AFTER_S,
+                    )
                 else:
                     self._failed_appends += 1
                     error = LogWriteFailed(f"append failed: {outcome!r}")
                 error.__cause__ = outcome
-                request.resolve(error)
+                self._answer(request, error)
                 continue
             committed_any = True
             for result in outcome:
@@ -489,9 +551,34 @@ class EventLog:
                 else:
                     self._records_committed += 1
                     self._head = max(self._head, result.position)
-            request.resolve(outcome)
+            self._answer(request, outcome)
+        self._note_health(committed_any, unavailable)
         if committed_any:
             self._wake_waiters()
+
+    def _note_health(self, committed_any: bool, unavailable: BaseException | None) -> None:
+        """One loud line when the log starts failing and one when it recovers, none in between."""
+        if unavailable is not None and not committed_any:
+            if self._write_error is None:
+                logger.error(
+                    "log %s cannot be written (%s): uploads are answered 503 until it can",
+                    self.path,
+                    unavailable,
+                )
+            self._write_error = str(unavailable)
+        elif committed_any and self._write_error is not None:
+            logger.warning("log %s is writable again (was: %s)", self.path, self._write_error)
+            self._write_error = None
+
+    def _answer(self, request: _Request, outcome: list[AppendResult] | BaseException) -> None:
+        """Resolve ``request`` and give its bytes back to the budget (once, whatever the path)."""
+        if request.done.is_set():
+            return
+        request.resolve(outcome)
+        self._release(request.size)
+
+    def _release(self, size: int) -> None:
+        self._held.release(size)
 
     @classmethod
     def _write_group(
@@ -588,15 +675,16 @@ class EventLog:
         # A request taken from the queue but whose transaction never ran (cancelled before the
         # worker thread started) is not stored. Requests already resolved are left alone.
         for request in in_flight:
-            request.resolve(closed)
+            self._answer(request, closed)
         # receive_nowait also pulls in the requests of appenders blocked in send().
         while True:
             try:
                 request = receive.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
-            request.resolve(closed)
+            self._answer(request, closed)
         receive.close()
+        self._held.wake()  # appenders waiting for bytes see the state and give up
         self._wake_waiters()
 
     def _wake_waiters(self) -> None:
@@ -608,9 +696,11 @@ class EventLog:
     async def append(self, record: NewRecord, *, wait_timeout: float = 10.0) -> AppendResult:
         """Append one record; return once it is committed (or was already, for a retry).
 
-        Raises :class:`LogOverloaded` if the queue stayed full for ``wait_timeout`` seconds,
-        :class:`LogClosed` if the writer is not running, :class:`LogWriteFailed` if the
-        transaction failed. In all three cases the record was not stored by this call.
+        Raises :class:`LogOverloaded` if the queue (in requests or in payload bytes) stayed full
+        for ``wait_timeout`` seconds, :class:`LogClosed` if the writer is not running,
+        :class:`LogUnavailable` if the database cannot be written at all (disk full, ...),
+        :class:`LogWriteFailed` if the transaction failed because of the records. In every case
+        the record was not stored by this call.
         """
         (result,) = await self.append_many((record,), wait_timeout=wait_timeout)
         return result
@@ -625,7 +715,8 @@ class EventLog:
         """
         if not records:
             return []
-        request = _Request(records=tuple(records))
+        records = tuple(records)
+        request = _Request(records=records, size=_payload_bytes(records))
         await self._enqueue(request, wait_timeout)
         # Once queued the writer answers every request (commit, failure or shutdown); the wait is
         # bounded by one transaction and the SQLite busy timeout.
@@ -639,24 +730,57 @@ class EventLog:
         if self._state is not _State.RUNNING or self._send is None:
             raise LogClosed("the log writer is not running")
         send = self._send
-        try:
-            send.send_nowait(request)
-            return
-        except trio.WouldBlock:
-            pass
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise LogClosed("the log writer is not running") from None
-        # The queue is full: hold the caller (back-pressure) for at most wait_timeout in total.
+        held = self._held
+        if held.fits(request.size):
+            held.take(request.size)
+            try:
+                send.send_nowait(request)
+                return
+            except trio.WouldBlock:
+                pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._release(request.size)
+                raise LogClosed("the log writer is not running") from None
+            self._release(request.size)
+        # The queue is full (requests or bytes): hold the caller (back-pressure) for at most
+        # wait_timeout in total, then answer LogOverloaded (nothing stored, a retry is safe).
         with trio.move_on_after(wait_timeout):
+            while not held.fits(request.size):
+                await held.changed()
+                if self._state is not _State.RUNNING:
+                    raise LogClosed("the log writer stopped")
+            held.take(request.size)
+            queued = False
             try:
                 await send.send(request)
+                queued = True
                 return
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 raise LogClosed("the log writer stopped") from None
+            finally:
+                if not queued:  # timed out, cancelled or closed: the writer never got it
+                    self._release(request.size)
         raise LogOverloaded(
             f"log queue full for {wait_timeout:g}s ({self._queue_size} requests queued)",
             retry_after=max(1.0, math.ceil(wait_timeout)),
         )
+
+    async def set_max_page_count(self, pages: int) -> int:
+        """Cap the file at ``pages`` pages for this writer (``PRAGMA max_page_count``); returns
+        the cap in effect (never below the current size).
+
+        Past the cap a write fails with SQLITE_FULL exactly like a full disk does: a way to
+        bound the log's size, and to exercise the full-disk path where no small filesystem can
+        be mounted.
+        """
+        conn = self._writer_conn
+        if conn is None or self._state is not _State.RUNNING:
+            raise LogClosed("the log writer is not running")
+        row = await trio.to_thread.run_sync(
+            lambda: conn.execute(f"PRAGMA max_page_count = {int(pages)}").fetchone(),
+            limiter=self._writer_limiter,
+        )
+        return int(row[0])
 
     # -- positions and reading ---------------------------------------------------------------
 
@@ -672,7 +796,7 @@ class EventLog:
             await self._committed.wait()
 
     async def tail(
-        self, after: int, *, batch_size: int = 1000
+        self, after: int, *, batch_size: int = 1000, max_bytes: int = DEFAULT_READ_BYTES
     ) -> AsyncGenerator[list[LogRecord], None]:
         """Yield lists of committed records with ``position > after``, forever, in order.
 
@@ -680,7 +804,8 @@ class EventLog:
         :func:`poll_tail` when appends come from another process. Close it when done
         (``async with contextlib.aclosing(log.tail(0)) as records: ...``) so that its reader
         connection is closed promptly. Raises :class:`LogClosed` once caught up after the writer
-        stopped.
+        stopped. Each list holds at most ``batch_size`` records and ``max_bytes`` payload bytes
+        (at least one record).
         """
         # Before run() the database may not even have its tables: wait for the writer.
         await self._started.wait()
@@ -691,7 +816,9 @@ class EventLog:
             position = after
             while True:
                 await self.wait_for_position(position)
-                records = await trio.to_thread.run_sync(reader.read, position, batch_size)
+                records = await trio.to_thread.run_sync(
+                    reader.read, position, batch_size, max_bytes
+                )
                 if records:
                     position = records[-1].position
                     yield records
@@ -741,13 +868,24 @@ class EventLog:
             duplicates=self._duplicates,
             failed_appends=self._failed_appends,
             busy=self._busy,
+            write_error=self._write_error,
+            unavailable=self._unavailable,
+            held_bytes=self._held.used,
+            queue_bytes=self._held.capacity,
         )
 
 
 async def poll_tail(
-    path: str | os.PathLike[str], after: int, interval: float = 0.2, *, batch_size: int = 1000
+    path: str | os.PathLike[str],
+    after: int,
+    interval: float = 0.2,
+    *,
+    batch_size: int = 1000,
+    max_bytes: int = DEFAULT_READ_BYTES,
 ) -> AsyncGenerator[list[LogRecord], None]:
     """Like :meth:`EventLog.tail` for a log written by another process: polls every ``interval``.
+
+    Same bounds per list (``batch_size`` records, ``max_bytes`` payload bytes).
 
     For the multi-process mode, where the writer lives elsewhere and no in-process commit event
     exists. Reads through its own :class:`LogReader`; close it like ``tail``.
@@ -756,12 +894,13 @@ async def poll_tail(
     try:
         position = after
         while True:
-            records = await trio.to_thread.run_sync(reader.read, position, batch_size)
+            records = await trio.to_thread.run_sync(reader.read, position, batch_size, max_bytes)
             if records:
                 position = records[-1].position
                 yield records
-                if len(records) == batch_size:
-                    continue  # more may be waiting: read again without sleeping
+                # More may be waiting (a read is cut by records or by bytes): read again without
+                # sleeping; only an empty read (one rowid seek) sleeps.
+                continue
             await trio.sleep(interval)
     finally:
         reader.close()

@@ -372,8 +372,15 @@ class MemoryLog:
     def __init__(self, records: Sequence[LogRecord]) -> None:
         self.records = list(records)
 
-    def read(self, after: int, limit: int) -> list[LogRecord]:
-        return [r for r in self.records if r.position > after][:limit]
+    def read(self, after: int, limit: int, max_bytes: int | None = None) -> list[LogRecord]:
+        out: list[LogRecord] = []
+        total = 0
+        for record in (r for r in self.records if r.position > after):
+            total += len(record.payload)
+            if len(out) == limit or (out and max_bytes is not None and total > max_bytes):
+                break
+            out.append(record)
+        return out
 
     def read_session(self, session_id: int, before: int | None = None) -> list[LogRecord]:
         return [

@@ -460,6 +460,7 @@ class LogRecorderTestCase:
         assert public(EventLog) == {
             "run", "append", "append_many", "head", "wait_for_position", "tail", "read",
             "read_session", "statistics",
+            "set_max_page_count",  # a size cap: refuses growth, never touches a record
         }  # fmt: skip
         assert public(LogReader) == {
             "read", "read_session", "head", "count", "activity", "project_of_session", "close",
