@@ -124,6 +124,9 @@ def hypercorn_config(config: ServerConfig, listen_fd: int | None = None) -> hype
     # Hypercorn's idle-connection task does not survive the first request, so idle connections are
     # only closed by the client or by this deadline.
     hc.graceful_timeout = config.graceful_timeout
+    # Hypercorn's default backlog of 100 overflows when a few hundred trackers (re)connect at once
+    # (ListenOverflows in /proc/net/netstat): the kernel then drops connections before any answer.
+    hc.backlog = 1024
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")
     return hc

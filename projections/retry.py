@@ -60,8 +60,9 @@ class _OnlySessions:
         self._reader = reader
         self._wanted = frozenset(wanted)
 
-    def read(self, after: int, limit: int) -> list[LogRecord]:
-        return [self._masked(r) for r in self._reader.read(after, limit)]
+    def read(self, after: int, limit: int, max_bytes: int | None = None) -> list[LogRecord]:
+        # The byte bound applies to the real payloads (what is held in memory while reading).
+        return [self._masked(r) for r in self._reader.read(after, limit, max_bytes)]
 
     def _masked(self, record: LogRecord) -> LogRecord:
         if record.session_id in self._wanted or record.kind == RecordKind.CLOCK_TICK:
