@@ -15,6 +15,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from api import cors, ingest_web, openapi
+from api.body_budget import admit_bodies_within
 from api.body_drain import hold_answer_until_body_received
 from api.config import ServerConfig
 from api.errors import ApiError, error_response, retry_after_header
@@ -42,10 +43,10 @@ def create_app(
 ) -> QuartTrio:
     """Build the app. ``clock`` (epoch ms) is for tests; ``blueprints`` are extra API surfaces."""
     app = QuartTrio("replayd")
-    app.asgi_app = hold_answer_until_body_received(app.asgi_app)  # type: ignore[method-assign]
     # Upper bound of what Quart buffers for one request body, whatever the route; each route then
     # applies its own (smaller or equal) limit while reading.
-    app.config["MAX_CONTENT_LENGTH"] = max(config.beacon_size_limit, config.json_size_limit)
+    max_body = max(config.beacon_size_limit, config.json_size_limit)
+    app.config["MAX_CONTENT_LENGTH"] = max_body
 
     lookup = LogProjectLookup(log.path)
     ingest = ingest_web.WebIngest(
@@ -59,6 +60,17 @@ def create_app(
         ingest.clock = clock
     app.extensions[ingest_web.EXTENSION_KEY] = ingest
     app.extensions[CORS_PREFIXES_KEY] = list(ingest_web.CORS_PREFIXES)
+    # Outermost: early answers wait for their body (api.body_drain); then bodies are admitted
+    # within the byte budget before Quart starts buffering them (api.body_budget).
+    app.asgi_app = hold_answer_until_body_received(  # type: ignore[method-assign]
+        admit_bodies_within(
+            app.asgi_app,
+            ingest.bodies,
+            max_body=max_body,
+            wait_s=config.append_wait_timeout,
+            cors_prefixes=ingest_web.CORS_PREFIXES,
+        )
+    )
 
     for prefix in INGEST_PREFIXES:
         app.register_blueprint(

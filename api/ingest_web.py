@@ -11,7 +11,6 @@ its old token); any other status >= 400 is retried 10 times and then recording s
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -20,7 +19,7 @@ import re
 import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -86,7 +85,8 @@ class WebIngest:
     clock: Callable[[], int] = _now_ms
     rng: random.Random = attrs.field(factory=random.Random)
     agents: client_info.UserAgentParser = attrs.field(factory=client_info.UserAgentParser)
-    # Request bodies held by the ingest routes at once (process-wide), see holding_body.
+    # Request bodies admitted at once (process-wide): the ASGI gate of api.body_budget takes from
+    # it before Quart buffers a body, so waiting requests hold no body in memory.
     bodies: ByteBudget = attrs.field(
         default=attrs.Factory(lambda s: ByteBudget(s.config.ingest_body_bytes), takes_self=True)
     )
@@ -128,32 +128,6 @@ class WebIngest:
             if forwarded:
                 return forwarded.split(",")[0].strip()
         return request.remote_addr or ""
-
-    @contextlib.asynccontextmanager
-    async def holding_body(self, limit: int) -> AsyncIterator[None]:
-        """Hold room for this request's body (its Content-Length, else ``limit``) in the
-        process-wide budget while the route reads, decodes and stores it.
-
-        Over budget the request waits (the tracker keeps one batch in flight, so a slow answer
-        slows it down) and only after ``append_wait_timeout`` is answered 503 + Retry-After.
-        """
-        length = request.content_length
-        size = limit if length is None else min(length, limit)
-        budget = self.bodies
-        if not budget.fits(size):
-            with trio.move_on_after(self.config.append_wait_timeout):
-                await budget.wait_for_room(size)
-            if not budget.fits(size):
-                raise ApiError(
-                    503,
-                    "server busy, retry later",
-                    retry_after_header(self.config.append_wait_timeout),
-                )
-        budget.take(size)
-        try:
-            yield
-        finally:
-            budget.release(size)
 
     async def append(self, records: list[NewRecord]) -> None:
         try:
@@ -621,9 +595,7 @@ def _ingest() -> WebIngest:
     ),
 )
 async def start_session() -> Response:
-    ingest = _ingest()
-    async with ingest.holding_body(ingest.config.json_size_limit):
-        return await ingest.start()
+    return await _ingest().start()
 
 
 @bp.post("/v1/web/i")
@@ -637,9 +609,7 @@ async def start_session() -> Response:
     responses=docs.replies(docs.EMPTY_OK, *(400, 401, 404, 408, 413, 415, 500, 503)),
 )
 async def upload_batch() -> Response:
-    ingest = _ingest()
-    async with ingest.holding_body(ingest.config.beacon_size_limit):
-        return await ingest.upload()
+    return await _ingest().upload()
 
 
 @bp.get("/v1/web/tags")

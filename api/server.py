@@ -127,6 +127,9 @@ def hypercorn_config(config: ServerConfig, listen_fd: int | None = None) -> hype
     # Hypercorn's default backlog of 100 overflows when a few hundred trackers (re)connect at once
     # (ListenOverflows in /proc/net/netstat): the kernel then drops connections before any answer.
     hc.backlog = 1024
+    # Requests waiting for the body budget (api.body_budget) read nothing; Hypercorn then buffers at
+    # most this many received chunks (64 KB each) per connection before it stops reading it.
+    hc.max_app_queue_size = 4
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")
     return hc
