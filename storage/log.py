@@ -233,7 +233,7 @@ def _clamp_times(requests: Iterable[_Request], floor: int) -> int:
     return floor
 
 
-def _payload_bytes(records: Iterable[LogRecord]) -> int:
+def _payload_bytes(records: Iterable[NewRecord]) -> int:
     return sum(len(record.payload) for record in records)
 
 
