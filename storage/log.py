@@ -183,6 +183,13 @@ def _erasure_record(erasure: Erasure, received_at_ms: int) -> NewRecord:
     )
 
 
+def _in_chunks(positions: Sequence[int]) -> Iterable[tuple[Sequence[int], str]]:
+    """``positions`` in slices of ``_ERASE_CHUNK``, each with its ``?,?,...`` placeholders."""
+    for start in range(0, len(positions), _ERASE_CHUNK):
+        chunk = positions[start : start + _ERASE_CHUNK]
+        yield chunk, ",".join("?" * len(chunk))
+
+
 def _max_position(conn: sqlite3.Connection) -> int:
     # max() of the rowid is a single b-tree seek, not a scan.
     return int(conn.execute("SELECT coalesce(max(position), 0) FROM log").fetchone()[0])
@@ -886,10 +893,11 @@ class EventLog:
         """Worker thread: open the door, delete, record the erasure, close the door; one
         transaction. Returns the result and the new time floor."""
         with atomic(conn):
+            # Clamped like every record (_clamp_times), against the newest record before the
+            # delete: record time never goes back, even when the newest record is erased.
+            stamped = max(received_at_ms, floor, _newest(conn)[1])
             found: list[tuple[int, int, int]] = []
-            for start in range(0, len(wanted), _ERASE_CHUNK):
-                chunk = wanted[start : start + _ERASE_CHUNK]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _in_chunks(wanted):
                 found += conn.execute(
                     f"SELECT position, session_id, kind FROM log WHERE position IN ({marks})",
                     chunk,
@@ -902,15 +910,10 @@ class EventLog:
                 sessions=tuple(sorted({session_id for _, session_id, _ in found})),
             )
             conn.execute(_OPEN_ERASURE_DOOR, (reason,))
-            for start in range(0, len(erasure.positions), _ERASE_CHUNK):
-                chunk = list(erasure.positions[start : start + _ERASE_CHUNK])
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _in_chunks(erasure.positions):
                 conn.execute(f"DELETE FROM log WHERE position IN ({marks})", chunk)
             conn.execute(_CLOSE_ERASURE_DOOR)
-            # Clamped like every record (_clamp_times): record time never goes back.
-            stamped = max(received_at_ms, floor, _newest(conn)[1])
-            record = _erasure_record(erasure, stamped)
-            position = conn.execute(_INSERT, _row(record)).lastrowid
+            position = conn.execute(_INSERT, _row(_erasure_record(erasure, stamped))).lastrowid
             assert position is not None
         return ErasureResult(position=position, erasure=erasure), stamped
 
