@@ -69,10 +69,10 @@ _INSERT = (
 )
 _FIND_ORIGINAL = "SELECT position FROM log WHERE session_id = ? AND kind = ? AND batch_key = ?"
 # The newest committed row: a single seek on the rowid b-tree (position is the rowid).
+_NEWEST = "SELECT position, received_at_ms FROM log ORDER BY position DESC LIMIT 1"
 # With AUTOINCREMENT the next position is not max(position)+1 but sequence+1: after an erasure
 # the sequence is ahead of every row.
 _SEQUENCE = "SELECT seq FROM sqlite_sequence WHERE name = 'log'"
-_NEWEST = "SELECT position, received_at_ms FROM log ORDER BY position DESC LIMIT 1"
 _COLUMNS = "position, session_id, project_id, kind, received_at_ms, payload, batch_key"
 # The lifecycle's door (schema step 2): the BEFORE DELETE trigger lets a deletion through only
 # while a permit row exists, and erase() removes it before its transaction commits.
