@@ -152,7 +152,7 @@ async def rebuild(
     """
     chosen = choose_projections(names)
     started = clock()
-    counts = {"events": 0, "head": 0, "messages": 0}
+    counts = {"events": 0, "records": 0, "messages": 0}
     async with (
         Projector(projections_db_path, projections=chosen, holder="rebuild") as projector,
         trio.open_nursery() as nursery,
@@ -173,7 +173,7 @@ async def rebuild(
         source = await trio.to_thread.run_sync(LogReader, db_path)
         history = await trio.to_thread.run_sync(LogReader, db_path)
         try:
-            head = counts["head"] = await trio.to_thread.run_sync(source.head)
+            head = await trio.to_thread.run_sync(source.head)
             bar = Progress(progress, head, clock=clock) if progress is not None else None
 
             async def sink(events: list[DomainEvent], upto_position: int) -> None:
@@ -191,6 +191,8 @@ async def rebuild(
             await supervisor.run_until(source, head, chunk_size=chunk_size)
             await projector.drain()
             counts["messages"] = supervisor.messages_processed
+            # Records replayed, not the head: erased records leave gaps in positions.
+            counts["records"] = supervisor.statistics().records_processed
             if bar is not None:
                 bar.finish(head, counts["events"], counts["messages"])
         finally:
@@ -199,7 +201,7 @@ async def rebuild(
         nursery.cancel_scope.cancel()  # stops the writer; leaving the projector releases the lock
     return RebuildResult(
         projections=tuple(p.name for p in chosen),
-        records=counts["head"],
+        records=counts["records"],
         events=counts["events"],
         seconds=clock() - started,
         messages=counts["messages"],

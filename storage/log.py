@@ -3,9 +3,16 @@
 Owns the ``log`` table (schema in :mod:`storage.schema`) and DESIGN.md invariants 1-4 and 7:
 
 1. :meth:`EventLog.append` returns only after the transaction holding the record committed.
-2. Positions are SQLite rowids assigned by the single writer: strictly increasing, gap-free.
+2. Positions are strictly increasing in commit order and never reused (``AUTOINCREMENT``: SQLite
+   numbers each insert past the largest position ever used, kept in ``sqlite_sequence`` inside
+   the inserting transaction). A failed transaction leaves no gap; gaps appear only where the data
+   lifecycle erased records (:meth:`EventLog.erase`), and each erasure is itself a record
+   (``RecordKind.ERASURE``) placed after everything it erased. So a reader that has passed a
+   position never has a record appear behind it, not even after an erasure of the newest record.
 3. A retry (same session, kind and batch key) stores nothing and returns the original position.
-4. No code path here updates a record; a ``BEFORE UPDATE`` trigger refuses even raw SQL.
+4. No code path here updates a record; a ``BEFORE UPDATE`` trigger refuses even raw SQL. A
+   ``BEFORE DELETE`` trigger refuses every deletion except through :meth:`EventLog.erase`, which
+   opens its door (a permit row) only inside its own transaction.
 7. ``received_at_ms`` is stamped by the caller; the log never reads the clock. The writer keeps
    record time monotonic in log order (a record stamped earlier than the one before it is stored
    with the previous time), so the engine's "log clock" never goes backwards and a session replayed
@@ -13,7 +20,7 @@ Owns the ``log`` table (schema in :mod:`storage.schema`) and DESIGN.md invariant
 
 Several writers (``replayd serve --workers N``: one ``EventLog`` per process on one file) keep
 these invariants: SQLite serialises their write transactions (``BEGIN IMMEDIATE``), each
-transaction numbers its records after the newest committed row, and the time clamp reads the
+transaction numbers its records from the shared sequence, and the time clamp reads the
 newest record's time inside the transaction, so it holds across processes too. A writer that
 cannot get the write lock within ``busy_timeout`` fails its appenders with :class:`LogOverloaded`
 (nothing was stored; the API answers 503 and the tracker retries), never with a success.
@@ -41,12 +48,20 @@ import trio
 
 from storage.budget import ByteBudget
 from storage.errors import UNAVAILABLE_RETRY_AFTER_S, StorageUnavailable, is_database_wide
-from storage.records import AppendResult, LogRecord, NewRecord, RecordKind
+from storage.records import (
+    AppendResult,
+    Erasure,
+    ErasureResult,
+    LogRecord,
+    NewRecord,
+    RecordKind,
+)
 from storage.schema import migrate_log
 from storage.sqlite import DEFAULT_BUSY_TIMEOUT_MS, SYNCHRONOUS_MODES, atomic, connect
 
-# A retry hits the partial unique index and inserts nothing (rowcount 0). Checking rowcount and
-# lastrowid is measurably cheaper than ``RETURNING position`` on the hot path.
+# A retry hits the partial unique index and inserts nothing. The group fast path counts the rows
+# inserted (``total_changes``) instead of ``RETURNING position``: measurably cheaper, and
+# executemany cannot return rows.
 _INSERT = (
     "INSERT INTO log (session_id, project_id, kind, batch_key, received_at_ms, payload)"
     " VALUES (?, ?, ?, ?, ?, ?)"
@@ -55,7 +70,16 @@ _INSERT = (
 _FIND_ORIGINAL = "SELECT position FROM log WHERE session_id = ? AND kind = ? AND batch_key = ?"
 # The newest committed row: a single seek on the rowid b-tree (position is the rowid).
 _NEWEST = "SELECT position, received_at_ms FROM log ORDER BY position DESC LIMIT 1"
+# With AUTOINCREMENT the next position is not max(position)+1 but sequence+1: after an erasure
+# the sequence is ahead of every row.
+_SEQUENCE = "SELECT seq FROM sqlite_sequence WHERE name = 'log'"
 _COLUMNS = "position, session_id, project_id, kind, received_at_ms, payload, batch_key"
+# The lifecycle's door (schema step 2): the BEFORE DELETE trigger lets a deletion through only
+# while a permit row exists, and erase() removes it before its transaction commits.
+_OPEN_ERASURE_DOOR = "INSERT INTO log_erasure_permit (reason) VALUES (?)"
+_CLOSE_ERASURE_DOOR = "DELETE FROM log_erasure_permit"
+# Positions per statement: below SQLite's limit on bound parameters.
+_ERASE_CHUNK = 500
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +121,11 @@ class LogOverloaded(LogError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class LogErasureRefused(LogError, ValueError):
+    """:meth:`EventLog.erase` was asked to erase what must stay (an erasure record). Nothing was
+    deleted."""
 
 
 class LogWriteFailed(LogError):
@@ -143,9 +172,33 @@ def _row(record: NewRecord) -> tuple[int, int, int, str | None, int, bytes]:
     )
 
 
+def _erasure_record(erasure: Erasure, received_at_ms: int) -> NewRecord:
+    """The ``ERASURE`` record of an erasure: on no session, like a clock tick."""
+    return NewRecord(
+        session_id=0,
+        project_id=0,
+        kind=RecordKind.ERASURE,
+        received_at_ms=received_at_ms,
+        payload=erasure.to_bytes(),
+    )
+
+
+def _in_chunks(positions: Sequence[int]) -> Iterable[tuple[Sequence[int], str]]:
+    """``positions`` in slices of ``_ERASE_CHUNK``, each with its ``?,?,...`` placeholders."""
+    for start in range(0, len(positions), _ERASE_CHUNK):
+        chunk = positions[start : start + _ERASE_CHUNK]
+        yield chunk, ",".join("?" * len(chunk))
+
+
 def _max_position(conn: sqlite3.Connection) -> int:
     # max() of the rowid is a single b-tree seek, not a scan.
     return int(conn.execute("SELECT coalesce(max(position), 0) FROM log").fetchone()[0])
+
+
+def _sequence(conn: sqlite3.Connection) -> int:
+    """The largest position ever given (erased ones included), 0 for a log never written."""
+    row = conn.execute(_SEQUENCE).fetchone()
+    return 0 if row is None else int(row[0])
 
 
 def _newest(conn: sqlite3.Connection) -> tuple[int, int]:
@@ -187,7 +240,7 @@ def _clamp_times(requests: Iterable[_Request], floor: int) -> int:
     return floor
 
 
-def _payload_bytes(records: Iterable[LogRecord]) -> int:
+def _payload_bytes(records: Iterable[NewRecord]) -> int:
     return sum(len(record.payload) for record in records)
 
 
@@ -274,6 +327,8 @@ class LogReader:
         Only records of the given kinds name sessions. Record time is monotonic in log order (the
         writer keeps it so), hence the records of the window are a suffix of positions, found by
         a binary search on the rowid: a handful of seeks instead of a scan of the whole log.
+        Positions may have gaps (erased records): each probe reads the first record at or after
+        its position, so a probe in a gap stands for the record after the gap.
         """
         conn = self._conn
         row = conn.execute(
@@ -284,14 +339,16 @@ class LogReader:
             return 0, {}
         clock = int(row[0])
         since = clock - window_ms
-        low, high = 0, upto_position  # invariant: time(low) < since <= time(high)
+        # Invariant: no record at or before low is in the window; every record from high on is
+        # (time(r) means the first record at or after r; none at all counts as "in the window").
+        low, high = 0, upto_position
         while high - low > 1:
             middle = (low + high) // 2
             probe = conn.execute(
                 "SELECT received_at_ms FROM log WHERE position >= ? ORDER BY position LIMIT 1",
                 (middle,),
             ).fetchone()
-            if probe is not None and probe[0] >= since:
+            if probe is None or probe[0] >= since:
                 high = middle
             else:
                 low = middle
@@ -521,27 +578,9 @@ class EventLog:
         unavailable: BaseException | None = None
         for request, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, BaseException):
-                error: LogError
-                if _is_busy(outcome):
-                    # Another writer (process) held the write lock for the whole busy timeout:
-                    # back-pressure, not a failure of this record. Nothing was stored.
-                    self._busy += 1
-                    error = LogOverloaded(
-                        "the database stayed locked by another writer", retry_after=1.0
-                    )
-                elif is_database_wide(outcome):
-                    # Disk full, I/O error, read-only file: the machine's fault, not the record's.
-                    # Nothing was stored; the next transaction tries again.
-                    self._unavailable += 1
+                error = self._log_error(outcome)
+                if isinstance(error, LogUnavailable):
                     unavailable = outcome
-                    error = LogUnavailable(
-                        f"the log cannot be written: {outcome}",
-                        retry_after=UNAVAILABLE_RETRY_AFTER_S,
-                    )
-                else:
-                    self._failed_appends += 1
-                    error = LogWriteFailed(f"append failed: {outcome!r}")
-                error.__cause__ = outcome
                 self._answer(request, error)
                 continue
             committed_any = True
@@ -555,6 +594,27 @@ class EventLog:
         self._note_health(committed_any, unavailable)
         if committed_any:
             self._wake_waiters()
+
+    def _log_error(self, outcome: BaseException) -> LogError:
+        """The log's error for a failed write transaction (its cause chained), counted."""
+        error: LogError
+        if _is_busy(outcome):
+            # Another writer (process) held the write lock for the whole busy timeout:
+            # back-pressure, not a failure of this record. Nothing was stored.
+            self._busy += 1
+            error = LogOverloaded("the database stayed locked by another writer", retry_after=1.0)
+        elif is_database_wide(outcome):
+            # Disk full, I/O error, read-only file: the machine's fault, not the record's.
+            # Nothing was stored; the next transaction tries again.
+            self._unavailable += 1
+            error = LogUnavailable(
+                f"the log cannot be written: {outcome}", retry_after=UNAVAILABLE_RETRY_AFTER_S
+            )
+        else:
+            self._failed_appends += 1
+            error = LogWriteFailed(f"append failed: {outcome!r}")
+        error.__cause__ = outcome
+        return error
 
     def _note_health(self, committed_any: bool, unavailable: BaseException | None) -> None:
         """One loud line when the log starts failing and one when it recovers, none in between."""
@@ -591,15 +651,14 @@ class EventLog:
         committed since this writer's last transaction. ``floor`` is this writer's own floor.
         If a record makes the transaction fail, retry each request in its own transaction so
         only the culprit fails; a database-wide failure (busy, I/O, full disk) fails them all.
-        A rolled-back transaction frees its rowids, so no failure leaves a gap in positions.
+        A rolled-back transaction rolls back its sequence too, so no failure leaves a gap.
         Returns one outcome per request, the number of transactions committed and the new floor.
         """
         try:
             with atomic(conn):
-                head, newest = _newest(conn)
-                floor = _clamp_times(batch, max(floor, newest))
+                floor = _clamp_times(batch, max(floor, _newest(conn)[1]))
                 outcomes: list[list[AppendResult] | BaseException] = list(
-                    cls._insert_group(conn, batch, head)
+                    cls._insert_group(conn, batch, _sequence(conn))
                 )
             return outcomes, 1, floor
         except _RECORD_ERRORS as error:
@@ -626,16 +685,19 @@ class EventLog:
     ) -> list[list[AppendResult]]:
         """Insert the records of every request of the batch (inside the caller's transaction).
 
-        ``before`` is the newest position, read in this transaction. Fast path: one
-        ``executemany`` for the whole group (no per-row round trip to Python); if the head moved
-        by exactly the number of rows, every row was new and got the next rowid, so positions
-        are ``before+1 ...``. Otherwise some were retries: undo and insert row by row to tell
-        which.
+        ``before`` is the sequence (the largest position ever given), read in this transaction.
+        Fast path: one ``executemany`` for the whole group (no per-row round trip to Python).
+        If it inserted every row (the connection's change count moved by the number of rows),
+        AUTOINCREMENT gave them ``before+1 ...`` in order, whatever gaps erasures left below
+        (the head, max(position), is not where numbering continues). Otherwise some were
+        retries, and each conflict burnt a sequence number (SQLite draws the number before it
+        meets the unique index): undo, which restores the sequence, and go row by row.
         """
         rows = [_row(record) for request in batch for record in request.records]
         conn.execute("SAVEPOINT log_group")
+        changes = conn.total_changes
         conn.executemany(_INSERT, rows)
-        if _max_position(conn) == before + len(rows):
+        if conn.total_changes - changes == len(rows):
             conn.execute("RELEASE log_group")
             positions = iter(range(before + 1, before + len(rows) + 1))
             return [
@@ -650,20 +712,27 @@ class EventLog:
     def _insert_records(
         conn: sqlite3.Connection, records: Sequence[NewRecord]
     ) -> list[AppendResult]:
-        # One execute per record: each insert must report its own position or duplicate.
+        """Insert one record at a time, each reporting its own position or its original's.
+
+        A keyed record is looked up before it is inserted (the original is committed, or earlier
+        in this very transaction): a conflicting insert would burn a sequence number, and a
+        position that no record ever holds is a gap no erasure explains.
+        """
         results = []
         for record in records:
+            if record.batch_key is not None:
+                original = conn.execute(
+                    _FIND_ORIGINAL, (record.session_id, int(record.kind), record.batch_key)
+                ).fetchone()
+                if original is not None:
+                    results.append(AppendResult(position=original[0], duplicate=True))
+                    continue
             cursor = conn.execute(_INSERT, _row(record))
             position = cursor.lastrowid
-            if cursor.rowcount == 1 and position is not None:
-                # The rowid SQLite just assigned: max(position) + 1 (single writer).
-                results.append(AppendResult(position=position))
-                continue
-            # A retry: the original is committed, or earlier in this very transaction.
-            original = conn.execute(
-                _FIND_ORIGINAL, (record.session_id, int(record.kind), record.batch_key)
-            ).fetchone()
-            results.append(AppendResult(position=original[0], duplicate=True))
+            if cursor.rowcount != 1 or position is None:
+                # Cannot happen under the write lock after the lookup; fail rather than guess.
+                raise sqlite3.IntegrityError(f"record not inserted: {record.batch_key!r}")
+            results.append(AppendResult(position=position))
         return results
 
     def _shutdown(
@@ -781,6 +850,72 @@ class EventLog:
             limiter=self._writer_limiter,
         )
         return int(row[0])
+
+    # -- the data lifecycle ------------------------------------------------------------------
+
+    async def erase(
+        self, positions: Iterable[int], *, reason: str, received_at_ms: int
+    ) -> ErasureResult:
+        """Delete the records at ``positions`` and record that, in one transaction.
+
+        The only way records leave the log (DESIGN.md invariant 4): the user-deletion and
+        retention jobs call it. The ``ERASURE`` record (stamped ``received_at_ms``, clamped like
+        any record) lists the positions actually deleted (absent ones are skipped) and their
+        sessions; it takes the next position, so the head never goes back and no later append
+        lands behind a reader. An erasure record itself cannot be erased (:class:`LogErasureRefused`).
+        Raises the errors of :meth:`append` otherwise; on any error nothing was deleted.
+        """
+        conn = self._writer_conn
+        if conn is None or self._state is not _State.RUNNING:
+            raise LogClosed("the log writer is not running")
+        wanted = sorted({int(position) for position in positions})
+        try:
+            # Shares the writer's connection and limiter: never overlaps a group commit.
+            result, floor = await trio.to_thread.run_sync(
+                self._erase, conn, wanted, reason, received_at_ms, self._last_received_at_ms,
+                limiter=self._writer_limiter,
+            )  # fmt: skip
+        except LogErasureRefused:
+            raise
+        except _WRITE_ERRORS as outcome:
+            raise self._log_error(outcome) from outcome
+        self._last_received_at_ms = max(self._last_received_at_ms, floor)
+        self._commits += 1
+        self._records_committed += 1
+        self._head = max(self._head, result.position)
+        self._wake_waiters()
+        return result
+
+    @staticmethod
+    def _erase(
+        conn: sqlite3.Connection, wanted: list[int], reason: str, received_at_ms: int, floor: int
+    ) -> tuple[ErasureResult, int]:
+        """Worker thread: open the door, delete, record the erasure, close the door; one
+        transaction. Returns the result and the new time floor."""
+        with atomic(conn):
+            # Clamped like every record (_clamp_times), against the newest record before the
+            # delete: record time never goes back, even when the newest record is erased.
+            stamped = max(received_at_ms, floor, _newest(conn)[1])
+            found: list[tuple[int, int, int]] = []
+            for chunk, marks in _in_chunks(wanted):
+                found += conn.execute(
+                    f"SELECT position, session_id, kind FROM log WHERE position IN ({marks})",
+                    chunk,
+                ).fetchall()
+            if any(kind == RecordKind.ERASURE for _, _, kind in found):
+                raise LogErasureRefused("an erasure record cannot be erased")
+            erasure = Erasure(
+                reason=reason,
+                positions=tuple(sorted(position for position, _, _ in found)),
+                sessions=tuple(sorted({session_id for _, session_id, _ in found})),
+            )
+            conn.execute(_OPEN_ERASURE_DOOR, (reason,))
+            for chunk, marks in _in_chunks(erasure.positions):
+                conn.execute(f"DELETE FROM log WHERE position IN ({marks})", chunk)
+            conn.execute(_CLOSE_ERASURE_DOOR)
+            position = conn.execute(_INSERT, _row(_erasure_record(erasure, stamped))).lastrowid
+            assert position is not None
+        return ErasureResult(position=position, erasure=erasure), stamped
 
     # -- positions and reading ---------------------------------------------------------------
 

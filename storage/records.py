@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 
 import attrs
 
@@ -21,6 +22,11 @@ class RecordKind(enum.IntEnum):
     # every ~10 s while sessions are live, so inactive sessions end without new traffic and a
     # replay of the log ends them at exactly the same positions.
     CLOCK_TICK = 30
+    # The data lifecycle erased records (user deletion, retention): written by
+    # ``EventLog.erase`` in the transaction that deleted them (session_id 0, project_id 0,
+    # payload: :class:`Erasure` as JSON). The gaps it leaves in positions are explained by it.
+    # Sessions' actors never see it; it only advances the log clock, like a tick.
+    ERASURE = 40
 
 
 @attrs.frozen(slots=True)
@@ -42,7 +48,8 @@ class NewRecord:
 
 @attrs.frozen(slots=True)
 class LogRecord:
-    """A committed record with its global, gap-free position (1, 2, 3, ...)."""
+    """A committed record with its global position: strictly increasing in commit order, never
+    reused; a gap only where the data lifecycle erased records (see :class:`Erasure`)."""
 
     position: int
     session_id: int
@@ -63,3 +70,42 @@ class AppendResult:
 
     position: int
     duplicate: bool = False
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class Erasure:
+    """What one erasure removed from the log: the payload of its ``ERASURE`` record.
+
+    ``positions`` are the records deleted (sorted), ``sessions`` the sessions they belonged to
+    (sorted, distinct), ``reason`` why (e.g. ``"user-deletion"``, ``"retention"``).
+    """
+
+    reason: str
+    positions: tuple[int, ...]
+    sessions: tuple[int, ...]
+
+    def to_bytes(self) -> bytes:
+        """The record payload: compact JSON."""
+        body = {"reason": self.reason, "positions": self.positions, "sessions": self.sessions}
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, payload: bytes) -> Erasure:
+        """Parse a payload written by :meth:`to_bytes` (``ValueError`` if it is not one)."""
+        body = json.loads(payload)
+        try:  # not an object: indexing it by a name raises TypeError too
+            return cls(
+                reason=str(body["reason"]),
+                positions=tuple(int(p) for p in body["positions"]),
+                sessions=tuple(int(s) for s in body["sessions"]),
+            )
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"not an erasure payload: {error}") from error
+
+
+@attrs.frozen(slots=True)
+class ErasureResult:
+    """What :meth:`EventLog.erase` did: the records it deleted and where it recorded that."""
+
+    position: int  # of the ERASURE record
+    erasure: Erasure

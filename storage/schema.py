@@ -19,9 +19,8 @@ from storage.sqlite import atomic
 LOG_COMPONENT = "log"
 
 LOG_STEPS: list[str] = [
-    # 1: the log. ``position`` is the rowid: assigned by the single writer as max(rowid)+1, so it is
-    # strictly increasing and gap-free as long as nothing is deleted at the end (no AUTOINCREMENT,
-    # no deletes on the append path; a rolled-back insert frees its rowid for the next one).
+    # 1: the log. ``position`` is the rowid (max(rowid)+1: a deleted newest record would have its
+    # position given again, which step 2 fixes; shipped, so left as it was).
     """
     CREATE TABLE log (
         position INTEGER PRIMARY KEY,
@@ -41,6 +40,46 @@ LOG_STEPS: list[str] = [
     CREATE TRIGGER log_no_update BEFORE UPDATE ON log
     BEGIN
         SELECT RAISE(ABORT, 'log records are append-only: UPDATE is not allowed');
+    END;
+    """,
+    # 2: positions are never reused (DESIGN.md invariant 2), and deletion has one door (4).
+    # AUTOINCREMENT rather than a counter table of our own: SQLite then numbers every insert past
+    # the largest position ever used (kept in ``sqlite_sequence``, written in the inserting
+    # transaction, so a rollback still frees its numbers and several writers serialised by the
+    # write lock share it), for one small row update per insert and no code of ours on the hot
+    # path. A table cannot gain AUTOINCREMENT in place: rebuild it (SQLite's documented
+    # procedure), keeping every row with its position, then its indexes and trigger. Copying
+    # explicit positions into an AUTOINCREMENT table seeds ``sqlite_sequence`` with their max.
+    """
+    ALTER TABLE log RENAME TO log_v1;
+    CREATE TABLE log (
+        position INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id INTEGER NOT NULL,
+        project_id INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        batch_key TEXT NULL,
+        received_at_ms INTEGER NOT NULL,
+        payload BLOB NOT NULL
+    );
+    INSERT INTO log (position, session_id, project_id, kind, batch_key, received_at_ms, payload)
+        SELECT position, session_id, project_id, kind, batch_key, received_at_ms, payload
+        FROM log_v1 ORDER BY position;
+    DROP TABLE log_v1;
+    CREATE UNIQUE INDEX log_batch_key ON log (session_id, kind, batch_key)
+        WHERE batch_key IS NOT NULL;
+    CREATE INDEX log_session_position ON log (session_id, position);
+    CREATE TRIGGER log_no_update BEFORE UPDATE ON log
+    BEGIN
+        SELECT RAISE(ABORT, 'log records are append-only: UPDATE is not allowed');
+    END;
+    -- The door of the data lifecycle: EventLog.erase inserts a permit, deletes, records the
+    -- erasure and removes the permit, all in one transaction, so no other connection ever sees
+    -- the door open. Any other DELETE (raw SQL included) is refused.
+    CREATE TABLE log_erasure_permit (reason TEXT NOT NULL);
+    CREATE TRIGGER log_no_delete BEFORE DELETE ON log
+    WHEN NOT EXISTS (SELECT 1 FROM log_erasure_permit)
+    BEGIN
+        SELECT RAISE(ABORT, 'log records are deleted only by the data lifecycle (EventLog.erase)');
     END;
     """,
 ]

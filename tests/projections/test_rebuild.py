@@ -146,6 +146,21 @@ async def test_rebuild_reports_and_matches_the_live_path(
     assert f"{len(records)}/{len(records)} records (100.0%)" in out
 
 
+async def test_rebuild_counts_the_records_replayed_not_the_positions(
+    fresh_db_path: Path, projections_db: Path
+) -> None:
+    # Erased records leave gaps: the head (6) is not the number of records replayed (4).
+    log = EventLog(fresh_db_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(log.run)
+        await log.append_many(simple_session(11) + simple_session(12, start=T0 + 500)[:2])
+        await log.erase([4, 5], reason="user-deletion", received_at_ms=T0 + 1_000)
+        nursery.cancel_scope.cancel()
+    assert log.head() == 6
+    result = await rebuild(fresh_db_path, projections_db, inactivity_timeout_ms=TIMEOUT_MS)
+    assert result.records == 4
+
+
 async def test_rebuild_of_some_projections_leaves_the_others(
     fresh_db_path: Path, projections_db: Path
 ) -> None:

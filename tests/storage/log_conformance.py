@@ -22,8 +22,15 @@ import pytest
 import trio
 import trio.testing
 
-from storage.log import EventLog, LogClosed, LogOverloaded, LogReader, LogWriteFailed
-from storage.records import AppendResult, LogRecord, NewRecord, RecordKind
+from storage.log import (
+    EventLog,
+    LogClosed,
+    LogErasureRefused,
+    LogOverloaded,
+    LogReader,
+    LogWriteFailed,
+)
+from storage.records import AppendResult, Erasure, LogRecord, NewRecord, RecordKind
 
 REJECTED_SESSION = 666
 
@@ -88,6 +95,12 @@ class LogRecorderTestCase:
         raise NotImplementedError
 
     raw_update_error: type[BaseException] = Exception
+
+    def raw_delete(self, position: int) -> None:
+        """Delete a record with raw SQL on an independent connection (must raise)."""
+        raise NotImplementedError
+
+    raw_delete_error: type[BaseException] = Exception
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -163,7 +176,7 @@ class LogRecorderTestCase:
         assert [outcomes[r] for r in good] == [AppendResult(position=p) for p in (1, 2, 3, 4)]
         assert self.committed_rows() == [as_committed(r, p) for r, p in zip(good, (1, 2, 3, 4))]
 
-    # -- invariant 2: positions strictly increasing and gap-free ------------------------------
+    # -- invariant 2: positions strictly increasing, never reused, gaps only by erasure -------
 
     async def test_inv2_positions_gap_free_and_increasing_under_concurrent_appenders(self) -> None:
         tasks, per_task = 40, 25
@@ -212,6 +225,96 @@ class LogRecorderTestCase:
             second = await log.append(rec(batch_key="3"))
         assert [r.position for r in first] == [1, 2, 3]
         assert second.position == 4
+
+    async def test_inv2_retries_burn_no_position(self) -> None:
+        # A retry inserts nothing, so it must not consume a number either (AUTOINCREMENT draws
+        # one before it meets the unique index): only erasures may leave gaps.
+        async with self.running() as log:
+            await log.append_many([rec(batch_key="a"), rec(batch_key="b")])
+            again = await log.append_many([rec(batch_key="b"), rec(batch_key="c")])
+            single = [await log.append(rec(batch_key="a")), await log.append(rec(batch_key="d"))]
+            async with trio.open_nursery() as nursery:
+                with self.hold_write_lock():  # one group commit: retries and new records mixed
+                    outcomes = await self.queue_behind_lock(
+                        log, nursery, [rec(batch_key=k) for k in ("c", "e", "a", "f")]
+                    )
+        assert again == [AppendResult(2, duplicate=True), AppendResult(3)]
+        assert single == [AppendResult(1, duplicate=True), AppendResult(4)]
+        assert [outcomes[rec(batch_key=k)] for k in ("c", "e", "a", "f")] == [
+            AppendResult(3, duplicate=True),
+            AppendResult(5),
+            AppendResult(1, duplicate=True),
+            AppendResult(6),
+        ]
+        assert [row.position for row in self.committed_rows()] == [1, 2, 3, 4, 5, 6]
+
+    async def test_inv2_erased_positions_are_never_reused_even_after_a_restart(self) -> None:
+        records = [rec(session_id=1 + i % 2, batch_key=str(i)) for i in range(5)]
+        async with self.running() as log:
+            await log.append_many(records)
+            # The newest records: with rowids, the next append would have taken position 4.
+            erased = await log.erase([4, 5, 99], reason="user-deletion", received_at_ms=5)
+            assert log.head() == erased.position == 6
+            after = await log.append(rec(batch_key="after"))
+        assert erased.erasure == Erasure(reason="user-deletion", positions=(4, 5), sessions=(1, 2))
+        assert after.position == 7
+        async with self.running() as log:
+            assert log.head() == 7
+            reopened = await log.append(rec(batch_key="reopened"))
+        assert reopened.position == 8
+        rows = self.committed_rows()
+        assert [row.position for row in rows] == [1, 2, 3, 6, 7, 8]
+        # The gap is explained by the erasure record right after it, on no session, its time
+        # clamped (record time never goes back) and its payload naming what went.
+        (record,) = [row for row in rows if row.kind == RecordKind.ERASURE]
+        assert (record.position, record.session_id, record.project_id) == (6, 0, 0)
+        assert record.received_at_ms == records[-1].received_at_ms
+        assert Erasure.from_bytes(record.payload) == erased.erasure
+
+    async def test_inv2_erasure_by_one_writer_is_never_reused_by_another(self) -> None:
+        first, second = self.make_log(), self.make_log()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(first.run)
+            await nursery.start(second.run)
+            await second.append_many([rec(batch_key=str(i)) for i in range(3)])
+            erased = await first.erase([3], reason="retention", received_at_ms=0)
+            # The other writer's own head is behind (it learns of others' commits only by
+            # reading), yet its next record goes after the erasure.
+            result = await second.append(rec(batch_key="next"))
+            nursery.cancel_scope.cancel()
+        assert (erased.position, result.position) == (4, 5)
+        assert [row.position for row in self.committed_rows()] == [1, 2, 4, 5]
+
+    async def test_inv2_a_reader_past_an_erased_position_sees_the_next_append(self) -> None:
+        # A projection checkpointed at 3, then 3 is erased: the next append must land after 3.
+        checkpoint = 3
+        async with self.running() as log:
+            await log.append_many([rec(batch_key=str(i)) for i in range(checkpoint)])
+            async with contextlib.aclosing(log.tail(checkpoint)) as tail:
+                await log.erase([checkpoint], reason="user-deletion", received_at_ms=0)
+                appended = await log.append(rec(session_id=2, batch_key="new"))
+                seen: list[LogRecord] = []
+                with trio.fail_after(10):  # a guard against a hang, not a measurement
+                    async for records in tail:
+                        seen += records
+                        if seen[-1].position >= appended.position:
+                            break
+            polled = self.make_reader().read(checkpoint, 10)
+        assert [(r.position, r.kind) for r in seen] == [
+            (4, RecordKind.ERASURE),
+            (5, RecordKind.WEB_BATCH),
+        ]
+        assert polled == seen
+
+    async def test_inv2_an_erasure_record_cannot_be_erased(self) -> None:
+        async with self.running() as log:
+            await log.append(rec(batch_key="a"))
+            erased = await log.erase([1], reason="retention", received_at_ms=0)
+            with pytest.raises(LogErasureRefused):
+                await log.erase([erased.position], reason="retention", received_at_ms=0)
+            # Still writable, and nothing moved.
+            assert (await log.append(rec(batch_key="b"))).position == 3
+        assert [row.position for row in self.committed_rows()] == [2, 3]
 
     # -- invariant 3: a retry is stored once and acknowledged again ---------------------------
 
@@ -451,6 +554,15 @@ class LogRecorderTestCase:
             self.raw_update(1, b"tampered")
         assert self.committed_rows() == [as_committed(record, 1)]
 
+    async def test_inv4_raw_delete_is_refused(self) -> None:
+        records = [rec(batch_key=str(i)) for i in range(2)]
+        async with self.running() as log:
+            await log.append_many(records)
+        for position in (2, 1):  # the newest (whose rowid would be reused) and any other
+            with pytest.raises(self.raw_delete_error):
+                self.raw_delete(position)
+        assert self.committed_rows() == [as_committed(r, p) for r, p in zip(records, (1, 2))]
+
     def test_inv4_public_api_offers_no_way_to_mutate(self) -> None:
         def public(cls: type) -> set[str]:
             return {name for name in dir(cls) if not name.startswith("_")}
@@ -461,6 +573,7 @@ class LogRecorderTestCase:
             "run", "append", "append_many", "head", "wait_for_position", "tail", "read",
             "read_session", "statistics",
             "set_max_page_count",  # a size cap: refuses growth, never touches a record
+            "erase",  # the data lifecycle's one door: deletes and records that it did
         }  # fmt: skip
         assert public(LogReader) == {
             "read", "read_session", "head", "count", "activity", "project_of_session", "close",

@@ -6,6 +6,7 @@ import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -27,7 +28,7 @@ def record(n: int, size: int) -> NewRecord:
 
 
 @contextlib.asynccontextmanager
-async def running(path: Path, **options: int) -> AsyncIterator[EventLog]:
+async def running(path: Path, **options: Any) -> AsyncIterator[EventLog]:
     log = EventLog(path, **options)
     async with trio.open_nursery() as nursery:
         await nursery.start(log.run)

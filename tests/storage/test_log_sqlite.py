@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 import storage.log
 from storage.log import EventLog, LogClosed, LogReader, poll_tail
 from storage.records import AppendResult, LogRecord, NewRecord, RecordKind
-from storage.schema import migrate_log
+from storage.schema import LOG_COMPONENT, LOG_STEPS, apply_migrations, migrate_log
 from storage.sqlite import connect
 
 from .log_conformance import LogRecorderTestCase, as_committed, rec
@@ -55,6 +55,7 @@ class TestSqliteEventLog(LogRecorderTestCase):
     """The conformance suite on SQLite, with synchronous=FULL (the production default)."""
 
     raw_update_error = sqlite3.IntegrityError
+    raw_delete_error = sqlite3.IntegrityError
 
     @pytest.fixture(autouse=True)
     def _database(self, fresh_db_path: Path) -> None:
@@ -94,6 +95,13 @@ class TestSqliteEventLog(LogRecorderTestCase):
         conn = sqlite3.connect(self.path, isolation_level=None)
         try:
             conn.execute("UPDATE log SET payload = ? WHERE position = ?", (payload, position))
+        finally:
+            conn.close()
+
+    def raw_delete(self, position: int) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.execute("DELETE FROM log WHERE position = ?", (position,))
         finally:
             conn.close()
 
@@ -290,8 +298,10 @@ async def test_record_time_is_monotonic_in_log_order(fresh_db_path) -> None:
     assert times == [1000, 1000, 1500, 1500, 2000]
 
 
-def test_reader_activity_matches_a_scan(tmp_path: Path) -> None:
-    """LogReader.activity (binary search on monotonic time) equals a plain scan of the log."""
+@pytest.mark.parametrize("erased", [False, True])
+def test_reader_activity_matches_a_scan(tmp_path: Path, erased: bool) -> None:
+    """LogReader.activity (binary search on monotonic time) equals a plain scan of the log, also
+    with gaps (erased records) under the probes and a position past the head."""
     path = tmp_path / "activity.db"
 
     async def fill() -> None:
@@ -307,13 +317,16 @@ def test_reader_activity_matches_a_scan(tmp_path: Path) -> None:
                         received_at_ms=1_000 + 37 * i,
                     )
                 )
+            if erased:
+                gaps = [*range(40, 91), 137, *range(150, 201)]
+                await log.erase(gaps, reason="retention", received_at_ms=0)
             nursery.cancel_scope.cancel()
 
     trio.run(fill)
     kinds = {int(RecordKind.WEB_BATCH)}
     with LogReader(path) as reader:
         records = reader.read(0, 1000)
-        for upto in (0, 1, 50, 137, 200):
+        for upto in (0, 1, 50, 137, 160, 200, 201, 250):
             for window in (0, 100, 1_000, 100_000):
                 upto_records = [r for r in records if r.position <= upto]
                 clock = max((r.received_at_ms for r in upto_records), default=0)
@@ -424,3 +437,35 @@ def test_reader_names_the_project_of_a_session_from_its_first_record(tmp_path: P
         assert reader.project_of_session(5) == 3
         assert reader.project_of_session(6) == 4
         assert reader.project_of_session(7) is None
+
+
+async def test_inv2_an_old_schema_log_is_migrated_by_the_writer_and_never_reuses(
+    fresh_db_path: Path,
+) -> None:
+    """A log written before positions were AUTOINCREMENT: the writer migrates it on start,
+    every record keeps its position, and an erased newest position is never given again."""
+    old = connect(fresh_db_path)
+    try:
+        apply_migrations(old, LOG_COMPONENT, LOG_STEPS[:1])
+        for i in range(4):
+            old.execute(
+                "INSERT INTO log (session_id, project_id, kind, batch_key, received_at_ms,"
+                " payload) VALUES (?, 7, 2, ?, ?, ?)",
+                (1 + i % 2, f"0_{i}", 1_000 + i, b"old%d" % i),
+            )
+    finally:
+        old.close()
+    before = read_all(fresh_db_path)
+    log = EventLog(fresh_db_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(log.run)
+        assert read_all(fresh_db_path) == before and log.head() == 4
+        # A retry of an old upload is still recognised (the unique index came along).
+        retry = rec(session_id=2, batch_key="0_3", payload=b"again")
+        assert await log.append(retry) == AppendResult(4, duplicate=True)
+        erased = await log.erase([4], reason="user-deletion", received_at_ms=0)
+        appended = await log.append(rec(session_id=3, batch_key="0_0"))
+        nursery.cancel_scope.cancel()
+    assert (erased.position, appended.position) == (5, 6)
+    assert [r.position for r in read_all(fresh_db_path)] == [1, 2, 3, 5, 6]
+    assert read_all(fresh_db_path)[:3] == before[:3]

@@ -31,6 +31,19 @@ def tables(conn: sqlite3.Connection) -> set[str]:
     return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
+def log_triggers(conn: sqlite3.Connection) -> list[str]:
+    return sorted(
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'log'"
+        )
+    )
+
+
+def log_sql(conn: sqlite3.Connection) -> str:
+    return str(conn.execute("SELECT sql FROM sqlite_master WHERE name = 'log'").fetchone()[0])
+
+
 def test_split_statements_keeps_trigger_bodies_whole() -> None:
     script = """
         -- a comment; with a semicolon
@@ -97,12 +110,11 @@ def test_log_schema(conn: sqlite3.Connection) -> None:
     ]
     indexes = {row[1]: row[2] for row in conn.execute("PRAGMA index_list(log)")}
     assert indexes == {"log_batch_key": 1, "log_session_position": 0}
-    triggers = [
-        row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-    ]
-    assert triggers == ["log_no_update"]
-    # No AUTOINCREMENT: positions are plain rowids (no sqlite_sequence table).
-    assert "sqlite_sequence" not in tables(conn)
+    assert log_triggers(conn) == ["log_no_delete", "log_no_update"]
+    # AUTOINCREMENT: positions are never reused (SQLite keeps the largest in sqlite_sequence).
+    assert "AUTOINCREMENT" in log_sql(conn).upper()
+    assert {"sqlite_sequence", "log_erasure_permit"} <= tables(conn)
+    assert "log_v1" not in tables(conn)
 
 
 def test_inv2_rolled_back_insert_leaves_no_gap(conn: sqlite3.Connection) -> None:
@@ -114,3 +126,59 @@ def test_inv2_rolled_back_insert_leaves_no_gap(conn: sqlite3.Connection) -> None
     conn.execute("ROLLBACK")
     conn.execute(insert)
     assert [row[0] for row in conn.execute("SELECT position FROM log")] == [1, 2]
+
+
+_OLD_ROW = (
+    "INSERT INTO log (session_id, project_id, kind, batch_key, received_at_ms, payload)"
+    " VALUES (?, 1, 2, ?, ?, ?)"
+)
+
+
+def test_inv2_migration_keeps_every_record_and_position_then_never_reuses(
+    conn: sqlite3.Connection,
+) -> None:
+    # A log made by the schema before AUTOINCREMENT, with a hole deleted back then (nothing
+    # stopped deletes) and its newest record deleted too: position 5 was free for reuse.
+    apply_migrations(conn, LOG_COMPONENT, LOG_STEPS[:1])
+    for i in range(5):
+        conn.execute(_OLD_ROW, (1 + i % 2, f"k{i}", 1_000 + i, bytes([i]) * 3))
+    conn.execute("DELETE FROM log WHERE position IN (2, 5)")
+    before = conn.execute("SELECT * FROM log ORDER BY position").fetchall()
+    assert [row[0] for row in before] == [1, 3, 4]
+
+    assert migrate_log(conn) == len(LOG_STEPS)
+    assert conn.execute("SELECT * FROM log ORDER BY position").fetchall() == before
+    assert conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'log'").fetchone() == (4,)
+    assert log_triggers(conn) == ["log_no_delete", "log_no_update"]
+    indexes = {row[1]: row[2] for row in conn.execute("PRAGMA index_list(log)")}
+    assert indexes == {"log_batch_key": 1, "log_session_position": 0}
+    # The indexes work: a retry is refused by the unique key, a session reads by its index.
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute(_OLD_ROW, (1, "k0", 0, b""))
+    plan = conn.execute(
+        "EXPLAIN QUERY PLAN SELECT position FROM log WHERE session_id = 1 ORDER BY position"
+    ).fetchall()
+    assert "log_session_position" in str(plan)
+    # The triggers hold: no update, no raw delete.
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("UPDATE log SET payload = x'00'")
+    with pytest.raises(sqlite3.IntegrityError, match="data lifecycle"):
+        conn.execute("DELETE FROM log WHERE position = 4")
+    # New records continue after the newest, and an erased newest is never given again.
+    conn.execute(_OLD_ROW, (3, "new", 2_000, b""))
+    assert conn.execute("SELECT max(position) FROM log").fetchone() == (5,)
+
+
+def test_inv2_migration_of_an_empty_log_then_never_reuses(conn: sqlite3.Connection) -> None:
+    apply_migrations(conn, LOG_COMPONENT, LOG_STEPS[:1])
+    migrate_log(conn)
+    assert conn.execute("SELECT count(*) FROM log").fetchone() == (0,)
+    conn.execute(_OLD_ROW, (1, "a", 0, b""))
+    conn.execute(_OLD_ROW, (1, "b", 0, b""))
+    conn.execute("BEGIN")
+    conn.execute("INSERT INTO log_erasure_permit (reason) VALUES ('test')")
+    conn.execute("DELETE FROM log WHERE position = 2")
+    conn.execute("DELETE FROM log_erasure_permit")
+    conn.execute("COMMIT")
+    conn.execute(_OLD_ROW, (1, "c", 0, b""))
+    assert [row[0] for row in conn.execute("SELECT position FROM log")] == [1, 3]
