@@ -19,101 +19,101 @@ import attrs
 
 __all__ = [
     "MESSAGE_CLASSES",
-    "UnknownMessage",
-    "WebMessage",
-    "Timestamp",
-    "SessionStart",
+    "AdoptedSSAddOwner",
+    "AdoptedSSDeleteRule",
+    "AdoptedSSInsertRule",
+    "AdoptedSSInsertRuleURLBased",
+    "AdoptedSSRemoveOwner",
+    "AdoptedSSReplace",
+    "AdoptedSSReplaceURLBased",
+    "AssetCache",
+    "BatchMetadata",
+    "CanvasNode",
     "CleanSession",
-    "SetPageLocationDeprecated",
-    "SetViewportSize",
-    "SetViewportScroll",
+    "ConnectionInformation",
+    "ConsoleLog",
     "CreateDocument",
     "CreateElementNode",
+    "CreateIFrameDocument",
     "CreateTextNode",
-    "MoveNode",
-    "RemoveNode",
-    "SetNodeAttribute",
-    "RemoveNodeAttribute",
-    "SetNodeData",
-    "SetCSSData",
-    "SetNodeScroll",
-    "SetInputTarget",
-    "SetInputValue",
-    "SetInputChecked",
-    "MouseMove",
-    "NetworkRequestDeprecated",
-    "ConsoleLog",
-    "PageLoadTiming",
-    "PageRenderTiming",
     "CustomEvent",
-    "UserID",
-    "UserAnonymousID",
-    "Metadata",
-    "PageEventDeprecated",
-    "InputEvent",
-    "PageEvent",
-    "StringDictGlobal",
-    "SetNodeAttributeDictGlobal",
-    "NodeAnimationResult",
-    "Profiler",
-    "OTable",
-    "StateAction",
-    "StringDict",
-    "ReduxDeprecated",
-    "Vuex",
-    "MobX",
-    "NgRx",
-    "GraphQLDeprecated",
-    "PerformanceTrack",
-    "StringDictDeprecated",
-    "SetNodeAttributeDictDeprecated",
-    "SetNodeAttributeDict",
-    "ResourceTimingDeprecatedDeprecated",
-    "ConnectionInformation",
-    "SetPageVisibility",
-    "PerformanceTrackAggr",
-    "LoadFontFace",
-    "SetNodeFocus",
-    "SetNodeAttributeURLBased",
-    "SetCSSDataURLBased",
-    "TechnicalInfo",
     "CustomIssue",
-    "SetNodeSlot",
-    "AssetCache",
+    "GraphQL",
+    "GraphQLDeprecated",
+    "Incident",
+    "InputChange",
+    "InputEvent",
+    "IssueEvent",
+    "JSException",
+    "LoadFontFace",
+    "LongAnimationTask",
+    "Metadata",
+    "MobX",
     "MouseClick",
     "MouseClickDeprecated",
-    "CreateIFrameDocument",
-    "AdoptedSSReplaceURLBased",
-    "AdoptedSSReplace",
-    "AdoptedSSInsertRuleURLBased",
-    "AdoptedSSInsertRule",
-    "AdoptedSSDeleteRule",
-    "AdoptedSSAddOwner",
-    "AdoptedSSRemoveOwner",
-    "JSException",
-    "Zustand",
-    "BatchMetadata",
-    "NetworkRequest",
-    "WSChannel",
-    "ResourceTiming",
-    "Incident",
-    "LongAnimationTask",
-    "InputChange",
-    "SelectionChange",
+    "MouseMove",
     "MouseThrashing",
-    "UnbindNodes",
-    "ResourceTimingDeprecated",
-    "TabChange",
-    "TabData",
-    "CanvasNode",
-    "TagTrigger",
+    "MoveNode",
+    "NetworkRequest",
+    "NetworkRequestDeprecated",
+    "NgRx",
+    "NodeAnimationResult",
+    "OTable",
+    "PageEvent",
+    "PageEventDeprecated",
+    "PageLoadTiming",
+    "PageRenderTiming",
+    "PerformanceTrack",
+    "PerformanceTrackAggr",
+    "Profiler",
     "Redux",
-    "SetPageLocation",
-    "GraphQL",
-    "WebVitals",
-    "IssueEvent",
+    "ReduxDeprecated",
+    "RemoveNode",
+    "RemoveNodeAttribute",
+    "ResourceTiming",
+    "ResourceTimingDeprecated",
+    "ResourceTimingDeprecatedDeprecated",
+    "SelectionChange",
     "SessionEnd",
     "SessionSearch",
+    "SessionStart",
+    "SetCSSData",
+    "SetCSSDataURLBased",
+    "SetInputChecked",
+    "SetInputTarget",
+    "SetInputValue",
+    "SetNodeAttribute",
+    "SetNodeAttributeDict",
+    "SetNodeAttributeDictDeprecated",
+    "SetNodeAttributeDictGlobal",
+    "SetNodeAttributeURLBased",
+    "SetNodeData",
+    "SetNodeFocus",
+    "SetNodeScroll",
+    "SetNodeSlot",
+    "SetPageLocation",
+    "SetPageLocationDeprecated",
+    "SetPageVisibility",
+    "SetViewportScroll",
+    "SetViewportSize",
+    "StateAction",
+    "StringDict",
+    "StringDictDeprecated",
+    "StringDictGlobal",
+    "TabChange",
+    "TabData",
+    "TagTrigger",
+    "TechnicalInfo",
+    "Timestamp",
+    "UnbindNodes",
+    "UnknownMessage",
+    "UserAnonymousID",
+    "UserID",
+    "Vuex",
+    "WSChannel",
+    "WebMessage",
+    "WebVitals",
+    "Zustand",
 ]
 
 
@@ -148,8 +148,22 @@ class SessionStart(WebMessage):
 
     TYPE_ID: ClassVar[int] = 1
     WIRE: ClassVar[tuple[str, ...]] = (
-        "uint", "uint", "string", "string", "string", "string", "string", "string", "string",
-        "string", "string", "string", "uint", "uint", "string", "string",
+        "uint",
+        "uint",
+        "string",
+        "string",
+        "string",
+        "string",
+        "string",
+        "string",
+        "string",
+        "string",
+        "string",
+        "string",
+        "uint",
+        "uint",
+        "string",
+        "string",
     )
     timestamp: int
     project_id: int
@@ -360,7 +374,14 @@ class NetworkRequestDeprecated(WebMessage):
 
     TYPE_ID: ClassVar[int] = 21
     WIRE: ClassVar[tuple[str, ...]] = (
-        "string", "string", "string", "string", "string", "uint", "uint", "uint",
+        "string",
+        "string",
+        "string",
+        "string",
+        "string",
+        "uint",
+        "uint",
+        "uint",
     )
     type: str
     method: str
@@ -388,7 +409,15 @@ class PageLoadTiming(WebMessage):
 
     TYPE_ID: ClassVar[int] = 23
     WIRE: ClassVar[tuple[str, ...]] = (
-        "uint", "uint", "uint", "uint", "uint", "uint", "uint", "uint", "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
     )
     request_start: int
     response_start: int
@@ -456,8 +485,23 @@ class PageEventDeprecated(WebMessage):
 
     TYPE_ID: ClassVar[int] = 31
     WIRE: ClassVar[tuple[str, ...]] = (
-        "uint", "uint", "string", "string", "boolean", "uint", "uint", "uint", "uint", "uint",
-        "uint", "uint", "uint", "uint", "uint", "uint", "uint",
+        "uint",
+        "uint",
+        "string",
+        "string",
+        "boolean",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
     )
     message_id: int
     timestamp: int
@@ -497,8 +541,24 @@ class PageEvent(WebMessage):
 
     TYPE_ID: ClassVar[int] = 33
     WIRE: ClassVar[tuple[str, ...]] = (
-        "uint", "uint", "string", "string", "boolean", "uint", "uint", "uint", "uint", "uint",
-        "uint", "uint", "uint", "uint", "uint", "uint", "uint", "string",
+        "uint",
+        "uint",
+        "string",
+        "string",
+        "boolean",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "string",
     )
     message_id: int
     timestamp: int
@@ -697,7 +757,14 @@ class ResourceTimingDeprecatedDeprecated(WebMessage):
 
     TYPE_ID: ClassVar[int] = 53
     WIRE: ClassVar[tuple[str, ...]] = (
-        "uint", "uint", "uint", "uint", "uint", "uint", "string", "string",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "string",
+        "string",
     )
     timestamp: int
     duration: int
@@ -734,8 +801,20 @@ class PerformanceTrackAggr(WebMessage):
 
     TYPE_ID: ClassVar[int] = 56
     WIRE: ClassVar[tuple[str, ...]] = (
-        "uint", "uint", "uint", "uint", "uint", "uint", "uint", "uint", "uint", "uint", "uint",
-        "uint", "uint", "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
     )
     timestamp_start: int
     timestamp_end: int
@@ -987,7 +1066,15 @@ class NetworkRequest(WebMessage):
 
     TYPE_ID: ClassVar[int] = 83
     WIRE: ClassVar[tuple[str, ...]] = (
-        "string", "string", "string", "string", "string", "uint", "uint", "uint", "uint",
+        "string",
+        "string",
+        "string",
+        "string",
+        "string",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
     )
     type: str
     method: str
@@ -1020,8 +1107,23 @@ class ResourceTiming(WebMessage):
 
     TYPE_ID: ClassVar[int] = 85
     WIRE: ClassVar[tuple[str, ...]] = (
-        "uint", "uint", "uint", "uint", "uint", "uint", "string", "string", "uint", "boolean",
-        "uint", "uint", "uint", "uint", "uint", "uint", "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "string",
+        "string",
+        "uint",
+        "boolean",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
     )
     timestamp: int
     duration: int
@@ -1116,7 +1218,16 @@ class ResourceTimingDeprecated(WebMessage):
 
     TYPE_ID: ClassVar[int] = 116
     WIRE: ClassVar[tuple[str, ...]] = (
-        "uint", "uint", "uint", "uint", "uint", "uint", "string", "string", "uint", "boolean",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "string",
+        "string",
+        "uint",
+        "boolean",
     )
     timestamp: int
     duration: int
@@ -1220,7 +1331,13 @@ class IssueEvent(WebMessage):
 
     TYPE_ID: ClassVar[int] = 125
     WIRE: ClassVar[tuple[str, ...]] = (
-        "uint", "uint", "string", "string", "string", "string", "string",
+        "uint",
+        "uint",
+        "string",
+        "string",
+        "string",
+        "string",
+        "string",
     )
     message_id: int
     timestamp: int

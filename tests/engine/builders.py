@@ -89,7 +89,7 @@ class SessionScript:
         )
 
     def batch(self, *, received_at: int | None = None) -> NewRecord:
-        """Close the current batch into a WEB_BATCH record (received 50 ms after its last message)."""
+        """Close the current batch into a WEB_BATCH record, received 50 ms after its last one."""
         header: list[codec.WebMessage] = [
             codec.BatchMetadata(
                 version=1,
@@ -367,7 +367,7 @@ def commit(records: Iterable[NewRecord], *, first_position: int = 1) -> list[Log
 
 
 class MemoryLog:
-    """Committed records in memory, with the blocking reader interface of ``storage.log.LogReader``."""
+    """Committed records in memory, with the blocking reader API of ``storage.log.LogReader``."""
 
     def __init__(self, records: Sequence[LogRecord]) -> None:
         self.records = list(records)

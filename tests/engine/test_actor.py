@@ -1,4 +1,7 @@
-"""Session state (record -> events) and the session actor task (engine.session_state, engine.actor)."""
+"""Session state (record -> events) and the session actor task.
+
+Covers ``engine.session_state`` and ``engine.actor``.
+"""
 
 from __future__ import annotations
 

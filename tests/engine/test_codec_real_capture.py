@@ -9,6 +9,7 @@ The values asserted here are the ones the scenario's site and driver produce.
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def test_every_message_is_known_and_the_frames_tile_the_batch(path: Path) -> Non
     frames = list(iter_frames(data))
     assert len(frames) == len(messages)
     # Each body ends exactly where the next frame's type byte is (4 bytes of type + size).
-    for (_, _, end), (_, next_start, _) in zip(frames, frames[1:], strict=False):
+    for (_, _, end), (_, next_start, _) in itertools.pairwise(frames):
         assert next_start == end + 4
     assert frames[-1][2] == len(data)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import attrs
@@ -81,7 +82,7 @@ def _of_type(messages: list, cls: type) -> list:
 def test_every_table_row_has_a_class() -> None:
     assert sorted(MESSAGE_CLASSES) == TABLE_IDS
     for type_id, cls in MESSAGE_CLASSES.items():
-        assert cls.TYPE_ID == type_id
+        assert type_id == cls.TYPE_ID
         assert attrs.has(cls)
         assert len(attrs.fields(cls)) == len(cls.WIRE)
         assert set(cls.WIRE) <= {"uint", "int", "string", "boolean"}
@@ -94,15 +95,31 @@ def test_field_names_and_order_follow_the_wire() -> None:
         return [f.name for f in attrs.fields(cls)]
 
     assert names(MouseClick) == [
-        "id", "hesitation_time", "label", "selector", "normalized_x", "normalized_y"
+        "id",
+        "hesitation_time",
+        "label",
+        "selector",
+        "normalized_x",
+        "normalized_y",
     ]
     assert names(SetPageLocation) == ["url", "referrer", "navigation_start", "document_title"]
     assert names(BatchMetadata) == ["version", "page_no", "first_index", "timestamp", "location"]
     assert names(InputChange) == [
-        "id", "value", "value_masked", "label", "hesitation_time", "input_duration"
+        "id",
+        "value",
+        "value_masked",
+        "label",
+        "hesitation_time",
+        "input_duration",
     ]
     assert names(IssueEvent) == [
-        "message_id", "timestamp", "type", "context_string", "context", "payload", "url"
+        "message_id",
+        "timestamp",
+        "type",
+        "context_string",
+        "context",
+        "payload",
+        "url",
     ]
     assert BatchMetadata.WIRE == ("uint", "uint", "uint", "int", "string")
     assert web.SetNodeFocus.WIRE == ("int",)
@@ -125,7 +142,7 @@ def test_fixture_batch_1_type_ids_and_exact_framing() -> None:
     assert frames[1] == (0, 37, 43)  # Timestamp: type at 33, size at 34-36, body 37-42
     # The frames tile the batch: each body starts right after the previous one and its 4-byte
     # frame head (all ids < 128), and the last ends at the end.
-    for (_, _, prev_end), (_, start, _) in zip(frames, frames[1:]):
+    for (_, _, prev_end), (_, start, _) in itertools.pairwise(frames):
         assert start == prev_end + 4
     assert frames[-1][2] == len(BATCH_1)
     # Every body decodes to fields that re-encode to exactly that body: sizes match exactly.
@@ -162,7 +179,11 @@ def test_fixture_batch_1_known_values() -> None:
     assert len(clicks) == 5
     assert clicks[0] == MouseClick(19, 4, "Click me", "#btn", 430, 1788)
     assert [c.label for c in clicks] == [
-        "Click me", "#name", "#pwd", "OpenReplay tracker capture", "go page2"
+        "Click me",
+        "#name",
+        "#pwd",
+        "OpenReplay tracker capture",
+        "go page2",
     ]
     inputs = _of_type(msgs, InputChange)
     assert inputs == [
@@ -340,8 +361,13 @@ def test_batch_metadata_must_come_first() -> None:
 
 
 def test_legacy_unsized_batch_with_version_0_header() -> None:
-    msgs = [BatchMetadata(0, 1, 7, 10, "u"), Timestamp(5), MouseClick(1, 2, "l", "s", 3, 4),
-            web.CreateDocument(), SetPageVisibility(True)]
+    msgs = [
+        BatchMetadata(0, 1, 7, 10, "u"),
+        Timestamp(5),
+        MouseClick(1, 2, "l", "s", 3, 4),
+        web.CreateDocument(),
+        SetPageVisibility(True),
+    ]
     data = encode_batch(msgs)
     # No size prefixes anywhere: type byte directly followed by the fields.
     assert data == b"".join(encode_message(m, sized=False) for m in msgs)
@@ -365,9 +391,9 @@ def test_legacy_batch_without_header() -> None:
 def test_legacy_batch_errors() -> None:
     with pytest.raises(CodecError, match="unknown message type 99"):
         decode_batch(b"\x00\x05\x63\x01")
-    with pytest.raises(CodecError, match="UserID .* past the end"):
+    with pytest.raises(CodecError, match=r"UserID .* past the end"):
         decode_batch(b"\x00\x05\x1c\x05ab")
-    with pytest.raises(CodecError, match="MouseClick .* past the end"):
+    with pytest.raises(CodecError, match=r"MouseClick .* past the end"):
         decode_batch(b"\x00\x05\x44\x01")
     with pytest.raises(CodecError):
         list(iter_frames(b"\x00\x05\x44\x01"))

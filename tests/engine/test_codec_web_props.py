@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -80,14 +81,13 @@ def _only_codec_errors(data: bytes | memoryview) -> None:
         lambda: list(iter_messages(data, frozenset({0, 68, 112, 122}))),
         lambda: peek_batch_metadata(data),
     ):
-        try:
+        with contextlib.suppress(CodecError):
             run()
-        except CodecError:
-            pass
 
 
-@pytest.mark.parametrize("cls", [MESSAGE_CLASSES[t] for t in sorted(MESSAGE_CLASSES)],
-                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "cls", [MESSAGE_CLASSES[t] for t in sorted(MESSAGE_CLASSES)], ids=lambda c: c.__name__
+)
 @settings(max_examples=15, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_every_message_class_round_trips(cls: type[WebMessage], data: st.DataObject) -> None:
@@ -140,7 +140,8 @@ def test_iter_messages_with_wanted_equals_filtering_everything(batch, wanted) ->
     data = encode_batch(body if header is None else [header, *body])
     everything = list(iter_messages(data))
     expected = [
-        (i, m) for i, m in everything
+        (i, m)
+        for i, m in everything
         if (m.type_id if isinstance(m, UnknownMessage) else m.TYPE_ID) in wanted
     ]
     assert list(iter_messages(data, wanted)) == expected
@@ -184,8 +185,9 @@ def test_every_truncation_of_a_fixture_is_a_prefix_or_a_codec_error(data: bytes)
 
 @settings(max_examples=300)
 @given(st.sampled_from([BATCH_1, BATCH_2]), st.integers(0, 2**32), st.integers(0, 7), st.data())
-def test_bit_flips_in_a_fixture_raise_only_codec_error(data: bytes, where: int, bit: int,
-                                                       draw: st.DataObject) -> None:
+def test_bit_flips_in_a_fixture_raise_only_codec_error(
+    data: bytes, where: int, bit: int, draw: st.DataObject
+) -> None:
     flipped = bytearray(data)
     flipped[where % len(data)] ^= 1 << bit
     _only_codec_errors(bytes(flipped))

@@ -1,4 +1,4 @@
-"""The supervisor: dispatch in log order, epochs, inactivity ends, re-activation, resume, cancellation."""
+"""The supervisor: dispatch in log order, epochs, inactivity ends, re-activation, resume, cancel."""
 
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ strings = st.one_of(
 )
 FIELD = {
     "uint": st.one_of(
-        st.sampled_from([i for i in EXTREME_INTS if 0 <= i]), st.integers(0, UINT_MAX)
+        st.sampled_from([i for i in EXTREME_INTS if i >= 0]), st.integers(0, UINT_MAX)
     ),
     "int": st.one_of(
         st.sampled_from([i for i in EXTREME_INTS if INT_MIN <= i <= INT_MAX]),
