@@ -24,7 +24,14 @@ from __future__ import annotations
 import functools
 import heapq
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Iterable,
+    Sequence,
+)
 from typing import Protocol
 
 import attrs
@@ -395,7 +402,7 @@ async def reader_source(
     upto: int | None = None,
     chunk_size: int = 1000,
     chunk_bytes: int = DEFAULT_READ_BYTES,
-) -> AsyncIterator[list[LogRecord]]:
+) -> AsyncGenerator[list[LogRecord], None]:
     """Yield the records after ``after`` up to ``upto`` (default: the head at the first read),
     in lists of at most ``chunk_size`` records and ``chunk_bytes`` payload bytes (at least one).
 

@@ -13,7 +13,7 @@ emits it (tracker 19.0.1) and which protocol-2 stream carries it. Pure data: no 
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
@@ -123,6 +123,8 @@ class WebMessage:
     __slots__ = ()
     TYPE_ID: ClassVar[int]
     WIRE: ClassVar[tuple[str, ...]]
+    # Every subclass is an attrs class: declaring so lets ``attrs.fields(cls)`` type-check.
+    __attrs_attrs__: ClassVar[tuple[attrs.Attribute[Any], ...]]
 
 
 @attrs.frozen(slots=True)
