@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -164,7 +167,8 @@ def test_zigzag_is_a_bijection(value: int) -> None:
     )
 )
 def test_sequences_of_primitives_round_trip(values: list[tuple[str, object]]) -> None:
-    writers = {
+    # Any: each writer takes its own kind's value, which ``values`` pairs with it.
+    writers: dict[str, Callable[[bytearray, Any], object]] = {
         "uint": write_uint,
         "int": write_int,
         "string": write_string,

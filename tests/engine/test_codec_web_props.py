@@ -24,6 +24,7 @@ from engine.codec.web import (
     iter_messages,
     peek_batch_metadata,
 )
+from tests.engine.builders import wire_type_id
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "web-basic"
 BATCH_1 = (FIXTURES / "batch-001.bin").read_bytes()
@@ -115,9 +116,7 @@ def test_random_sized_batches_round_trip(batch: tuple[BatchMetadata, list]) -> N
     assert decode_batch(data) == messages
     assert encode_batch(decode_batch(data)) == data
     frames = list(iter_frames(data))
-    assert [t for t, _, _ in frames] == [81] + [
-        m.type_id if isinstance(m, UnknownMessage) else m.TYPE_ID for m in body
-    ]
+    assert [t for t, _, _ in frames] == [81] + [wire_type_id(m) for m in body]
     assert [decode_message(t, data[s:e]) for t, s, e in frames[1:]] == body
     assert peek_batch_metadata(data) == header
 
@@ -139,11 +138,7 @@ def test_iter_messages_with_wanted_equals_filtering_everything(batch, wanted) ->
     header, body = batch
     data = encode_batch(body if header is None else [header, *body])
     everything = list(iter_messages(data))
-    expected = [
-        (i, m)
-        for i, m in everything
-        if (m.type_id if isinstance(m, UnknownMessage) else m.TYPE_ID) in wanted
-    ]
+    expected = [(i, m) for i, m in everything if wire_type_id(m) in wanted]
     assert list(iter_messages(data, wanted)) == expected
     assert [i for i, _ in everything] == list(range(len(everything)))
 
@@ -152,7 +147,7 @@ def test_iter_messages_with_wanted_equals_filtering_everything(batch, wanted) ->
 @given(wanted=wanted_sets)
 def test_fixture_iter_messages_with_wanted_equals_filtering(data: bytes, wanted) -> None:
     everything = list(enumerate(decode_batch(data)))
-    expected = [(i, m) for i, m in everything if m.TYPE_ID in wanted]
+    expected = [(i, m) for i, m in everything if wire_type_id(m) in wanted]
     assert list(iter_messages(data, wanted)) == expected
 
 
