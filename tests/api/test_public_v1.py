@@ -31,6 +31,7 @@ async def get(harness: Harness, key: str | None, path: str, **params: Any) -> ht
 
 async def projected(harness: Harness) -> None:
     """Wait until the projector has applied everything the log holds."""
+    assert harness.server.app is not None
     projector = harness.server.app.extensions[PROJECTOR_KEY]
     with trio.fail_after(10):
         while projector.statistics.upto_position < harness.server.log.head():

@@ -408,9 +408,12 @@ def test_reload_keeps_the_session(
     first, second = start_response(starts[0]), start_response(starts[1])
     assert json.loads(starts[1].body)["token"] == first["token"]
     assert second["sessionID"] == first["sessionID"]
-    pages = sorted(
-        decode_batch(b.decoded_body())[0].page_no for b in run.requests.batches(replayd.base_url)
-    )
+    pages = []
+    for batch in run.requests.batches(replayd.base_url):
+        meta = decode_batch(batch.decoded_body())[0]
+        assert isinstance(meta, BatchMetadata)
+        pages.append(meta.page_no)
+    pages.sort()
     assert pages == [0, 1]  # the reload is page 1 of the same session
 
     events = wait_for_events(

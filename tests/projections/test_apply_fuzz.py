@@ -132,7 +132,12 @@ def _start_record(script: TrackerScript, start: object) -> NewRecord:
         return attrs.evolve(record, payload=start)
     payload = json.loads(record.payload)
     # The JSON that WebStartPayload.to_bytes writes, with these values in the fields.
-    payload.update(start if isinstance(start, dict) else dict([start]))  # type: ignore[arg-type]
+    if isinstance(start, dict):
+        payload.update(start)
+    else:
+        assert isinstance(start, tuple)  # one (field, value) pair
+        field, value = start
+        payload[field] = value
     return attrs.evolve(record, payload=json.dumps(payload, separators=(",", ":")).encode())
 
 
