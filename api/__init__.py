@@ -1,1 +1,4 @@
-"""HTTP surface (Quart-trio on Hypercorn) and the command line. The outermost layer: nothing imports it."""
+"""HTTP surface (Quart-trio on Hypercorn) and the command line.
+
+The outermost layer: nothing imports it.
+"""

@@ -62,7 +62,10 @@ def create_app(
     app.extensions[CORS_PREFIXES_KEY] = list(ingest_web.CORS_PREFIXES)
     # Outermost: early answers wait for their body (api.body_drain); then bodies are admitted
     # within the byte budget before Quart starts buffering them (api.body_budget).
-    app.asgi_app = hold_answer_until_body_received(  # type: ignore[method-assign]
+    # Quart's documented way to add ASGI middleware is to replace ``asgi_app``; its stubs type the
+    # method's result as a Coroutine where hypercorn's ASGIFramework (what the wrappers return,
+    # and what Hypercorn calls) says Awaitable.
+    app.asgi_app = hold_answer_until_body_received(  # type: ignore[method-assign,assignment]
         admit_bodies_within(
             app.asgi_app,
             ingest.bodies,
@@ -113,8 +116,9 @@ def create_app(
     async def http_error(error: HTTPException) -> Response:
         status = error.code or 500
         response = error_response(status, (error.description or error.name).strip())
-        if status == 405 and isinstance(getattr(error, "valid_methods", None), list):
-            response.headers["Allow"] = ", ".join(error.valid_methods)
+        valid_methods = getattr(error, "valid_methods", None)  # set on werkzeug's 405
+        if status == 405 and isinstance(valid_methods, list):
+            response.headers["Allow"] = ", ".join(valid_methods)
         return response
 
     @app.errorhandler(Exception)

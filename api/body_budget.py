@@ -23,6 +23,7 @@ from hypercorn.typing import (
     ASGIReceiveCallable,
     ASGISendCallable,
     ASGISendEvent,
+    HTTPScope,
     Scope,
 )
 
@@ -80,7 +81,7 @@ def admit_bodies_within(
     return gated
 
 
-def _content_length(scope: Scope, default: int) -> int:
+def _content_length(scope: HTTPScope, default: int) -> int:
     for name, value in scope["headers"]:
         if name.lower() == b"content-length":
             try:
@@ -91,7 +92,7 @@ def _content_length(scope: Scope, default: int) -> int:
 
 
 async def _refuse(
-    scope: Scope,
+    scope: HTTPScope,
     receive: ASGIReceiveCallable,
     send: ASGISendCallable,
     wait_s: float,

@@ -71,7 +71,7 @@ class ServerConfig:
     # The tracker gzips batches bigger than this.
     compression_threshold: int = attrs.field(default=20_000, validator=v.ge(0))
     # How long an upload may wait for room in the log queue before it is answered 503.
-    append_wait_timeout: float = attrs.field(default=5.0, validator=_positive)
+    append_wait_timeout: float = attrs.field(default=5.0, validator=v.gt(0))
     # Appends the log writer may hold queued before uploads wait (and, past the wait, get 503).
     log_queue_size: int = attrs.field(default=1024, validator=_positive)
     # Memory bounded in bytes (each bound admits one item alone however big it is):

@@ -52,7 +52,9 @@ def data_of(schema: dict[str, Any]) -> dict[str, Any]:
     return json_object({"data": schema}, ["data"])
 
 
-def v1_operation(summary: str, *, tags: tuple[str, ...] = TAGS, **described: Any) -> Callable[[F], F]:
+def v1_operation(
+    summary: str, *, tags: tuple[str, ...] = TAGS, **described: Any
+) -> Callable[[F], F]:
     """:func:`api.openapi.operation` for a v1 route (org API key, "public v1" tag by default)."""
     return operation(summary, tags=tags, security=SECURITY, **described)
 

@@ -1,4 +1,6 @@
-"""Session actors: one trio task per live session, draining a bounded mailbox (DESIGN.md, Concurrency).
+"""Session actors: one trio task per live session, draining a bounded mailbox.
+
+See DESIGN.md, Concurrency.
 
 Owns the actor task, its mailbox messages and the re-activation replay. The state and the
 record-to-event translation live in ``engine.session_state``; the scheduling (who gets which
@@ -36,7 +38,7 @@ __all__ = [
 ]
 
 SessionHistory = Callable[[int, int], Awaitable[Sequence[LogRecord]]]
-"""``await history(session_id, before)``: the session's records with ``position < before``, in order."""
+"""``await history(session_id, before)``: the session's records before ``before``, in order."""
 
 
 @attrs.define(slots=True, eq=False)
@@ -53,7 +55,7 @@ class EngineCounters:
 
 
 class Countdown:
-    """Sets ``event`` once ``arrive`` was called ``count`` times (a one-shot barrier for flushes)."""
+    """Sets ``event`` once ``arrive`` was called ``count`` times (a one-shot flush barrier)."""
 
     __slots__ = ("event", "remaining")
 
@@ -80,7 +82,7 @@ class Deliver:
 
 @attrs.define(slots=True, eq=False)
 class End:
-    """The session is inactive as of log position ``position``: emit ``SessionEnded`` into ``out``."""
+    """The session is inactive as of log position ``position``: emit ``SessionEnded``."""
 
     position: int
     out: list[DomainEvent]
@@ -103,7 +105,7 @@ def replay_history(
     inactivity_timeout_ms: int,
     ended_after: bool,
 ) -> int:
-    """Rebuild ``state`` from a session's earlier records, emitting nothing; return how many applied.
+    """Rebuild ``state`` from a session's earlier records, emitting nothing; return the count.
 
     The supervisor ends a session when its latest record time falls more than the timeout behind
     the log clock. Here only the session's own records are at hand, so an end is replayed between

@@ -59,7 +59,7 @@ class DomainEvent:
 
 @attrs.frozen(slots=True, kw_only=True)
 class SessionStarted(DomainEvent):
-    """A session was started by ``/v1/web/start`` (or a mobile start). ``timestamp`` = start time."""
+    """A session was started by ``/v1/web/start`` (or a mobile start); ``timestamp``: its start."""
 
     platform: str = "web"
     user_uuid: str = ""
@@ -132,7 +132,7 @@ class TabVisibilityChanged(DomainEvent):
 
 @attrs.frozen(slots=True, kw_only=True)
 class SessionEvent(DomainEvent):
-    """An event that becomes one row of the session's event list, ordered by (timestamp, message_id)."""
+    """An event that becomes one row of the session's event list, by (timestamp, message_id)."""
 
     message_id: int
     page_url: str = ""
@@ -157,8 +157,8 @@ class PageVisited(SessionEvent):
 class PageTimingsReported(DomainEvent):
     """PageLoadTiming / PageRenderTiming for the page whose LOCATION row has ``page_message_id``.
 
-    Values are milliseconds relative to navigation start; ``None`` = not reported (or dropped because
-    above 30 s, as the reference backend does).
+    Values are milliseconds relative to navigation start; ``None`` = not reported (or dropped
+    because above 30 s, as the reference backend does).
     """
 
     page_message_id: int
@@ -178,7 +178,7 @@ class PageTimingsReported(DomainEvent):
 
 @attrs.frozen(slots=True, kw_only=True)
 class WebVitalReported(DomainEvent):
-    """A web vital (CLS, INP, LCP, TTFB, ...) for the page whose LOCATION row has ``page_message_id``."""
+    """A web vital (CLS, INP, LCP, TTFB, ...) of the page whose LOCATION has ``page_message_id``."""
 
     page_message_id: int
     name: str
@@ -259,7 +259,7 @@ class StateActionDispatched(SessionEvent):
 
 @attrs.frozen(slots=True, kw_only=True)
 class IssueDetected(SessionEvent):
-    """ISSUE: click_rage, dead_click, bad_request, js_exception, custom, mouse_thrashing, cpu, memory, ...
+    """ISSUE: click_rage, dead_click, bad_request, js_exception, custom, mouse_thrashing, cpu, ...
 
     ``payload`` is JSON text (e.g. ``{"Count": 3}`` for click rage).
     """

@@ -28,12 +28,14 @@ Strings from the codec are always valid UTF-8; the start payload repairs its own
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias, TypedDict
 
 import attrs
 
 from engine.codec import web_messages as wm
 from engine.codec.web import (
+    AnyMessage,
     BatchMetadata,
     CustomEvent,
     CustomIssue,
@@ -170,6 +172,14 @@ def _storable_metadata(meta: BatchMetadata, latest_ms: int) -> BatchMetadata:
     )
 
 
+class _Head(TypedDict):
+    """The fields every event of one record shares: a TypedDict so ``**`` unpacking is typed."""
+
+    position: int
+    session_id: int
+    project_id: int
+
+
 class _Reaction:
     """Stands for a run of DOM-change frames in a decoded batch (see ``_decode_with_reactions``)."""
 
@@ -177,9 +187,10 @@ class _Reaction:
 
 
 _REACTION = _Reaction()
+_Decoded: TypeAlias = "AnyMessage | _Reaction"
 
 
-def _decode_with_reactions(payload: bytes) -> tuple[list[tuple[int, object]], int]:
+def _decode_with_reactions(payload: bytes) -> tuple[list[tuple[int, _Decoded]], int]:
     """``(index, message)`` for the ``BASE_WANTED`` messages, plus ``_REACTION`` for DOM changes,
     and the number of messages in the batch.
 
@@ -191,7 +202,7 @@ def _decode_with_reactions(payload: bytes) -> tuple[list[tuple[int, object]], in
     decode = decode_message
     wanted = BASE_WANTED
     reactions = REACTION_TYPES
-    out: list[tuple[int, object]] = []
+    out: list[tuple[int, _Decoded]] = []
     in_run = False
     index = -1
     for index, (type_id, start, end) in enumerate(iter_frames(payload)):
@@ -204,17 +215,9 @@ def _decode_with_reactions(payload: bytes) -> tuple[list[tuple[int, object]], in
     return out, index + 1
 
 
-_LOAD_FIELDS = (
-    "request_start",
-    "response_start",
-    "response_end",
-    "dom_content_loaded_event_start",
-    "dom_content_loaded_event_end",
-    "load_event_start",
-    "load_event_end",
-    "first_paint",
-    "first_contentful_paint",
-)
+def _load_ms(value: int) -> int | None:
+    """A PageLoadTiming value as stored: Go keeps it only if <= 30 s, else it is not reported."""
+    return value if value <= LOAD_TIMING_MAX_MS else None
 
 
 class TabPage:
@@ -259,12 +262,12 @@ class SessionState:
         "issue_types",
         "last_message_ts",
         "last_record_ms",
+        "messages_walked",
         "metadata",
         "pages_count",
         "project_id",
         "records_applied",
         "records_parked",
-        "messages_walked",
         "server_heuristics",
         "session_id",
         "start_ts",
@@ -314,7 +317,7 @@ class SessionState:
         self._batch_url = ""
         self._latest = 0  # the latest message time taken as a time in this record
 
-    def _head(self) -> dict[str, int]:
+    def _head(self) -> _Head:
         """The fields every event of the record being applied shares (``timestamp`` aside)."""
         return {
             "position": self._pos,
@@ -449,6 +452,7 @@ class SessionState:
 
     def _apply_batch(self, payload: bytes) -> None:
         # Decode everything first: a CodecError then parks the record before any state changed.
+        messages: Sequence[tuple[int, _Decoded]]
         if self.server_heuristics:
             messages, count = _decode_with_reactions(payload)
         else:
@@ -552,7 +556,7 @@ class SessionState:
 
     def _on_location(self, index: int, msg: SetPageLocation | SetPageLocationDeprecated) -> None:
         mid = message_id(self._meta, index)
-        title = msg.document_title if type(msg) is SetPageLocation else ""  # type: ignore[union-attr]
+        title = msg.document_title if type(msg) is SetPageLocation else ""
         url = msg.url
         loaded = msg.navigation_start != 0
         tab = self._tab
@@ -602,18 +606,22 @@ class SessionState:
         out = self._out
         if page is None or out is None:
             return  # no page to attach timings to (the tracker always sends a location first)
-        # Relative ms since navigation start (the tracker subtracts it); Go keeps each only if
-        # <= 30 s, so larger values become None here (the projection maps names to API fields).
-        values = {}
-        for name in _LOAD_FIELDS:
-            value = getattr(msg, name)
-            values[name] = value if value <= LOAD_TIMING_MAX_MS else None
+        # Relative ms since navigation start (the tracker subtracts it); the projection maps the
+        # names to API fields.
         out.append(
             PageTimingsReported(
                 **self._head(),
                 timestamp=self._now,
                 page_message_id=page,
-                **values,
+                request_start=_load_ms(msg.request_start),
+                response_start=_load_ms(msg.response_start),
+                response_end=_load_ms(msg.response_end),
+                dom_content_loaded_event_start=_load_ms(msg.dom_content_loaded_event_start),
+                dom_content_loaded_event_end=_load_ms(msg.dom_content_loaded_event_end),
+                load_event_start=_load_ms(msg.load_event_start),
+                load_event_end=_load_ms(msg.load_event_end),
+                first_paint=_load_ms(msg.first_paint),
+                first_contentful_paint=_load_ms(msg.first_contentful_paint),
             )
         )
 
@@ -905,7 +913,9 @@ class SessionState:
             )
 
 
-_Handler = Callable[[SessionState, int, object], None]
+# Any: each handler takes the message class it is registered under, which a dict's type cannot
+# say; the exact-class lookup below guarantees it.
+_Handler = Callable[[SessionState, int, Any], None]
 
 # Dispatch by exact message class: one dict lookup per decoded message.
 _HANDLERS: dict[type, _Handler] = {
@@ -935,4 +945,4 @@ _HANDLERS: dict[type, _Handler] = {
     Incident: SessionState._on_incident,
     SetPageVisibility: SessionState._on_visibility,
     _Reaction: SessionState._on_dom_change,
-}  # type: ignore[dict-item]
+}

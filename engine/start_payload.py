@@ -54,7 +54,7 @@ class WebStartPayload:
         return json.dumps(attrs.asdict(self), separators=(",", ":")).encode()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "WebStartPayload":
+    def from_bytes(cls, data: bytes) -> WebStartPayload:
         """Parse a payload written by ``to_bytes`` (ignoring keys this version does not know).
 
         Raises ``ValueError`` (the actor parks the record) for a payload that is not a JSON object

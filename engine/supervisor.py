@@ -24,7 +24,14 @@ from __future__ import annotations
 import functools
 import heapq
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Iterable,
+    Sequence,
+)
 from typing import Protocol
 
 import attrs
@@ -68,11 +75,11 @@ DEFAULT_MAILBOX_SIZE = 64
 DEFAULT_MAILBOX_BYTES = 16 * 1024 * 1024
 
 Sink = Callable[[list[DomainEvent], int], Awaitable[None]]
-"""``await sink(events, upto_position)``: store a chunk's events with checkpoint ``upto_position``."""
+"""``await sink(events, upto_position)``: store a chunk's events, checkpoint ``upto_position``."""
 
 
 class SyncLogReader(Protocol):
-    """What the supervisor needs of ``storage.log.LogReader`` (blocking; called in a worker thread)."""
+    """What the supervisor needs of ``storage.log.LogReader`` (blocking; run in a worker thread)."""
 
     def read(self, after: int, limit: int, max_bytes: int | None = None) -> list[LogRecord]: ...
 
@@ -114,7 +121,7 @@ class SupervisorStatistics:
 
 @attrs.frozen(slots=True, kw_only=True)
 class ResumePoint:
-    """Where a restarted supervisor picks up: after ``position``, with the clock and live set there."""
+    """Where a restarted supervisor picks up: after ``position``, with that clock and live set."""
 
     position: int
     clock_ms: int
@@ -395,7 +402,7 @@ async def reader_source(
     upto: int | None = None,
     chunk_size: int = 1000,
     chunk_bytes: int = DEFAULT_READ_BYTES,
-) -> AsyncIterator[list[LogRecord]]:
+) -> AsyncGenerator[list[LogRecord], None]:
     """Yield the records after ``after`` up to ``upto`` (default: the head at the first read),
     in lists of at most ``chunk_size`` records and ``chunk_bytes`` payload bytes (at least one).
 
@@ -455,7 +462,7 @@ async def live_sessions_at(reader: SyncLogReader, upto_position: int, timeout_ms
 
 
 def wall_clock_ms() -> int:
-    """Milliseconds since the epoch: a record's receive time is stamped with it, like the API does."""
+    """Milliseconds since the epoch: a record's receive time is stamped with it, as in the API."""
     return time.time_ns() // 1_000_000
 
 

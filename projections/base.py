@@ -84,5 +84,5 @@ def forget_checkpoint(conn: sqlite3.Connection, name: str) -> None:
 
 
 def unapplied(events: Sequence[DomainEvent], checkpoint: int) -> list[DomainEvent]:
-    """The events a projection at ``checkpoint`` still has to apply (position above it), in order."""
+    """The events a projection at ``checkpoint`` still has to apply (position above), in order."""
     return [e for e in events if e.position > checkpoint]

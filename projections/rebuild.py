@@ -84,7 +84,7 @@ def choose_projections(names: Sequence[str] | None) -> tuple[SqlProjection, ...]
 
 
 class Progress:
-    """A one-line progress report on a text stream, redrawn with ``\\r`` at most every ``interval``."""
+    """A one-line progress report on a text stream, redrawn (``\\r``) at most each ``interval``."""
 
     def __init__(
         self,
@@ -102,7 +102,7 @@ class Progress:
         self._last_draw = float("-inf")
 
     def update(self, records: int, events: int, messages: int = 0, *, force: bool = False) -> None:
-        """Redraw with ``records`` of ``total`` done, ``events`` produced and ``messages`` walked."""
+        """Redraw: ``records`` of ``total`` done, ``events`` produced, ``messages`` walked."""
         now = self.clock()
         if not force and now - self._last_draw < self.interval:
             return
@@ -116,10 +116,7 @@ class Progress:
         message_rate = messages / elapsed if elapsed > 0 else 0.0
         event_rate = events / elapsed if elapsed > 0 else 0.0
         percent = 100.0 * records / self.total if self.total else 100.0
-        if rate > 0:
-            eta = f"ETA {max(self.total - records, 0) / rate:,.0f} s"
-        else:
-            eta = "ETA --"
+        eta = f"ETA {max(self.total - records, 0) / rate:,.0f} s" if rate > 0 else "ETA --"
         return (
             f"rebuild: {records:,}/{self.total:,} records ({percent:5.1f}%)"
             f"  {rate:,.0f} records/s  {message_rate:,.0f} messages/s"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import trio
 from benchlib import batches
@@ -140,7 +140,7 @@ def main() -> None:
         async def history(session_id: int, before: int) -> list[LogRecord]:
             return []
 
-        async def source():  # type: ignore[no-untyped-def]
+        async def source() -> AsyncIterator[list[LogRecord]]:
             for i in range(0, len(sup_records), 200):
                 yield sup_records[i : i + 200]
 

@@ -94,21 +94,45 @@ def synthetic_batch(target_bytes: int = 200_000, seed: int = 7) -> bytes:
                 chunk.append(SetViewportScroll(0, rng.randint(0, 3000)))
         elif roll < 0.95:
             target = rng.randint(1, node)
-            chunk.append(MouseClick(target, rng.randint(0, 3000), "Add to cart", "#add",
-                                    rng.randint(0, 10000), rng.randint(0, 10000)))
+            chunk.append(
+                MouseClick(
+                    target,
+                    rng.randint(0, 3000),
+                    "Add to cart",
+                    "#add",
+                    rng.randint(0, 10000),
+                    rng.randint(0, 10000),
+                )
+            )
             if rng.random() < 0.5:
                 chunk.append(SetInputValue(target, "", rng.randint(0, 20)))
                 chunk.append(InputChange(target, "", True, "#qty", rng.randint(0, 500), 800))
         elif roll < 0.98:
-            chunk.append(NetworkRequest("fetch", "GET", "https://shop.example.com/api/cart?x=1",
-                                        '{"headers":{},"body":{}}', '{"headers":{},"body":"ok"}',
-                                        200, now - 30, 25, 120))
+            chunk.append(
+                NetworkRequest(
+                    "fetch",
+                    "GET",
+                    "https://shop.example.com/api/cart?x=1",
+                    '{"headers":{},"body":{}}',
+                    '{"headers":{},"body":"ok"}',
+                    200,
+                    now - 30,
+                    25,
+                    120,
+                )
+            )
             chunk.append(ConsoleLog("log", "cart updated"))
             chunk.append(CustomEvent("add_to_cart", '{"sku":"A-1"}'))
             chunk.append(PerformanceTrack(60, 60, 8_000_000, 6_000_000))
         else:
-            chunk.append(SetPageLocation(f"https://shop.example.com/p/{rng.randint(1, 99)}",
-                                         "https://shop.example.com/", 0, "Shop"))
+            chunk.append(
+                SetPageLocation(
+                    f"https://shop.example.com/p/{rng.randint(1, 99)}",
+                    "https://shop.example.com/",
+                    0,
+                    "Shop",
+                )
+            )
         size += sum(len(web.encode_message(m)) for m in chunk)
         msgs.extend(chunk)
     return web.encode_batch(msgs)
@@ -177,8 +201,11 @@ def main() -> None:
         total = _total(data)
         wanted = sum(1 for _ in web.iter_messages(data, ENGINE_WANTED))
         print(f"{name}: {len(data)} bytes, {total} messages ({wanted} in the engine's wanted set)")
-        for label, fn in (("(a) full decode", full_decode), ("(b) iter_frames walk", frame_walk),
-                          ("(c) iter_messages wanted", engine_case)):
+        for label, fn in (
+            ("(a) full decode", full_decode),
+            ("(b) iter_frames walk", frame_walk),
+            ("(c) iter_messages wanted", engine_case),
+        ):
             print(f"  {label:28s} {rate(fn, data, args.seconds):>12,.0f} messages/s")
 
 

@@ -155,15 +155,22 @@ def main() -> None:
     few = records[: args.per_row_records]
     n = args.appenders
     cases: list[tuple[str, Callable[[Path, str], Result]]] = [
-        (f"EventLog append, {n} appenders", lambda d, name: bench_event_log(d, name, records, n, 1)),
+        (
+            f"EventLog append, {n} appenders",
+            lambda d, name: bench_event_log(d, name, records, n, 1),
+        ),
         ("EventLog append, 1 appender", lambda d, name: bench_event_log(d, name, few, 1, 1)),
-        (f"EventLog append_many(64), {n} callers", lambda d, name: bench_event_log(d, name, records, n, 64)),
+        (
+            f"EventLog append_many(64), {n} callers",
+            lambda d, name: bench_event_log(d, name, records, n, 64),
+        ),
         ("raw executemany, 1 transaction", lambda d, name: bench_raw(d, name, records, False)),
         ("raw 1 transaction per record", lambda d, name: bench_raw(d, name, few, True)),
     ]  # fmt: skip
     print(
         f"bench_log: {args.records} records of {args.payload} B, synchronous=FULL, "
-        f"{os.cpu_count()} CPUs, sqlite {sqlite3.sqlite_version}, best of up to {args.rounds} rounds"
+        f"{os.cpu_count()} CPUs, sqlite {sqlite3.sqlite_version}, "
+        f"best of up to {args.rounds} rounds"
     )
     # Interleaving the cases round by round, and keeping each one's best round, makes the
     # ratios robust against load from other processes on a shared machine.

@@ -30,7 +30,7 @@ class ByteBudget:
         return self.used == 0 or self.used + size <= self.capacity
 
     def take(self, size: int) -> None:
-        """Count ``size`` bytes as held (no waiting: the caller checked :meth:`fits`, or must go)."""
+        """Count ``size`` bytes as held (no waiting: the caller checked :meth:`fits` or must go)."""
         self.used += size
 
     async def wait_for_room(self, size: int) -> None:

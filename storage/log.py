@@ -129,7 +129,7 @@ class LogErasureRefused(LogError, ValueError):
 
 
 class LogWriteFailed(LogError):
-    """The transaction that held the record failed; the record was not stored (see ``__cause__``)."""
+    """The transaction that held the record failed; it was not stored (see ``__cause__``)."""
 
 
 class LogUnavailable(LogError, StorageUnavailable):
@@ -267,7 +267,7 @@ class LogReader:
     def __init__(
         self, path: str | os.PathLike[str], *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS
     ) -> None:
-        # check_same_thread=False: a reader is moved between trio worker threads, one call at a time.
+        # check_same_thread=False: a reader moves between trio worker threads, one call at a time.
         self._conn = connect(
             path,
             busy_timeout_ms=busy_timeout_ms,
@@ -738,7 +738,7 @@ class EventLog:
     def _shutdown(
         self, receive: trio.MemoryReceiveChannel[_Request], in_flight: list[_Request]
     ) -> None:
-        """Synchronous on purpose (runs in ``finally`` under cancellation): fail what was not written."""
+        """Synchronous on purpose (it runs in ``finally`` on cancel): fail what was not written."""
         self._state = _State.CLOSED
         closed = LogClosed("the log writer stopped before this record was committed")
         # A request taken from the queue but whose transaction never ran (cancelled before the
@@ -862,7 +862,8 @@ class EventLog:
         retention jobs call it. The ``ERASURE`` record (stamped ``received_at_ms``, clamped like
         any record) lists the positions actually deleted (absent ones are skipped) and their
         sessions; it takes the next position, so the head never goes back and no later append
-        lands behind a reader. An erasure record itself cannot be erased (:class:`LogErasureRefused`).
+        lands behind a reader. An erasure record itself cannot be erased
+        (:class:`LogErasureRefused`).
         Raises the errors of :meth:`append` otherwise; on any error nothing was deleted.
         """
         conn = self._writer_conn

@@ -1,4 +1,4 @@
-"""The records of the append-only log (the contract between the log and everything that reads it)."""
+"""The records of the append-only log: the contract between the log and all that reads it."""
 
 from __future__ import annotations
 

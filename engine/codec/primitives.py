@@ -20,11 +20,11 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
-    "CodecError",
     "INT_MAX",
     "INT_MIN",
     "MAX_VARINT_BYTES",
     "UINT_MAX",
+    "CodecError",
     "encode_uint",
     "read_boolean",
     "read_int",

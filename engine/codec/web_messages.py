@@ -13,107 +13,107 @@ emits it (tracker 19.0.1) and which protocol-2 stream carries it. Pure data: no 
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
 __all__ = [
     "MESSAGE_CLASSES",
-    "UnknownMessage",
-    "WebMessage",
-    "Timestamp",
-    "SessionStart",
+    "AdoptedSSAddOwner",
+    "AdoptedSSDeleteRule",
+    "AdoptedSSInsertRule",
+    "AdoptedSSInsertRuleURLBased",
+    "AdoptedSSRemoveOwner",
+    "AdoptedSSReplace",
+    "AdoptedSSReplaceURLBased",
+    "AssetCache",
+    "BatchMetadata",
+    "CanvasNode",
     "CleanSession",
-    "SetPageLocationDeprecated",
-    "SetViewportSize",
-    "SetViewportScroll",
+    "ConnectionInformation",
+    "ConsoleLog",
     "CreateDocument",
     "CreateElementNode",
+    "CreateIFrameDocument",
     "CreateTextNode",
-    "MoveNode",
-    "RemoveNode",
-    "SetNodeAttribute",
-    "RemoveNodeAttribute",
-    "SetNodeData",
-    "SetCSSData",
-    "SetNodeScroll",
-    "SetInputTarget",
-    "SetInputValue",
-    "SetInputChecked",
-    "MouseMove",
-    "NetworkRequestDeprecated",
-    "ConsoleLog",
-    "PageLoadTiming",
-    "PageRenderTiming",
     "CustomEvent",
-    "UserID",
-    "UserAnonymousID",
-    "Metadata",
-    "PageEventDeprecated",
-    "InputEvent",
-    "PageEvent",
-    "StringDictGlobal",
-    "SetNodeAttributeDictGlobal",
-    "NodeAnimationResult",
-    "Profiler",
-    "OTable",
-    "StateAction",
-    "StringDict",
-    "ReduxDeprecated",
-    "Vuex",
-    "MobX",
-    "NgRx",
-    "GraphQLDeprecated",
-    "PerformanceTrack",
-    "StringDictDeprecated",
-    "SetNodeAttributeDictDeprecated",
-    "SetNodeAttributeDict",
-    "ResourceTimingDeprecatedDeprecated",
-    "ConnectionInformation",
-    "SetPageVisibility",
-    "PerformanceTrackAggr",
-    "LoadFontFace",
-    "SetNodeFocus",
-    "SetNodeAttributeURLBased",
-    "SetCSSDataURLBased",
-    "TechnicalInfo",
     "CustomIssue",
-    "SetNodeSlot",
-    "AssetCache",
+    "GraphQL",
+    "GraphQLDeprecated",
+    "Incident",
+    "InputChange",
+    "InputEvent",
+    "IssueEvent",
+    "JSException",
+    "LoadFontFace",
+    "LongAnimationTask",
+    "Metadata",
+    "MobX",
     "MouseClick",
     "MouseClickDeprecated",
-    "CreateIFrameDocument",
-    "AdoptedSSReplaceURLBased",
-    "AdoptedSSReplace",
-    "AdoptedSSInsertRuleURLBased",
-    "AdoptedSSInsertRule",
-    "AdoptedSSDeleteRule",
-    "AdoptedSSAddOwner",
-    "AdoptedSSRemoveOwner",
-    "JSException",
-    "Zustand",
-    "BatchMetadata",
-    "NetworkRequest",
-    "WSChannel",
-    "ResourceTiming",
-    "Incident",
-    "LongAnimationTask",
-    "InputChange",
-    "SelectionChange",
+    "MouseMove",
     "MouseThrashing",
-    "UnbindNodes",
-    "ResourceTimingDeprecated",
-    "TabChange",
-    "TabData",
-    "CanvasNode",
-    "TagTrigger",
+    "MoveNode",
+    "NetworkRequest",
+    "NetworkRequestDeprecated",
+    "NgRx",
+    "NodeAnimationResult",
+    "OTable",
+    "PageEvent",
+    "PageEventDeprecated",
+    "PageLoadTiming",
+    "PageRenderTiming",
+    "PerformanceTrack",
+    "PerformanceTrackAggr",
+    "Profiler",
     "Redux",
-    "SetPageLocation",
-    "GraphQL",
-    "WebVitals",
-    "IssueEvent",
+    "ReduxDeprecated",
+    "RemoveNode",
+    "RemoveNodeAttribute",
+    "ResourceTiming",
+    "ResourceTimingDeprecated",
+    "ResourceTimingDeprecatedDeprecated",
+    "SelectionChange",
     "SessionEnd",
     "SessionSearch",
+    "SessionStart",
+    "SetCSSData",
+    "SetCSSDataURLBased",
+    "SetInputChecked",
+    "SetInputTarget",
+    "SetInputValue",
+    "SetNodeAttribute",
+    "SetNodeAttributeDict",
+    "SetNodeAttributeDictDeprecated",
+    "SetNodeAttributeDictGlobal",
+    "SetNodeAttributeURLBased",
+    "SetNodeData",
+    "SetNodeFocus",
+    "SetNodeScroll",
+    "SetNodeSlot",
+    "SetPageLocation",
+    "SetPageLocationDeprecated",
+    "SetPageVisibility",
+    "SetViewportScroll",
+    "SetViewportSize",
+    "StateAction",
+    "StringDict",
+    "StringDictDeprecated",
+    "StringDictGlobal",
+    "TabChange",
+    "TabData",
+    "TagTrigger",
+    "TechnicalInfo",
+    "Timestamp",
+    "UnbindNodes",
+    "UnknownMessage",
+    "UserAnonymousID",
+    "UserID",
+    "Vuex",
+    "WSChannel",
+    "WebMessage",
+    "WebVitals",
+    "Zustand",
 ]
 
 
@@ -123,6 +123,8 @@ class WebMessage:
     __slots__ = ()
     TYPE_ID: ClassVar[int]
     WIRE: ClassVar[tuple[str, ...]]
+    # Every subclass is an attrs class: declaring so lets ``attrs.fields(cls)`` type-check.
+    __attrs_attrs__: ClassVar[tuple[attrs.Attribute[Any], ...]]
 
 
 @attrs.frozen(slots=True)
@@ -148,8 +150,22 @@ class SessionStart(WebMessage):
 
     TYPE_ID: ClassVar[int] = 1
     WIRE: ClassVar[tuple[str, ...]] = (
-        "uint", "uint", "string", "string", "string", "string", "string", "string", "string",
-        "string", "string", "string", "uint", "uint", "string", "string",
+        "uint",
+        "uint",
+        "string",
+        "string",
+        "string",
+        "string",
+        "string",
+        "string",
+        "string",
+        "string",
+        "string",
+        "string",
+        "uint",
+        "uint",
+        "string",
+        "string",
     )
     timestamp: int
     project_id: int
@@ -360,7 +376,14 @@ class NetworkRequestDeprecated(WebMessage):
 
     TYPE_ID: ClassVar[int] = 21
     WIRE: ClassVar[tuple[str, ...]] = (
-        "string", "string", "string", "string", "string", "uint", "uint", "uint",
+        "string",
+        "string",
+        "string",
+        "string",
+        "string",
+        "uint",
+        "uint",
+        "uint",
     )
     type: str
     method: str
@@ -388,7 +411,15 @@ class PageLoadTiming(WebMessage):
 
     TYPE_ID: ClassVar[int] = 23
     WIRE: ClassVar[tuple[str, ...]] = (
-        "uint", "uint", "uint", "uint", "uint", "uint", "uint", "uint", "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
     )
     request_start: int
     response_start: int
@@ -456,8 +487,23 @@ class PageEventDeprecated(WebMessage):
 
     TYPE_ID: ClassVar[int] = 31
     WIRE: ClassVar[tuple[str, ...]] = (
-        "uint", "uint", "string", "string", "boolean", "uint", "uint", "uint", "uint", "uint",
-        "uint", "uint", "uint", "uint", "uint", "uint", "uint",
+        "uint",
+        "uint",
+        "string",
+        "string",
+        "boolean",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
     )
     message_id: int
     timestamp: int
@@ -497,8 +543,24 @@ class PageEvent(WebMessage):
 
     TYPE_ID: ClassVar[int] = 33
     WIRE: ClassVar[tuple[str, ...]] = (
-        "uint", "uint", "string", "string", "boolean", "uint", "uint", "uint", "uint", "uint",
-        "uint", "uint", "uint", "uint", "uint", "uint", "uint", "string",
+        "uint",
+        "uint",
+        "string",
+        "string",
+        "boolean",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "string",
     )
     message_id: int
     timestamp: int
@@ -697,7 +759,14 @@ class ResourceTimingDeprecatedDeprecated(WebMessage):
 
     TYPE_ID: ClassVar[int] = 53
     WIRE: ClassVar[tuple[str, ...]] = (
-        "uint", "uint", "uint", "uint", "uint", "uint", "string", "string",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "string",
+        "string",
     )
     timestamp: int
     duration: int
@@ -734,8 +803,20 @@ class PerformanceTrackAggr(WebMessage):
 
     TYPE_ID: ClassVar[int] = 56
     WIRE: ClassVar[tuple[str, ...]] = (
-        "uint", "uint", "uint", "uint", "uint", "uint", "uint", "uint", "uint", "uint", "uint",
-        "uint", "uint", "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
     )
     timestamp_start: int
     timestamp_end: int
@@ -987,7 +1068,15 @@ class NetworkRequest(WebMessage):
 
     TYPE_ID: ClassVar[int] = 83
     WIRE: ClassVar[tuple[str, ...]] = (
-        "string", "string", "string", "string", "string", "uint", "uint", "uint", "uint",
+        "string",
+        "string",
+        "string",
+        "string",
+        "string",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
     )
     type: str
     method: str
@@ -1020,8 +1109,23 @@ class ResourceTiming(WebMessage):
 
     TYPE_ID: ClassVar[int] = 85
     WIRE: ClassVar[tuple[str, ...]] = (
-        "uint", "uint", "uint", "uint", "uint", "uint", "string", "string", "uint", "boolean",
-        "uint", "uint", "uint", "uint", "uint", "uint", "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "string",
+        "string",
+        "uint",
+        "boolean",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
     )
     timestamp: int
     duration: int
@@ -1116,7 +1220,16 @@ class ResourceTimingDeprecated(WebMessage):
 
     TYPE_ID: ClassVar[int] = 116
     WIRE: ClassVar[tuple[str, ...]] = (
-        "uint", "uint", "uint", "uint", "uint", "uint", "string", "string", "uint", "boolean",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "uint",
+        "string",
+        "string",
+        "uint",
+        "boolean",
     )
     timestamp: int
     duration: int
@@ -1220,7 +1333,13 @@ class IssueEvent(WebMessage):
 
     TYPE_ID: ClassVar[int] = 125
     WIRE: ClassVar[tuple[str, ...]] = (
-        "uint", "uint", "string", "string", "string", "string", "string",
+        "uint",
+        "uint",
+        "string",
+        "string",
+        "string",
+        "string",
+        "string",
     )
     message_id: int
     timestamp: int

@@ -65,7 +65,9 @@ async def test_list_and_search_live_sessions(harness: Harness) -> None:
     assert first["projectKey"] == harness.project.project_key
     assert first["userBrowser"] == "Chrome" and first["timestamp"] == T0
 
-    by_user = await harness.client.get(base, headers={"Authorization": key}, params={"userId": "bob"})
+    by_user = await harness.client.get(
+        base, headers={"Authorization": key}, params={"userId": "bob"}
+    )
     assert [s["sessionID"] for s in by_user.json()["data"]["sessions"]] == [bob]
 
     # Names and values are case-insensitive; "is" = equality, default = substring.
@@ -73,21 +75,37 @@ async def test_list_and_search_live_sessions(harness: Harness) -> None:
         assert response.status_code == 200, response.text
         return [s["sessionID"] for s in response.json()["data"]["sessions"]]
 
-    assert ids(await search(harness, key, {"filters": [{"type": "USERID", "value": ["ann"]}]})) == [ann]
-    assert ids(
-        await search(harness, key, {"filters": [{"type": "userId", "value": "an", "operator": "is"}]})
-    ) == []
+    assert ids(await search(harness, key, {"filters": [{"type": "USERID", "value": ["ann"]}]})) == [
+        ann
+    ]
+    assert (
+        ids(
+            await search(
+                harness, key, {"filters": [{"type": "userId", "value": "an", "operator": "is"}]}
+            )
+        )
+        == []
+    )
     assert ids(
         await search(
-            harness, key, {"filters": [{"type": "metadata", "source": "plan", "value": ["PRO", "fre"]}]}
+            harness,
+            key,
+            {"filters": [{"type": "metadata", "source": "plan", "value": ["PRO", "fre"]}]},
         )
     ) == [bob, ann]
     # An empty value list means "has the attribute".
-    assert ids(await search(harness, key, {"filters": [{"type": "userId", "value": []}]})) == [bob, ann]
+    assert ids(await search(harness, key, {"filters": [{"type": "userId", "value": []}]})) == [
+        bob,
+        ann,
+    ]
     # Sort, order and paging.
     assert ids(await search(harness, key, {"order": "asc", "limit": 2})) == [ann, bob]
     assert ids(await search(harness, key, {"order": "ASC", "limit": 2, "page": 2})) == [anon]
-    assert ids(await search(harness, key, {"sort": "pageTitle", "order": "ASC"})) == [ann, bob, anon]
+    assert ids(await search(harness, key, {"sort": "pageTitle", "order": "ASC"})) == [
+        ann,
+        bob,
+        anon,
+    ]
     total = (await search(harness, key, {"limit": 1})).json()["data"]["total"]
     assert total == 3
     no_body = await harness.client.post(base, headers={"Authorization": key})

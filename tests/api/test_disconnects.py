@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
+from hypercorn.typing import ASGIReceiveEvent, ASGISendEvent, HTTPScope
 
 from api.disconnects import QuietDisconnects
 
-SCOPE = {"type": "http", "method": "POST", "path": "/v1/web/start"}
+# Only the keys QuietDisconnects reads (its log line names the request); an HTTPScope has more.
+SCOPE = cast(HTTPScope, {"type": "http", "method": "POST", "path": "/v1/web/start"})
 
 
 async def _answer(scope: Any, receive: Any, send: Any) -> None:
@@ -20,16 +22,16 @@ async def _answer(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"}"})
 
 
-async def _receive() -> dict[str, Any]:
+async def _receive() -> ASGIReceiveEvent:
     return {"type": "http.disconnect"}
 
 
 async def test_a_send_to_a_gone_client_is_a_debug_line_and_the_rest_is_dropped(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    sent: list[dict[str, Any]] = []
+    sent: list[ASGISendEvent] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: ASGISendEvent) -> None:
         if message["type"] == "http.response.body":
             raise trio.BusyResourceError("another task is currently sending data")
         sent.append(message)
@@ -45,7 +47,7 @@ async def test_a_send_to_a_gone_client_is_a_debug_line_and_the_rest_is_dropped(
 
 
 async def test_other_errors_of_send_still_propagate() -> None:
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: ASGISendEvent) -> None:
         raise RuntimeError("a real bug")
 
     with pytest.raises(RuntimeError, match="a real bug"):

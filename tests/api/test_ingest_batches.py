@@ -46,9 +46,9 @@ async def test_captured_and_encoded_batches_are_stored_byte_identical(harness: H
 async def test_missing_forged_and_expired_tokens_get_401(harness: Harness) -> None:
     start = await harness.started()
     token = start["token"]
-    forged = tokens.sign(
-        b"another secret" * 3, tokens.verify(harness.server.catalog.token_secret(), token, T0).data
-    )
+    verified = tokens.verify(harness.server.catalog.token_secret(), token, T0).data
+    assert verified is not None
+    forged = tokens.sign(b"another secret" * 3, verified)
     for bad, headers in [
         (None, {}),
         (forged, {}),

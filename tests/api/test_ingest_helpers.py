@@ -34,7 +34,8 @@ def test_gunzip_caps_output_and_rejects_garbage() -> None:
 def test_tracker_versions() -> None:
     for ok in ["6.0.0", "19.0.1", "20.0.0-beta.1", "v7.1.2", "6", "6.1", "16.4.10+build5"]:
         assert tracker_version_ok(ok), ok
-    for old in ["5.9.9", "3.6.0", "", "banana", "1.2.3.4", "6.x", "-1.0.0", "６.0.0"]:
+    # The last one starts with a fullwidth six, which str.isdigit() accepts.
+    for old in ["5.9.9", "3.6.0", "", "banana", "1.2.3.4", "6.x", "-1.0.0", "\uff16.0.0"]:
         assert not tracker_version_ok(old), old
 
 

@@ -24,7 +24,7 @@ from tests.api.test_public_v1 import projected
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from benchlib.hostile import H2Start, hostile_agent  # noqa: E402
+from benchlib.hostile import H2Start, hostile_agent
 
 
 async def _h2_start(port: int, body: bytes, agent: str) -> H2Start:

@@ -104,8 +104,9 @@ async def test_real_answers_match_the_described_schemas(harness: Harness) -> Non
 
 def _config(key: str, token: str, project_key: str) -> str:
     """schemathesis.toml: the checks, credentials per security scheme, the real project in every
-    path (and often in start bodies), and what two operations answer by design: canvas images are not enabled (501, the one
-    5xx allowed, checked apart), and a start request's tracker version is checked first (426)."""
+    path (and often in start bodies), and what two operations answer by design: canvas images are
+    not enabled (501, the one 5xx allowed, checked apart), and a start request's tracker version is
+    checked first (426)."""
     checks = "\n".join(f"{name}.enabled = true" for name in CHECKS)
     return f"""
 [checks]

@@ -336,6 +336,7 @@ async def test_a_full_disk_under_the_projections_is_waited_out(
 ) -> None:
     projections = small_disk.directory / "projections.db"
     harness = await server_factory(projections_db_path=str(projections))
+    assert harness.server.app is not None
     projector: Projector = harness.server.app.extensions[PROJECTOR_KEY]
     key = await api_key(harness)
     start = await harness.started()

@@ -31,6 +31,7 @@ async def get(harness: Harness, key: str | None, path: str, **params: Any) -> ht
 
 async def projected(harness: Harness) -> None:
     """Wait until the projector has applied everything the log holds."""
+    assert harness.server.app is not None
     projector = harness.server.app.extensions[PROJECTOR_KEY]
     with trio.fail_after(10):
         while projector.statistics.upto_position < harness.server.log.head():
@@ -82,7 +83,7 @@ async def record_session(harness: Harness, user_id: str | None = "user-42") -> t
     return start["sessionID"], marks
 
 
-# -- auth -------------------------------------------------------------------------------------------
+# -- auth ------------------------------------------------------------------------------------------
 
 
 async def test_missing_and_wrong_keys_are_401_and_bearer_is_accepted(harness: Harness) -> None:
@@ -98,7 +99,7 @@ async def test_missing_and_wrong_keys_are_401_and_bearer_is_accepted(harness: Ha
         assert response.status_code == 200, header
 
 
-# -- projects ---------------------------------------------------------------------------------------
+# -- projects --------------------------------------------------------------------------------------
 
 
 async def test_projects_list_get_and_create(harness: Harness) -> None:
@@ -212,7 +213,7 @@ async def test_a_key_never_sees_another_organizations_projects(harness: Harness)
     assert response.status_code == 200
 
 
-# -- events -----------------------------------------------------------------------------------------
+# -- events ----------------------------------------------------------------------------------------
 
 
 async def test_session_events_of_every_type(harness: Harness) -> None:
@@ -307,7 +308,7 @@ async def test_session_events_unknown_foreign_and_malformed_ids(harness: Harness
     assert (missing.status_code, missing.json()) == (404, {"errors": ["project not found."]})
 
 
-# -- users ------------------------------------------------------------------------------------------
+# -- users -----------------------------------------------------------------------------------------
 
 
 async def test_user_sessions_and_summary(harness: Harness) -> None:

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from benchlib import batches, common, hostile, ingest, memory, report  # noqa: E402
-from benchlib.loadgen import (  # noqa: E402
+from benchlib import batches, common, hostile, ingest, memory, report
+from benchlib.loadgen import (
     HTTPError,
     LoadGenerator,
     LoadResult,
@@ -27,8 +27,8 @@ from benchlib.loadgen import (  # noqa: E402
     start_body,
 )
 
-from engine.codec import web  # noqa: E402
-from engine.codec import web_messages as m  # noqa: E402
+from engine.codec import web
+from engine.codec import web_messages as m
 
 # -- HTTP framing ------------------------------------------------------------------------------
 

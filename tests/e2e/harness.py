@@ -110,7 +110,7 @@ class SiteServer:
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 super().__init__(*args, directory=str(SITE_DIR), **kwargs)
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:  # http.server names its handlers do_<METHOD>
                 path = urlsplit(self.path).path
                 if path == "/config.js":
                     body = f"window.E2E_CONFIG = {json.dumps(site.config)};\n".encode()
@@ -133,11 +133,13 @@ class SiteServer:
 
             def end_headers(self) -> None:
                 # Reloads must refetch the pages (same session test relies on a real reload).
-                if not any(h.startswith(b"Cache-Control") for h in self._headers_buffer):
+                # typeshed leaves out http.server's (private) buffer of the headers sent so far.
+                sent = self._headers_buffer  # type: ignore[attr-defined]
+                if not any(h.startswith(b"Cache-Control") for h in sent):
                     self.send_header("Cache-Control", "no-store")
                 super().end_headers()
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep the test output for the summary table
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
@@ -146,13 +148,12 @@ class SiteServer:
 
     @property
     def base_url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self.httpd.server_port}"  # bound to loopback above
 
     def url(self, path: str) -> str:
         return self.base_url + path
 
-    def start(self) -> "SiteServer":
+    def start(self) -> SiteServer:
         self.thread.start()
         return self
 
@@ -207,18 +208,20 @@ class ReplaydServer:
             env=self.env,
             timeout=60,
         )
-        assert proc.returncode == 0, f"replayd {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+        assert proc.returncode == 0, (
+            f"replayd {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+        )
         lines = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
         assert lines, f"replayd {' '.join(args)} printed nothing"
         return lines[-1]
 
-    def setup(self, project_name: str = "e2e-shop") -> "ReplaydServer":
+    def setup(self, project_name: str = "e2e-shop") -> ReplaydServer:
         """Create the project and the organisation API key (before the server starts)."""
         self.project_key = self.cli("project", "create", project_name)
         self.api_key = self.cli("api-key", "create")
         return self
 
-    def start(self, timeout: float = 30.0) -> "ReplaydServer":
+    def start(self, timeout: float = 30.0) -> ReplaydServer:
         cmd = [
             *replayd_command(),
             "serve",
@@ -367,7 +370,9 @@ class RequestLog:
         return [r for r in self.to(origin) if r.method == "POST" and "/v1/web/i" in r.url]
 
     def starts(self, origin: str) -> list[SeenRequest]:
-        return [r for r in self.to(origin) if r.method == "POST" and r.url.endswith("/v1/web/start")]
+        return [
+            r for r in self.to(origin) if r.method == "POST" and r.url.endswith("/v1/web/start")
+        ]
 
     def summary(self, title: str, names: dict[str, str] | None = None) -> str:
         """A table of requests by (host, method, path): count, header bytes, body bytes, statuses.
@@ -396,7 +401,8 @@ class RequestLog:
         for r in self.requests:
             if r.method == "POST" and "/v1/web/i" in r.url:
                 lines.append(
-                    f"  upload {urlsplit(r.url).query:<28} DataType={r.headers.get('datatype', '-')}"
+                    f"  upload {urlsplit(r.url).query:<28}"
+                    f" DataType={r.headers.get('datatype', '-')}"
                     f" encoding={r.headers.get('content-encoding', '-')} wire={len(r.body)} B"
                     f" decoded={len(r.decoded_body())} B status={r.status}"
                 )
@@ -420,7 +426,7 @@ class BrowserRun:
                 args=CHROMIUM_ARGS,
                 viewport={"width": 1280, "height": 800},
             )
-        except Exception as exc:  # the browser must start: fail loudly, never skip
+        except Exception as exc:  # noqa: BLE001 - the browser must start: fail loudly, never skip
             pytest.fail(f"Chromium ({CHROMIUM}) did not start: {exc}")
         self.requests = RequestLog()
         self.requests.attach(self.context)

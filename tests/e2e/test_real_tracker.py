@@ -10,7 +10,6 @@ gzip-compressed uploads. Each test prints the table of requests the browser made
 
 from __future__ import annotations
 
-import gzip
 import json
 import sqlite3
 from collections.abc import Callable
@@ -285,7 +284,9 @@ def test_shop_scenario_is_recorded_and_served_by_the_public_api(
     i_custom = index_of(events, "CUSTOM", i_checkout, name="checkout")
     i_rage = index_of(events, "CLICK", i_custom, label="Rage button")
     i_rage3 = index_of(
-        events, "CLICK", index_of(events, "CLICK", i_rage + 1, label="Rage button") + 1,
+        events,
+        "CLICK",
+        index_of(events, "CLICK", i_rage + 1, label="Rage button") + 1,
         label="Rage button",
     )
     # The tracker dates its click_rage issue at the first click of the series.
@@ -407,9 +408,12 @@ def test_reload_keeps_the_session(
     first, second = start_response(starts[0]), start_response(starts[1])
     assert json.loads(starts[1].body)["token"] == first["token"]
     assert second["sessionID"] == first["sessionID"]
-    pages = sorted(
-        decode_batch(b.decoded_body())[0].page_no for b in run.requests.batches(replayd.base_url)
-    )
+    pages = []
+    for batch in run.requests.batches(replayd.base_url):
+        meta = decode_batch(batch.decoded_body())[0]
+        assert isinstance(meta, BatchMetadata)
+        pages.append(meta.page_no)
+    pages.sort()
     assert pages == [0, 1]  # the reload is page 1 of the same session
 
     events = wait_for_events(
@@ -478,7 +482,8 @@ def test_gzip_batches_are_decoded_and_stored(
     (response,) = [start_response(s) for s in run.requests.starts(replayd.base_url)]
     assert response["compressionThreshold"] == 500
     gzipped = [
-        b for b in run.requests.batches(replayd.base_url)
+        b
+        for b in run.requests.batches(replayd.base_url)
         if b.headers.get("content-encoding") == "gzip"
     ]
     assert gzipped, run.requests.summary("no gzip upload")

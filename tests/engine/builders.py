@@ -10,6 +10,7 @@ supervisor's rebuild source, history and resume point use.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
 import attrs
 import trio
@@ -18,6 +19,14 @@ from engine.codec import web as codec
 from engine.events import DomainEvent
 from engine.start_payload import WebStartPayload
 from storage.records import LogRecord, NewRecord, RecordKind
+
+E = TypeVar("E", bound=DomainEvent)
+
+
+def wire_type_id(message: codec.AnyMessage) -> int:
+    """The wire type id of a decoded message, known or not."""
+    return message.type_id if isinstance(message, codec.UnknownMessage) else message.TYPE_ID
+
 
 T0 = 1_795_418_019_000  # a plausible epoch-ms start (2026-11-23)
 
@@ -89,7 +98,7 @@ class SessionScript:
         )
 
     def batch(self, *, received_at: int | None = None) -> NewRecord:
-        """Close the current batch into a WEB_BATCH record (received 50 ms after its last message)."""
+        """Close the current batch into a WEB_BATCH record, received 50 ms after its last one."""
         header: list[codec.WebMessage] = [
             codec.BatchMetadata(
                 version=1,
@@ -367,7 +376,7 @@ def commit(records: Iterable[NewRecord], *, first_position: int = 1) -> list[Log
 
 
 class MemoryLog:
-    """Committed records in memory, with the blocking reader interface of ``storage.log.LogReader``."""
+    """Committed records in memory, with the blocking reader API of ``storage.log.LogReader``."""
 
     def __init__(self, records: Sequence[LogRecord]) -> None:
         self.records = list(records)
@@ -425,6 +434,7 @@ class CollectingSink:
         while not self.checkpoints or self.checkpoints[-1] < position:
             await self._changed.wait()
 
-    def of_type(self, cls: type) -> list[DomainEvent]:
-        """The collected events of one class."""
-        return [e for e in self.events if type(e) is cls]
+    def of_type(self, cls: type[E]) -> list[E]:
+        """The collected events of one class (exactly, not its subclasses)."""
+        # ``type(e) is cls`` keeps subclasses out; ``isinstance`` tells mypy what is left.
+        return [e for e in self.events if type(e) is cls and isinstance(e, cls)]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -132,12 +135,15 @@ def test_lone_surrogate_is_written_as_replacement_char() -> None:
     assert _written(write_string, "\ud83d\ude00") == b"\x04\xf0\x9f\x98\x80"
 
 
-@pytest.mark.parametrize(("writer", "value"), [
-    (write_uint, -1),
-    (write_uint, UINT_MAX + 1),
-    (write_int, INT_MAX + 1),
-    (write_int, INT_MIN - 1),
-])
+@pytest.mark.parametrize(
+    ("writer", "value"),
+    [
+        (write_uint, -1),
+        (write_uint, UINT_MAX + 1),
+        (write_int, INT_MAX + 1),
+        (write_int, INT_MIN - 1),
+    ],
+)
 def test_out_of_range_values_cannot_be_written(writer, value: int) -> None:
     with pytest.raises(CodecError, match="out of range"):
         writer(bytearray(), value)
@@ -150,15 +156,23 @@ def test_zigzag_is_a_bijection(value: int) -> None:
     assert zigzag_decode(raw) == value
 
 
-@given(st.lists(st.one_of(
-    uints.map(lambda v: ("uint", v)),
-    ints.map(lambda v: ("int", v)),
-    st.text().map(lambda v: ("string", v)),
-    st.booleans().map(lambda v: ("boolean", v)),
-)))
+@given(
+    st.lists(
+        st.one_of(
+            uints.map(lambda v: ("uint", v)),
+            ints.map(lambda v: ("int", v)),
+            st.text().map(lambda v: ("string", v)),
+            st.booleans().map(lambda v: ("boolean", v)),
+        )
+    )
+)
 def test_sequences_of_primitives_round_trip(values: list[tuple[str, object]]) -> None:
-    writers = {
-        "uint": write_uint, "int": write_int, "string": write_string, "boolean": write_boolean
+    # Any: each writer takes its own kind's value, which ``values`` pairs with it.
+    writers: dict[str, Callable[[bytearray, Any], object]] = {
+        "uint": write_uint,
+        "int": write_int,
+        "string": write_string,
+        "boolean": write_boolean,
     }
     readers = {"uint": read_uint, "int": read_int, "string": read_string, "boolean": read_boolean}
     out = bytearray()

@@ -9,8 +9,11 @@ The values asserted here are the ones the scenario's site and driver produce.
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -42,14 +45,21 @@ PAGE0 = FIXTURES / "shop-page0-batch1.bin"
 PAGE0_GZIP = FIXTURES / "shop-page0-batch1.gzip.bin"
 PAGE1 = FIXTURES / "shop-page1-batch1.bin"
 SECRET = "hunter2-SeCrEt-e2e"  # what the driver typed into the password field
+M = TypeVar("M")
 
 
 def load(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def of_type(messages: list[object], cls: type) -> list:
+def of_type(messages: Sequence[object], cls: type[M]) -> list[M]:
     return [m for m in messages if isinstance(m, cls)]
+
+
+def the(message: object, cls: type[M]) -> M:
+    """``message``, checked to be a ``cls``."""
+    assert isinstance(message, cls), message
+    return message
 
 
 @pytest.mark.parametrize("path", [PAGE0, PAGE1], ids=["page0", "page1"])
@@ -60,7 +70,7 @@ def test_every_message_is_known_and_the_frames_tile_the_batch(path: Path) -> Non
     frames = list(iter_frames(data))
     assert len(frames) == len(messages)
     # Each body ends exactly where the next frame's type byte is (4 bytes of type + size).
-    for (_, _, end), (_, next_start, _) in zip(frames, frames[1:], strict=False):
+    for (_, _, end), (_, next_start, _) in itertools.pairwise(frames):
         assert next_start == end + 4
     assert frames[-1][2] == len(data)
 
@@ -77,16 +87,17 @@ def test_batch_starts_with_the_writer_header(path: Path) -> None:
     head = messages[:5]
     # PROTOCOL.md 5.3: 81, 0, 118 from the batch writer, then 0, 118 of the first chunk.
     assert [type(m) for m in head] == [BatchMetadata, Timestamp, TabData, Timestamp, TabData]
-    meta = head[0]
+    meta = the(head[0], BatchMetadata)
     assert meta.version == 1
     assert meta.first_index == 0
-    assert head[2].tab_id == head[4].tab_id and len(head[2].tab_id) == 12
-    assert meta.timestamp == head[1].timestamp  # server-aligned ms
+    tab, again = the(head[2], TabData), the(head[4], TabData)
+    assert tab.tab_id == again.tab_id and len(tab.tab_id) == 12
+    assert meta.timestamp == the(head[1], Timestamp).timestamp  # server-aligned ms
 
 
 def test_page0_header_and_locations() -> None:
     messages = decode_batch(load(PAGE0))
-    meta = messages[0]
+    meta = the(messages[0], BatchMetadata)
     assert meta.page_no == 0
     assert meta.location.endswith("/index.html")
     first, spa = of_type(messages, SetPageLocation)
@@ -203,7 +214,7 @@ def test_page0_interactions_come_in_the_order_they_happened() -> None:
 def test_message_ids_follow_the_backend_numbering() -> None:
     data = load(PAGE1)
     indexed = list(iter_messages(data))
-    meta = indexed[0][1]
+    meta = the(indexed[0][1], BatchMetadata)
     assert meta.page_no == 1
     ids = [message_id(meta, index) for index, _ in indexed]
     assert ids[0] == 1 << 32  # page 1, first index 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import attrs
@@ -10,6 +11,7 @@ import pytest
 from engine.codec import web
 from engine.codec.web import (
     MESSAGE_CLASSES,
+    AnyMessage,
     BatchMetadata,
     CodecError,
     ConnectionInformation,
@@ -42,6 +44,7 @@ from engine.codec.web import (
     message_id,
     peek_batch_metadata,
 )
+from tests.engine.builders import wire_type_id
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "web-basic"
 BATCH_1 = (FIXTURES / "batch-001.bin").read_bytes()
@@ -81,12 +84,12 @@ def _of_type(messages: list, cls: type) -> list:
 def test_every_table_row_has_a_class() -> None:
     assert sorted(MESSAGE_CLASSES) == TABLE_IDS
     for type_id, cls in MESSAGE_CLASSES.items():
-        assert cls.TYPE_ID == type_id
-        assert attrs.has(cls)
+        assert type_id == cls.TYPE_ID
         assert len(attrs.fields(cls)) == len(cls.WIRE)
         assert set(cls.WIRE) <= {"uint", "int", "string", "boolean"}
         assert getattr(web, cls.__name__) is cls
         assert not hasattr(cls(*([0] * len(cls.WIRE))), "__dict__")  # slots
+        assert attrs.has(cls)  # last: mypy narrows cls to a bare attrs class after it
 
 
 def test_field_names_and_order_follow_the_wire() -> None:
@@ -94,15 +97,31 @@ def test_field_names_and_order_follow_the_wire() -> None:
         return [f.name for f in attrs.fields(cls)]
 
     assert names(MouseClick) == [
-        "id", "hesitation_time", "label", "selector", "normalized_x", "normalized_y"
+        "id",
+        "hesitation_time",
+        "label",
+        "selector",
+        "normalized_x",
+        "normalized_y",
     ]
     assert names(SetPageLocation) == ["url", "referrer", "navigation_start", "document_title"]
     assert names(BatchMetadata) == ["version", "page_no", "first_index", "timestamp", "location"]
     assert names(InputChange) == [
-        "id", "value", "value_masked", "label", "hesitation_time", "input_duration"
+        "id",
+        "value",
+        "value_masked",
+        "label",
+        "hesitation_time",
+        "input_duration",
     ]
     assert names(IssueEvent) == [
-        "message_id", "timestamp", "type", "context_string", "context", "payload", "url"
+        "message_id",
+        "timestamp",
+        "type",
+        "context_string",
+        "context",
+        "payload",
+        "url",
     ]
     assert BatchMetadata.WIRE == ("uint", "uint", "uint", "int", "string")
     assert web.SetNodeFocus.WIRE == ("int",)
@@ -125,7 +144,7 @@ def test_fixture_batch_1_type_ids_and_exact_framing() -> None:
     assert frames[1] == (0, 37, 43)  # Timestamp: type at 33, size at 34-36, body 37-42
     # The frames tile the batch: each body starts right after the previous one and its 4-byte
     # frame head (all ids < 128), and the last ends at the end.
-    for (_, _, prev_end), (_, start, _) in zip(frames, frames[1:]):
+    for (_, _, prev_end), (_, start, _) in itertools.pairwise(frames):
         assert start == prev_end + 4
     assert frames[-1][2] == len(BATCH_1)
     # Every body decodes to fields that re-encode to exactly that body: sizes match exactly.
@@ -136,7 +155,7 @@ def test_fixture_batch_1_type_ids_and_exact_framing() -> None:
 
 def test_fixture_batch_1_known_values() -> None:
     msgs = decode_batch(BATCH_1)
-    assert [m.TYPE_ID for m in msgs] == BATCH_1_TYPES
+    assert [wire_type_id(m) for m in msgs] == BATCH_1_TYPES
     assert msgs[:5] == [
         BatchMetadata(1, 0, 0, 1795418019299, "http://127.0.0.1:8801/"),
         Timestamp(1795418019299),
@@ -162,7 +181,11 @@ def test_fixture_batch_1_known_values() -> None:
     assert len(clicks) == 5
     assert clicks[0] == MouseClick(19, 4, "Click me", "#btn", 430, 1788)
     assert [c.label for c in clicks] == [
-        "Click me", "#name", "#pwd", "OpenReplay tracker capture", "go page2"
+        "Click me",
+        "#name",
+        "#pwd",
+        "OpenReplay tracker capture",
+        "go page2",
     ]
     inputs = _of_type(msgs, InputChange)
     assert inputs == [
@@ -207,7 +230,7 @@ def test_fixture_batch_1_known_values() -> None:
 
 def test_fixture_batch_2_known_values() -> None:
     msgs = decode_batch(BATCH_2)
-    assert [m.TYPE_ID for m in msgs] == BATCH_2_TYPES
+    assert [wire_type_id(m) for m in msgs] == BATCH_2_TYPES
     assert msgs[0] == BatchMetadata(1, 0, 165, 1795418024278, "http://127.0.0.1:8801/page2?x=1")
     assert msgs[5] == PerformanceTrack(303, 165, 6613976, 4406528)
     assert msgs[8] == SetViewportSize(1000, 700)
@@ -253,7 +276,7 @@ def test_iter_messages_wanted_keeps_batch_indexes() -> None:
     got = list(iter_messages(BATCH_1, wanted))
     assert [i for i, _ in got] == [i for i, t in enumerate(BATCH_1_TYPES) if t in wanted]
     assert got[0] == (8, decode_batch(BATCH_1)[8])
-    assert all(msg.TYPE_ID in wanted for _, msg in got)
+    assert all(wire_type_id(msg) in wanted for _, msg in got)
     # Header only when asked for.
     assert list(iter_messages(BATCH_2, frozenset({81}))) == [(0, decode_batch(BATCH_2)[0])]
     assert list(iter_messages(BATCH_2, frozenset())) == []
@@ -313,7 +336,7 @@ def test_string_longer_than_its_body_is_an_error() -> None:
 
 def test_unknown_types_are_skipped_by_size_and_kept_raw() -> None:
     unknown = [UnknownMessage(99, b"\x01\x02"), UnknownMessage(300, b""), UnknownMessage(2, b"x")]
-    msgs = [HEADER, unknown[0], Timestamp(5), unknown[1], unknown[2], UserID("u")]
+    msgs: list[AnyMessage] = [HEADER, unknown[0], Timestamp(5), unknown[1], unknown[2], UserID("u")]
     data = encode_batch(msgs)
     assert data[len(encode_message(HEADER)) :].startswith(b"\x63\x02\x00\x00\x01\x02")
     assert decode_batch(data) == msgs
@@ -340,8 +363,13 @@ def test_batch_metadata_must_come_first() -> None:
 
 
 def test_legacy_unsized_batch_with_version_0_header() -> None:
-    msgs = [BatchMetadata(0, 1, 7, 10, "u"), Timestamp(5), MouseClick(1, 2, "l", "s", 3, 4),
-            web.CreateDocument(), SetPageVisibility(True)]
+    msgs = [
+        BatchMetadata(0, 1, 7, 10, "u"),
+        Timestamp(5),
+        MouseClick(1, 2, "l", "s", 3, 4),
+        web.CreateDocument(),
+        SetPageVisibility(True),
+    ]
     data = encode_batch(msgs)
     # No size prefixes anywhere: type byte directly followed by the fields.
     assert data == b"".join(encode_message(m, sized=False) for m in msgs)
@@ -365,9 +393,9 @@ def test_legacy_batch_without_header() -> None:
 def test_legacy_batch_errors() -> None:
     with pytest.raises(CodecError, match="unknown message type 99"):
         decode_batch(b"\x00\x05\x63\x01")
-    with pytest.raises(CodecError, match="UserID .* past the end"):
+    with pytest.raises(CodecError, match=r"UserID .* past the end"):
         decode_batch(b"\x00\x05\x1c\x05ab")
-    with pytest.raises(CodecError, match="MouseClick .* past the end"):
+    with pytest.raises(CodecError, match=r"MouseClick .* past the end"):
         decode_batch(b"\x00\x05\x44\x01")
     with pytest.raises(CodecError):
         list(iter_frames(b"\x00\x05\x44\x01"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -31,7 +33,7 @@ def test_generator_is_strictly_increasing_even_in_one_millisecond_or_backwards()
     gen = FlakeIdGenerator(shard=7)
     readings = [T0] * 600 + [T0 - 5_000] * 10 + [T0 + 1] * 3 + [T0 + 10_000]
     ids = [gen.next_id(now) for now in readings]
-    assert all(a < b for a, b in zip(ids, ids[1:]))
+    assert all(a < b for a, b in itertools.pairwise(ids))
     assert {flake_shard(i) for i in ids} == {7}
     assert flake_timestamp_ms(ids[0]) == T0
     assert flake_timestamp_ms(ids[-1]) == T0 + 10_000

@@ -22,7 +22,7 @@ from engine.events import (
     clamp_int64,
     repair_text,
 )
-from engine.heuristics import ClickRageDetector
+from engine.heuristics import ClickRageDetector, Detection
 from engine.session_state import MAX_CLOCK_AHEAD_MS, SessionState
 from engine.start_payload import WebStartPayload
 from tests.engine.builders import T0, SessionScript, commit
@@ -142,7 +142,7 @@ def test_absurd_times_are_not_taken_as_times() -> None:
 class _BuggyClickRage(ClickRageDetector):
     """A heuristic with a bug in its end-of-session flush (what an end() failure looks like)."""
 
-    def flush(self):  # type: ignore[no-untyped-def]
+    def flush(self) -> Detection | None:
         raise ZeroDivisionError("bug in the detector")
 
 

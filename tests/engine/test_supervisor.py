@@ -1,4 +1,4 @@
-"""The supervisor: dispatch in log order, epochs, inactivity ends, re-activation, resume, cancellation."""
+"""The supervisor: dispatch in log order, epochs, inactivity ends, re-activation, resume, cancel."""
 
 from __future__ import annotations
 
@@ -165,12 +165,12 @@ async def test_ends_in_one_position_come_in_order_of_last_activity() -> None:
 
 async def test_a_full_mailbox_holds_the_supervisor_without_losing_anything() -> None:
     a = SessionScript(1)
-    records = [a.start()]
+    script = [a.start()]
     for i in range(40):
         a.wait(10)
         a.click(f"C{i}")
-        records.append(a.batch())
-    records = commit(records)
+        script.append(a.batch())
+    records = commit(script)
     small, small_sink = await run_all(records, mailbox_size=1)
     _, big_sink = await run_all(records, mailbox_size=64)
     assert [e.label for e in small_sink.of_type(Clicked)] == [f"C{i}" for i in range(40)]
@@ -228,7 +228,10 @@ async def test_restart_resumes_live_sessions_silently() -> None:
 
 
 def _all_tasks() -> list[trio.lowlevel.Task]:
-    tasks, stack = [], [trio.lowlevel.current_root_task()]
+    root = trio.lowlevel.current_root_task()
+    assert root is not None  # inside trio.run
+    tasks: list[trio.lowlevel.Task] = []
+    stack = [root]
     while stack:
         task = stack.pop()
         tasks.append(task)

@@ -1,4 +1,6 @@
-"""Property: one uninterrupted run == a run that crashed and restarted anywhere (DESIGN.md invariant 6).
+"""Property: one uninterrupted run == a run that crashed and restarted anywhere.
+
+DESIGN.md invariant 6.
 
 Random sessions (old and new trackers), interleavings, long silences (ends and late batches),
 batches that arrive long after their messages were written, clock ticks, corrupt batches and

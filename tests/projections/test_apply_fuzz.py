@@ -45,7 +45,7 @@ strings = st.one_of(
 )
 FIELD = {
     "uint": st.one_of(
-        st.sampled_from([i for i in EXTREME_INTS if 0 <= i]), st.integers(0, UINT_MAX)
+        st.sampled_from([i for i in EXTREME_INTS if i >= 0]), st.integers(0, UINT_MAX)
     ),
     "int": st.one_of(
         st.sampled_from([i for i in EXTREME_INTS if INT_MIN <= i <= INT_MAX]),
@@ -132,7 +132,12 @@ def _start_record(script: TrackerScript, start: object) -> NewRecord:
         return attrs.evolve(record, payload=start)
     payload = json.loads(record.payload)
     # The JSON that WebStartPayload.to_bytes writes, with these values in the fields.
-    payload.update(start if isinstance(start, dict) else dict([start]))  # type: ignore[arg-type]
+    if isinstance(start, dict):
+        payload.update(start)
+    else:
+        assert isinstance(start, tuple)  # one (field, value) pair
+        field, value = start
+        payload[field] = value
     return attrs.evolve(record, payload=json.dumps(payload, separators=(",", ":")).encode())
 
 

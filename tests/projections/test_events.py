@@ -37,7 +37,8 @@ def test_every_session_event_type_makes_a_typed_row(conn: sqlite3.Connection) ->
     apply(conn, positioned([made]))
     rows = events.session_events(conn, 1, 4)
     assert [r.type for r in rows] == [
-        "LOCATION", "CLICK", "INPUT", "CUSTOM", "ERROR", "REQUEST", "GRAPHQL", "STATEACTION", "ISSUE",
+        "LOCATION", "CLICK", "INPUT", "CUSTOM", "ERROR",
+        "REQUEST", "GRAPHQL", "STATEACTION", "ISSUE",
     ]  # fmt: skip
     location, click, input_, custom, error, request, graphql, action, issue = rows
     assert location.url == "https://shop.example/a/b?q=1#top"

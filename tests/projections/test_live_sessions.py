@@ -313,7 +313,7 @@ def _filter_of(
     return st.builds(
         LiveFilter,
         type=st.just(type_),
-        values=st.lists(st.sampled_from(pool + ("",)), max_size=3).map(tuple),
+        values=st.lists(st.sampled_from((*pool, "")), max_size=3).map(tuple),
         operator=st.sampled_from(("is", "contains", "IS")),
         source=st.sampled_from(sources),
     )
@@ -400,7 +400,9 @@ def test_contains_finds_every_distinct_text_and_both_page_strategies_agree() -> 
     live = LiveSessions()
     browsers = ["Chrome", "Firefox", "Safari", "Edge", "chromium\0x"] * 20
     scripts = [SessionScript(session_id=300 + i, start=1000 - i) for i in range(len(browsers))]
-    live.apply(positioned([[s.started(user_browser=b)] for s, b in zip(scripts, browsers)]))
+    live.apply(
+        positioned([[s.started(user_browser=b)] for s, b in zip(scripts, browsers, strict=True)])
+    )
     by_browser: dict[str, list[int]] = {}
     for s, b in zip(scripts, browsers, strict=True):
         by_browser.setdefault(b, []).append(s.session_id)

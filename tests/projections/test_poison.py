@@ -154,6 +154,7 @@ def test_errors_of_the_database_are_told_from_errors_of_the_data(tmp_path: Path)
     conn.execute("CREATE TABLE t (x INTEGER)")
     conn.commit()
     conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
+    full: sqlite3.Error | None
     try:
         conn.execute("INSERT INTO t VALUES (randomblob(100000))")
     except sqlite3.Error as error:

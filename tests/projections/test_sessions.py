@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from engine.events import DomainEvent
 from projections import sessions
 from storage.sqlite import atomic
 
@@ -136,7 +137,7 @@ def test_events_of_a_session_without_start_make_a_skeleton_row(conn: sqlite3.Con
 
 def test_user_sessions_filters_and_orders(conn: sqlite3.Connection) -> None:
     scripts = [SessionScript(session_id=sid, start=1000 * sid) for sid in (30, 10, 20, 40)]
-    groups = [[sc.started(user_id="u")] for sc in scripts]
+    groups: list[list[DomainEvent]] = [[sc.started(user_id="u")] for sc in scripts]
     groups.append([SessionScript(session_id=50, start=50_000).started(user_id="other")])
     groups.append([scripts[0].ended()])
     apply(conn, positioned(groups))

@@ -38,7 +38,8 @@ from tests.api.conftest import CHROME_UA, start_body
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
-from benchlib import batches  # the benchmarks' batch generator (scripts/ is not a package)
+# The benchmarks' batch generator; scripts/ is not a package, so it joins sys.path just above.
+from benchlib import batches  # noqa: E402
 
 TRACKERS = int(os.environ.get("REPLAYD_SOAK_TRACKERS", "300"))
 BATCHES = int(os.environ.get("REPLAYD_SOAK_BATCHES", "3"))  # per tracker

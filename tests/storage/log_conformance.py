@@ -174,7 +174,9 @@ class LogRecorderTestCase:
                 )
         assert isinstance(outcomes[bad], LogWriteFailed)
         assert [outcomes[r] for r in good] == [AppendResult(position=p) for p in (1, 2, 3, 4)]
-        assert self.committed_rows() == [as_committed(r, p) for r, p in zip(good, (1, 2, 3, 4))]
+        assert self.committed_rows() == [
+            as_committed(r, p) for r, p in zip(good, (1, 2, 3, 4), strict=True)
+        ]
 
     # -- invariant 2: positions strictly increasing, never reused, gaps only by erasure -------
 
@@ -561,7 +563,9 @@ class LogRecorderTestCase:
         for position in (2, 1):  # the newest (whose rowid would be reused) and any other
             with pytest.raises(self.raw_delete_error):
                 self.raw_delete(position)
-        assert self.committed_rows() == [as_committed(r, p) for r, p in zip(records, (1, 2))]
+        assert self.committed_rows() == [
+            as_committed(r, p) for r, p in zip(records, (1, 2), strict=True)
+        ]
 
     def test_inv4_public_api_offers_no_way_to_mutate(self) -> None:
         def public(cls: type) -> set[str]:

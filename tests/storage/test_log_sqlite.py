@@ -85,7 +85,8 @@ class TestSqliteEventLog(LogRecorderTestCase):
         try:
             migrate_log(conn)
             conn.execute(
-                f"CREATE TRIGGER test_reject BEFORE INSERT ON log WHEN NEW.session_id = {session_id}"
+                "CREATE TRIGGER test_reject BEFORE INSERT ON log"
+                f" WHEN NEW.session_id = {session_id}"
                 " BEGIN SELECT RAISE(ABORT, 'rejected by test'); END"
             )
         finally:

@@ -119,7 +119,10 @@ def test_log_schema(conn: sqlite3.Connection) -> None:
 
 def test_inv2_rolled_back_insert_leaves_no_gap(conn: sqlite3.Connection) -> None:
     migrate_log(conn)
-    insert = "INSERT INTO log (session_id, project_id, kind, received_at_ms, payload) VALUES (1, 1, 2, 0, x'')"
+    insert = (
+        "INSERT INTO log (session_id, project_id, kind, received_at_ms, payload)"
+        " VALUES (1, 1, 2, 0, x'')"
+    )
     conn.execute(insert)
     conn.execute("BEGIN IMMEDIATE")
     conn.execute(insert)
