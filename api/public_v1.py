@@ -151,21 +151,15 @@ async def _organization() -> int:
     key = api_key_from_header(request.headers.get("Authorization"))
     if key is None:
         raise V1Error(401, "Not authenticated")
-    catalog = _context().catalog
     # A key seen before answers from memory: no thread hop and no SQLite on every API call.
-    org_id = catalog.cached_api_key(key)
-    if org_id is None:
-        org_id = await trio.to_thread.run_sync(catalog.verify_api_key, key)
+    org_id = await _context().catalog.find_api_key(key)
     if org_id is None:
         raise V1Error(401, "Invalid API Key")
     return org_id
 
 
 async def _project(org_id: int, project_key: str) -> Project:
-    catalog = _context().catalog
-    known, project = catalog.cached_project_by_key(project_key)
-    if not known:
-        project = await trio.to_thread.run_sync(catalog.get_project_by_key, project_key)
+    project = await _context().catalog.find_project_by_key(project_key)
     if project is None or project.org_id != org_id:
         raise V1Error(404, "project not found.")
     return project
