@@ -424,10 +424,10 @@ def stall_rows(st) -> list[Row]:
         Row(
             "Loop stalls",
             f"`/healthz` back to back on the ingest process of `--workers 1`, {st.live:,} live "
-            f"sessions ({st.live_listed:,} listed)",
+            f"sessions ({st.live_listed:,} listed), one tracker uploading a batch every 0.1 s",
             st.live_probe.describe(),
-            "",
-            "",
+            "no live sessions: " + st.live_idle.describe(),
+            ratio(st.live_probe.max, st.live_idle.max) + " (max)",
             "no loop stall",
             "",
         ),

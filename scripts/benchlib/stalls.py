@@ -2,15 +2,18 @@
 
 A tiny request that never leaves the trio loop (``GET /healthz``) is sent back to back on one
 keep-alive connection; whatever holds the loop shows up in its latency. Two cases, each with a
-window of no other traffic on the same server (the baseline) and a window under the load:
+baseline window measured in the same run:
 
 * **events**: one server, a stored session of ``events`` events (20,000); a second client reads
-  its ``GET /api/v1/{projectKey}/sessions/{id}/events`` back to back.
+  its ``GET /api/v1/{projectKey}/sessions/{id}/events`` back to back (baseline: the same server
+  with no other traffic).
 * **live**: ``serve --workers 1`` over ``live`` live sessions (10,000) in the sessions
-  projection; the ingest process reloads them every second for Assist. No extra traffic: the
-  refresh itself is the load, measured as "stalled ms per second": the latency above the
-  window's median of the probes slower than ``STALL_MS``, summed (a sequential probe waits
-  through every stall once).
+  projection; the ingest process reloads them every second for Assist. One more tracker uploads
+  a small batch every ``upload_interval_s``, so that the projection's checkpoint moves between
+  two reloads (as it does under any traffic); baseline: the same over no live sessions.
+
+Besides percentiles, "stalled ms per second" sums the latency above the window's median of the
+probes slower than ``STALL_MS`` (a sequential probe waits through every stall once).
 
 Data is appended through ``EventLog.append_many`` and projected by ``replayd rebuild`` before
 the server starts, as the queries section does.
@@ -28,6 +31,7 @@ from pathlib import Path
 import attrs
 from benchlib import batches, common, rebuild
 from benchlib.common import log, percentile
+from benchlib.hostile import started_tracker
 
 from engine.codec import web
 from engine.codec import web_messages as m
@@ -43,6 +47,7 @@ class StallSettings:
     events: int = 20_000  # events of the big session
     live: int = 10_000  # live sessions in the --workers case
     duration_s: float = 5.0  # per window
+    upload_interval_s: float = 0.1  # the live case's one tracker: a batch every ...
 
 
 @attrs.frozen
@@ -86,6 +91,7 @@ class StallResult:
     events_reads_ms: list[float]  # latencies of the big session's events requests
     live: int
     live_listed: int  # live sessions the ingest process lists (sanity check)
+    live_idle: Probe  # the same server and tracker over no live sessions
     live_probe: Probe
 
 
@@ -193,13 +199,31 @@ def run_events(s: StallSettings, tmp: Path) -> tuple[Probe, Probe, list[float]]:
     return idle, loaded, reads
 
 
-def run_live(s: StallSettings, tmp: Path) -> tuple[int, Probe]:
-    """The ingest process of ``--workers 1`` over ``s.live`` live sessions."""
+def _paced_uploads(port: int, project_key: str, interval_s: float, stop: threading.Event) -> None:
+    """One tracker: a start, then a 1 KB batch every ``interval_s`` until ``stop``."""
+    client = started_tracker(port, project_key, "paced")
+    try:
+        batch = batches.make_batch(1024, seed=9)
+        index = 1
+        while not stop.wait(interval_s):
+            body = batches.encode_header(0, index * 1000, int(time.time() * 1000)) + batch.tail
+            status, payload, _ = client.request(
+                "POST", f"/v1/web/i?batch=0_{index}", body, "application/octet-stream"
+            )
+            if status != 200:
+                raise RuntimeError(f"paced upload: HTTP {status} {payload[:200]!r}")
+            index += 1
+    finally:
+        client.close()
+
+
+def run_live(s: StallSettings, tmp: Path, live: int) -> tuple[int, Probe]:
+    """The ingest process of ``--workers 1`` over ``live`` live sessions."""
     from benchlib.queries import QueryClient, live_total
 
     from engine.ids import FlakeIdGenerator
 
-    db = tmp / "live.db"
+    db = tmp / f"live-{live}.db"
     keys = common.create_keys(db)
     # Started now: the engine's inactivity rule (150 s of record time) ends them only after the
     # measurement.
@@ -208,7 +232,7 @@ def run_live(s: StallSettings, tmp: Path) -> tuple[int, Probe]:
     payloads = rebuild.StartPayloads(keys.project_id)
     records = (
         rebuild.start_record(keys.project_id, gen.next_id(now + i), now, i, payloads)
-        for i in range(s.live)
+        for i in range(live)
     )
     rebuild.append_records(db, records, chunk=5000)
     rebuild.run_rebuild(db)
@@ -217,13 +241,30 @@ def run_live(s: StallSettings, tmp: Path) -> tuple[int, Probe]:
         try:
             listed = -1
             deadline = time.monotonic() + 30
-            while listed != s.live and time.monotonic() < deadline:
+            while listed != live and time.monotonic() < deadline:
                 listed = live_total(client, keys.project_key)
                 time.sleep(0.2)
         finally:
             client.close()
-        probe(port, 1.0)  # warm-up
-        result = probe(port, s.duration_s)
+        stop = threading.Event()
+        failures: list[Exception] = []
+
+        def tracker() -> None:
+            try:
+                _paced_uploads(port, keys.project_key, s.upload_interval_s, stop)
+            except (OSError, RuntimeError, ValueError) as error:  # raised below, not lost
+                failures.append(error)
+
+        thread = threading.Thread(target=tracker, daemon=True)
+        thread.start()
+        try:
+            probe(port, 1.0)  # warm-up
+            result = probe(port, s.duration_s)
+        finally:
+            stop.set()
+            thread.join(60)
+        if failures:
+            raise RuntimeError(f"the paced tracker failed: {failures[0]!r}")
     log(f"stalls: --workers 1, {listed:,} live sessions listed: {result.describe()}")
     return listed, result
 
@@ -232,7 +273,8 @@ def run(s: StallSettings) -> StallResult:
     """Both cases, each on its own server and database."""
     with tempfile.TemporaryDirectory(prefix="replayd-bench-") as tmp:
         idle, loaded, reads = run_events(s, Path(tmp))
-        listed, live = run_live(s, Path(tmp))
+        _, live_idle = run_live(s, Path(tmp), 0)
+        listed, live = run_live(s, Path(tmp), s.live)
     return StallResult(
         events=s.events,
         events_idle=idle,
@@ -240,5 +282,6 @@ def run(s: StallSettings) -> StallResult:
         events_reads_ms=reads,
         live=s.live,
         live_listed=listed,
+        live_idle=live_idle,
         live_probe=live,
     )
