@@ -50,8 +50,8 @@ LOCK_WAIT_S = 15.0
 # How often the engine process of ``--workers`` looks for records appended by the ingest
 # processes: one rowid seek per poll; bounds the projection lag added by the split.
 POLL_INTERVAL_S = 0.05
-# How often an ingest process of ``--workers`` reloads the live sessions (for Assist) from the
-# sessions projection written by the engine process: the staleness of its Assist answers.
+# How often an ingest process of ``--workers`` brings its live sessions (for Assist) up to date
+# with the sessions projection written by the engine process: the staleness of its Assist answers.
 LIVE_REFRESH_INTERVAL_S = 1.0
 
 
