@@ -31,6 +31,7 @@ import hpack
 from benchlib import batches, common
 from benchlib.common import log, percentile
 from benchlib.loadgen import start_body
+from benchlib.queries import QueryClient
 
 CHROME_UA = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -134,10 +135,8 @@ def h2_start(port: int, body: bytes, user_agent: str, timeout: float = 60.0) -> 
     return start.status
 
 
-def started_tracker(port: int, project_key: str, user_id: str):  # -> queries.QueryClient
+def started_tracker(port: int, project_key: str, user_id: str) -> QueryClient:
     """A keep-alive client that started a normal session and is set to upload its batches."""
-    from benchlib.queries import QueryClient
-
     client = QueryClient(port, [("User-Agent", CHROME_UA)])
     try:
         status, payload, _ = client.request(
