@@ -6,8 +6,8 @@ the load generator against the real ceiling server. No timing is asserted (figur
 from __future__ import annotations
 
 import random
-from itertools import pairwise
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import h11
