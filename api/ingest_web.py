@@ -103,12 +103,6 @@ class WebIngest:
 
     # -- shared steps --------------------------------------------------------------------------
 
-    async def find_project(self, project_key: str) -> Project | None:
-        known, project = self.catalog.cached_project_by_key(project_key)
-        if not known:
-            project = await trio.to_thread.run_sync(self.catalog.get_project_by_key, project_key)
-        return project
-
     def check_token(self, now_ms: int) -> tokens.TokenCheck:
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
@@ -168,7 +162,7 @@ class WebIngest:
             # No lookup: SQLite cannot bind a lone surrogate, and every unknown key is remembered
             # for a while (huge ones would fill memory).
             raise ApiError(400, "projectKey is not a valid project key")
-        project = await self.find_project(req.project_key)
+        project = await self.catalog.find_project_by_key(req.project_key)
         if project is None or not project.active:
             raise ApiError(404, "project doesn't exist")
         if project.platform != "web":
@@ -302,7 +296,7 @@ class WebIngest:
             # A token we signed for a session with no start record (e.g. a doNotRecord probe): make
             # the tracker start again, which records a start.
             raise ApiError(401, "unknown session")
-        project = self.catalog.get_project(project_id)
+        project = await self.catalog.find_project(project_id)
         if project is None or not project.active:
             raise ApiError(401, "project doesn't exist")
 

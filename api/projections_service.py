@@ -17,7 +17,6 @@ HTTP: appends come from the ingest processes, so it follows the log with
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from functools import partial
 from typing import Any
@@ -34,9 +33,7 @@ from engine.supervisor import (
     resume_point,
     wall_clock_ms,
 )
-from projections import sessions as sessions_projection
-from projections.base import read_checkpoint
-from projections.live_sessions import LiveSessions
+from projections.live_sessions import LiveSessions, read_live_update
 from projections.pipeline import Projector
 from projections.reader import ProjectionReader
 from storage.catalog import Catalog
@@ -53,19 +50,44 @@ LOCK_WAIT_S = 15.0
 # How often the engine process of ``--workers`` looks for records appended by the ingest
 # processes: one rowid seek per poll; bounds the projection lag added by the split.
 POLL_INTERVAL_S = 0.05
-# How often an ingest process of ``--workers`` reloads the live sessions (for Assist) from the
-# sessions projection written by the engine process: the staleness of its Assist answers.
+# How often an ingest process of ``--workers`` brings its live sessions (for Assist) up to date
+# with the sessions projection written by the engine process: the staleness of its Assist answers.
 LIVE_REFRESH_INTERVAL_S = 1.0
 
 
-def _project_key_resolver(catalog: Catalog) -> Any:
+def _project_key_resolver(catalog: Catalog, *, cached_only: bool) -> Callable[[int], str]:
+    """A project id -> its key, for the live sessions ("" while unknown: asked again later).
+
+    ``cached_only`` on the trio thread: memory, never SQLite. The cache holds every project that
+    existed at start-up (warmed below) and those of the records the tail yields
+    (:func:`_known_projects` looks them up in a worker thread first).
+    """
+
     def project_key_of(project_id: int) -> str:
-        # The catalog answers from its in-memory cache (warmed at start-up below), so this does
-        # not touch SQLite on the trio thread in practice; the live sessions cache it again.
-        project = catalog.get_project(project_id)
+        if cached_only:
+            _, project = catalog.cached_project(project_id)
+        else:
+            project = catalog.get_project(project_id)
         return project.project_key if project is not None else ""
 
     return project_key_of
+
+
+async def _known_projects(
+    catalog: Catalog, source: AsyncIterable[list[LogRecord]]
+) -> AsyncGenerator[list[LogRecord], None]:
+    """``source``, with the catalog's cache holding the projects of each list before it goes on.
+
+    A record of a project created after start-up (by the CLI, or through another process of
+    ``--workers``) would otherwise be a catalog miss on the trio thread when the live sessions
+    resolve its key; the miss is looked up here, in a worker thread.
+    """
+    async for records in source:
+        for project_id in {r.project_id for r in records}:
+            known, _ = catalog.cached_project(project_id)
+            if not known:
+                await trio.to_thread.run_sync(catalog.get_project, project_id)
+        yield records
 
 
 def _quiet_with_live_sessions(
@@ -117,7 +139,10 @@ async def _log_tail(
     """
     if ctx.role is not ProcessRole.ENGINE:
         tail = ctx.log.tail(after, max_bytes=ctx.config.engine_read_bytes)
-        async with contextlib.aclosing(tail) as source:
+        async with (
+            contextlib.aclosing(tail) as raw,
+            contextlib.aclosing(_known_projects(ctx.catalog, raw)) as source,
+        ):
             yield source, ctx.log.head
         return
     seen = _SeenPosition(after)
@@ -130,7 +155,8 @@ async def _log_tail(
                 max_bytes=ctx.config.engine_read_bytes,
             )
         ) as raw,
-        contextlib.aclosing(seen.follow(raw)) as source,
+        contextlib.aclosing(seen.follow(raw)) as followed,
+        contextlib.aclosing(_known_projects(ctx.catalog, followed)) as source,
     ):
         yield source, lambda: seen.position
 
@@ -148,7 +174,7 @@ async def projections_service(
     db_path = ctx.config.db_path
     projections_path = ctx.config.projections_db_path
     await trio.to_thread.run_sync(ctx.catalog.list_projects)  # warms the catalog's project cache
-    live = LiveSessions(project_key_of=_project_key_resolver(ctx.catalog))
+    live = LiveSessions(project_key_of=_project_key_resolver(ctx.catalog, cached_only=True))
     reader = ProjectionReader(projections_path)
     history = await trio.to_thread.run_sync(LogReader, db_path)
     try:
@@ -213,39 +239,27 @@ async def projection_reader_service(
         reader.close()
 
 
-def _live_rows_with_checkpoint(conn: Any) -> tuple[list[Any], int]:
-    # One read transaction (deferred: takes no write lock): the rows and the position they reflect.
-    conn.execute("BEGIN")
-    try:
-        return sessions_projection.live_sessions(conn), read_checkpoint(
-            conn, sessions_projection.NAME
-        )
-    finally:
-        conn.execute("COMMIT")
-
-
 async def _refresh_live_sessions(
     ctx: Any, reader: ProjectionReader, *, task_status: trio.TaskStatus[None]
 ) -> None:
     """Keep ``app.extensions[LIVE_SESSIONS_KEY]`` a recent copy of the engine's live sessions.
 
-    The engine process keeps the live sessions in memory; an ingest process rebuilds them from
-    the sessions projection every ``LIVE_REFRESH_INTERVAL_S`` (a swap of a fresh object, so a
-    query never sees a half-loaded one).
+    The engine process keeps the live sessions in memory; an ingest process follows the sessions
+    projection every ``LIVE_REFRESH_INTERVAL_S``, reading in a worker thread only what changed
+    since its copy's checkpoint (:func:`projections.live_sessions.read_live_update`): a few
+    changes are applied on the loop, many (or the first load) make a fresh object built in the
+    worker thread and swapped in here, so a query never sees a half-loaded one.
     """
-    resolver = _project_key_resolver(ctx.catalog)
-    started = False
+    resolver = _project_key_resolver(ctx.catalog, cached_only=False)  # runs in the worker thread
+    current: LiveSessions | None = None
     while True:
-        try:
-            rows, checkpoint = await reader.run(_live_rows_with_checkpoint)
-        except sqlite3.OperationalError as error:
-            if "no such table" not in str(error):
-                raise
-            rows, checkpoint = [], 0  # the engine process has not created the projections yet
-        fresh = LiveSessions(project_key_of=resolver)
-        fresh.load(rows, checkpoint)
-        ctx.app.extensions[LIVE_SESSIONS_KEY] = fresh
-        if not started:
+        known = None if current is None else (current.checkpoint, current.session_ids())
+        update = await reader.run(read_live_update, resolver, known)
+        if isinstance(update, LiveSessions):
+            ctx.app.extensions[LIVE_SESSIONS_KEY] = current = update
+        elif update is not None:
+            assert current is not None
+            current.apply_changes(update)
+        if known is None:
             task_status.started()
-            started = True
         await trio.sleep(LIVE_REFRESH_INTERVAL_S)

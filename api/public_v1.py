@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -150,21 +151,15 @@ async def _organization() -> int:
     key = api_key_from_header(request.headers.get("Authorization"))
     if key is None:
         raise V1Error(401, "Not authenticated")
-    catalog = _context().catalog
     # A key seen before answers from memory: no thread hop and no SQLite on every API call.
-    org_id = catalog.cached_api_key(key)
-    if org_id is None:
-        org_id = await trio.to_thread.run_sync(catalog.verify_api_key, key)
+    org_id = await _context().catalog.find_api_key(key)
     if org_id is None:
         raise V1Error(401, "Invalid API Key")
     return org_id
 
 
 async def _project(org_id: int, project_key: str) -> Project:
-    catalog = _context().catalog
-    known, project = catalog.cached_project_by_key(project_key)
-    if not known:
-        project = await trio.to_thread.run_sync(catalog.get_project_by_key, project_key)
+    project = await _context().catalog.find_project_by_key(project_key)
     if project is None or project.org_id != org_id:
         raise V1Error(404, "project not found.")
     return project
@@ -443,12 +438,25 @@ async def session_events(project_key: str, session_id: str) -> Response:
     if not -(2**63) <= sid < 2**63:
         return _data([])  # no such session can exist (SQLite integers are 64-bit)
     context = _context()
-    # One session's rows by primary key: answered on the trio thread (see InlineEventsReader for
-    # why that does not stall the loop); the worker-thread reader only when SQLite was busy.
+    # A small session's rows by primary key: answered on the trio thread (see
+    # InlineEventsReader for why that does not stall the loop). A big one (or SQLite busy): read
+    # AND serialized in a worker thread, since turning 20,000 rows into JSON holds the loop too.
     rows = context.inline_events.session_events(project.project_id, sid)
-    if rows is None:
-        rows = await context.reader.session_events(project.project_id, sid)
-    return _data([event_json(row) for row in rows])
+    if rows is not None:
+        return _data([event_json(row) for row in rows])
+    return await context.reader.run(_session_events_answer, project.project_id, sid)
+
+
+def _session_events_answer(conn: sqlite3.Connection, project_id: int, session_id: int) -> Response:
+    """The answer over a session's events, built in a worker thread (a Response needs no app
+    context: it is the JSON text and its headers).
+
+    The text is ``_data``'s, but made one event at a time: one ``json.dumps`` of 20,000 events is
+    a single C call that holds the GIL, and so the loop, for tens of milliseconds.
+    """
+    rows = event_rows.session_events(conn, project_id, session_id)
+    items = ",".join(json.dumps(event_json(row), separators=(",", ":")) for row in rows)
+    return Response('{"data":[' + items + "]}", content_type="application/json")
 
 
 @bp.after_app_serving

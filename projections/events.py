@@ -322,8 +322,8 @@ def session_events(
 ) -> list[EventRow]:
     """The event rows of one session of a project, by (timestamp, message_id, type).
 
-    The primary key finds the session's rows; they are sorted in memory (a session has at most
-    thousands): an index on the order would cost every insert on the hot path a second B-tree.
+    The primary key finds the session's rows; they are sorted in memory (a session has tens of
+    thousands at most): an index on the order would cost every insert on the hot path a second B-tree.
 
     ``types`` restricts to those row types (all when None).
     """
@@ -359,28 +359,55 @@ def _event_row(v: tuple[Any, ...]) -> EventRow:
     )  # fmt: skip
 
 
-class InlineEventsReader:
-    """A dedicated read-only connection that answers :func:`session_events` on the caller's thread.
+# A session with at most this many rows is answered on the trio thread: ~12 us a row from the
+# query to the JSON text (measured), so the loop is held ~2-3 ms at most; a bigger one goes to a
+# worker thread (a 20,000-event session held the loop ~240 ms when it was read inline).
+INLINE_EVENTS_MAX = 200
 
-    DESIGN asks blocking SQLite work that could stall the loop to go through a worker thread. One
-    session's events are a primary-key range of a WITHOUT ROWID table (tens to thousands of rows,
-    well under a millisecond for the common session), so running it on the trio thread stalls the
-    loop less than the two thread wake-ups of a worker round trip cost the request. WAL readers
-    are not blocked by the projector's writes; the rare busy moment (WAL recovery) must not hold
-    the loop, so the busy timeout is 0 and :meth:`session_events` returns None: the caller then
-    takes the worker-thread path. Use it from one thread only (the connection checks that).
+_COUNT_SESSION_UPTO = (
+    "SELECT count(*) FROM (SELECT 1 FROM session_events WHERE session_id = ? LIMIT ?)"
+)
+
+
+def small_session_events(
+    conn: sqlite3.Connection, project_id: int, session_id: int, limit: int
+) -> list[EventRow] | None:
+    """:func:`session_events` if the session has at most ``limit`` rows, else None.
+
+    The size check reads at most ``limit + 1`` keys of the primary-key range (the sorted read
+    must visit every row of the session: a big one is never even sorted here).
+    """
+    ((count,),) = conn.execute(_COUNT_SESSION_UPTO, (session_id, limit + 1))
+    if count > limit:
+        return None
+    return session_events(conn, project_id, session_id)
+
+
+class InlineEventsReader:
+    """A dedicated read-only connection that answers small sessions' events on the caller's thread.
+
+    DESIGN asks blocking SQLite work that could stall the loop to go through a worker thread. A
+    small session's events are a short primary-key range of a WITHOUT ROWID table (the common
+    session: well under a millisecond), so running it on the trio thread stalls the loop less than
+    the two thread wake-ups of a worker round trip cost the request. A session with more than
+    ``limit`` rows is not read here (None: the caller takes the worker-thread path), nor is one
+    while SQLite is busy: WAL readers are not blocked by the projector's writes, but the rare busy
+    moment (WAL recovery) must not hold the loop, so the busy timeout is 0. Use it from one thread
+    only (the connection checks that).
     """
 
-    def __init__(self, db_path: str | os.PathLike[str]) -> None:
+    def __init__(self, db_path: str | os.PathLike[str], *, limit: int = INLINE_EVENTS_MAX) -> None:
         self.db_path = db_path
+        self.limit = limit
         self._conn: sqlite3.Connection | None = None
 
     def session_events(self, project_id: int, session_id: int) -> list[EventRow] | None:
-        """The rows :func:`session_events` answers, or None when SQLite was busy."""
+        """The rows :func:`session_events` answers, or None when the session is bigger than
+        ``limit`` rows or SQLite was busy."""
         try:
             if self._conn is None:
                 self._conn = connect(self.db_path, busy_timeout_ms=0, create=False, query_only=True)
-            return session_events(self._conn, project_id, session_id)
+            return small_session_events(self._conn, project_id, session_id, self.limit)
         except sqlite3.OperationalError:
             # Busy/locked (or the file is not there yet): let the worker-thread path answer,
             # on a fresh connection next time.

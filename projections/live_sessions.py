@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from engine import events as ev
-from projections.sessions import SessionRow
+from projections.sessions import SessionRow, read_live
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -281,7 +282,8 @@ class LiveSessions:
         key = self._keys.get(project_id)
         if key is None:
             key = self._project_key_of(project_id) if self._project_key_of else ""
-            self._keys[project_id] = key
+            if key:  # an unresolved project ("") is asked again next time
+                self._keys[project_id] = key
         return key
 
     def _put(self, session: LiveSession) -> None:
@@ -347,33 +349,48 @@ class LiveSessions:
         """Replace the content with the live rows of the sessions table, read at ``checkpoint``."""
         self.clear()
         for row in rows:
-            if row.duration is not None:
-                continue
-            self._put(
-                LiveSession(
-                    session_id=row.session_id,
-                    project_id=row.project_id,
-                    project_key=self._project_key(row.project_id),
-                    timestamp=row.start_ts,
-                    page_title=row.page_title,
-                    user_id=row.user_id,
-                    user_anonymous_id=row.user_anonymous_id,
-                    user_uuid=row.user_uuid,
-                    rev_id=row.rev_id,
-                    tracker_version=row.tracker_version,
-                    is_snippet=row.is_snippet,
-                    user_os=row.user_os,
-                    user_browser=row.user_browser,
-                    user_browser_version=row.user_browser_version,
-                    user_device=row.user_device,
-                    user_device_type=row.user_device_type,
-                    user_country=row.user_country,
-                    user_state=row.user_state,
-                    user_city=row.user_city,
-                    metadata=dict(row.metadata),
-                )
-            )
+            if row.duration is None:
+                self._put(self._session_of(row))
         self.checkpoint = checkpoint
+
+    def _session_of(self, row: SessionRow) -> LiveSession:
+        return LiveSession(
+            session_id=row.session_id,
+            project_id=row.project_id,
+            project_key=self._project_key(row.project_id),
+            timestamp=row.start_ts,
+            page_title=row.page_title,
+            user_id=row.user_id,
+            user_anonymous_id=row.user_anonymous_id,
+            user_uuid=row.user_uuid,
+            rev_id=row.rev_id,
+            tracker_version=row.tracker_version,
+            is_snippet=row.is_snippet,
+            user_os=row.user_os,
+            user_browser=row.user_browser,
+            user_browser_version=row.user_browser_version,
+            user_device=row.user_device,
+            user_device_type=row.user_device_type,
+            user_country=row.user_country,
+            user_state=row.user_state,
+            user_city=row.user_city,
+            metadata=dict(row.metadata),
+        )
+
+    def session_ids(self) -> frozenset[int]:
+        """The ids of every live session held (a snapshot)."""
+        return frozenset(self._project_of)
+
+    def apply_changes(self, changes: LiveChanges) -> None:
+        """Fold a small :class:`LiveChanges` in: drop the sessions no longer live, put the
+        changed ones whose live object differs (a batch moves ``last_position`` far more often
+        than it changes what Assist shows)."""
+        for session_id in self._project_of.keys() - changes.live_ids:
+            self._remove(session_id)
+        for session in changes.sessions:
+            if self.get(session.project_id, session.session_id) != session:
+                self._put(session)
+        self.checkpoint = changes.checkpoint
 
     def apply(self, events: Sequence[ev.DomainEvent]) -> None:
         """Fold events into the live sessions (the caller filtered them by checkpoint)."""
@@ -524,6 +541,51 @@ class LiveSessions:
         return LiveSearchResult(
             total=total, sessions=[e.session for e in candidates[first : first + limit]]
         )
+
+
+# Changes of one refresh applied on the trio thread at most (sessions put or removed, ~40 us
+# each): more than that and the worker thread builds a fresh LiveSessions instead.
+LIVE_CHANGES_INLINE_MAX = 250
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class LiveChanges:
+    """The live sessions changed since a refresh, for :meth:`LiveSessions.apply_changes`."""
+
+    checkpoint: int
+    sessions: list[LiveSession]  # the live sessions whose row changed, as the row has them
+    live_ids: frozenset[int]  # every session still live
+
+
+def read_live_update(
+    conn: sqlite3.Connection,
+    project_key_of: Callable[[int], str] | None,
+    current: tuple[int, frozenset[int]] | None = None,
+) -> LiveSessions | LiveChanges | None:
+    """What an ingest process of ``serve --workers`` needs to bring its copy of the live sessions
+    up to date with the sessions table; runs in a worker thread.
+
+    ``current`` is the copy's ``(checkpoint, session_ids())``, None for the first load. Answers
+    None when nothing changed, :class:`LiveChanges` when few did (applied on the loop), else a
+    fresh :class:`LiveSessions` built here (reading and indexing 10,000 sessions takes a few
+    hundred milliseconds: not on the trio loop), to be swapped in whole.
+    """
+    fresh = LiveSessions(project_key_of=project_key_of)
+    read = read_live(conn, after=None if current is None else current[0])
+    if read is None:
+        return None
+    if not read.full:
+        assert current is not None
+        gone = len(current[1] - read.live_ids)
+        if len(read.rows) + gone <= LIVE_CHANGES_INLINE_MAX:
+            sessions = [fresh._session_of(row) for row in read.rows]
+            return LiveChanges(
+                checkpoint=read.checkpoint, sessions=sessions, live_ids=read.live_ids
+            )
+        read = read_live(conn)
+        assert read is not None
+    fresh.load(read.rows, read.checkpoint)
+    return fresh
 
 
 def _time_key(entry: _Entry) -> tuple[int, int]:

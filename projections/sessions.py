@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 
 from engine import events as ev
-from projections.base import SqlProjection, forget_checkpoint
+from projections.base import SqlProjection, forget_checkpoint, read_checkpoint
 from storage.schema import apply_migrations
 
 NAME = "sessions"
@@ -414,3 +414,52 @@ def user_sessions(
 def live_sessions(conn: sqlite3.Connection) -> list[SessionRow]:
     """Every session without a duration yet (all projects), oldest first."""
     return [_row(r) for r in conn.execute(f"{_SELECT} WHERE duration IS NULL ORDER BY session_id")]
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class LiveRead:
+    """What :func:`read_live` saw in one snapshot, at ``checkpoint``.
+
+    ``rows`` are the live rows whose ``last_position`` is after the position asked for, or all of
+    them when ``full``; ``live_ids`` every live session's id.
+    """
+
+    checkpoint: int
+    full: bool
+    rows: list[SessionRow]
+    live_ids: frozenset[int]
+
+
+def read_live(conn: sqlite3.Connection, *, after: int | None = None) -> LiveRead | None:
+    """The live sessions as the sessions table has them, read in one snapshot.
+
+    ``after=None``: every live row. ``after=p``: only the live rows changed since position ``p``
+    (the ids of all of them still come back, so that the caller sees which ended), or None when
+    the checkpoint is still ``p`` (nothing changed, nothing read). No table yet (another process
+    creates the projections) reads as nothing at 0.
+    """
+    conn.execute("BEGIN")  # deferred: a read snapshot, takes no write lock
+    try:
+        checkpoint = read_checkpoint(conn, NAME)
+        if checkpoint == after:
+            return None
+        if after is None or checkpoint < after:  # a full read (or the projections were rebuilt)
+            rows = live_sessions(conn)
+            ids = frozenset(r.session_id for r in rows)
+            return LiveRead(checkpoint=checkpoint, full=True, rows=rows, live_ids=ids)
+        # The partial index sessions_live holds only the live rows: both reads are short.
+        changed = [_row(r) for r in conn.execute(_SELECT_LIVE_CHANGED, (after,))]
+        ids = frozenset(sid for (sid,) in conn.execute(_SELECT_LIVE_IDS))
+        return LiveRead(checkpoint=checkpoint, full=False, rows=changed, live_ids=ids)
+    except sqlite3.OperationalError as error:
+        if "no such table" not in str(error):
+            raise
+        if after == 0:
+            return None
+        return LiveRead(checkpoint=0, full=True, rows=[], live_ids=frozenset())
+    finally:
+        conn.execute("COMMIT")
+
+
+_SELECT_LIVE_IDS = "SELECT session_id FROM sessions WHERE duration IS NULL"
+_SELECT_LIVE_CHANGED = f"{_SELECT} WHERE duration IS NULL AND last_position > ? ORDER BY session_id"

@@ -6,12 +6,16 @@ tracker protocol. API keys are stored as SHA-256 hex digests only: the plaintext
 by ``create_api_key`` and never kept.
 
 Projects are cached in memory: ``/v1/web/start`` looks its project up on every request and must not
-touch SQLite for that. Projects created through this object go straight into the cache; a key the
-cache does not know is looked up in SQLite once (so projects created by another process, e.g. the
-CLI or another ingest process of ``serve --workers``, show up) and an unknown key is remembered as
-unknown for a few seconds. Projects are never updated in place, so a cached project is not stale.
+touch SQLite for that. Projects created through this object go straight into the cache; a key (or
+id) the cache does not know is looked up in SQLite once (so projects created by another process,
+e.g. the CLI or another ingest process of ``serve --workers``, show up) and an unknown one is
+remembered as unknown for a few seconds. Projects are never updated in place, so a cached project is
+not stale.
 
-The connection may be used from worker threads (``trio.to_thread.run_sync``); a lock serialises it.
+The ``cached_*`` methods answer from memory only, without the lock (a worker thread may hold it for
+a slow write): they are what the trio thread calls. Every other method may run SQL and belongs in a
+worker thread (``trio.to_thread.run_sync``); a lock serialises the connection. What is remembered
+about unknown keys is bounded in count and size, so a client sending random keys cannot grow it.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ import threading
 import time
 from collections.abc import Iterator
 from os import PathLike
+from typing import TypeVar
 
 import attrs
+import trio
 
 from storage.errors import CatalogUnavailable, is_database_wide
 from storage.schema import apply_migrations
@@ -40,12 +46,15 @@ PLATFORMS = ("web", "ios", "android")
 PROJECT_KEY_LENGTH = 20
 API_KEY_LENGTH = 20  # same length as the reference backend's organization API keys
 TOKEN_SECRET_SETTING = "token_secret"
+K = TypeVar("K", str, int)
 
 _ALPHANUMERIC = string.ascii_letters + string.digits
 _NEGATIVE_TTL_S = 5.0  # how long an unknown project key stays "unknown" without asking SQLite
-_NEGATIVE_MAX = (
-    10_000  # bound on remembered unknown keys (a scan of random keys must not grow memory)
-)
+# Bound on remembered unknown keys and ids (a scan of random keys must not grow memory) ...
+_NEGATIVE_MAX = 10_000
+# ... and on the length of a remembered key: a longer one is asked about every time (in a worker
+# thread), so 10,000 remembered keys hold at most ~1 MB whatever clients send.
+_NEGATIVE_KEY_MAX_CHARS = 64
 
 _MIGRATIONS: list[str] = [
     # 1: organizations, projects, API keys, settings. org_id is on every project and key so that
@@ -147,6 +156,30 @@ def _writing(what: str) -> Iterator[None]:
         raise
 
 
+def _cached(
+    known: dict[K, Project], unknown: dict[K, float], key: K
+) -> tuple[bool, Project | None]:
+    """``(True, project or None)`` if memory knows ``key``, else ``(False, None)``.
+
+    No lock: single dict reads are atomic under the GIL, and the trio thread must not wait for a
+    worker thread holding the lock through a slow write.
+    """
+    project = known.get(key)
+    if project is not None:
+        return True, project
+    until = unknown.get(key)
+    if until is not None and until > time.monotonic():
+        return True, None
+    return False, None
+
+
+def _remember_unknown(unknown: dict[K, float], key: K) -> None:
+    """Remember ``key`` as unknown for a while, never more than ``_NEGATIVE_MAX`` of them."""
+    if len(unknown) >= _NEGATIVE_MAX:
+        unknown.clear()
+    unknown[key] = time.monotonic() + _NEGATIVE_TTL_S
+
+
 class Catalog:
     """Projects, organizations, API keys and settings in one SQLite database."""
 
@@ -156,6 +189,7 @@ class Catalog:
         self._by_key: dict[str, Project] = {}
         self._by_id: dict[int, Project] = {}
         self._unknown_keys: dict[str, float] = {}  # key -> monotonic time until which it is unknown
+        self._unknown_ids: dict[int, float] = {}  # the same for project ids
         # Hash of a verified API key -> its organization. Keys cannot be revoked yet; the day they
         # can, revocation must clear this (and tell other processes) before it returns.
         self._verified_keys: dict[str, int] = {}
@@ -205,6 +239,7 @@ class Catalog:
         self._by_key[project.project_key] = project
         self._by_id[project.project_id] = project
         self._unknown_keys.pop(project.project_key, None)
+        self._unknown_ids.pop(project.project_id, None)
 
     def create_project(
         self,
@@ -261,41 +296,58 @@ class Catalog:
         The request path calls this first and ``get_project_by_key`` (in a worker thread) only when
         the cache cannot answer.
         """
-        with self._lock:
-            project = self._by_key.get(project_key)
-            if project is not None:
-                return True, project
-            until = self._unknown_keys.get(project_key)
-            if until is not None and until > time.monotonic():
-                return True, None
-            return False, None
+        return _cached(self._by_key, self._unknown_keys, project_key)
+
+    def cached_project(self, project_id: int) -> tuple[bool, Project | None]:
+        """:meth:`cached_project_by_key` by project id (then ``get_project`` in a worker thread)."""
+        return _cached(self._by_id, self._unknown_ids, project_id)
+
+    async def find_project_by_key(self, project_key: str) -> Project | None:
+        """:meth:`get_project_by_key` for the trio thread: memory, else SQLite in a worker thread."""
+        known, project = self.cached_project_by_key(project_key)
+        if known:
+            return project
+        return await trio.to_thread.run_sync(self.get_project_by_key, project_key)
+
+    async def find_project(self, project_id: int) -> Project | None:
+        """:meth:`get_project` for the trio thread: memory, else SQLite in a worker thread."""
+        known, project = self.cached_project(project_id)
+        if known:
+            return project
+        return await trio.to_thread.run_sync(self.get_project, project_id)
+
+    async def find_api_key(self, key: str) -> int | None:
+        """:meth:`verify_api_key` for the trio thread: memory, else SQLite in a worker thread."""
+        org_id = self.cached_api_key(key)
+        if org_id is not None:
+            return org_id
+        return await trio.to_thread.run_sync(self.verify_api_key, key)
 
     def get_project_by_key(self, project_key: str) -> Project | None:
         """The project with this public key (active or not), or None."""
         known, project = self.cached_project_by_key(project_key)
         if known:
             return project
-        with self._lock:
-            row = self._conn.execute(
-                f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE project_key = ?", (project_key,)
-            ).fetchone()
-            if row is not None:
-                project = _project(row)
-                self._remember(project)
-                return project
-            if len(self._unknown_keys) >= _NEGATIVE_MAX:
-                self._unknown_keys.clear()
-            self._unknown_keys[project_key] = time.monotonic() + _NEGATIVE_TTL_S
-            return None
+        project = self._select_project("project_key", project_key)
+        if project is None and len(project_key) <= _NEGATIVE_KEY_MAX_CHARS:
+            _remember_unknown(self._unknown_keys, project_key)
+        return project
 
     def get_project(self, project_id: int) -> Project | None:
         """The project with this id, or None."""
+        known, project = self.cached_project(project_id)
+        if known:
+            return project
+        project = self._select_project("project_id", project_id)
+        if project is None:
+            _remember_unknown(self._unknown_ids, project_id)
+        return project
+
+    def _select_project(self, column: str, value: str | int) -> Project | None:
+        """The project whose ``column`` is ``value``, from SQLite (and then remembered)."""
         with self._lock:
-            project = self._by_id.get(project_id)
-            if project is not None:
-                return project
             row = self._conn.execute(
-                f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE project_id = ?", (project_id,)
+                f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE {column} = ?", (value,)
             ).fetchone()
             if row is None:
                 return None

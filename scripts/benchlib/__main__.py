@@ -1,8 +1,10 @@
 """The benchmark driver behind ``scripts/bench``: runs the sections, prints ONE table, writes it.
 
 Sections: ingest, engine, rebuild, queries, memory (issue 5); hostile (issue 8: an unrelated
-tracker's latency while starts with huge User-Agents arrive). ``--only a,b`` runs a subset and
-``--quick`` shrinks every size (for a try-out in about a minute or two). A full run writes
+tracker's latency while starts with huge User-Agents arrive); stalls (issue 9: the loop's
+latency while a 20,000-event session is read, and in ``--workers`` over 10,000 live sessions).
+``--only a,b`` runs a subset and ``--quick`` shrinks every size (for a try-out in about a minute
+or two). A full run writes
 BENCHMARKS.md at the repository root; a subset or quick run writes only with ``--out PATH``.
 """
 
@@ -17,10 +19,21 @@ import traceback
 from pathlib import Path
 
 import attrs
-from benchlib import common, engine, hostile, ingest, memory, profile, queries, rebuild, report
+from benchlib import (
+    common,
+    engine,
+    hostile,
+    ingest,
+    memory,
+    profile,
+    queries,
+    rebuild,
+    report,
+    stalls,
+)
 from benchlib.common import log
 
-SECTIONS = ("ingest", "engine", "rebuild", "queries", "memory", "hostile")
+SECTIONS = ("ingest", "engine", "rebuild", "queries", "memory", "hostile", "stalls")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -201,6 +214,17 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
 
+    section(
+        "stalls",
+        lambda: report.stall_rows(
+            stalls.run(
+                stalls.StallSettings(events=5_000, live=2_000, duration_s=2.0)
+                if quick
+                else stalls.StallSettings()
+            )
+        ),
+    )
+
     elapsed = time.monotonic() - t_start
     notes += [
         "Ingest: the same generator process(es) drive both servers with the same trackers, "
@@ -229,6 +253,11 @@ def main(argv: list[str] | None = None) -> int:
         "an ordinary browser agent, then during the same bursts with a fresh random 60 KB "
         "User-Agent per start, sent over HTTP/2 with prior knowledge (64 KB of headers allowed); "
         "one server, windows of the same length.",
+        "Loop stalls: `GET /healthz` (answered on the trio loop, no database) is sent back to "
+        "back on one keep-alive connection; ms/s stalled sums, per second, the latency above the "
+        "window's median of the probes slower than 10 ms. The big session's events are read back "
+        "to back by a second client; the live sessions are start records projected by "
+        "`replayd rebuild`, served by `serve --workers 1`.",
         "The 2 cores are shared by the server, the load generator and the driver; background load "
         "on the machine (see the load averages) lowers every figure, ceilings included. Load "
         "average at the end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + ".",

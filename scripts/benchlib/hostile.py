@@ -31,6 +31,7 @@ import hpack
 from benchlib import batches, common
 from benchlib.common import log, percentile
 from benchlib.loadgen import start_body
+from benchlib.queries import QueryClient
 
 CHROME_UA = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -134,19 +135,27 @@ def h2_start(port: int, body: bytes, user_agent: str, timeout: float = 60.0) -> 
     return start.status
 
 
-def _unrelated(port: int, project_key: str, s: HostileSettings, seconds: float) -> list[float]:
-    """Upload small batches of one normal session for ``seconds``; latencies in ms."""
-    from benchlib.queries import QueryClient
-
+def started_tracker(port: int, project_key: str, user_id: str) -> QueryClient:
+    """A keep-alive client that started a normal session and is set to upload its batches."""
     client = QueryClient(port, [("User-Agent", CHROME_UA)])
     try:
         status, payload, _ = client.request(
-            "POST", "/v1/web/start", start_body(project_key, "steady"), "application/json"
+            "POST", "/v1/web/start", start_body(project_key, user_id), "application/json"
         )
         if status != 200:
-            raise RuntimeError(f"start of the unrelated session: HTTP {status} {payload[:200]!r}")
-        token = json.loads(payload)["token"]
-        client.headers = [("Authorization", f"Bearer {token}"), ("DataType", "player")]
+            raise RuntimeError(f"start of session {user_id}: HTTP {status} {payload[:200]!r}")
+    except BaseException:
+        client.close()
+        raise
+    token = json.loads(payload)["token"]
+    client.headers = [("Authorization", f"Bearer {token}"), ("DataType", "player")]
+    return client
+
+
+def _unrelated(port: int, project_key: str, s: HostileSettings, seconds: float) -> list[float]:
+    """Upload small batches of one normal session for ``seconds``; latencies in ms."""
+    client = started_tracker(port, project_key, "steady")
+    try:
         batch = batches.make_batch(s.batch_bytes, seed=7)
         body = batches.encode_header(0, 0, 1_795_418_019_299) + batch.tail
         times: list[float] = []

@@ -404,3 +404,31 @@ def hostile_rows(h) -> list[Row]:
             verdict(h.attacked_p99 <= 2 * h.ordinary_p99),
         )
     ]
+
+
+def stall_rows(st) -> list[Row]:
+    """Loop stalls (issue 9): ``/healthz`` latency while a big session is read, and in the
+    ingest process of ``--workers 1`` over many live sessions."""
+    idle, loaded = st.events_idle, st.events_loaded
+    return [
+        Row(
+            "Loop stalls",
+            f"`/healthz` back to back while a {st.events:,}-event session's events are read "
+            "back to back",
+            loaded.describe() + f"; events reads p50 {ms(percentile(st.events_reads_ms, 50))}",
+            "no other traffic: " + idle.describe(),
+            ratio(loaded.max, idle.max) + " (max)",
+            "no loop stall",
+            "",
+        ),
+        Row(
+            "Loop stalls",
+            f"`/healthz` back to back on the ingest process of `--workers 1`, {st.live:,} live "
+            f"sessions ({st.live_listed:,} listed), one tracker uploading a batch every 0.1 s",
+            st.live_probe.describe(),
+            "no live sessions: " + st.live_idle.describe(),
+            ratio(st.live_probe.max, st.live_idle.max) + " (max)",
+            "no loop stall",
+            "",
+        ),
+    ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import h11
@@ -16,8 +17,8 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from benchlib import batches, common, hostile, ingest, memory, report
-from benchlib.loadgen import (
+from benchlib import batches, common, hostile, ingest, memory, report, stalls  # noqa: E402
+from benchlib.loadgen import (  # noqa: E402
     HTTPError,
     LoadGenerator,
     LoadResult,
@@ -276,3 +277,29 @@ def test_hostile_agents_are_distinct_sized_and_start_like_chrome():
     agents = {hostile.hostile_agent(rng, 60_000) for _ in range(8)}
     assert len(agents) == 8
     assert all(len(a) == 60_000 and a.startswith(hostile.CHROME_UA) for a in agents)
+
+
+# -- loop stalls -------------------------------------------------------------------------------
+
+
+def test_stall_probe_counts_only_slow_probes_above_the_median() -> None:
+    probe = stalls.Probe([1.0, 1.0, 2.0, 9.0, 41.0, 1.0, 1.0], seconds=2.0)
+    assert (probe.p50, probe.max) == (1.0, 41.0)
+    assert probe.stalled_ms_per_s == (41.0 - 1.0) / 2.0  # 9 ms is under STALL_MS: noise
+    assert "max 41.0 ms" in probe.describe()
+
+
+def test_big_session_records_hold_the_clicks_asked_for_with_distinct_message_ids() -> None:
+    records = list(stalls._big_session_records(1, 77, 450, 1_700_000_000_000))
+    assert records[0].kind.name == "WEB_START"
+    starts: list[int] = []
+    clicks = 0
+    for record in records[1:]:
+        messages = web.decode_batch(record.payload)
+        meta = messages[0]
+        assert isinstance(meta, m.BatchMetadata)
+        starts.append(meta.first_index)
+        clicks += sum(isinstance(x, m.MouseClick) for x in messages)
+    assert clicks == 450 and len(records) == 1 + 3
+    # Each batch's messages fit before the next batch's first index: no message id is shared.
+    assert starts == sorted(starts) and min(b - a for a, b in pairwise(starts)) > 2 * 200 + 3

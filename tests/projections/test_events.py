@@ -193,3 +193,25 @@ def test_inline_reader_yields_to_the_thread_path_when_it_cannot_read(tmp_path: P
     assert inline.session_events(1, 1) is None
     assert not (tmp_path / "missing.db").exists()
     inline.close()
+
+
+def test_small_session_events_answers_only_up_to_the_limit(conn: sqlite3.Connection) -> None:
+    s = SessionScript(session_id=9)
+    apply(conn, positioned([[s.click(f"b{i}") for i in range(5)]]))
+    assert events.small_session_events(conn, 1, 9, 5) == events.session_events(conn, 1, 9)
+    assert events.small_session_events(conn, 1, 9, 4) is None  # bigger than the limit
+    assert events.small_session_events(conn, 1, 10, 0) == []  # an unknown session is small
+
+
+def test_inline_reader_leaves_a_big_session_to_the_thread_path(
+    conn: sqlite3.Connection, fresh_db_path: Path
+) -> None:
+    s = SessionScript(session_id=8)
+    apply(conn, positioned([[s.click(f"b{i}") for i in range(3)]]))
+    inline = events.InlineEventsReader(fresh_db_path, limit=2)
+    try:
+        assert inline.session_events(1, 8) is None
+        inline.limit = 3
+        assert inline.session_events(1, 8) == events.session_events(conn, 1, 8)
+    finally:
+        inline.close()

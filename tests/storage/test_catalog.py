@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 
-from storage.catalog import Catalog
+from storage.catalog import _NEGATIVE_KEY_MAX_CHARS, _NEGATIVE_MAX, Catalog
 
 
 @pytest.fixture
@@ -105,3 +106,67 @@ def test_verified_api_keys_are_cached_in_memory(tmp_path) -> None:
     assert catalog.cached_api_key(key) == 1
     assert catalog.cached_api_key("unknown") is None and catalog.verify_api_key("unknown") is None
     assert catalog.cached_api_key("unknown") is None  # unknown keys are never cached
+
+
+async def test_find_answers_from_memory_or_sqlite_off_the_trio_thread(fresh_db_path: Path) -> None:
+    server = Catalog.open(fresh_db_path)
+    cli = Catalog.open(fresh_db_path)  # another process
+    try:
+        theirs = cli.create_project("theirs")
+        key = cli.create_api_key()
+        assert server.cached_project(theirs.project_id) == (False, None)
+        assert await server.find_project(theirs.project_id) == theirs
+        assert server.cached_project(theirs.project_id) == (True, theirs)
+        assert server.cached_project_by_key(theirs.project_key) == (True, theirs)
+        assert await server.find_project_by_key(theirs.project_key) == theirs
+        assert await server.find_project(424242) is None
+        assert server.cached_project(424242) == (True, None)  # remembered as unknown
+        assert server.cached_api_key(key) is None
+        assert await server.find_api_key(key) == 1
+        assert server.cached_api_key(key) == 1
+        assert await server.find_api_key("not-a-key") is None
+    finally:
+        server.close()
+        cli.close()
+
+
+def test_cached_lookups_do_not_wait_for_a_busy_connection(catalog: Catalog) -> None:
+    # A worker thread holding the catalog's lock (a slow write, a busy database) must not hold
+    # up the trio thread's memory lookups.
+    project = catalog.create_project("shop")
+    answers: list[object] = []
+    held, done = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with catalog._lock:
+            held.set()
+            done.wait(30)
+
+    def lookups() -> None:
+        answers.append(catalog.cached_project_by_key(project.project_key))
+        answers.append(catalog.cached_project(project.project_id))
+
+    holder = threading.Thread(target=writer)
+    holder.start()
+    try:
+        held.wait(30)
+        looker = threading.Thread(target=lookups)
+        looker.start()
+        looker.join(10)  # a hang guard: before, it waited for the lock until `done`
+        assert answers == [(True, project), (True, project)]
+    finally:
+        done.set()
+        holder.join()
+
+
+def test_unknown_keys_remembered_are_bounded_in_count_and_size(catalog: Catalog) -> None:
+    # A client scanning random keys, long ones included, must not grow the catalog's memory.
+    for i in range(_NEGATIVE_MAX + 500):
+        assert catalog.get_project_by_key(f"{i:020d}") is None
+    for i in range(200):
+        assert catalog.get_project_by_key(f"{i:05d}" + "x" * 10_000) is None
+    assert len(catalog._unknown_keys) <= _NEGATIVE_MAX
+    assert sum(map(len, catalog._unknown_keys)) <= _NEGATIVE_MAX * _NEGATIVE_KEY_MAX_CHARS
+    # A long key is still answered, and a short unknown one still remembered.
+    assert catalog.cached_project_by_key("y" * 10_000) == (False, None)
+    assert catalog.cached_project_by_key(f"{_NEGATIVE_MAX + 499:020d}") == (True, None)
