@@ -134,11 +134,11 @@ def _context() -> PublicV1Context:
     return current_app.extensions[EXTENSION_KEY]
 
 
-# -- auth and lookups -------------------------------------------------------------------------------
+# -- auth and lookups ------------------------------------------------------------------------------
 
 
 def api_key_from_header(header: str | None) -> str | None:
-    """The key in an ``Authorization`` value: raw, or after ``Bearer `` (any case); None if blank."""
+    """The key in an ``Authorization`` value: raw or after ``Bearer `` (any case); None if blank."""
     if header is None:
         return None
     value = header.strip()
@@ -201,7 +201,8 @@ async def _json_body() -> Any:
     Strict UTF-8 (RFC 8259), and any parse failure is the client's: a body nested deeper than the
     parser's recursion limit raises RecursionError, which must not become a 500.
     """
-    raw = await request.get_data()
+    # All three arguments spelled out (the defaults) so the stubs pick the ``bytes`` overload.
+    raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
     if not raw.strip():
         return None
     try:
@@ -215,7 +216,7 @@ def _data(payload: Any) -> Response:
     return json_response({"data": payload})
 
 
-# -- projects ---------------------------------------------------------------------------------------
+# -- projects --------------------------------------------------------------------------------------
 
 
 def project_list_item(project: Project) -> dict[str, Any]:
@@ -338,7 +339,7 @@ async def create_project() -> Response:
     )
 
 
-# -- events -----------------------------------------------------------------------------------------
+# -- events ----------------------------------------------------------------------------------------
 
 
 def _path_of(url: str) -> str:
@@ -466,7 +467,7 @@ async def _close_inline_events() -> None:
         context.inline_events.close()
 
 
-# -- users ------------------------------------------------------------------------------------------
+# -- users -----------------------------------------------------------------------------------------
 
 
 def user_session_json(row: SessionRow) -> dict[str, Any]:
@@ -539,7 +540,7 @@ async def get_user(project_key: str, user_id: str) -> Response:
     return _data(None if summary is None else user_json(summary))
 
 
-# -- Assist: live sessions --------------------------------------------------------------------------
+# -- Assist: live sessions -------------------------------------------------------------------------
 
 
 def _live_sessions() -> LiveSessions:
@@ -576,16 +577,16 @@ def parse_live_search(body: Any) -> tuple[list[LiveFilter], str, str, int, int]:
     for i, raw in enumerate(raw_filters):
         where = ["body", "filters", str(i)]
         if not isinstance(raw, dict) or not isinstance(raw.get("type"), str) or not raw["type"]:
-            raise V1ValidationError(where + ["type"], "Field required", "missing", raw)
+            raise V1ValidationError([*where, "type"], "Field required", "missing", raw)
         operator = _or_default(raw, "operator", "contains")
         if operator not in ASSIST_OPERATORS:
-            raise V1ValidationError(where + ["operator"], "Input should be 'is' or 'contains'",
+            raise V1ValidationError([*where, "operator"], "Input should be 'is' or 'contains'",
                                     "enum", operator)  # fmt: skip
         source = raw.get("source")
         if source is not None and not isinstance(source, str):
-            raise V1ValidationError(where + ["source"], "Input should be a valid string",
+            raise V1ValidationError([*where, "source"], "Input should be a valid string",
                                     "string_type", source)  # fmt: skip
-        values = _as_values(raw.get("value"), where + ["value"])
+        values = _as_values(raw.get("value"), [*where, "value"])
         filters.append(
             LiveFilter(type=raw["type"], values=values, operator=operator, source=source)
         )

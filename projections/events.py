@@ -283,9 +283,12 @@ def apply(conn: sqlite3.Connection, events: Sequence[ev.DomainEvent]) -> None:
     rows: list[tuple[Any, ...]] = []
     merges: list[tuple[str, int, int]] = []
     for event in events:
-        type_ = EVENT_TYPES.get(type(event))
-        if type_ is not None:
-            rows.append(_row_params(event, type_))  # type: ignore[arg-type]
+        # Every key of EVENT_TYPES is a SessionEvent; the isinstance narrows ``event`` for mypy.
+        if (
+            isinstance(event, ev.SessionEvent)
+            and (type_ := EVENT_TYPES.get(type(event))) is not None
+        ):
+            rows.append(_row_params(event, type_))
         elif isinstance(event, ev.PageTimingsReported):
             timings = {f: getattr(event, f) for f in TIMING_FIELDS if getattr(event, f) is not None}
             if timings:
@@ -323,7 +326,8 @@ def session_events(
     """The event rows of one session of a project, by (timestamp, message_id, type).
 
     The primary key finds the session's rows; they are sorted in memory (a session has tens of
-    thousands at most): an index on the order would cost every insert on the hot path a second B-tree.
+    thousands at most): an index on the order would cost every insert on the hot path a second
+    B-tree.
 
     ``types`` restricts to those row types (all when None).
     """
@@ -421,7 +425,7 @@ class InlineEventsReader:
             self._conn = None
 
 
-# -- API helpers (pure functions over rows; no SQL) --------------------------------------------------
+# -- API helpers (pure functions over rows; no SQL) ------------------------------------------------
 
 
 def _diff(end: int | None, start: int | None) -> int | None:

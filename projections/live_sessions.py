@@ -58,7 +58,7 @@ class LiveSession:
     metadata: Mapping[str, str] = attrs.Factory(dict)
 
     def assist_fields(self) -> dict[str, Any]:
-        """The live object under its wire names (``sessionID`` as a string, ``live`` always true)."""
+        """The live object in its wire names (``sessionID`` as a string, ``live`` always true)."""
         return {
             "pageTitle": self.page_title,
             "active": self.active,
@@ -186,7 +186,7 @@ class _Attribute:
     dropped only when a text appears or disappears (not when a session joins an existing text).
     """
 
-    __slots__ = ("by_text", "_haystack")
+    __slots__ = ("_haystack", "by_text")
 
     def __init__(self) -> None:
         self.by_text: dict[str, set[int]] = {}
@@ -614,7 +614,7 @@ def _reindex(
         for attr, text in new.items():
             if old is not None and old.get(attr) == text:
                 continue
-            attribute = postings.get(attr)
-            if attribute is None:
-                attribute = postings[attr] = _Attribute()
-            attribute.add(text, session_id)
+            posting = postings.get(attr)
+            if posting is None:
+                posting = postings[attr] = _Attribute()
+            posting.add(text, session_id)

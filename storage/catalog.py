@@ -303,7 +303,7 @@ class Catalog:
         return _cached(self._by_id, self._unknown_ids, project_id)
 
     async def find_project_by_key(self, project_key: str) -> Project | None:
-        """:meth:`get_project_by_key` for the trio thread: memory, else SQLite in a worker thread."""
+        """:meth:`get_project_by_key` for the trio thread: memory, else SQLite in a thread."""
         known, project = self.cached_project_by_key(project_key)
         if known:
             return project

@@ -91,7 +91,7 @@ def encode_header(page_no: int, first_index: int, timestamp: int, url: str = PAG
     )
 
 
-def _chunk_head(ts: int) -> list[object]:
+def _chunk_head(ts: int) -> list[m.WebMessage]:
     return [m.Timestamp(timestamp=ts), m.TabData(tab_id=TAB_ID)]
 
 
@@ -180,7 +180,7 @@ def make_batch(
         rng, start_ts, node_base=10 + (seed % 1000) * 100_000, with_location=with_location
     )
     budget = size - len(encode_header(0, 0, start_ts))
-    msgs: list[object] = []
+    msgs: list[m.WebMessage] = []
     used = 0
     # every message is framed on its own, so the batch size is the sum of the framed sizes
     for msg in stream:
@@ -204,7 +204,7 @@ def session_events_batch(seed: int, start_ts: int, clicks: int = 20) -> bytes:
     Message times start at ``start_ts`` and grow by 0.2-3 s per click.
     """
     rng = random.Random(seed)
-    msgs: list[object] = [
+    msgs: list[m.WebMessage] = [
         _meta0(start_ts),
         *_chunk_head(start_ts),
         m.SetPageLocation(
@@ -245,7 +245,7 @@ def session_events_batch(seed: int, start_ts: int, clicks: int = 20) -> bytes:
 def live_batch(seed: int, start_ts: int, user_id: str) -> bytes:
     """A first batch of a live session: location, user id, metadata, a click (Assist-searchable)."""
     rng = random.Random(seed)
-    msgs: list[object] = [
+    msgs: list[m.WebMessage] = [
         _meta0(start_ts),
         *_chunk_head(start_ts),
         m.UserID(id=user_id),

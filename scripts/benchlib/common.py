@@ -16,8 +16,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import attrs
@@ -133,14 +133,19 @@ class Child:
                 self.proc.kill()
                 self.proc.wait(5)
             for kid in kids:  # a --workers server's processes exit with their parent
-                try:
-                    kid.wait(2)
-                except Exception:  # psutil.TimeoutExpired or the process is gone
-                    try:
-                        kid.kill()
-                    except Exception:
-                        pass
+                _reap(kid)
         self._reader.join(2)
+
+
+def _reap(kid) -> None:
+    """Wait briefly for ``kid`` (a psutil process) to exit, else kill it; gone already is fine."""
+    import psutil  # there are kids only with psutil (process_tree)
+
+    try:
+        kid.wait(2)
+    except psutil.Error:  # psutil.TimeoutExpired or the process is gone
+        with suppress(psutil.Error):
+            kid.kill()
 
 
 def process_tree(pid: int) -> list:
@@ -165,10 +170,8 @@ def tree_rss(pid: int) -> int:
 
     total = 0
     for p in process_tree(pid):
-        try:
+        with suppress(psutil.Error):
             total += p.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 
@@ -334,7 +337,10 @@ class LoadRun:
 
 
 def run_load(
-    spec: LoadSpec, procs: int, server_pid: int, on_window: callable | None = None
+    spec: LoadSpec,
+    procs: int,
+    server_pid: int,
+    on_window: Callable[[float, float], None] | None = None,
 ) -> LoadRun:
     """Run ``procs`` generator processes (trackers split between them) against one server.
 

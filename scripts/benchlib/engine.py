@@ -154,10 +154,11 @@ def decode_ceiling(bodies: list[bytes], seconds: float = 2.0) -> DecodeCeiling:
     """Messages/s of the pure decode loop over ``bodies`` (whole batches), on one core."""
     from engine.codec import web
 
+    wanted: frozenset[int] | None
     try:
-        from engine.session_state import BASE_WANTED as wanted
+        from engine.session_state import BASE_WANTED
 
-        label = "actor's wanted types"
+        wanted, label = BASE_WANTED, "actor's wanted types"
     except ImportError:  # engine not there yet: decode everything
         wanted, label = None, "all types"
     # every message of a batch counts (skipped ones too), as in the engine's figures

@@ -1,13 +1,13 @@
 """Hostile-input benchmark: an unrelated tracker's latency while starts with huge agents arrive.
 
-Issue 8's attack: bursts of eight concurrent ``/v1/web/start`` requests, each with a distinct
-60 KB User-Agent (over HTTP/2 with prior knowledge, which allows 64 KB of headers, where
-Hypercorn's HTTP/1.1 parser takes more than 16 KB only if it arrives in one read; HPACK literals
-without Huffman coding, so that sending costs the attacker nothing), a burst every 0.5 s, while one keep-alive client uploads 1 KB batches of a normal
-session one at a time. Its p99 is compared with two windows on the same server: no other
-traffic, and the same bursts of starts with an ordinary browser agent (target: the attack stays
-within 2x of the ordinary bursts). Whatever stalls the event loop (parsing the agent on it)
-shows up in the unrelated request's latency.
+Issue 8's attack: bursts of eight concurrent ``/v1/web/start`` requests, each with a distinct 60 KB
+User-Agent (over HTTP/2 with prior knowledge, which allows 64 KB of headers, where Hypercorn's
+HTTP/1.1 parser takes more than 16 KB only if it arrives in one read; HPACK literals without Huffman
+coding, so that sending costs the attacker nothing), a burst every 0.5 s, while one keep-alive
+client uploads 1 KB batches of a normal session one at a time. Its p99 is compared with two windows
+on the same server: no other traffic, and the same bursts of starts with an ordinary browser agent
+(target: the attack stays within 2x of the ordinary bursts). Whatever stalls the event loop (parsing
+the agent on it) shows up in the unrelated request's latency.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def hostile_agent(rng: random.Random, size: int) -> str:
 class _PlainEncoder(hpack.Encoder):
     """HPACK without Huffman coding: pure-Python Huffman takes 0.3 s for 60 KB, literals ~0."""
 
-    def encode(self, headers, huffman: bool = True) -> bytes:  # type: ignore[override]
+    def encode(self, headers, huffman: bool = True) -> bytes:
         return super().encode(headers, huffman=False)
 
 

@@ -159,16 +159,16 @@ class _Tracker:
     """One simulated tracker: a socket, its parser buffer and where it is in its session."""
 
     __slots__ = (
-        "sock",
+        "busy",
+        "first_index",
+        "idx",
         "inbuf",
         "out",
-        "token",
-        "session_id",
-        "seq",
-        "first_index",
         "sent_ns",
-        "busy",
-        "idx",
+        "seq",
+        "session_id",
+        "sock",
+        "token",
     )
 
     def __init__(self, idx: int, sock: socket.socket):
@@ -198,8 +198,8 @@ class LoadGenerator:
         self.headers = [(k, ua if k == "User-Agent" else v) for k, v in _BROWSER_HEADERS]
         self.trackers: list[_Tracker] = []
         # one tail per tracker (distinct DOM per page), encoded once
-        self.tails = []
-        self.msgs_per_batch = []
+        self.tails: list[bytes] = []
+        self.msgs_per_batch: list[int] = []
 
     # -- sockets -------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ BASE_TS = 1_795_418_019_299  # ms; the capture day of PROTOCOL.md's fixtures
 class LogStats:
     records: int
     messages: int
-    bytes: int
+    body_bytes: int
     seconds: float
     sample_bodies: list[bytes] = attrs.field(factory=list, repr=False)  # the batches it repeats
 
@@ -218,7 +218,7 @@ def build_message_log(
     return LogStats(
         records=n,
         messages=counted["messages"],
-        bytes=counted["bytes"],
+        body_bytes=counted["bytes"],
         seconds=time.perf_counter() - t0,
         sample_bodies=[batches.encode_header(0, 0, BASE_TS) + t.tail for t in tails],
     )
@@ -295,11 +295,11 @@ def eventsourcing_replay(n_events: int, workdir: Path, aggregates: int = 100) ->
     try:
         app = BenchApplication()
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
             else:
-                os.environ[k] = v
+                os.environ[name] = value
 
     # One real event through the library's mapper gives the topic and the stored state; the rest
     # reuse that state with their own originator id and version (the columns the recorder keys on).
@@ -399,7 +399,7 @@ def run(min_messages: int = 1_000_000, es_events: int | None = None) -> RebuildR
         stats = build_message_log(db, keys.project_id, min_messages)
         log(
             f"rebuild: {stats.records:,} records, {stats.messages:,} messages, "
-            f"{stats.bytes / 1e6:.0f} MB in {stats.seconds:.1f} s; running replayd rebuild"
+            f"{stats.body_bytes / 1e6:.0f} MB in {stats.seconds:.1f} s; running replayd rebuild"
         )
         empty = Path(tmp) / "empty.db"
         common.create_keys(empty)

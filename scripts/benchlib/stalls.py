@@ -122,7 +122,7 @@ def _big_session_records(project_id: int, session_id: int, events: int, ts: int)
     while made < events:
         n = min(CLICKS_PER_BATCH, events - made)
         at = ts + 1000 + seq * 60_000
-        msgs: list[object] = [
+        msgs: list[m.WebMessage] = [
             m.BatchMetadata(
                 version=1,
                 page_no=0,

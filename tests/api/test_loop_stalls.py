@@ -112,6 +112,7 @@ async def test_a_big_sessions_events_are_read_off_the_loop(harness: Harness) -> 
     assert min(ratios) < 1 / 3, ratios
 
     # The worker-thread answer is the one the inline path gives (same rows, same JSON).
+    assert harness.server.app is not None  # a single-process server serves HTTP
     context = harness.server.app.extensions[public_v1.EXTENSION_KEY]
     context.inline_events.limit = 10**9
     inline = await get(harness, key, path)
@@ -142,11 +143,12 @@ async def test_an_ingest_process_follows_the_live_sessions_off_the_loop(
         SessionScript(session_id=1_000 + i, project_id=project.project_id) for i in range(LIVE)
     ]
     table.record(*[[s.started()] for s in scripts])
+    app = QuartTrio("replayd")
     ctx = ServiceContext(
         config=config,
         log=EventLog(config.db_path),
         catalog=catalog,
-        app=QuartTrio("replayd"),
+        app=app,
         role=ProcessRole.INGEST,
     )
     monkeypatch.setattr(projections_service, "LIVE_REFRESH_INTERVAL_S", 0.01)
@@ -159,7 +161,7 @@ async def test_an_ingest_process_follows_the_live_sessions_off_the_loop(
             gap, duration = await heartbeat.gap_during(
                 lambda: nursery.start(projections_service.projection_reader_service, ctx)
             )
-            live = ctx.app.extensions[projections_service.LIVE_SESSIONS_KEY]
+            live = app.extensions[projections_service.LIVE_SESSIONS_KEY]
             assert len(live) == LIVE
             assert gap < duration / 3, (gap, duration)
 
@@ -168,7 +170,7 @@ async def test_an_ingest_process_follows_the_live_sessions_off_the_loop(
             with trio.fail_after(10):
                 while live.checkpoint < table.position:
                     await trio.sleep(0.01)
-            assert ctx.app.extensions[projections_service.LIVE_SESSIONS_KEY] is live
+            assert app.extensions[projections_service.LIVE_SESSIONS_KEY] is live
             assert live.get(project.project_id, 1_000).user_id == "u-7"
             assert live.get(project.project_id, 1_001) is None and len(live) == LIVE - 1
             nursery.cancel_scope.cancel()

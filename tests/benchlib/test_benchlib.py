@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from benchlib import batches, common, hostile, ingest, memory, report, stalls  # noqa: E402
-from benchlib.loadgen import (  # noqa: E402
+from benchlib import batches, common, hostile, ingest, memory, report, stalls
+from benchlib.loadgen import (
     HTTPError,
     LoadGenerator,
     LoadResult,

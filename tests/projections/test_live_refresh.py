@@ -8,6 +8,8 @@ be the one a full reload gives, whatever happened in between.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
 
 from engine import events as ev
 from projections import live_sessions, sessions
@@ -29,7 +31,7 @@ class Table:
         self.conn = conn
         self.position = 0
 
-    def record(self, *groups: list[ev.DomainEvent]) -> None:
+    def record(self, *groups: Sequence[ev.DomainEvent]) -> None:
         events = positioned(list(groups), first=self.position + 1)
         self.position += len(groups)
         with atomic(self.conn):
@@ -110,7 +112,7 @@ def test_many_changes_or_a_rebuilt_table_make_a_fresh_copy(
     assert isinstance(again, LiveSessions) and again.checkpoint == 1
 
 
-def test_no_table_yet_reads_as_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_no_table_yet_reads_as_nothing(tmp_path: Path) -> None:
     from storage.sqlite import connect
 
     bare = connect(tmp_path / "bare.db")
