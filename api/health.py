@@ -19,7 +19,9 @@ import trio
 
 from api.config import ServerConfig
 from projections.reader import ProjectionReader
-from storage.log import EventLog, LogClosed, LogReader
+from storage.errors import LogClosed
+from storage.log import EventLog
+from storage.sqlite_recorder import LogReader
 
 # Probes (a load balancer's, every few seconds) and scrapes share one read per this interval.
 FIGURES_MAX_AGE_S = 0.5

@@ -36,7 +36,8 @@ from engine.ids import FlakeIdGenerator, flake_timestamp_ms
 from engine.start_payload import WebStartPayload
 from storage.budget import ByteBudget
 from storage.catalog import Catalog, Project
-from storage.log import EventLog, LogClosed, LogOverloaded, LogUnavailable, LogWriteFailed
+from storage.errors import LogClosed, LogOverloaded, LogUnavailable, LogWriteFailed
+from storage.log import EventLog
 from storage.records import NewRecord, RecordKind
 
 logger = logging.getLogger(__name__)

@@ -37,8 +37,9 @@ from projections.live_sessions import LiveSessions, read_live_update
 from projections.pipeline import Projector
 from projections.reader import ProjectionReader
 from storage.catalog import Catalog
-from storage.log import LogReader, poll_tail
+from storage.log import poll_tail
 from storage.records import LogRecord
+from storage.sqlite_recorder import LogReader
 
 PROJECTOR_KEY = "replayd.projector"
 SUPERVISOR_KEY = "replayd.supervisor"  # its counters, for /metrics (api.operations)

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from storage.log import LogReader
+from storage.sqlite_recorder import LogReader
 
 ProjectLookup = Callable[[int], Awaitable[int | None]]
 

@@ -50,7 +50,8 @@ from engine.events import DomainEvent
 from engine.session_state import SESSION_KINDS
 from engine.start_payload import WebStartPayload
 from storage.budget import ByteBudget
-from storage.log import DEFAULT_READ_BYTES, LogOverloaded
+from storage.errors import LogOverloaded
+from storage.log import DEFAULT_READ_BYTES
 from storage.records import AppendResult, LogRecord, NewRecord, RecordKind
 
 __all__ = [

@@ -33,9 +33,9 @@ from engine.events import DomainEvent
 from engine.supervisor import DEFAULT_INACTIVITY_TIMEOUT_MS, Supervisor, history_from_reader
 from projections.base import SqlProjection
 from projections.pipeline import ALL_PROJECTIONS, PROJECTIONS_BY_NAME, ProjectionsBusy, Projector
-from storage.log import LogReader
 from storage.schema import LOG_COMPONENT, schema_version
 from storage.sqlite import connect
+from storage.sqlite_recorder import LogReader
 
 
 @attrs.frozen(slots=True, kw_only=True)

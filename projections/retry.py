@@ -32,9 +32,9 @@ from engine.events import DomainEvent
 from engine.supervisor import DEFAULT_INACTIVITY_TIMEOUT_MS, Supervisor, history_from_reader
 from projections import dead_letters
 from projections.pipeline import ProjectionsBusy, Projector
-from storage.log import LogReader
 from storage.records import LogRecord, RecordKind
 from storage.sqlite import connect
+from storage.sqlite_recorder import LogReader
 
 
 @attrs.frozen(slots=True, kw_only=True)

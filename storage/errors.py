@@ -1,8 +1,11 @@
-"""Storage errors shared by the log and the catalog: a database that cannot be written at all.
+"""Storage errors shared by the log and the catalog, whatever the backend behind them.
 
-Knows SQLite's result codes, nothing of HTTP. The API answers :class:`StorageUnavailable` (and its
-subclasses, e.g. ``storage.log.LogUnavailable``) with 503 and ``Retry-After``: the failure is the
-machine's (full disk, I/O error, read-only file), not the request's, and it heals by itself.
+The log's errors (:class:`LogError` and its subclasses) are raised by :class:`storage.log.EventLog`
+and by every log recorder (:mod:`storage.recorder`), so callers (the engine, the API) name no
+backend. The API answers :class:`StorageUnavailable` (and its subclasses, e.g.
+:class:`LogUnavailable`) with 503 and ``Retry-After``: the failure is the machine's (full disk,
+I/O error, read-only file), not the request's, and it heals by itself. Knows nothing of HTTP;
+:func:`is_database_wide` knows SQLite's result codes (the catalog and the SQLite recorder share it).
 """
 
 from __future__ import annotations
@@ -49,3 +52,39 @@ def is_database_wide(error: BaseException) -> bool:
         and code is not None
         and (code & 0xFF) in _DATABASE_WIDE_CODES
     )
+
+
+class LogError(Exception):
+    """Base class of the log's errors."""
+
+
+class LogClosed(LogError):
+    """The writer is not running (not started yet, or shut down). The record was not stored."""
+
+
+class LogOverloaded(LogError):
+    """The append queue stayed full for ``wait_timeout`` seconds, or another writer held the
+    database's write lock too long. The record was not stored.
+
+    The API answers 503 with ``Retry-After``; a retry is safe.
+    """
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class LogErasureRefused(LogError, ValueError):
+    """An erasure was asked to erase what must stay (an erasure record). Nothing was deleted."""
+
+
+class LogWriteFailed(LogError):
+    """The transaction that held the record failed; it was not stored (see ``__cause__``)."""
+
+
+class LogUnavailable(LogError, StorageUnavailable):
+    """The log database as a whole cannot be written (disk full, I/O error, read-only file).
+
+    Nothing was stored; the API answers 503 with ``Retry-After: retry_after``. The writer keeps
+    going and succeeds again by itself once the cause is gone (space freed, say).
+    """

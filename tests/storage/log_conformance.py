@@ -1,10 +1,12 @@
 """Backend-independent conformance tests of the event log (DESIGN.md invariants 1-4 and 7).
 
 ``LogRecorderTestCase`` is not collected by itself (its name does not start with ``Test``): each
-backend subclasses it and implements the hooks at the top, which reach the database *around* the
-log object (an independent connection, a write lock held by another session, a rule that refuses
-some rows). SQLite does so in ``test_log_sqlite.py``; a PostgreSQL backend would do the same with
-its own connections and run the very same tests.
+backend subclasses it, is parametrised by its recorder factory (``recorders``, a
+:class:`storage.recorder.RecorderFactory`, and ``location``, the test's database) and implements
+the hooks at the top, which reach the database *around* the log object (an independent
+connection, a write lock held by another session, a rule that refuses some rows). SQLite does so
+in ``test_log_sqlite.py``; a PostgreSQL recorder would do the same with its own connections and
+run the very same tests: every log here is an :class:`EventLog` on the factory's recorders.
 
 Holding the write lock from another session is how these tests slow the writer down or group
 several appends into one commit deterministically: the writer takes the first request and waits
@@ -22,14 +24,14 @@ import pytest
 import trio
 import trio.testing
 
-from storage.log import (
-    EventLog,
+from storage.errors import (
     LogClosed,
     LogErasureRefused,
     LogOverloaded,
-    LogReader,
     LogWriteFailed,
 )
+from storage.log import EventLog
+from storage.recorder import LogReadSide, LogRecorder, RecorderFactory
 from storage.records import AppendResult, Erasure, LogRecord, NewRecord, RecordKind
 
 REJECTED_SESSION = 666
@@ -67,15 +69,20 @@ def as_committed(record: NewRecord, position: int) -> LogRecord:
 class LogRecorderTestCase:
     """The invariants every log backend must keep. Subclass and implement the hooks."""
 
-    # -- hooks a backend implements ----------------------------------------------------------
+    # -- what a backend sets: its recorder factory and this test's database ------------------
+
+    recorders: RecorderFactory
+    location: str  # empty database (or none yet) at the start of each test
 
     def make_log(self, **options: Any) -> EventLog:
-        """A new log object on this test's database (empty at the start of each test)."""
-        raise NotImplementedError
+        """A new log object on this test's database, on the backend's recorders."""
+        return EventLog(self.location, recorders=self.recorders, **options)
 
-    def make_reader(self) -> LogReader:
-        """A synchronous reader on this test's database."""
-        raise NotImplementedError
+    def make_reader(self) -> LogReadSide:
+        """A synchronous read-side recorder on this test's database."""
+        return self.recorders.reader(self.location)
+
+    # -- hooks a backend implements ----------------------------------------------------------
 
     def committed_rows(self) -> list[LogRecord]:
         """Every record visible to an independent connection, in position order."""
@@ -465,6 +472,11 @@ class LogRecorderTestCase:
             assert [r.position for r in reader.read(1, 2)] == [2, 3]
             assert [r.position for r in reader.read_session(0)] == [1, 3, 5]
             assert [r.position for r in reader.read_session(0, before=5)] == [1, 3]
+            # In pages: each page starts after the last position of the one before.
+            assert [r.position for r in reader.read_session(0, limit=2)] == [1, 3]
+            assert [r.position for r in reader.read_session(0, after=3, limit=2)] == [5]
+            assert reader.read_session(0, after=5, limit=2) == []
+            assert [r.position for r in reader.read_session(0, after=1, before=5)] == [3]
         finally:
             reader.close()
 
@@ -579,10 +591,13 @@ class LogRecorderTestCase:
             "set_max_page_count",  # a size cap: refuses growth, never touches a record
             "erase",  # the data lifecycle's one door: deletes and records that it did
         }  # fmt: skip
-        assert public(LogReader) == {
+        reads = {
             "read", "read_session", "head", "count", "activity", "project_of_session", "close",
             "newest", "time_at",
         }  # fmt: skip
+        assert public(LogReadSide) == reads
+        # The writer's recorder adds the schema, group inserts and the lifecycle's erase.
+        assert public(LogRecorder) == reads | {"migrate", "insert_group", "erase"}
         record = as_committed(rec(), 1)
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
             record.payload = b"tampered"  # type: ignore[misc]

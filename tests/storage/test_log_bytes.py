@@ -12,8 +12,10 @@ import pytest
 import trio
 import trio.testing
 
-from storage.log import EventLog, LogOverloaded, LogReader, poll_tail
+from storage.errors import LogOverloaded
+from storage.log import EventLog, poll_tail
 from storage.records import NewRecord, RecordKind
+from storage.sqlite_recorder import LogReader
 
 
 def record(n: int, size: int) -> NewRecord:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from storage.errors import StorageUnavailable
-from storage.log import EventLog, LogUnavailable, LogWriteFailed
+from storage.errors import LogUnavailable, LogWriteFailed, StorageUnavailable
+from storage.log import EventLog
 from storage.records import NewRecord, RecordKind
 
 from .small_disk import SmallDisk, small_disk

@@ -9,7 +9,6 @@ import sqlite3
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import attrs
 import hypothesis.strategies as st
@@ -19,10 +18,14 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 
 import storage.log
-from storage.log import EventLog, LogClosed, LogReader, poll_tail
+import storage.sqlite_recorder
+from storage.errors import LogClosed
+from storage.log import EventLog, poll_tail
+from storage.recorder import LogReadSide, LogRecorder
 from storage.records import AppendResult, LogRecord, NewRecord, RecordKind
 from storage.schema import LOG_COMPONENT, LOG_STEPS, apply_migrations, migrate_log
 from storage.sqlite import connect
+from storage.sqlite_recorder import SQLITE, LogReader, SqliteRecorder
 
 from .log_conformance import LogRecorderTestCase, as_committed, rec
 
@@ -57,15 +60,12 @@ class TestSqliteEventLog(LogRecorderTestCase):
     raw_update_error = sqlite3.IntegrityError
     raw_delete_error = sqlite3.IntegrityError
 
+    recorders = SQLITE
+
     @pytest.fixture(autouse=True)
     def _database(self, fresh_db_path: Path) -> None:
         self.path = fresh_db_path
-
-    def make_log(self, **options: Any) -> EventLog:
-        return EventLog(self.path, **options)
-
-    def make_reader(self) -> LogReader:
-        return LogReader(self.path)
+        self.location = str(fresh_db_path)
 
     def committed_rows(self) -> list[LogRecord]:
         return read_all(self.path) if self.path.exists() else []
@@ -112,9 +112,26 @@ class TestSqliteEventLog(LogRecorderTestCase):
 
 def test_inv4_no_update_statement_in_the_log_module() -> None:
     # The only place SQL for the log is written: no statement of the form UPDATE <table> SET.
-    source = inspect.getsource(storage.log)
+    source = inspect.getsource(storage.sqlite_recorder)
     assert re.search(r"\bUPDATE\s+\w+\s+SET\b", source, re.IGNORECASE) is None
     assert re.search(r"\bINSERT\s+OR\s+REPLACE\b|\bREPLACE\s+INTO\b", source, re.IGNORECASE) is None
+
+
+def test_sqlite_recorders_offer_no_way_to_mutate_beyond_the_protocol() -> None:
+    def public(cls: type) -> set[str]:
+        return {name for name in dir(cls) if not name.startswith("_")}
+
+    assert public(LogReader) == public(LogReadSide)
+    # set_max_page_count: a size cap, refuses growth and never touches a record.
+    assert public(SqliteRecorder) == public(LogRecorder) | {"set_max_page_count"}
+
+
+def test_event_log_holds_no_sql_and_names_no_database_driver() -> None:
+    # The trio side talks only to a recorder: every statement of the log is in the recorder.
+    source = inspect.getsource(storage.log)
+    assert "sqlite3" not in source
+    statement = r"\b(SELECT|INSERT\s+INTO|DELETE\s+FROM|BEGIN|COMMIT|PRAGMA|CREATE\s+TABLE)\b"
+    assert re.search(statement, source) is None
 
 
 def test_inv4_update_trigger_is_part_of_the_schema(fresh_db_path: Path) -> None:
@@ -274,8 +291,9 @@ async def test_writer_that_cannot_start_releases_tails_and_refuses_appends(tmp_p
 
 async def test_record_time_is_monotonic_in_log_order(fresh_db_path) -> None:
     """Invariant 7 support: times stamped out of order by concurrent appenders never go back."""
-    from storage.log import EventLog, LogReader
+    from storage.log import EventLog
     from storage.records import NewRecord, RecordKind
+    from storage.sqlite_recorder import LogReader
 
     log = EventLog(fresh_db_path)
     async with trio.open_nursery() as nursery:
