@@ -1,8 +1,12 @@
-"""The Quart-trio application: blueprints, CORS for the ingest routes, JSON error answers.
+"""The Quart-trio application: its surfaces, CORS for their browser routes, JSON error answers.
 
-``create_app`` only wires objects it is given (the log, the catalog); it starts no task. The server
-(``api.server.serve``) owns their lifetimes. Every error answer is JSON ``{"error": "..."}``,
-404 and 405 included.
+A :class:`Surface` is one HTTP API of replayd (web ingest, the public API, operations; mobile, v3
+and the dashboard next): its blueprint, where it is mounted, which of its paths answer CORS, and
+how it gets its objects. The registry of surfaces is :data:`api.surfaces.SURFACES`.
+
+``create_app`` only wires objects it is given (the log, the catalog); it starts no task. The
+runtime (``runtime.process.serve``) owns their lifetimes. Every error answer is JSON
+``{"error": "..."}``, 404 and 405 included.
 """
 
 from __future__ import annotations
@@ -10,56 +14,77 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
+import attrs
 from quart import Blueprint, Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from api import cors, ingest_web, openapi
+from api import cors
 from api.body_budget import admit_bodies_within
 from api.body_drain import hold_answer_until_body_received
 from api.config import ServerConfig
 from api.errors import ApiError, error_response, retry_after_header
-from api.session_directory import LogProjectLookup, SessionDirectory
-from engine.ids import FlakeIdGenerator
-from storage.catalog import Catalog
+from runtime.assembly import EngineObjects, HostParts
+from storage.budget import ByteBudget
 from storage.errors import StorageUnavailable
-from storage.log import EventLog
 
 logger = logging.getLogger(__name__)
 
 CORS_PREFIXES_KEY = "replayd.cors_prefixes"
-# Self-hosted OpenReplay puts the ingest routes under /ingest (trackers configured with
-# ingestPoint "https://host/ingest" keep working); plain "/v1/..." is what our snippet uses.
-INGEST_PREFIXES = ("", "/ingest")
 
 
-def create_app(
-    config: ServerConfig,
-    *,
-    catalog: Catalog,
-    log: EventLog,
-    clock: Callable[[], int] | None = None,
-    blueprints: Iterable[Blueprint] = (),
-) -> QuartTrio:
-    """Build the app. ``clock`` (epoch ms) is for tests; ``blueprints`` are extra API surfaces."""
+@attrs.frozen(slots=True)
+class SurfaceParts:
+    """What a surface's ``install`` gets when the app is built (before any service runs)."""
+
+    process: HostParts  # the process's settings, catalog, log and request-path clock
+    # Request bodies admitted at once, process-wide (api.body_budget gates every surface on it).
+    bodies: ByteBudget
+
+    @property
+    def config(self) -> ServerConfig:
+        """The process's settings, as this layer's own class (the runtime knows them by shape)."""
+        return _server_config(self.process)
+
+
+@attrs.frozen(slots=True)
+class Surface:
+    """One HTTP surface of replayd: a registry entry of :data:`api.surfaces.SURFACES`."""
+
+    name: str
+    blueprint: Blueprint
+    # Where the blueprint is mounted ("" = where it says); one registration per prefix.
+    url_prefixes: tuple[str, ...] = ("",)
+    # Paths that browsers call cross-origin: preflights answered, CORS headers on every answer.
+    cors_prefixes: tuple[str, ...] = ()
+    # Gives the routes their objects when the app is built.
+    install: Callable[[QuartTrio, SurfaceParts], None] | None = None
+    # Gives the routes the projection services' objects, once those run.
+    provide: Callable[[QuartTrio, EngineObjects], None] | None = None
+
+
+def _server_config(process: HostParts) -> ServerConfig:
+    if not isinstance(process.config, ServerConfig):
+        raise TypeError(f"the HTTP surfaces need a ServerConfig, not {type(process.config)}")
+    return process.config
+
+
+def create_app(process: HostParts, *, surfaces: Iterable[Surface]) -> QuartTrio:
+    """Build the app serving ``surfaces`` (in order) with the objects of ``process``."""
+    surfaces = list(surfaces)
+    config = _server_config(process)
+    parts = SurfaceParts(process=process, bodies=ByteBudget(config.ingest_body_bytes))
     app = QuartTrio("replayd")
     # Upper bound of what Quart buffers for one request body, whatever the route; each route then
     # applies its own (smaller or equal) limit while reading.
     max_body = max(config.beacon_size_limit, config.json_size_limit)
     app.config["MAX_CONTENT_LENGTH"] = max_body
 
-    lookup = LogProjectLookup(log.path)
-    ingest = ingest_web.WebIngest(
-        config=config,
-        catalog=catalog,
-        log=log,
-        directory=SessionDirectory(lookup),
-        ids=FlakeIdGenerator(config.shard),
-    )
-    if clock is not None:
-        ingest.clock = clock
-    app.extensions[ingest_web.EXTENSION_KEY] = ingest
-    app.extensions[CORS_PREFIXES_KEY] = list(ingest_web.CORS_PREFIXES)
+    for surface in surfaces:
+        if surface.install is not None:
+            surface.install(app, parts)
+    cors_prefixes = tuple(prefix for surface in surfaces for prefix in surface.cors_prefixes)
+    app.extensions[CORS_PREFIXES_KEY] = list(cors_prefixes)
     # Outermost: early answers wait for their body (api.body_drain); then bodies are admitted
     # within the byte budget before Quart starts buffering them (api.body_budget).
     # Quart's documented way to add ASGI middleware is to replace ``asgi_app``; its stubs type the
@@ -68,21 +93,20 @@ def create_app(
     app.asgi_app = hold_answer_until_body_received(  # type: ignore[method-assign,assignment]
         admit_bodies_within(
             app.asgi_app,
-            ingest.bodies,
+            parts.bodies,
             max_body=max_body,
             wait_s=config.append_wait_timeout,
-            cors_prefixes=ingest_web.CORS_PREFIXES,
+            cors_prefixes=cors_prefixes,
         )
     )
 
-    for prefix in INGEST_PREFIXES:
-        app.register_blueprint(
-            ingest_web.bp, url_prefix=prefix or None, name=f"ingest_web{prefix.replace('/', '_')}"
-        )
-    for blueprint in blueprints:
-        app.register_blueprint(blueprint)
-    # GET /api/openapi.json: every route decorated with api.openapi.operation, whatever blueprint.
-    app.register_blueprint(openapi.bp)
+    for surface in surfaces:
+        for prefix in surface.url_prefixes:
+            app.register_blueprint(
+                surface.blueprint,
+                url_prefix=prefix or None,
+                name=f"{surface.blueprint.name}{prefix.replace('/', '_')}",
+            )
 
     @app.before_request
     async def answer_preflight() -> Response | None:
@@ -125,9 +149,5 @@ def create_app(
     async def unexpected_error(error: Exception) -> Response:
         logger.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
         return error_response(500, "internal server error")
-
-    @app.after_serving
-    async def close_lookup() -> None:
-        lookup.close()
 
     return app

@@ -4,8 +4,8 @@ Contract (scripts rely on it):
 
 * ``replayd serve [--db PATH] [--host H] [--port P] ...`` runs the server; on the first start of a
   database (no project yet) it creates a default project and an organization API key and prints
-  both with the tracker snippet. ``--workers N`` runs N ingest processes (``api.worker``); it exits
-  with status 1 if one of them dies.
+  both with the tracker snippet. ``--workers N`` runs N ingest processes (``runtime.worker``); it
+  exits with status 1 if one of them dies.
 * ``replayd project create NAME [--db PATH] [--platform web]`` and ``replayd api-key create
   [--db PATH]`` print the new key ALONE on the LAST line of stdout.
 * Every flag also reads its ``REPLAYD_*`` variable (``REPLAYD_DB``, ``REPLAYD_HOST``, ...).
@@ -121,10 +121,12 @@ def run_serve(args: argparse.Namespace) -> int:
     first = bootstrap(config.db_path)
 
     async def main() -> None:
-        from api.server import serve  # imported late: `replayd project ...` needs no web stack
+        # Imported late: `replayd project ...` needs no web stack.
+        from api.surfaces import ASSEMBLY
+        from runtime.process import serve
 
         async with trio.open_nursery() as nursery:
-            server = await nursery.start(partial(serve, config))
+            server = await nursery.start(partial(serve, config, assembly=ASSEMBLY))
             if first is not None:
                 host = server.host if server.host not in ("0.0.0.0", "::") else "localhost"
                 host = f"[{host}]" if ":" in host else host
@@ -135,7 +137,7 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         trio.run(main)
     except BaseException as error:
-        from api.worker import find_worker_failure
+        from runtime.pool import find_worker_failure
 
         failure = find_worker_failure(error)
         if failure is None:

@@ -6,7 +6,6 @@ that names every setting's variable, flag and help text; ``api.cli`` builds its 
 
 from __future__ import annotations
 
-import enum
 import os
 from collections.abc import Callable, Mapping
 from pathlib import PurePath
@@ -94,7 +93,7 @@ class ServerConfig:
     # Seconds in-flight requests get to finish on shutdown.
     graceful_timeout: float = attrs.field(default=5.0, validator=v.ge(0))
     # 0: one process does everything. N > 0: N ingest processes serve HTTP and append to the log,
-    # and the parent process runs the engine and the projections (api/worker.py).
+    # and the parent process runs the engine and the projections (runtime/worker.py).
     workers: int = attrs.field(default=0, validator=[v.ge(0), v.le(MAX_WORKERS), _shards_fit])
     # /readyz answers 503 once the engine is further behind the log than this (records, or
     # seconds of record time between the newest record and the projections' checkpoint).
@@ -277,11 +276,3 @@ SETTINGS: tuple[Setting, ...] = (
         "/readyz fails once the engine is more seconds of record time than this behind the log",
     ),
 )
-
-
-class ProcessRole(enum.Enum):
-    """What one replayd process does (``serve --workers`` splits the work between processes)."""
-
-    SINGLE = "single"  # HTTP, log writer, engine and projections in one process (the default)
-    INGEST = "ingest"  # HTTP and its own log writer; reads projections; never runs the engine
-    ENGINE = "engine"  # the parent of ``--workers``: engine, projections and the ingest children

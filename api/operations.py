@@ -44,7 +44,6 @@ from api.openapi import (
     nullable,
     operation,
 )
-from api.projections_service import PROJECTOR_KEY, SUPERVISOR_KEY
 
 # The public API v1's key check and error answers, shared rather than copied (same rules).
 from api.public_v1 import (
@@ -65,6 +64,10 @@ from storage.log import EventLog
 logger = logging.getLogger(__name__)
 
 EXTENSION_KEY = "replayd.operations"
+# Where the engine runs (not in the ingest processes of --workers): its projector and supervisor,
+# handed in by the runtime's projection service (api.surfaces), for /readyz and /metrics.
+PROJECTOR_KEY = "replayd.projector"
+SUPERVISOR_KEY = "replayd.supervisor"
 DEAD_LETTERS_LIMIT = 100
 DEAD_LETTERS_LIMIT_MAX = 1000
 

@@ -58,7 +58,7 @@ DEFAULT_GDPR = {
 
 bp = Blueprint("public_v1", __name__, url_prefix="/api/v1")
 
-# Where the process that keeps live sessions (api.projections_service) puts them for the routes.
+# Where the live sessions are for the routes (handed in by the runtime's projection services).
 LIVE_SESSIONS_KEY = "replayd.live_sessions"
 
 

@@ -1,9 +1,9 @@
 """Fixtures of the API tests: a real replayd server on 127.0.0.1 (port 0) with a real SQLite file.
 
-``server_factory(**config)`` starts ``api.server.serve`` in the test's trio run and returns its
-``RunningServer``; every server is shut down gracefully at teardown. Time on the request path comes
-from ``clock`` (a settable epoch-ms clock) so that delays, start timestamps and token expiry are
-exact; the log writer and SQLite use no clock.
+``server_factory(**config)`` starts ``runtime.process.serve`` (every surface of ``api.surfaces``)
+in the test's trio run and returns its ``RunningServer``; every server is shut down gracefully at
+teardown. Time on the request path comes from ``clock`` (a settable epoch-ms clock) so that
+delays, start timestamps and token expiry are exact; the log writer and SQLite use no clock.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ import pytest
 import trio
 
 from api.config import ServerConfig
-from api.server import RunningServer, serve
+from api.surfaces import ASSEMBLY
 from engine.codec.web import encode_batch
 from engine.codec.web_messages import BatchMetadata, MouseClick, SetPageLocation, TabData, Timestamp
+from runtime.process import RunningServer, serve
 from storage.catalog import Project
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -139,7 +140,9 @@ async def server_factory(tmp_path: Path) -> AsyncIterator[ServerFactory]:
         async def make(db_name: str = "replayd.db", **overrides: Any) -> Harness:
             clock = FakeClock()
             config = ServerConfig(db_path=str(tmp_path / db_name), port=0, **overrides)
-            server = await nursery.start(partial(serve, config, handle_signals=False, clock=clock))
+            server = await nursery.start(
+                partial(serve, config, assembly=ASSEMBLY, handle_signals=False, clock=clock)
+            )
             client = httpx.AsyncClient(base_url=server.url, timeout=10.0)
             projects = server.catalog.list_projects()
             project = projects[0] if projects else server.catalog.create_project("test")

@@ -14,13 +14,15 @@ from pathlib import Path
 
 import pytest
 import trio
-from quart_trio import QuartTrio
 
-from api import projections_service, public_v1
-from api.config import ProcessRole, ServerConfig
-from api.server import ServiceContext
+from api import public_v1
+from api.config import ServerConfig
+from api.surfaces import build_host
 from projections.base import migrate_checkpoints
 from projections.pipeline import ALL_PROJECTIONS
+from runtime import engine_service
+from runtime.assembly import HostParts, ProcessRole
+from runtime.context import ServiceContext
 from storage.catalog import Catalog
 from storage.log import EventLog
 from storage.records import LogRecord, RecordKind
@@ -143,15 +145,13 @@ async def test_an_ingest_process_follows_the_live_sessions_off_the_loop(
         SessionScript(session_id=1_000 + i, project_id=project.project_id) for i in range(LIVE)
     ]
     table.record(*[[s.started()] for s in scripts])
-    app = QuartTrio("replayd")
+    log = EventLog(config.db_path)
+    host = build_host(HostParts(config=config, catalog=catalog, log=log, clock=None))
+    app = host.app
     ctx = ServiceContext(
-        config=config,
-        log=EventLog(config.db_path),
-        catalog=catalog,
-        app=app,
-        role=ProcessRole.INGEST,
+        config=config, log=log, catalog=catalog, host=host, role=ProcessRole.INGEST
     )
-    monkeypatch.setattr(projections_service, "LIVE_REFRESH_INTERVAL_S", 0.01)
+    monkeypatch.setattr(engine_service, "LIVE_REFRESH_INTERVAL_S", 0.01)
     heartbeat = Heartbeat()
     try:
         async with trio.open_nursery() as nursery:
@@ -159,9 +159,9 @@ async def test_an_ingest_process_follows_the_live_sessions_off_the_loop(
             # The first load reads and indexes every live session: held against its own duration
             # (on the loop, the gap is most of it).
             gap, duration = await heartbeat.gap_during(
-                lambda: nursery.start(projections_service.projection_reader_service, ctx)
+                lambda: nursery.start(engine_service.projection_reader_service, ctx)
             )
-            live = app.extensions[projections_service.LIVE_SESSIONS_KEY]
+            live = app.extensions[public_v1.LIVE_SESSIONS_KEY]
             assert len(live) == LIVE
             assert gap < duration / 3, (gap, duration)
 
@@ -170,7 +170,7 @@ async def test_an_ingest_process_follows_the_live_sessions_off_the_loop(
             with trio.fail_after(10):
                 while live.checkpoint < table.position:
                     await trio.sleep(0.01)
-            assert app.extensions[projections_service.LIVE_SESSIONS_KEY] is live
+            assert app.extensions[public_v1.LIVE_SESSIONS_KEY] is live
             assert live.get(project.project_id, 1_000).user_id == "u-7"
             assert live.get(project.project_id, 1_001) is None and len(live) == LIVE - 1
             nursery.cancel_scope.cancel()
@@ -200,9 +200,9 @@ async def test_the_tail_looks_up_unknown_projects_before_the_engine_sees_them(
             assert server.cached_project(theirs.project_id) == (False, None)
             yield records
 
-        resolve = projections_service._project_key_resolver(server, cached_only=True)
+        resolve = engine_service._project_key_resolver(server, cached_only=True)
         assert resolve(theirs.project_id) == ""  # memory alone does not know it yet
-        seen = [batch async for batch in projections_service._known_projects(server, tail())]
+        seen = [batch async for batch in engine_service._known_projects(server, tail())]
         assert seen == [records]
         assert server.cached_project(theirs.project_id) == (True, theirs)
         assert server.cached_project(999) == (True, None)  # unknown, remembered as such

@@ -22,7 +22,7 @@ import pytest
 import trio
 
 from api.cli import main
-from api.projections_service import PROJECTOR_KEY
+from api.operations import PROJECTOR_KEY
 from engine.codec.web import encode_batch
 from engine.codec.web_messages import BatchMetadata, MouseClick, SetPageLocation, TabData, Timestamp
 from engine.events import INT64_MAX, DomainEvent

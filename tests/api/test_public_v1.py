@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import trio
 
-from api.projections_service import PROJECTOR_KEY
+from api.operations import PROJECTOR_KEY
 from storage.catalog import DEFAULT_ORG_ID
 from tests.api.conftest import T0, Harness, ServerFactory
 from tests.engine.builders import SessionScript, clock_tick

@@ -25,10 +25,14 @@ import httpx
 import pytest
 import trio
 
+from api import openapi
 from api.config import ServerConfig, default_projections_path
-from api.worker import WorkerFailed, child_command, child_config, find_worker_failure
+from api.surfaces import ASSEMBLY, build_host
 from engine.ids import flake_shard
-from storage.log import LogReader
+from runtime.assembly import HostParts
+from runtime.pool import WorkerFailed, child_command, child_config, find_worker_failure
+from storage.catalog import Catalog
+from storage.log import EventLog, LogReader
 from storage.records import RecordKind
 from tests.api.conftest import CHROME_UA, make_batch, start_body
 from tests.soak.trackers import read_until_serving
@@ -59,7 +63,7 @@ class Server:
         found = {}
         for child in children:
             argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-            if b"api.worker" in argv:
+            if b"runtime.worker" in argv:
                 found[int(argv[argv.index(b"--index") + 1])] = int(child)
         return found
 
@@ -285,6 +289,25 @@ async def test_parallel_trackers_across_ingest_processes_then_sigterm(tmp_path: 
         assert "stopping 2 ingest processes" in server.stderr()
 
 
+async def test_an_ingest_process_serves_every_registered_surface(tmp_path: Path) -> None:
+    # The ingest processes build their app from api.surfaces.SURFACES, as a single process does:
+    # the routes one of them documents are the routes of an app of every registered surface.
+    catalog = await trio.to_thread.run_sync(Catalog.open, tmp_path / "local.db")
+    try:
+        config = ServerConfig(db_path=str(tmp_path / "local.db"))
+        parts = HostParts(config=config, catalog=catalog, log=EventLog(config.db_path), clock=None)
+        expected = set(openapi.describe(build_host(parts).app)["paths"])
+    finally:
+        catalog.close()
+    # One path of each surface that has documented routes (openapi.json itself is not listed).
+    assert {"/v1/web/start", "/ingest/v1/web/start", "/api/v1/projects", "/healthz"} <= expected
+    async with running_server(tmp_path, workers=1) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            response = await http.get("/api/openapi.json")
+        assert response.status_code == 200, response.text
+        assert set(response.json()["paths"]) == expected
+
+
 async def test_a_killed_ingest_process_takes_the_server_down(tmp_path: Path) -> None:
     async with running_server(tmp_path) as server:
         workers = server.ingest_pids()
@@ -324,8 +347,9 @@ def test_workers_setting_and_each_ingest_process_shard() -> None:
 
 def test_child_command_carries_the_whole_config() -> None:
     config = ServerConfig(db_path="x.db", port=0, workers=2, graceful_timeout=1.5)
-    command = child_command(config, 1, 7, 9, "DEBUG")
-    assert command[:3] == [sys.executable, "-m", "api.worker"]
+    command = child_command(config, ASSEMBLY, 1, 7, 9, "DEBUG")
+    assert command[:3] == [sys.executable, "-m", "runtime.worker"]
+    assert command[command.index("--assembly") + 1] == "api.surfaces:ASSEMBLY"
     sent = json.loads(command[command.index("--config") + 1])
     assert ServerConfig(**sent) == child_config(config, 1)
     assert command[command.index("--listen-fd") + 1] == "7"

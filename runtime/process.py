@@ -7,10 +7,16 @@ Shape of the tree (each level is a nursery; shutdown goes from the inside out)::
         front nursery  hypercorn.trio.serve + the signal watcher    -- stopped first
 
 With ``config.workers > 0`` (``serve --workers N``) the same tree runs in three roles
-(:class:`api.config.ProcessRole`): this process becomes the ENGINE (services: engine supervisor,
-projector, clock ticker; its front is the pool of ingest processes of :mod:`api.worker` instead of
-Hypercorn), and each child runs the tree as INGEST (Hypercorn on the socket the parent bound, its
-own log writer, read-only projections; no engine). The default, SINGLE, does everything here.
+(:class:`runtime.assembly.ProcessRole`): this process becomes the ENGINE (services: engine
+supervisor, projector, clock ticker; its front is the pool of ingest processes of
+:mod:`runtime.worker` instead of Hypercorn), and each child runs the tree as INGEST (Hypercorn on
+the socket the parent bound, its own log writer, read-only projections; no engine). The default,
+SINGLE, does everything here.
+
+What is served over HTTP is not known here: the caller hands in an
+:class:`runtime.assembly.Assembly` whose host (``api.surfaces``: every registered surface) each
+process that serves HTTP builds; the projection services give it their objects
+(:meth:`runtime.assembly.Host.provide`).
 
 Shutdown (SIGINT/SIGTERM, or ``RunningServer.shutdown()``): Hypercorn stops accepting and gives
 in-flight requests ``graceful_timeout`` seconds; then the services are cancelled; then the log
@@ -25,8 +31,8 @@ Service protocol (how the lead plugs in the engine and projectors)::
         ...run until cancelled...
 
 Services start in the order given, after the log writer is running and before the HTTP listener
-opens, so the app never sees a request before every service is ready. ``ctx.app`` is the Quart
-app (a service may put what routes need into ``ctx.app.extensions``). A service that raises
+opens, so the app never sees a request before every service is ready. ``ctx.host`` is the HTTP
+host (a service hands it what the routes need through its ``provide`` hooks). A service that raises
 brings the whole server down (structured concurrency: no silent half-running process).
 """
 
@@ -36,53 +42,24 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 import hypercorn.config
 import hypercorn.trio
 import trio
-from quart import Blueprint
-from quart_trio import QuartTrio
 
-from api import operations, public_v1
-from api.app import create_app
-from api.config import ProcessRole, ServerConfig
-from api.disconnects import QuietDisconnects
-from api.projections_service import projection_reader_service, projections_service
 from engine import client_info
+from engine.supervisor import wall_clock_ms
+from runtime.assembly import Assembly, HostParts, ProcessRole, ProcessSettings, load_assembly
+from runtime.context import Listening, Service, ServiceContext, hypercorn_config
+from runtime.engine_service import projection_reader_service, projections_service
+from runtime.pool import run_pool
 from storage.catalog import Catalog
 from storage.log import EventLog
 
 logger = logging.getLogger(__name__)
-
-
-@attrs.frozen(slots=True)
-class ServiceContext:
-    """What a service gets: the configuration and the shared objects of this process."""
-
-    config: ServerConfig
-    log: EventLog
-    catalog: Catalog
-    app: QuartTrio | None  # None in the engine process of --workers (it serves no HTTP)
-    role: ProcessRole = ProcessRole.SINGLE
-
-
-@attrs.frozen(slots=True)
-class Listening:
-    """What a front (Hypercorn, or the pool of ingest processes) reports once it accepts."""
-
-    binds: list[str]
-    worker_pids: tuple[int, ...] = ()
-
-
-class Service(Protocol):
-    """An extra long-running task of the server (see the module docstring)."""
-
-    def __call__(
-        self, ctx: ServiceContext, *, task_status: trio.TaskStatus[Any] = ...
-    ) -> Awaitable[None]: ...
 
 
 @attrs.frozen(slots=True, eq=False)
@@ -92,7 +69,7 @@ class RunningServer:
     binds: list[str]  # e.g. ["http://127.0.0.1:8080"]
     host: str
     port: int  # the real port, also when the config asked for port 0
-    app: QuartTrio | None  # None with --workers: the HTTP apps live in the ingest processes
+    app: Any  # the ASGI app; None with --workers: the HTTP apps live in the ingest processes
     log: EventLog
     catalog: Catalog
     _shutdown: trio.Event
@@ -113,57 +90,37 @@ class RunningServer:
         await self._stopped.wait()
 
 
-def hypercorn_config(config: ServerConfig, listen_fd: int | None = None) -> hypercorn.config.Config:
-    """The Hypercorn settings for ``config`` (one plain-HTTP listener, our graceful timeout).
-
-    ``listen_fd``: serve on that already-bound socket (inherited from the parent of --workers).
-    """
-    hc = hypercorn.config.Config()
-    hc.bind = [config.bind] if listen_fd is None else [f"fd://{listen_fd}"]
-    # Also bounds how long an idle keep-alive connection can delay the shutdown: with Quart-trio,
-    # Hypercorn's idle-connection task does not survive the first request, so idle connections are
-    # only closed by the client or by this deadline.
-    hc.graceful_timeout = config.graceful_timeout
-    # Hypercorn's default backlog of 100 overflows when a few hundred trackers (re)connect at once
-    # (ListenOverflows in /proc/net/netstat): the kernel then drops connections before any answer.
-    hc.backlog = 1024
-    # Requests waiting for the body budget (api.body_budget) read nothing; Hypercorn then buffers at
-    # most this many received chunks (64 KB each) per connection before it stops reading it.
-    hc.max_app_queue_size = 4
-    hc.accesslog = None
-    hc.errorlog = logging.getLogger("hypercorn.error")
-    return hc
-
-
 async def serve(
-    config: ServerConfig,
+    config: ProcessSettings,
     *,
+    assembly: Assembly,
     task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
     extra_services: Iterable[Service] = (),
-    blueprints: Iterable[Blueprint] = (),
     shutdown_event: trio.Event | None = None,
     handle_signals: bool = True,
     clock: Callable[[], int] | None = None,
 ) -> None:
     """Run replayd until shutdown. Reports a ``RunningServer`` once the listener is bound.
 
+    ``assembly`` says what is served over HTTP (``api.surfaces.ASSEMBLY``: every surface).
     ``handle_signals=False`` leaves SIGINT/SIGTERM alone (tests, or an embedding program); stop
     the server with ``RunningServer.shutdown()`` or ``shutdown_event.set()`` then. With
     ``config.workers > 0`` this process is the engine and the parent of the ingest processes
     (see the module docstring); ``extra_services`` then run here, next to the engine.
     """
     if config.workers > 0:
-        if list(blueprints) or clock is not None:
-            raise ValueError("blueprints and clock cannot reach the ingest processes of --workers")
+        if clock is not None:
+            raise ValueError("a clock cannot reach the ingest processes of --workers")
+        load_assembly(assembly.name)  # fails here, not in every child, if it is not findable
         role = ProcessRole.ENGINE
     else:
         role = ProcessRole.SINGLE
     await serve_process(
         config,
+        assembly=assembly,
         role=role,
         task_status=task_status,
         extra_services=extra_services,
-        blueprints=blueprints,
         shutdown_event=shutdown_event,
         handle_signals=handle_signals,
         clock=clock,
@@ -171,13 +128,13 @@ async def serve(
 
 
 async def serve_process(
-    config: ServerConfig,
+    config: ProcessSettings,
     *,
+    assembly: Assembly,
     role: ProcessRole,
     listen_fd: int | None = None,
     task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
     extra_services: Iterable[Service] = (),
-    blueprints: Iterable[Blueprint] = (),
     shutdown_event: trio.Event | None = None,
     handle_signals: bool = True,
     clock: Callable[[], int] | None = None,
@@ -188,9 +145,8 @@ async def serve_process(
     stopped = trio.Event()
     hard = trio.Event()  # a second signal: stop without grace
     # Projections: the projector fed by the engine supervisor starts first among the services
-    # (api/projections_service.py); the public API v1 blueprint reads what it writes. An ingest
-    # process only reads them. The operations blueprint (health, readiness, metrics) too.
-    blueprints = [public_v1.bp, operations.bp, *blueprints]
+    # (runtime/engine_service.py); the HTTP surfaces read what it writes. An ingest process only
+    # reads them.
     first_service = projection_reader_service if role is ProcessRole.INGEST else projections_service
     extra_services = [first_service, *extra_services]
     if role is not ProcessRole.ENGINE:
@@ -204,16 +160,21 @@ async def serve_process(
     try:
         async with trio.open_nursery() as log_nursery:
             await log_nursery.start(log.run)
-            app = (
+            host = (
                 None
                 if role is ProcessRole.ENGINE
-                else create_app(
-                    config, catalog=catalog, log=log, clock=clock, blueprints=blueprints
+                else assembly.build_host(
+                    HostParts(config=config, catalog=catalog, log=log, clock=clock)
                 )
             )
-            if app is not None:
-                operations.install(app, config, log)  # /healthz, /readyz, /metrics
-            ctx = ServiceContext(config=config, log=log, catalog=catalog, app=app, role=role)
+            ctx = ServiceContext(
+                config=config,
+                log=log,
+                catalog=catalog,
+                host=host,
+                role=role,
+                record_clock=wall_clock_ms if host is None else host.record_clock,
+            )
             async with trio.open_nursery() as service_nursery:
                 for service in extra_services:
                     await service_nursery.start(partial(service, ctx))
@@ -222,13 +183,11 @@ async def serve_process(
                         front_nursery.start_soon(
                             _watch_signals, shutdown, hard, log_nursery.cancel_scope
                         )
-                    if app is None:
-                        from api.worker import run_pool  # the worker module imports this one
-
-                        front = partial(run_pool, ctx, shutdown, hard)
+                    if host is None:
+                        front = partial(run_pool, ctx, assembly, shutdown, hard)
                     else:
                         front = partial(
-                            _serve_http, app, hypercorn_config(config, listen_fd), shutdown
+                            _serve_http, host.asgi, hypercorn_config(config, listen_fd), shutdown
                         )
                     listening: Listening = await front_nursery.start(
                         _run_front, front, front_nursery.cancel_scope
@@ -240,7 +199,7 @@ async def serve_process(
                             binds=listening.binds,
                             host=first.hostname or config.host,
                             port=first.port or config.port,
-                            app=app,
+                            app=None if host is None else host.app,
                             log=log,
                             catalog=catalog,
                             shutdown=shutdown,
@@ -271,16 +230,18 @@ async def _run_front(
 
 
 async def _serve_http(
-    app: QuartTrio,
+    app: Any,
     hc: hypercorn.config.Config,
     shutdown: trio.Event,
     *,
     task_status: trio.TaskStatus[Listening] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     async def serving(*, task_status: trio.TaskStatus[list[str]]) -> None:
-        # A client hanging up mid-answer is a debug line, not an ASGI traceback (api.disconnects).
         await hypercorn.trio.serve(
-            QuietDisconnects(app), hc, shutdown_trigger=shutdown.wait, task_status=task_status
+            app,  # the host's ASGI app
+            hc,
+            shutdown_trigger=shutdown.wait,
+            task_status=task_status,
         )
 
     async with trio.open_nursery() as nursery:

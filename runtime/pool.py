@@ -7,7 +7,7 @@ competing for it. The processes (the log, a SQLite file, is the only channel bet
     |                             runs the engine supervisor, the projector (holding the
     |                             projections' lock) and the clock ticker, following the log with
     |                             storage.log.poll_tail; serves no HTTP itself
-    +-- python -m api.worker ...  N INGEST processes: Hypercorn on the inherited socket
+    +-- python -m runtime.worker  N INGEST processes: Hypercorn on the inherited socket
                                   (``fd://N`` bind), every route, each with its own EventLog
                                   writer + group commit; the public API reads the projections
                                   read-only; never the engine, never the projections' lock
@@ -28,27 +28,28 @@ which forwards SIGTERM to every child (they finish in-flight requests within
 them at once. A child that exits on its own brings the whole server down with
 :class:`WorkerFailed` (``replayd serve`` then exits with status 1): no half-running server.
 
+This module is the parent's side; :mod:`runtime.worker` is the ingest process's. A child builds
+the same HTTP host as a single process would (every surface of the :class:`Assembly` it is told
+the name of), so ``--workers`` serves every registered surface.
+
 Ingest process ``i`` generates session ids with shard ``config.shard + i``, so ids never collide.
 First-start bootstrap (default project, API key, snippet) happens once, in the parent's CLI.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import signal
 import socket
 import sys
-from collections.abc import Sequence
-from typing import Any
 
 import attrs
 import trio
 from hypercorn.utils import repr_socket_addr
 
-from api.config import ProcessRole, ServerConfig
-from api.server import Listening, ServiceContext, hypercorn_config, serve_process
+from runtime.assembly import Assembly, ProcessSettings
+from runtime.context import Listening, ServiceContext, hypercorn_config
 
 logger = logging.getLogger(__name__)
 
@@ -90,19 +91,28 @@ def _describe_exit(returncode: int) -> str:
     return f"exit status {returncode}"
 
 
-def child_config(config: ServerConfig, index: int) -> ServerConfig:
+def child_config(config: ProcessSettings, index: int) -> ProcessSettings:
     """The configuration of ingest process ``index``: its own shard, no workers of its own."""
-    return attrs.evolve(config, workers=0, shard=config.shard + index)
+    # attrs.evolve, spelled out: the settings' class is the caller's (mypy cannot see it is attrs).
+    fields = attrs.asdict(config) | {"workers": 0, "shard": config.shard + index}
+    return type(config)(**fields)
 
 
 def child_command(
-    config: ServerConfig, index: int, listen_fd: int, control_fd: int, log_level: str
+    config: ProcessSettings,
+    assembly: Assembly,
+    index: int,
+    listen_fd: int,
+    control_fd: int,
+    log_level: str,
 ) -> list[str]:
     """The command line of ingest process ``index`` (same interpreter, same installed code)."""
     return [
         sys.executable,
         "-m",
-        "api.worker",
+        "runtime.worker",
+        "--assembly",
+        assembly.name,
         "--index",
         str(index),
         "--listen-fd",
@@ -120,7 +130,8 @@ def child_command(
 class _Pool:
     """The ingest processes of one ``serve --workers`` run (see the module docstring)."""
 
-    config: ServerConfig
+    config: ProcessSettings
+    assembly: Assembly
     listen_fd: int
     hard: trio.Event  # a second signal: kill without grace
     stop_requested: trio.Event = attrs.field(factory=trio.Event)
@@ -137,7 +148,14 @@ class _Pool:
             level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
             try:
                 process = await trio.lowlevel.open_process(
-                    child_command(self.config, index, self.listen_fd, child_end.fileno(), level),
+                    child_command(
+                        self.config,
+                        self.assembly,
+                        index,
+                        self.listen_fd,
+                        child_end.fileno(),
+                        level,
+                    ),
                     pass_fds=(self.listen_fd, child_end.fileno()),
                     # Own session: a terminal's Ctrl-C reaches the parent only, which forwards it.
                     start_new_session=True,
@@ -200,7 +218,7 @@ class _Pool:
         await process.wait()
 
 
-def _bind(config: ServerConfig) -> tuple[socket.socket, str]:
+def _bind(config: ProcessSettings) -> tuple[socket.socket, str]:
     """The listening socket for ``config`` (inheritable, as Hypercorn would bind it) and its URL."""
     hc = hypercorn_config(config)
     sockets = hc.create_sockets()
@@ -216,6 +234,7 @@ def _bind(config: ServerConfig) -> tuple[socket.socket, str]:
 
 async def run_pool(
     ctx: ServiceContext,
+    assembly: Assembly,
     shutdown: trio.Event,
     hard: trio.Event,
     *,
@@ -229,7 +248,7 @@ async def run_pool(
     config = ctx.config
     sock, url = _bind(config)
     try:
-        pool = _Pool(config=config, listen_fd=sock.fileno(), hard=hard)
+        pool = _Pool(config=config, assembly=assembly, listen_fd=sock.fileno(), hard=hard)
         async with trio.open_nursery() as nursery:
             pids: dict[int, int] = {}
 
@@ -250,63 +269,3 @@ async def run_pool(
             pool.stop_requested.set()
     finally:
         sock.close()
-
-
-# -- the ingest process --------------------------------------------------------------------------
-
-
-async def _watch_parent(control: trio.socket.SocketType, shutdown: trio.Event) -> None:
-    try:
-        while await control.recv(64):
-            pass
-    except OSError:
-        pass
-    if not shutdown.is_set():
-        logger.warning("the parent process is gone: shutting down")
-        shutdown.set()
-
-
-async def run_ingest_process(config: ServerConfig, listen_fd: int, control_fd: int) -> None:
-    """The body of one ingest process: serve HTTP on ``listen_fd`` until told to stop."""
-    control = trio.socket.from_stdlib_socket(socket.socket(fileno=control_fd))
-    shutdown = trio.Event()
-    try:
-        async with trio.open_nursery() as nursery:
-
-            async def server(*, task_status: trio.TaskStatus[Any]) -> None:
-                await serve_process(
-                    config,
-                    role=ProcessRole.INGEST,
-                    listen_fd=listen_fd,
-                    shutdown_event=shutdown,
-                    task_status=task_status,
-                )
-                nursery.cancel_scope.cancel()  # stopped: nothing left to watch
-
-            await nursery.start(server)
-            await control.send(READY)
-            nursery.start_soon(_watch_parent, control, shutdown)
-    finally:
-        control.close()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of an ingest process (started by :func:`run_pool`, not by hand)."""
-    parser = argparse.ArgumentParser(prog="python -m api.worker")
-    parser.add_argument("--index", type=int, required=True)
-    parser.add_argument("--listen-fd", type=int, required=True)
-    parser.add_argument("--control-fd", type=int, required=True)
-    parser.add_argument("--log-level", default="INFO")
-    parser.add_argument("--config", required=True, help="the ServerConfig as JSON")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s ingest-{args.index} %(name)s: %(message)s",
-    )
-    config = ServerConfig(**json.loads(args.config))
-    trio.run(run_ingest_process, config, args.listen_fd, args.control_fd)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,12 +1,13 @@
 """The server service that keeps the projections current: engine supervisor -> projector.
 
-Started by ``api.server.serve`` before the HTTP listener opens. It opens the projector (which
+Started by ``runtime.process.serve`` before the HTTP listener opens. It opens the projector (which
 takes the projections' write lock and reloads the live sessions), resumes the engine supervisor
 after the projections' lowest checkpoint, feeds it the log's live tail, appends clock ticks while
-sessions are live, and hands the routes what they read: the projection reader and the live
-sessions (``app.extensions``). The projections are in ``config.projections_db_path``, a file
-apart from the log's (``config.db_path``). Cancelling it (server shutdown) stops the supervisor,
-then closes the projector (releasing the lock).
+sessions are live, and hands the HTTP host what its routes read: the projection reader, the
+projector, the supervisor and the live sessions (:meth:`runtime.assembly.Host.provide`; the host
+decides which surface gets what, this module knows no route). The projections are in
+``config.projections_db_path``, a file apart from the log's (``config.db_path``). Cancelling it
+(server shutdown) stops the supervisor, then closes the projector (releasing the lock).
 
 With ``serve --workers N`` it runs in the engine process (``ProcessRole.ENGINE``), which serves no
 HTTP: appends come from the ingest processes, so it follows the log with
@@ -19,31 +20,26 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from functools import partial
-from typing import Any
 
 import trio
 
-from api import ingest_web, public_v1
-from api.config import ProcessRole
 from engine.supervisor import (
     DEFAULT_INACTIVITY_TIMEOUT_MS,
     Supervisor,
     clock_ticker,
     history_from_reader,
     resume_point,
-    wall_clock_ms,
 )
 from projections.live_sessions import LiveSessions, read_live_update
 from projections.pipeline import Projector
 from projections.reader import ProjectionReader
+from runtime.assembly import EngineObjects, Host, ProcessRole
+from runtime.context import ServiceContext
 from storage.catalog import Catalog
 from storage.log import poll_tail
 from storage.records import LogRecord
 from storage.sqlite_recorder import LogReader
 
-PROJECTOR_KEY = "replayd.projector"
-SUPERVISOR_KEY = "replayd.supervisor"  # its counters, for /metrics (api.operations)
-LIVE_SESSIONS_KEY = public_v1.LIVE_SESSIONS_KEY
 CLOCK_TICK_INTERVAL_S = 10.0
 # A server restarted on the same file waits this long for its predecessor to let go of the
 # projections (a running rebuild, or a previous server still shutting down).
@@ -109,12 +105,6 @@ def _quiet_with_live_sessions(
     return should_tick
 
 
-def _record_clock(app: Any) -> Callable[[], int]:
-    """The clock that stamps the ingest's records: ticks must be in the same record time."""
-    ingest = app.extensions.get(ingest_web.EXTENSION_KEY) if app is not None else None
-    return ingest.clock if ingest is not None else wall_clock_ms
-
-
 class _SeenPosition:
     """The last position a tail yielded: the log head as the engine process knows it."""
 
@@ -131,7 +121,7 @@ class _SeenPosition:
 
 @contextlib.asynccontextmanager
 async def _log_tail(
-    ctx: Any, after: int
+    ctx: ServiceContext, after: int
 ) -> AsyncGenerator[tuple[AsyncIterable[list[LogRecord]], Callable[[], int]], None]:
     """The live tail of the log after ``after`` and a function giving the newest position seen.
 
@@ -163,7 +153,7 @@ async def _log_tail(
 
 
 async def projections_service(
-    ctx: Any,  # api.server.ServiceContext (not imported: server imports this module)
+    ctx: ServiceContext,
     *,
     inactivity_timeout_ms: int = DEFAULT_INACTIVITY_TIMEOUT_MS,
     tick_interval_s: float = CLOCK_TICK_INTERVAL_S,
@@ -192,11 +182,16 @@ async def projections_service(
                 inactivity_timeout_ms=inactivity_timeout_ms,
                 mailbox_bytes=ctx.config.mailbox_bytes,
             )
-            if ctx.app is not None:  # the engine process of --workers serves no HTTP
-                public_v1.install(ctx.app, ctx.catalog, reader)
-                ctx.app.extensions[PROJECTOR_KEY] = projector
-                ctx.app.extensions[SUPERVISOR_KEY] = supervisor
-                ctx.app.extensions[LIVE_SESSIONS_KEY] = live
+            if ctx.host is not None:  # the engine process of --workers serves no HTTP
+                ctx.host.provide(
+                    EngineObjects(
+                        catalog=ctx.catalog,
+                        reader=reader,
+                        projector=projector,
+                        supervisor=supervisor,
+                    )
+                )
+                ctx.host.provide_live(live)
             # The supervisor stops before the tail closes, and both before the projector.
             async with (
                 _log_tail(ctx, after) as (source, head),
@@ -213,7 +208,7 @@ async def projections_service(
                         ctx.log,
                         tick_interval_s,
                         _quiet_with_live_sessions(head, supervisor),
-                        now_ms=_record_clock(ctx.app),
+                        now_ms=ctx.record_clock,
                     )
                 )
                 task_status.started(projector)
@@ -223,7 +218,7 @@ async def projections_service(
 
 
 async def projection_reader_service(
-    ctx: Any,  # api.server.ServiceContext
+    ctx: ServiceContext,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -232,18 +227,24 @@ async def projection_reader_service(
     The engine process writes the projections (and holds their lock); this only opens read-only
     connections, so any number of ingest processes can run it.
     """
+    if ctx.host is None:
+        raise ValueError("the projection reader service serves an HTTP host; this process has none")
     reader = ProjectionReader(ctx.config.projections_db_path)
     try:
-        public_v1.install(ctx.app, ctx.catalog, reader)
-        await _refresh_live_sessions(ctx, reader, task_status=task_status)
+        ctx.host.provide(EngineObjects(catalog=ctx.catalog, reader=reader))
+        await _refresh_live_sessions(ctx, ctx.host, reader, task_status=task_status)
     finally:
         reader.close()
 
 
 async def _refresh_live_sessions(
-    ctx: Any, reader: ProjectionReader, *, task_status: trio.TaskStatus[None]
+    ctx: ServiceContext,
+    host: Host,
+    reader: ProjectionReader,
+    *,
+    task_status: trio.TaskStatus[None],
 ) -> None:
-    """Keep ``app.extensions[LIVE_SESSIONS_KEY]`` a recent copy of the engine's live sessions.
+    """Keep the host's live sessions a recent copy of the engine's live sessions.
 
     The engine process keeps the live sessions in memory; an ingest process follows the sessions
     projection every ``LIVE_REFRESH_INTERVAL_S``, reading in a worker thread only what changed
@@ -257,7 +258,8 @@ async def _refresh_live_sessions(
         known = None if current is None else (current.checkpoint, current.session_ids())
         update = await reader.run(read_live_update, resolver, known)
         if isinstance(update, LiveSessions):
-            ctx.app.extensions[LIVE_SESSIONS_KEY] = current = update
+            current = update
+            host.provide_live(current)
         elif update is not None:
             assert current is not None
             current.apply_changes(update)

@@ -1,0 +1,118 @@
+"""The registry of HTTP surfaces, and the host the runtime serves them with.
+
+Every process that serves HTTP (the single process, each ingest process of ``--workers``) builds
+the same app from :data:`SURFACES`, so a new API (mobile ingest, the v3 events API, the dashboard)
+is one :class:`api.app.Surface` entry here: its blueprint, where it is mounted, its CORS paths,
+and the functions that give its routes their objects. The runtime (``runtime/``) never imports
+this layer: it is handed :data:`ASSEMBLY` (by the CLI and the tests), and an ingest process finds
+it by its name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+from quart_trio import QuartTrio
+
+from api import ingest_web, openapi, operations, public_v1
+from api.app import Surface, SurfaceParts, create_app
+from api.config import ServerConfig
+from api.disconnects import QuietDisconnects
+from api.session_directory import LogProjectLookup, SessionDirectory
+from engine.ids import FlakeIdGenerator
+from engine.supervisor import wall_clock_ms
+from projections.live_sessions import LiveSessions
+from runtime.assembly import Assembly, EngineObjects, HostParts
+
+# Self-hosted OpenReplay puts the ingest routes under /ingest (trackers configured with
+# ingestPoint "https://host/ingest" keep working); plain "/v1/..." is what our snippet uses.
+INGEST_PREFIXES = ("", "/ingest")
+
+
+def _install_ingest_web(app: QuartTrio, parts: SurfaceParts) -> None:
+    process = parts.process
+    lookup = LogProjectLookup(process.log.path)
+    ingest = ingest_web.WebIngest(
+        config=parts.config,
+        catalog=process.catalog,
+        log=process.log,
+        directory=SessionDirectory(lookup),
+        ids=FlakeIdGenerator(parts.config.shard),
+        bodies=parts.bodies,
+    )
+    if process.clock is not None:
+        ingest.clock = process.clock
+    app.extensions[ingest_web.EXTENSION_KEY] = ingest
+
+    @app.after_serving
+    async def close_lookup() -> None:
+        lookup.close()
+
+
+def _provide_public_v1(app: QuartTrio, objects: EngineObjects) -> None:
+    public_v1.install(app, objects.catalog, objects.reader)
+
+
+def _install_operations(app: QuartTrio, parts: SurfaceParts) -> None:
+    operations.install(app, parts.config, parts.process.log)  # /healthz, /readyz, /metrics
+
+
+def _provide_operations(app: QuartTrio, objects: EngineObjects) -> None:
+    if objects.projector is not None:  # only where the engine runs
+        app.extensions[operations.PROJECTOR_KEY] = objects.projector
+    if objects.supervisor is not None:
+        app.extensions[operations.SUPERVISOR_KEY] = objects.supervisor
+
+
+SURFACES: tuple[Surface, ...] = (
+    Surface(
+        "ingest_web",
+        ingest_web.bp,
+        url_prefixes=INGEST_PREFIXES,
+        cors_prefixes=ingest_web.CORS_PREFIXES,
+        install=_install_ingest_web,
+    ),
+    Surface("public_v1", public_v1.bp, provide=_provide_public_v1),
+    Surface("operations", operations.bp, install=_install_operations, provide=_provide_operations),
+    # GET /api/openapi.json: every route decorated with api.openapi.operation, whatever surface.
+    Surface("openapi", openapi.bp),
+)
+
+
+@attrs.define(eq=False)
+class SurfaceHost:
+    """The HTTP host of one process (:class:`runtime.assembly.Host`): the app of its surfaces."""
+
+    app: QuartTrio
+    surfaces: tuple[Surface, ...]
+    record_clock: Callable[[], int]
+
+    @property
+    def asgi(self) -> Any:
+        """The app as Hypercorn serves it."""
+        # A client hanging up mid-answer is a debug line, not an ASGI traceback (api.disconnects).
+        return QuietDisconnects(self.app)
+
+    def provide(self, objects: EngineObjects) -> None:
+        """Hand each surface the projection services' objects."""
+        for surface in self.surfaces:
+            if surface.provide is not None:
+                surface.provide(self.app, objects)
+
+    def provide_live(self, live: LiveSessions) -> None:
+        """The live sessions the public API (Assist) and /metrics read."""
+        self.app.extensions[public_v1.LIVE_SESSIONS_KEY] = live
+
+
+def build_host(parts: HostParts, surfaces: Iterable[Surface] = SURFACES) -> SurfaceHost:
+    """The host of ``surfaces`` (every registered one unless told) for one process."""
+    chosen = tuple(surfaces)
+    app = create_app(parts, surfaces=chosen)
+    clock = parts.clock if parts.clock is not None else wall_clock_ms
+    return SurfaceHost(app=app, surfaces=chosen, record_clock=clock)
+
+
+# What ``replayd serve`` runs (its name is how an ingest process of --workers finds it).
+ASSEMBLY = Assembly(name=f"{__name__}:ASSEMBLY", config_type=ServerConfig, build_host=build_host)
