@@ -430,7 +430,9 @@ class BrowserRun:
             pytest.fail(f"Chromium ({CHROMIUM}) did not start: {exc}")
         self.requests = RequestLog()
         self.requests.attach(self.context)
+        self.uploads_started = 0  # batch uploads the browser sent
         self.uploads_done = 0  # batch uploads that got an answer (or failed)
+        self.context.on("request", self._on_request)
         self.context.on("requestfinished", self._on_done)
         self.context.on("requestfailed", self._on_done)
         self.page_errors: list[str] = []
@@ -445,6 +447,10 @@ class BrowserRun:
         result = self.page.evaluate("window.trackerStartResult")
         assert result and result.get("success"), f"tracker.start() failed: {result}; {self.console}"
         return result
+
+    def _on_request(self, request: Any) -> None:
+        if request.method == "POST" and "/v1/web/i" in request.url:
+            self.uploads_started += 1
 
     def _on_done(self, request: Any) -> None:
         if request.method == "POST" and "/v1/web/i" in request.url:
@@ -468,8 +474,13 @@ class BrowserRun:
         )
 
     def flush(self) -> None:
-        """``tracker.forceFlushBatch()`` and wait until that upload got its answer."""
-        before = self.uploads_done
+        """``tracker.forceFlushBatch()`` and wait until that upload got its answer.
+
+        Counted from the uploads already sent, not those answered: a batch still in flight when
+        the flush is asked for must not be taken for the flushed one (the tracker sends the flushed
+        batch after it).
+        """
+        before = self.uploads_started
         self.page.evaluate("window.tracker.forceFlushBatch()")
         self.wait_for_uploads(before + 1)
 
