@@ -60,6 +60,7 @@ from projections.base import (
     write_checkpoint,
 )
 from projections.live_sessions import LiveSessions
+from storage.errors import is_database_wide as storage_unavailable
 from storage.schema import apply_migrations
 from storage.sqlite import atomic, connect
 
@@ -78,22 +79,11 @@ T = TypeVar("T")
 RETRY_INITIAL_S = 0.05
 RETRY_MAX_S = 5.0
 
-# Primary SQLite result codes that say "this database cannot be written now", whatever the data.
-_DATABASE_WIDE_CODES = frozenset(
-    {
-        sqlite3.SQLITE_PERM,
-        sqlite3.SQLITE_BUSY,
-        sqlite3.SQLITE_LOCKED,
-        sqlite3.SQLITE_NOMEM,
-        sqlite3.SQLITE_READONLY,
-        sqlite3.SQLITE_IOERR,
-        sqlite3.SQLITE_CORRUPT,
-        sqlite3.SQLITE_FULL,
-        sqlite3.SQLITE_CANTOPEN,
-        sqlite3.SQLITE_PROTOCOL,
-        sqlite3.SQLITE_NOLFS,
-        sqlite3.SQLITE_NOTADB,
-    }
+# Beyond what the log and the catalog call unavailable (storage.errors), these say "not the
+# data's fault" for the projector too: a lock held too long (a rebuild, a reader's checkpoint) or
+# a damaged file fails every transaction alike, so the delivery is kept and retried, never parked.
+_ALSO_NOT_THE_DATA = frozenset(
+    {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 )
 
 
@@ -104,10 +94,14 @@ def is_database_wide(error: BaseException) -> bool:
     Everything else raised while applying events (``OverflowError``, ``UnicodeEncodeError``, a
     constraint, malformed JSON, a bug for one kind of event) is caused by the events.
     """
-    if not isinstance(error, sqlite3.Error):
-        return False
+    if storage_unavailable(error):
+        return True
     code = getattr(error, "sqlite_errorcode", None)
-    return code is not None and (code & 0xFF) in _DATABASE_WIDE_CODES
+    return (
+        isinstance(error, sqlite3.Error)
+        and code is not None
+        and (code & 0xFF) in _ALSO_NOT_THE_DATA
+    )
 
 
 def _error_text(error: BaseException) -> str:
