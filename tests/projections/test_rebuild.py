@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import hypothesis.strategies as st
@@ -62,14 +62,22 @@ async def live_path(
     cuts: Sequence[int],
     chunk_size: int,
     projections: Sequence[SqlProjection] = ALL_PROJECTIONS,
+    *,
+    open_projector: Callable[[], Projector] | None = None,
 ) -> None:
-    """Run the engine into a (restarted) projector up to each cut in turn, in small epochs."""
+    """Run the engine into a (restarted) projector up to each cut in turn, in small epochs.
+
+    The projector is ``open_projector()`` (by default one of ``path``'s projections file).
+    """
+    if open_projector is None:
+
+        def open_projector() -> Projector:
+            return Projector(projections_of(path), projections=projections, live=LiveSessions())
+
     source, history = LogReader(path), LogReader(path)
     try:
         for cut in cuts:
-            async with Projector(
-                projections_of(path), projections=projections, live=LiveSessions()
-            ) as projector:
+            async with open_projector() as projector:
                 after = projector.resume_position
                 resume = await resume_point(source, after, TIMEOUT_MS) if after else None
                 supervisor = Supervisor(
