@@ -8,7 +8,10 @@ of the tables, a rule that refuses some rows) and where the log replayed by a re
 SQLite does so in ``test_conformance_sqlite.py``; a PostgreSQL store would do the same with its
 own connections and run the very same tests, which only drive the production code (the
 projections' ``apply``, :class:`~projections.pipeline.Projector`, ``rebuild`` and
-:class:`~projections.reader.ProjectionReader`) through those hooks.
+:class:`~projections.reader.ProjectionReader`) through those hooks. The projector, the reader and
+the rebuild are built by overridable hooks too (``make_projector``, ``make_reader``,
+``rebuild_store``): today they take a SQLite file's path, and a second backend overrides them once
+they take its store.
 
 The events come from ``factories.SessionScript`` (domain events) and, for the rebuild, from the
 engine's tracker builders appended to a real log.
@@ -165,6 +168,10 @@ class ProjectionStoreTestCase:
     def make_reader(self, location: str) -> ProjectionReader:
         """The API's read side of the store at ``location``."""
         return ProjectionReader(location)
+
+    async def rebuild_store(self, location: str, **options: Any) -> None:
+        """``replayd rebuild`` of the store at ``location`` from the log at ``log_location``."""
+        await rebuild(self.log_location, location, inactivity_timeout_ms=TIMEOUT_MS, **options)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -408,11 +415,11 @@ class ProjectionStoreTestCase:
         }
 
         empty = self.new_store()
-        await rebuild(self.log_location, empty, inactivity_timeout_ms=TIMEOUT_MS)
+        await self.rebuild_store(empty)
         assert self.table_rows(empty) == live_rows
         assert await self.answers(empty, records) == live_answers
 
         # In place: the same store emptied and replayed.
-        await rebuild(self.log_location, live, inactivity_timeout_ms=TIMEOUT_MS, chunk_size=3)
+        await self.rebuild_store(live, chunk_size=3)
         assert self.table_rows(live) == live_rows
         assert await self.answers(live, records) == live_answers
