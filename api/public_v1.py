@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,6 +41,7 @@ from api.public_v1_schema import (
 from projections import events as event_rows
 from projections.live_sessions import LiveFilter, LiveSessions
 from projections.reader import ProjectionReader
+from projections.registry import Registry
 from projections.sessions import SessionRow
 from projections.users import UserSummary
 from storage.catalog import Catalog, Project
@@ -349,6 +351,23 @@ def _path_of(url: str) -> str:
         return ""
 
 
+EventSerializer = Callable[[event_rows.EventRow], dict[str, Any]]
+
+# Row type -> the type-specific keys of its JSON (after the common ones). A row of a type with no
+# entry is served with the common keys only.
+EVENT_SERIALIZERS: Registry[str, EventSerializer] = Registry("event serializers")
+
+
+def event_serializer(row_type: str) -> Callable[[EventSerializer], EventSerializer]:
+    """Register the decorated function as the serializer of ``row_type`` rows (refused twice)."""
+
+    def register(serializer: EventSerializer) -> EventSerializer:
+        EVENT_SERIALIZERS.register(row_type, serializer)
+        return serializer
+
+    return register
+
+
 def event_json(row: event_rows.EventRow) -> dict[str, Any]:
     """One event row in the shape of API.md 2.1 (PostgreSQL era), plus our extra types."""
     out: dict[str, Any] = {
@@ -357,67 +376,97 @@ def event_json(row: event_rows.EventRow) -> dict[str, Any]:
         "timestamp": row.timestamp,
         "type": row.type,
     }
-    data = row.data
-    match row.type:
-        case "CLICK":
-            x, y = data.get("normalized_x"), data.get("normalized_y")
-            out |= {
-                "label": row.label,
-                "url": row.url or row.page_url,
-                "path": _path_of(row.url or row.page_url),
-                "selector": row.selector,
-                "hesitation": row.hesitation,
-                # Stored in hundredths of a percent; the reference serves percent, 2 decimals.
-                "normalizedX": None if x is None else x / 100,
-                "normalizedY": None if y is None else y / 100,
-            }
-        case "INPUT":
-            out |= {
-                "label": row.label,
-                "value": row.value,
-                "duration": row.duration,
-                "hesitation": row.hesitation,
-            }
-        case "LOCATION":
-            vitals = data.get("web_vitals")
-            out |= {
-                "host": data.get("host"),
-                "path": data.get("path"),
-                "basePath": data.get("path"),
-                "query": data.get("query"),
-                "referrer": data.get("referrer"),
-                "baseReferrer": data.get("base_referrer"),
-                **event_rows.page_timings(row),
-                # A JSON *string*, as the reference stores it.
-                "webVitals": json.dumps(vitals, separators=(",", ":")) if vitals else None,
-                "value": row.value,
-                "url": row.url,
-            }
-        case "CUSTOM":
-            out |= {"name": row.name, "payload": event_rows.decode_payload(data.get("payload"))}
-        case "ERROR":
-            out |= {"name": row.name, "message": row.value, "source": data.get("source")}
-        case "REQUEST":
-            status = row.status or 0
-            out |= {
-                "url": row.url,
-                "method": row.method,
-                "status": row.status,
-                "duration": row.duration,
-                "success": 0 < status < 400,
-            }
-        case "GRAPHQL":
-            out |= {"name": row.name, "method": row.method, "duration": row.duration}
-        case "STATEACTION":
-            out |= {"name": row.name}
-        case "ISSUE":
-            out |= {
-                "issueType": row.name,
-                "contextString": data.get("context_string"),
-                "context": data.get("context"),
-                "payload": event_rows.decode_payload(data.get("payload")),
-            }
+    serializer = EVENT_SERIALIZERS.get(row.type)
+    if serializer is not None:
+        out |= serializer(row)
     return out
+
+
+@event_serializer("CLICK")
+def _click_json(row: event_rows.EventRow) -> dict[str, Any]:
+    x, y = row.data.get("normalized_x"), row.data.get("normalized_y")
+    return {
+        "label": row.label,
+        "url": row.url or row.page_url,
+        "path": _path_of(row.url or row.page_url),
+        "selector": row.selector,
+        "hesitation": row.hesitation,
+        # Stored in hundredths of a percent; the reference serves percent, 2 decimals.
+        "normalizedX": None if x is None else x / 100,
+        "normalizedY": None if y is None else y / 100,
+    }
+
+
+@event_serializer("INPUT")
+def _input_json(row: event_rows.EventRow) -> dict[str, Any]:
+    return {
+        "label": row.label,
+        "value": row.value,
+        "duration": row.duration,
+        "hesitation": row.hesitation,
+    }
+
+
+@event_serializer("LOCATION")
+def _location_json(row: event_rows.EventRow) -> dict[str, Any]:
+    data = row.data
+    vitals = data.get("web_vitals")
+    return {
+        "host": data.get("host"),
+        "path": data.get("path"),
+        "basePath": data.get("path"),
+        "query": data.get("query"),
+        "referrer": data.get("referrer"),
+        "baseReferrer": data.get("base_referrer"),
+        **event_rows.page_timings(row),
+        # A JSON *string*, as the reference stores it.
+        "webVitals": json.dumps(vitals, separators=(",", ":")) if vitals else None,
+        "value": row.value,
+        "url": row.url,
+    }
+
+
+@event_serializer("CUSTOM")
+def _custom_json(row: event_rows.EventRow) -> dict[str, Any]:
+    return {"name": row.name, "payload": event_rows.decode_payload(row.data.get("payload"))}
+
+
+@event_serializer("ERROR")
+def _error_json(row: event_rows.EventRow) -> dict[str, Any]:
+    return {"name": row.name, "message": row.value, "source": row.data.get("source")}
+
+
+@event_serializer("REQUEST")
+def _request_json(row: event_rows.EventRow) -> dict[str, Any]:
+    status = row.status or 0
+    return {
+        "url": row.url,
+        "method": row.method,
+        "status": row.status,
+        "duration": row.duration,
+        "success": 0 < status < 400,
+    }
+
+
+@event_serializer("GRAPHQL")
+def _graphql_json(row: event_rows.EventRow) -> dict[str, Any]:
+    return {"name": row.name, "method": row.method, "duration": row.duration}
+
+
+@event_serializer("STATEACTION")
+def _state_action_json(row: event_rows.EventRow) -> dict[str, Any]:
+    return {"name": row.name}
+
+
+@event_serializer("ISSUE")
+def _issue_json(row: event_rows.EventRow) -> dict[str, Any]:
+    data = row.data
+    return {
+        "issueType": row.name,
+        "contextString": data.get("context_string"),
+        "context": data.get("context"),
+        "payload": event_rows.decode_payload(data.get("payload")),
+    }
 
 
 @bp.get("/<project_key>/sessions/<session_id>/events")

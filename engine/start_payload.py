@@ -16,42 +16,25 @@ from typing import Any
 
 import attrs
 
+from engine.client_info import START_FIELDS, StartInfo
 from engine.events import clamp_int64, repair_text
 
 
 @attrs.frozen(slots=True, kw_only=True)
-class WebStartPayload:
+class WebStartPayload(StartInfo):
+    """The server's decisions about a start, plus the start facts (:class:`StartInfo`)."""
+
     session_id: int
     project_id: int
     start_timestamp: int  # ms, server clock (the timestamp inside the flake id, minus bufferDiff)
     delay: int  # server ms - client ms at start; the tracker adds it to its Timestamp messages
     continued: bool = False  # true when the tracker presented a valid token of this session
-    user_uuid: str = ""
-    user_id: str | None = None
-    rev_id: str = ""
-    tracker_version: str = ""
-    is_snippet: bool = False
-    user_agent: str = ""
-    user_os: str = ""
-    user_os_version: str = ""
-    user_browser: str = ""
-    user_browser_version: str = ""
-    user_device: str = ""
-    user_device_type: str = ""
-    user_country: str = ""
-    user_city: str = ""
-    user_state: str = ""
-    timezone: str = ""
-    screen_width: int = 0
-    screen_height: int = 0
-    referrer: str = ""
-    device_memory: int = 0
-    js_heap_size_limit: int = 0
-    platform: str = "web"
 
     def to_bytes(self) -> bytes:
         """Serialize to compact UTF-8 JSON."""
-        return json.dumps(attrs.asdict(self), separators=(",", ":")).encode()
+        # Head first, then the start facts: the key order every server so far has written.
+        raw = {name: getattr(self, name) for name in _JSON_ORDER}
+        return json.dumps(raw, separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> WebStartPayload:
@@ -91,3 +74,7 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     f.name: _JSON_TYPES[str(f.type)] for f in attrs.fields(WebStartPayload)
 }
+_JSON_ORDER: tuple[str, ...] = (
+    *(f.name for f in attrs.fields(WebStartPayload) if f.name not in START_FIELDS),
+    *START_FIELDS,
+)

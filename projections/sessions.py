@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from engine import events as ev
+from engine.client_info import START_FIELDS
 from projections.base import SqlProjection, forget_checkpoint, read_checkpoint
 from storage.schema import apply_migrations
 
@@ -95,30 +96,9 @@ ISSUE_WEIGHTS: dict[str, int] = {
 }
 DEFAULT_ISSUE_WEIGHT = 50
 
-# Columns copied from SessionStarted (same names on the event and in the table).
-_START_COLUMNS: tuple[str, ...] = (
-    "user_uuid",
-    "user_agent",
-    "user_os",
-    "user_os_version",
-    "user_browser",
-    "user_browser_version",
-    "user_device",
-    "user_device_type",
-    "user_country",
-    "user_city",
-    "user_state",
-    "platform",
-    "timezone",
-    "rev_id",
-    "tracker_version",
-    "is_snippet",
-    "referrer",
-    "screen_width",
-    "screen_height",
-    "device_memory",
-    "js_heap_size_limit",
-)
+# Columns copied from SessionStarted: the start facts (same names on the event and in the table),
+# but user_id, which later events change too: it goes with the other set columns ("" = none).
+_START_COLUMNS: tuple[str, ...] = tuple(c for c in START_FIELDS if c != "user_id")
 # Columns that an event sets to a value (last one wins) rather than accumulates.
 _SET_COLUMNS: tuple[str, ...] = ("user_id", "user_anonymous_id", "duration", "end_ts", "page_title")
 
