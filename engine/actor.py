@@ -16,13 +16,14 @@ settles the heuristics.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Any
 
 import attrs
 import trio
 
+from engine.actor_types import WEB_ACTOR_TYPE, ActorState, ActorType
 from engine.events import DomainEvent
-from engine.session_state import SESSION_KINDS, SessionState
 from storage.budget import ByteBudget
 from storage.records import LogRecord
 
@@ -32,6 +33,7 @@ __all__ = [
     "End",
     "EngineCounters",
     "Flush",
+    "KeyedHistory",
     "SessionActor",
     "SessionHistory",
     "replay_history",
@@ -39,6 +41,10 @@ __all__ = [
 
 SessionHistory = Callable[[int, int], Awaitable[Sequence[LogRecord]]]
 """``await history(session_id, before)``: the session's records before ``before``, in order."""
+
+KeyedHistory = Callable[[Any, int], Awaitable[Sequence[LogRecord]]]
+"""``await history(key, before)``: an actor's records before ``before``, in order (any type's key;
+for the web type the key is the session id, so a :data:`SessionHistory` is one)."""
 
 
 @attrs.define(slots=True, eq=False)
@@ -99,11 +105,12 @@ Mail = Deliver | End | Flush
 
 
 def replay_history(
-    state: SessionState,
+    state: ActorState,
     records: Sequence[LogRecord],
     *,
     inactivity_timeout_ms: int,
     ended_after: bool,
+    actor_type: ActorType = WEB_ACTOR_TYPE,
 ) -> int:
     """Rebuild ``state`` from a session's earlier records, emitting nothing; return the count.
 
@@ -113,11 +120,13 @@ def replay_history(
     times grow with positions (they are stamped on arrival), which is what makes a replay after a
     restart agree with the uninterrupted run. ``ended_after`` replays the end that certainly
     followed the last of these records (the session was not live any more when re-activated).
+    Records of kinds ``actor_type`` does not own are skipped.
     """
     last = state.last_record_ms
     applied = 0
+    kinds = actor_type.kinds
     for record in records:
-        if record.kind not in SESSION_KINDS:
+        if record.kind not in kinds:
             continue
         if applied and record.received_at_ms - last > inactivity_timeout_ms:
             state.end(record.position, None)
@@ -130,7 +139,7 @@ def replay_history(
 
 
 class SessionActor:
-    """One live incarnation of a session: a :class:`SessionState` behind a bounded mailbox.
+    """One live incarnation of an actor: the state its type folds, behind a bounded mailbox.
 
     The supervisor creates it, starts :meth:`run` with ``nursery.start`` (which returns once the
     history is replayed) and talks to it only through ``send``. The task ends when the supervisor
@@ -142,27 +151,31 @@ class SessionActor:
         "_budget",
         "_counters",
         "_receive",
+        "actor_type",
+        "key",
         "last_record_ms",
         "send",
-        "session_id",
         "state",
         "touched",
     )
 
     def __init__(
         self,
-        session_id: int,
-        project_id: int,
+        key: Hashable,
+        first: LogRecord | None = None,
         *,
         mailbox_size: int,
         counters: EngineCounters,
         budget: ByteBudget | None = None,
+        actor_type: ActorType = WEB_ACTOR_TYPE,
     ) -> None:
-        self.session_id = session_id
+        # ``first``: the record that activates this actor, None for a re-activation on restart.
+        self.actor_type = actor_type
+        self.key = key
         # Payload bytes waiting in all mailboxes: the supervisor takes a record's bytes before
         # it sends a Deliver, this actor gives them back once the record is applied.
         self._budget = budget
-        self.state = SessionState(session_id, project_id)
+        self.state: ActorState = actor_type.new_state(key, first)
         send, receive = trio.open_memory_channel[Mail](mailbox_size)
         self.send: trio.MemorySendChannel[Mail] = send
         self._receive: trio.MemoryReceiveChannel[Mail] = receive
@@ -179,7 +192,7 @@ class SessionActor:
     async def run(
         self,
         *,
-        history: SessionHistory | None,
+        history: KeyedHistory | None,
         replay_before: int,
         ended_after: bool,
         inactivity_timeout_ms: int,
@@ -191,9 +204,13 @@ class SessionActor:
         """
         state = self.state
         if history is not None:
-            records = await history(self.session_id, replay_before)
+            records = await history(self.key, replay_before)
             replayed = replay_history(
-                state, records, inactivity_timeout_ms=inactivity_timeout_ms, ended_after=ended_after
+                state,
+                records,
+                inactivity_timeout_ms=inactivity_timeout_ms,
+                ended_after=ended_after,
+                actor_type=self.actor_type,
             )
             self._counters.replayed_records += replayed
         self.last_record_ms = state.last_record_ms

@@ -5,12 +5,17 @@ the sink, the restart resume point and the clock ticker. Knows nothing of SQL: r
 pluggable source (``EventLog.tail`` live, :func:`reader_source` for a rebuild) and events go to a
 ``sink`` (the projections).
 
+Routing: an :class:`~engine.actor_types.ActorRegistry` says which actor type owns a record's
+kind and the type names the actor (web: by session id); records of no type only move the clock.
+Live actors are keyed by (type index, key).
+
 Determinism (DESIGN.md invariants 6, 7): time is record time. The log clock is the largest
-``received_at_ms`` seen; before dispatching record ``p`` every live session whose latest record
-time is more than ``inactivity_timeout_ms`` behind the clock gets ``End(p)`` (in order of that
-time, then session id) and is passivated. So the same log always ends the same sessions at the
-same positions, live or replayed, with or without restarts; ``CLOCK_TICK`` records (appended by
-:func:`clock_ticker` while sessions are live) let that happen without new traffic.
+``received_at_ms`` seen; before dispatching record ``p`` every live actor whose latest record
+time is more than its type's inactivity timeout behind the clock gets ``End(p)`` (in order of
+that time plus the timeout, then type index, then key) and is passivated. So the same log always
+ends the same sessions at the same positions, live or replayed, with or without restarts;
+``CLOCK_TICK`` records (appended by :func:`clock_ticker` while sessions are live) let that happen
+without new traffic.
 
 Epochs: after dispatching a chunk, every actor that got mail is sent a ``Flush`` marker; once all
 have answered, the chunk's events (in dispatch order, so per-session order holds) and the chunk's
@@ -29,7 +34,9 @@ from collections.abc import (
     AsyncIterable,
     Awaitable,
     Callable,
+    Hashable,
     Iterable,
+    Mapping,
     Sequence,
 )
 from typing import Protocol
@@ -43,16 +50,19 @@ from engine.actor import (
     End,
     EngineCounters,
     Flush,
+    KeyedHistory,
     SessionActor,
     SessionHistory,
 )
+from engine.actor_types import DEFAULT_REGISTRY, WEB_ACTOR_TYPE, ActorRegistry
 from engine.events import DomainEvent
-from engine.session_state import SESSION_KINDS
-from engine.start_payload import WebStartPayload
 from storage.budget import ByteBudget
 from storage.errors import LogOverloaded
 from storage.log import DEFAULT_READ_BYTES
 from storage.records import AppendResult, LogRecord, NewRecord, RecordKind
+
+ActorId = tuple[int, Hashable]
+"""A live actor's identity: (its type's index in the registry, its key)."""
 
 __all__ = [
     "DEFAULT_INACTIVITY_TIMEOUT_MS",
@@ -133,6 +143,8 @@ class Supervisor:
     """Dispatches records to session actors and hands each chunk's events to the sink.
 
     ``history`` reads a session's earlier records (for re-activation); ``sink`` receives events.
+    ``registry`` routes records to actor types (default: just the web type); ``histories`` reads
+    the earlier records of the types named there, by key (the others use ``history``).
     Run it with :meth:`run` (any record source) or :meth:`run_until` (a reader, up to a head).
     """
 
@@ -144,6 +156,8 @@ class Supervisor:
         inactivity_timeout_ms: int = DEFAULT_INACTIVITY_TIMEOUT_MS,
         mailbox_size: int = DEFAULT_MAILBOX_SIZE,
         mailbox_bytes: int = DEFAULT_MAILBOX_BYTES,
+        registry: ActorRegistry = DEFAULT_REGISTRY,
+        histories: Mapping[str, KeyedHistory] | None = None,
     ) -> None:
         if inactivity_timeout_ms < 0 or mailbox_size < 1 or mailbox_bytes < 1:
             raise ValueError(
@@ -152,12 +166,24 @@ class Supervisor:
         self._history = history
         self._sink = sink
         self._timeout = inactivity_timeout_ms
+        self._registry = registry
+        self._types = types = list(registry)
+        self._type_index = {id(t): i for i, t in enumerate(types)}
+        self._timeouts = [t.timeout_ms(inactivity_timeout_ms) for t in types]
+        if min(self._timeouts, default=0) < 0:
+            raise ValueError("an actor type's inactivity timeout must be >= 0")
+        named = histories or {}
+        self._histories: list[KeyedHistory] = [named.get(t.name, history) for t in types]
+        # Resumed sessions (by session id) are web actors.
+        self._web_index = self._type_index.get(id(WEB_ACTOR_TYPE))
         self._mailbox_size = mailbox_size
         self._mailbox_bytes = ByteBudget(mailbox_bytes)
         self._counters = EngineCounters()
-        self._live: dict[int, SessionActor] = {}
-        # (latest record time, session id) of live actors; stale entries are skipped on pop.
-        self._deadlines: list[tuple[int, int]] = []
+        self._live: dict[ActorId, SessionActor] = {}
+        # (latest record time + the type's timeout, type index, key) of live actors; stale
+        # entries are skipped on pop. With only the web type this orders ends as (time, session
+        # id) did.
+        self._deadlines: list[tuple[int, int, Hashable]] = []
         self._clock = 0
         self._last_position = 0
         self._nursery: trio.Nursery | None = None
@@ -185,8 +211,9 @@ class Supervisor:
         return self._counters.messages_processed
 
     def live_session_ids(self) -> list[int]:
-        """Ids of the live sessions, sorted."""
-        return sorted(self._live)
+        """Ids of the live web sessions, sorted."""
+        web = self._web_index
+        return sorted(key for index, key in self._live if index == web and isinstance(key, int))
 
     def statistics(self) -> SupervisorStatistics:
         """Counters and mailbox usage."""
@@ -271,60 +298,68 @@ class Supervisor:
     async def _resume(self, resume: ResumePoint) -> None:
         self._clock = max(self._clock, resume.clock_ms)
         self._last_position = max(self._last_position, resume.position)
+        web = self._web_index
+        if web is None:
+            return  # no web type: nothing to resume by session id
         for session_id in resume.live_sessions:
-            if session_id not in self._live:
+            if (web, session_id) not in self._live:
                 # Everything up to and including the resume position, and no end after it.
                 await self._activate(
-                    session_id, 0, replay_before=resume.position + 1, ended_after=False
+                    web, session_id, None, replay_before=resume.position + 1, ended_after=False
                 )
 
     async def _activate(
         self,
-        session_id: int,
-        project_id: int,
+        index: int,
+        key: Hashable,
+        first: LogRecord | None,
         *,
         replay_before: int,
         ended_after: bool,
         fresh: bool = False,
     ) -> SessionActor:
         assert self._nursery is not None
+        actor_type = self._types[index]
         actor = SessionActor(
-            session_id,
-            project_id,
+            key,
+            first,
             mailbox_size=self._mailbox_size,
             counters=self._counters,
             budget=self._mailbox_bytes,
+            actor_type=actor_type,
         )
+        timeout = self._timeouts[index]
         await self._nursery.start(
             functools.partial(
                 actor.run,
-                history=None if fresh else self._history,
+                history=None if fresh else self._histories[index],
                 replay_before=replay_before,
                 ended_after=ended_after,
-                inactivity_timeout_ms=self._timeout,
+                inactivity_timeout_ms=timeout,
             )
         )
         self._counters.activations += 1
-        self._live[session_id] = actor
+        self._live[index, key] = actor
         if actor.last_record_ms:
-            heapq.heappush(self._deadlines, (actor.last_record_ms, session_id))
+            heapq.heappush(self._deadlines, (actor.last_record_ms + timeout, index, key))
         return actor
 
     async def _end_stale(
         self, position: int, slots: list[list[DomainEvent]], touched: list[SessionActor]
     ) -> None:
-        threshold = self._clock - self._timeout
+        clock = self._clock
         deadlines = self._deadlines
         live = self._live
-        while deadlines and deadlines[0][0] < threshold:
-            last, session_id = heapq.heappop(deadlines)
-            actor = live.get(session_id)
-            if actor is None or actor.last_record_ms != last:
-                continue  # an older entry of a session that was active since, or already ended
+        timeouts = self._timeouts
+        while deadlines and deadlines[0][0] < clock:
+            deadline, index, key = heapq.heappop(deadlines)
+            actor = live.get((index, key))
+            if actor is None or actor.last_record_ms + timeouts[index] != deadline:
+                continue  # an older entry of an actor that was active since, or already ended
             out: list[DomainEvent] = []
             slots.append(out)
             await actor.send.send(End(position, out))
-            del live[session_id]
+            del live[index, key]
             self._counters.passivations += 1
             if not actor.touched:
                 actor.touched = True
@@ -336,25 +371,31 @@ class Supervisor:
         touched: list[SessionActor] = []
         live = self._live
         budget = self._mailbox_bytes
+        type_for = self._registry.type_for
+        type_index = self._type_index
+        timeouts = self._timeouts
         for record in chunk:
             t = record.received_at_ms
             self._clock = max(self._clock, t)
-            if self._deadlines and self._deadlines[0][0] < self._clock - self._timeout:
+            if self._deadlines and self._deadlines[0][0] < self._clock:
                 await self._end_stale(record.position, slots, touched)
-            if record.kind in SESSION_KINDS:
-                session_id = record.session_id
-                actor = live.get(session_id)
+            actor_type = type_for(record.kind)
+            if actor_type is not None:
+                index = type_index[id(actor_type)]
+                key = actor_type.key_of(record)
+                actor = live.get((index, key))
                 if actor is None:
                     actor = await self._activate(
-                        session_id,
-                        record.project_id,
+                        index,
+                        key,
+                        record,
                         replay_before=record.position,
                         ended_after=True,
-                        fresh=_starts_new_session(record),
+                        fresh=actor_type.is_fresh(record),
                     )
                 if t > actor.last_record_ms:
                     actor.last_record_ms = t
-                    heapq.heappush(self._deadlines, (t, session_id))
+                    heapq.heappush(self._deadlines, (t + timeouts[index], index, key))
                 out: list[DomainEvent] = []
                 slots.append(out)
                 size = len(record.payload)
@@ -375,22 +416,12 @@ class Supervisor:
         await barrier.event.wait()
         for actor in touched:
             actor.touched = False
-            if live.get(actor.session_id) is not actor:
+            if live.get((type_index[id(actor.actor_type)], actor.key)) is not actor:
                 actor.send.close()  # passivated in this chunk: its task ends now
         events = [event for out in slots for event in out]
         self._counters.records_processed += len(chunk)
         self._counters.events_emitted += len(events)
         await self._sink(events, chunk[-1].position)
-
-
-def _starts_new_session(record: LogRecord) -> bool:
-    """True for the start record of a brand-new session: no history to read for it."""
-    if record.kind != RecordKind.WEB_START:
-        return False
-    try:
-        return not WebStartPayload.from_bytes(record.payload).continued
-    except Exception:  # noqa: BLE001 - the actor parks a bad payload; here just read the history
-        return False
 
 
 # -- sources, history and resume --------------------------------------------------------------
@@ -436,19 +467,28 @@ def history_from_reader(reader: SyncLogReader) -> SessionHistory:
     return history
 
 
-async def resume_point(reader: SyncLogReader, upto_position: int, timeout_ms: int) -> ResumePoint:
-    """The clock and the live sessions right after ``upto_position``, computed from the log.
+async def resume_point(
+    reader: SyncLogReader,
+    upto_position: int,
+    timeout_ms: int,
+    registry: ActorRegistry = DEFAULT_REGISTRY,
+) -> ResumePoint:
+    """The clock and the live web sessions right after ``upto_position``, computed from the log.
 
     The clock is the record time at that position (record time is monotonic in log order); a
     session is live when its latest record there is not older than ``clock - timeout_ms``:
     exactly the sessions the supervisor had not ended at that point (it ends them by the same
     rule). The reader answers from the window of records within the timeout, not the whole log.
+
+    Only the web type of ``registry`` (``timeout_ms`` unless it has its own) is resumed: the log
+    indexes records by session id, and other types' keys are not in a column yet.
     """
     if upto_position <= 0:
         return ResumePoint(position=upto_position, clock_ms=0, live_sessions=())
-    clock, latest = await trio.to_thread.run_sync(
-        reader.activity, upto_position, timeout_ms, SESSION_KINDS
-    )
+    web = WEB_ACTOR_TYPE if WEB_ACTOR_TYPE in registry else None
+    kinds = web.kinds if web is not None else frozenset()
+    timeout_ms = web.timeout_ms(timeout_ms) if web is not None else timeout_ms
+    clock, latest = await trio.to_thread.run_sync(reader.activity, upto_position, timeout_ms, kinds)
     threshold = clock - timeout_ms
     live = tuple(sorted(sid for sid, t in latest.items() if t >= threshold))
     return ResumePoint(position=upto_position, clock_ms=clock, live_sessions=live)

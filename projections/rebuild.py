@@ -29,6 +29,7 @@ from typing import TextIO
 import attrs
 import trio
 
+from engine.actor_types import DEFAULT_REGISTRY, ActorRegistry
 from engine.events import DomainEvent
 from engine.supervisor import DEFAULT_INACTIVITY_TIMEOUT_MS, Supervisor, history_from_reader
 from projections.base import SqlProjection
@@ -136,6 +137,7 @@ async def rebuild(
     names: Sequence[str] | None = None,
     *,
     inactivity_timeout_ms: int = DEFAULT_INACTIVITY_TIMEOUT_MS,
+    registry: ActorRegistry = DEFAULT_REGISTRY,
     chunk_size: int = 1000,
     progress: TextIO | None = None,
     clock: Callable[[], float] = time.monotonic,
@@ -144,7 +146,8 @@ async def rebuild(
 
     The log is read from ``db_path``; the projections live in ``projections_db_path``.
 
-    ``progress`` (e.g. ``sys.stderr``) gets a live progress line. Raises
+    ``registry`` routes records to actor types (default: the web type). ``progress`` (e.g.
+    ``sys.stderr``) gets a live progress line. Raises
     :class:`~projections.pipeline.ProjectionsBusy` when a server holds the projections.
     """
     chosen = choose_projections(names)
@@ -184,6 +187,7 @@ async def rebuild(
                 history=history_from_reader(history),
                 sink=sink,
                 inactivity_timeout_ms=inactivity_timeout_ms,
+                registry=registry,
             )
             await supervisor.run_until(source, head, chunk_size=chunk_size)
             await projector.drain()

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 import attrs
 import trio
 
+from engine.actor_types import DEFAULT_REGISTRY, ActorRegistry
 from engine.events import DomainEvent
 from engine.supervisor import DEFAULT_INACTIVITY_TIMEOUT_MS, Supervisor, history_from_reader
 from projections import dead_letters
@@ -103,6 +104,7 @@ async def retry(
     *,
     project_id: int | None = None,
     inactivity_timeout_ms: int = DEFAULT_INACTIVITY_TIMEOUT_MS,
+    registry: ActorRegistry = DEFAULT_REGISTRY,
     chunk_size: int = 1000,
 ) -> RetryResult:
     """Re-run the sessions with dead letters (see the module docstring).
@@ -127,6 +129,7 @@ async def retry(
                 history=history_from_reader(history),
                 sink=collect,
                 inactivity_timeout_ms=inactivity_timeout_ms,
+                registry=registry,
             )
             await supervisor.run_until(_OnlySessions(source, wanted), upto, chunk_size=chunk_size)
         finally:

@@ -23,6 +23,7 @@ from functools import partial
 
 import trio
 
+from engine.actor_types import DEFAULT_REGISTRY, ActorRegistry
 from engine.supervisor import (
     DEFAULT_INACTIVITY_TIMEOUT_MS,
     Supervisor,
@@ -156,6 +157,7 @@ async def projections_service(
     ctx: ServiceContext,
     *,
     inactivity_timeout_ms: int = DEFAULT_INACTIVITY_TIMEOUT_MS,
+    registry: ActorRegistry = DEFAULT_REGISTRY,
     tick_interval_s: float = CLOCK_TICK_INTERVAL_S,
     task_status: trio.TaskStatus[Projector] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -174,13 +176,16 @@ async def projections_service(
             await nursery.start(projector.write_behind)
             after = projector.resume_position
             resume = (
-                await resume_point(history, after, inactivity_timeout_ms) if after > 0 else None
+                await resume_point(history, after, inactivity_timeout_ms, registry)
+                if after > 0
+                else None
             )
             supervisor = Supervisor(
                 history=history_from_reader(history),
                 sink=projector.sink,
                 inactivity_timeout_ms=inactivity_timeout_ms,
                 mailbox_bytes=ctx.config.mailbox_bytes,
+                registry=registry,
             )
             if ctx.host is not None:  # the engine process of --workers serves no HTTP
                 ctx.host.provide(

@@ -595,7 +595,7 @@ async def test_actor_task_replays_history_then_drains_its_mailbox() -> None:
         return log.read_session(session_id, before)
 
     counters = EngineCounters()
-    actor = SessionActor(23, 1, mailbox_size=2, counters=counters)
+    actor = SessionActor(23, mailbox_size=2, counters=counters)
     async with trio.open_nursery() as nursery:
         await nursery.start(
             lambda task_status: actor.run(
@@ -608,6 +608,7 @@ async def test_actor_task_replays_history_then_drains_its_mailbox() -> None:
         )
         assert counters.replayed_records == 3
         assert actor.last_record_ms == records[2].received_at_ms
+        assert isinstance(actor.state, SessionState)
         assert actor.state.ended and actor.state.user_id == "u1"
         late: list[DomainEvent] = []
         end: list[DomainEvent] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import trio
 import trio.testing
@@ -32,7 +33,7 @@ from tests.engine.builders import T0, CollectingSink, MemoryLog, SessionScript, 
 TIMEOUT = 150_000
 
 
-def supervisor_for(log: MemoryLog, sink: CollectingSink, **kwargs: int) -> Supervisor:
+def supervisor_for(log: MemoryLog, sink: CollectingSink, **kwargs: Any) -> Supervisor:
     return Supervisor(history=history_from_reader(log), sink=sink, **kwargs)
 
 

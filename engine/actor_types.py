@@ -1,0 +1,147 @@
+"""Actor types: which record kinds an actor owns, how a record names its actor, what state it folds.
+
+The supervisor routes by this registry instead of a hard-wired set of web kinds, so another kind
+of actor (a v3 client, a mobile session) can be added without touching the scheduling. A record
+whose kind no type owns only moves the log clock, as before.
+
+The web type is today's session actor: keyed by the record's ``session_id``, folding a
+:class:`~engine.session_state.SessionState`, fresh (no history to read) on a ``WEB_START`` that
+does not continue an earlier session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import Protocol
+
+import attrs
+
+from engine.events import DomainEvent
+from engine.session_state import SESSION_KINDS, SessionState
+from engine.start_payload import WebStartPayload
+from storage.records import LogRecord, RecordKind
+
+__all__ = [
+    "DEFAULT_REGISTRY",
+    "WEB_ACTOR_TYPE",
+    "ActorRegistry",
+    "ActorState",
+    "ActorType",
+]
+
+
+class ActorState(Protocol):
+    """What an actor folds: records in log order, then ends; ``out=None`` suppresses emission."""
+
+    last_record_ms: int
+    messages_walked: int
+
+    def apply_record(self, record: LogRecord, out: list[DomainEvent] | None) -> bool: ...
+
+    def end(self, position: int, out: list[DomainEvent] | None) -> None: ...
+
+
+def _kind_set(kinds: Iterable[int]) -> frozenset[int]:
+    return frozenset(kinds)
+
+
+def _never_fresh(record: LogRecord) -> bool:
+    return False
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class ActorType:
+    """One kind of actor: the record kinds it owns, its key, its state and its inactivity timeout.
+
+    ``new_state(key, record)`` gets the record that activates the actor, or ``None`` when a
+    restart re-activates it from the resume point. ``is_fresh(record)`` says the record starts a
+    brand-new actor, so there is no history to read. ``inactivity_timeout_ms=None`` takes the
+    supervisor's timeout.
+    """
+
+    name: str
+    kinds: frozenset[int] = attrs.field(converter=_kind_set)
+    key_of: Callable[[LogRecord], Hashable]
+    new_state: Callable[[Hashable, LogRecord | None], ActorState]
+    is_fresh: Callable[[LogRecord], bool] = _never_fresh
+    inactivity_timeout_ms: int | None = None
+
+    def timeout_ms(self, default_ms: int) -> int:
+        """This type's inactivity timeout, ``default_ms`` (the supervisor's) unless it has one."""
+        return default_ms if self.inactivity_timeout_ms is None else self.inactivity_timeout_ms
+
+
+class ActorRegistry:
+    """Record kind -> :class:`ActorType`; a kind belongs to one type at most."""
+
+    __slots__ = ("_by_kind", "_types")
+
+    def __init__(self, types: Iterable[ActorType] = ()) -> None:
+        self._types: list[ActorType] = []
+        self._by_kind: dict[int, ActorType] = {}
+        for actor_type in types:
+            self.register(actor_type)
+
+    def register(self, actor_type: ActorType) -> None:
+        """Add ``actor_type``; refuse it (ValueError) if one of its kinds or its name is taken."""
+        if any(t.name == actor_type.name for t in self._types):
+            raise ValueError(f"actor type {actor_type.name!r} is already registered")
+        for kind in actor_type.kinds:
+            owner = self._by_kind.get(kind)
+            if owner is not None:
+                # Two owners would make routing depend on registration order.
+                raise ValueError(f"record kind {kind} already belongs to {owner.name!r}")
+        for kind in actor_type.kinds:
+            self._by_kind[kind] = actor_type
+        self._types.append(actor_type)
+
+    def type_for(self, kind: int) -> ActorType | None:
+        """The type owning records of ``kind``, or ``None`` (the record only moves the clock)."""
+        return self._by_kind.get(kind)
+
+    def index_of(self, actor_type: ActorType) -> int:
+        """The registration index of ``actor_type`` (a stable, orderable id)."""
+        return self._types.index(actor_type)
+
+    @property
+    def kinds(self) -> frozenset[int]:
+        """Every kind some type owns."""
+        return frozenset(self._by_kind)
+
+    def __iter__(self) -> Iterator[ActorType]:
+        return iter(self._types)
+
+    def __len__(self) -> int:
+        return len(self._types)
+
+
+def _session_id_of(record: LogRecord) -> Hashable:
+    return record.session_id
+
+
+def _new_web_state(key: Hashable, record: LogRecord | None) -> ActorState:
+    assert isinstance(key, int)
+    return SessionState(key, record.project_id if record is not None else 0)
+
+
+def _starts_new_session(record: LogRecord) -> bool:
+    """True for the start record of a brand-new session: no history to read for it."""
+    if record.kind != RecordKind.WEB_START:
+        return False
+    try:
+        return not WebStartPayload.from_bytes(record.payload).continued
+    except Exception:  # noqa: BLE001 - the actor parks a bad payload; here just read the history
+        return False
+
+
+WEB_ACTOR_TYPE = ActorType(
+    name="web",
+    kinds=SESSION_KINDS,
+    key_of=_session_id_of,
+    new_state=_new_web_state,
+    is_fresh=_starts_new_session,
+)
+"""The web session actor (PROTOCOL.md): WEB_START / WEB_BATCH / WEB_ASSETS by session id."""
+
+DEFAULT_REGISTRY = ActorRegistry([WEB_ACTOR_TYPE])
+"""The registry the engine runs with: just the web type."""

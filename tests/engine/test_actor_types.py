@@ -1,0 +1,303 @@
+"""Actor type registry: routing by kind, refused double claims, a toy type beside the web one."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+
+from engine.actor import KeyedHistory
+from engine.actor_types import (
+    DEFAULT_REGISTRY,
+    WEB_ACTOR_TYPE,
+    ActorRegistry,
+    ActorState,
+    ActorType,
+)
+from engine.events import DomainEvent, SessionEnded
+from engine.supervisor import Supervisor, history_from_reader
+from storage.log import EventLog, LogReader
+from storage.records import LogRecord, NewRecord, RecordKind
+from tests.engine.builders import (
+    T0,
+    CollectingSink,
+    MemoryLog,
+    SessionScript,
+    clock_tick,
+    commit,
+)
+
+TIMEOUT = 150_000
+TOY_TIMEOUT = 1_000
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class ClientSeen(DomainEvent):
+    client: str
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class ClientEnded(DomainEvent):
+    client: str
+    records: int  # records folded over every incarnation: replayed history counts
+
+
+class ClientState:
+    """A toy state: counts its client's records and says so when it ends."""
+
+    def __init__(self, client: str) -> None:
+        self.client = client
+        self.records = 0
+        self.last_record_ms = 0
+        self.messages_walked = 0
+
+    def apply_record(self, record: LogRecord, out: list[DomainEvent] | None) -> bool:
+        self.records += 1
+        self.last_record_ms = max(self.last_record_ms, record.received_at_ms)
+        if out is not None and self.records == 1:
+            out.append(self._event(ClientSeen, record.position, record.received_at_ms))
+        return True
+
+    def end(self, position: int, out: list[DomainEvent] | None) -> None:
+        if out is not None:
+            out.append(
+                ClientEnded(
+                    position=position,
+                    session_id=0,
+                    project_id=0,
+                    timestamp=self.last_record_ms,
+                    client=self.client,
+                    records=self.records,
+                )
+            )
+
+    def _event(self, cls: type[ClientSeen], position: int, t: int) -> ClientSeen:
+        return cls(position=position, session_id=0, project_id=0, timestamp=t, client=self.client)
+
+
+def _client_of(record: LogRecord) -> Hashable:
+    client = json.loads(record.payload)["client"]
+    assert isinstance(client, str) and 8 <= len(client) <= 20
+    return client
+
+
+def _new_client_state(key: Hashable, record: LogRecord | None) -> ActorState:
+    assert isinstance(key, str)
+    return ClientState(key)
+
+
+TOY = ActorType(
+    name="toy",
+    kinds={RecordKind.V3_EVENT},
+    key_of=_client_of,
+    new_state=_new_client_state,
+    inactivity_timeout_ms=TOY_TIMEOUT,
+)
+
+
+def toy_record(client: str, received_at: int) -> NewRecord:
+    payload = json.dumps({"client": client, "n": received_at}).encode()
+    return NewRecord(
+        session_id=0,
+        project_id=0,
+        kind=RecordKind.V3_EVENT,
+        received_at_ms=received_at,
+        payload=payload,
+    )
+
+
+def toy_history(log: MemoryLog) -> KeyedHistory:
+    """Whole-log scan filtered by key: the log has no key column yet."""
+
+    async def history(key: Hashable, before: int) -> Sequence[LogRecord]:
+        records = log.read(0, before)
+        return [
+            r
+            for r in records
+            if r.kind == RecordKind.V3_EVENT and _client_of(r) == key and r.position < before
+        ]
+
+    return history
+
+
+async def run(records: list[LogRecord], registry: ActorRegistry) -> CollectingSink:
+    log = MemoryLog(records)
+    sink = CollectingSink()
+    supervisor = Supervisor(
+        history=history_from_reader(log),
+        sink=sink,
+        registry=registry,
+        histories={"toy": toy_history(log)},
+    )
+    await supervisor.run_until(log, log.head(), chunk_size=2)
+    return sink
+
+
+def mixed_log() -> list[LogRecord]:
+    web = SessionScript(1)
+    records = [web.start(received_at=T0)]
+    web.visit("http://a/")
+    records += [
+        toy_record("client-aaaa", T0 + 10),
+        web.batch(received_at=T0 + 20),
+        toy_record("client-bbbbbbbb", T0 + 30),
+        toy_record("client-aaaa", T0 + 40),
+        # 2 s later: both toy clients are over their 1 s timeout, the web session is not.
+        toy_record("client-aaaa", T0 + 2_040),
+        toy_record("client-bbbbbbbb", T0 + TIMEOUT + 1_000),  # ends the web session, re-activates b
+    ]
+    return commit(records)
+
+
+def test_a_kind_claimed_twice_is_refused() -> None:
+    registry = ActorRegistry([WEB_ACTOR_TYPE])
+    thief = attrs.evolve(TOY, name="thief", kinds={RecordKind.WEB_BATCH})
+    with pytest.raises(ValueError, match="already belongs to 'web'"):
+        registry.register(thief)
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(attrs.evolve(TOY, name="web"))
+    assert registry.type_for(RecordKind.WEB_BATCH) is WEB_ACTOR_TYPE
+    assert registry.type_for(RecordKind.V3_EVENT) is None
+    registry.register(TOY)
+    assert registry.type_for(RecordKind.V3_EVENT) is TOY
+    assert list(DEFAULT_REGISTRY) == [WEB_ACTOR_TYPE]
+
+
+async def test_records_route_by_kind_and_each_type_ends_on_its_own_timeout() -> None:
+    records = mixed_log()
+    sink = await run(records, ActorRegistry([WEB_ACTOR_TYPE, TOY]))
+    web_only = await run([r for r in records if r.kind != RecordKind.V3_EVENT], DEFAULT_REGISTRY)
+    toy = [e for e in sink.events if isinstance(e, (ClientSeen, ClientEnded))]
+    assert [(type(e).__name__, e.client, e.position) for e in toy] == [
+        ("ClientSeen", "client-aaaa", 2),
+        ("ClientSeen", "client-bbbbbbbb", 4),
+        # At record 6 both are over the toy timeout; b's deadline is the earlier one.
+        ("ClientEnded", "client-bbbbbbbb", 6),
+        ("ClientEnded", "client-aaaa", 6),
+        # a was re-activated by record 6 (a replayed history emits no ClientSeen) and ends at 7.
+        ("ClientEnded", "client-aaaa", 7),
+    ]
+    ends = [e.records for e in toy if isinstance(e, ClientEnded)]
+    assert ends == [1, 2, 3]  # the re-activated a folded its history first
+    web = [e for e in sink.events if not isinstance(e, (ClientSeen, ClientEnded))]
+    # The web session sees exactly the events it sees alone, except that the toy records
+    # move the clock too: its end comes at the record that pushed the clock past its timeout.
+    assert [type(e) for e in web] == [type(e) for e in web_only.events] + [SessionEnded]
+    assert web[-1].position == 7
+
+
+async def test_a_record_of_an_unregistered_kind_only_moves_the_clock() -> None:
+    records = mixed_log()
+    sink = await run(records, DEFAULT_REGISTRY)
+    assert not [e for e in sink.events if isinstance(e, (ClientSeen, ClientEnded))]
+    ended = [e for e in sink.events if isinstance(e, SessionEnded)]
+    assert [(e.session_id, e.position) for e in ended] == [(1, 7)]
+    assert sink.checkpoints[-1] == 7
+
+
+class ToyTable:
+    """A toy projection: its events as rows, with the checkpoint in the same transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path)
+        self.conn.execute("CREATE TABLE toy (position INT, client TEXT, what TEXT, records INT)")
+        self.conn.execute("CREATE TABLE checkpoint (upto INT)")
+        self.conn.execute("INSERT INTO checkpoint VALUES (0)")
+        self.conn.commit()
+        self.upto = 0
+        self.changed = trio.Event()
+
+    async def sink(self, events: list[DomainEvent], upto_position: int) -> None:
+        with self.conn:
+            for e in events:
+                row: tuple[int, str, str, int | None]
+                if isinstance(e, ClientSeen):
+                    row = (e.position, e.client, "seen", None)
+                elif isinstance(e, ClientEnded):
+                    row = (e.position, e.client, "ended", e.records)
+                else:
+                    continue
+                self.conn.execute("INSERT INTO toy VALUES (?, ?, ?, ?)", row)
+            self.conn.execute("UPDATE checkpoint SET upto = ?", (upto_position,))
+        self.upto = upto_position
+        self.changed.set()
+        self.changed = trio.Event()
+
+    def rows(self) -> list[tuple[object, ...]]:
+        return self.conn.execute("SELECT * FROM toy ORDER BY rowid").fetchall()
+
+
+def reader_toy_history(reader: LogReader) -> KeyedHistory:
+    """Whole-log scan filtered by key, in a worker thread: the log has no key column yet."""
+
+    async def history(key: Hashable, before: int) -> Sequence[LogRecord]:
+        records = await trio.to_thread.run_sync(reader.read, 0, before)
+        return [
+            r
+            for r in records
+            if r.position < before and r.kind == RecordKind.V3_EVENT and _client_of(r) == key
+        ]
+
+    return history
+
+
+async def test_a_toy_type_projects_live_from_a_sqlite_log_and_rebuilds_the_same_rows(
+    tmp_path: Path,
+) -> None:
+    records = [
+        toy_record("client-aaaa", T0),
+        toy_record("client-bbbbbbbb", T0 + 10),
+        toy_record("client-aaaa", T0 + 500),
+        toy_record("client-aaaa", T0 + 2_000),  # ends b (and a, before re-activating it)
+        toy_record("client-bbbbbbbb", T0 + 2_100),  # b again, with its history
+        clock_tick(T0 + 10_000),  # ends both
+    ]
+    registry = ActorRegistry([WEB_ACTOR_TYPE, TOY])
+    path = tmp_path / "log.db"
+    live = ToyTable(tmp_path / "live.db")
+    log = EventLog(path)
+    async with (
+        contextlib.aclosing(log.tail(0, batch_size=2)) as tail,
+        trio.open_nursery() as nursery,
+    ):
+        await nursery.start(log.run)  # creates the log, so a reader can open it
+        with LogReader(path) as history:
+            supervisor = Supervisor(
+                history=history_from_reader(history),
+                sink=live.sink,
+                registry=registry,
+                histories={"toy": reader_toy_history(history)},
+            )
+            nursery.start_soon(supervisor.run, tail)
+            for record in records:
+                await log.append(record)
+            with trio.fail_after(30):  # a guard against a hang, not a measurement
+                while live.upto < len(records):
+                    await live.changed.wait()
+            nursery.cancel_scope.cancel()
+
+    rebuilt = ToyTable(tmp_path / "rebuilt.db")
+    with LogReader(path) as reader, LogReader(path) as history:
+        fresh = Supervisor(
+            history=history_from_reader(history),
+            sink=rebuilt.sink,
+            registry=registry,
+            histories={"toy": reader_toy_history(history)},
+        )
+        await fresh.run_until(reader, reader.head(), chunk_size=3)
+    assert live.rows() == [
+        (1, "client-aaaa", "seen", None),
+        (2, "client-bbbbbbbb", "seen", None),
+        (4, "client-bbbbbbbb", "ended", 1),
+        (4, "client-aaaa", "ended", 2),
+        (6, "client-aaaa", "ended", 3),
+        (6, "client-bbbbbbbb", "ended", 2),
+    ]
+    assert rebuilt.rows() == live.rows()
+    assert rebuilt.conn.execute("SELECT upto FROM checkpoint").fetchone() == (len(records),)
