@@ -41,12 +41,12 @@ class ActorState(Protocol):
     def end(self, position: int, out: list[DomainEvent] | None) -> None: ...
 
 
-def _kind_set(kinds: Iterable[int]) -> frozenset[int]:
-    return frozenset(kinds)
-
-
 def _never_fresh(record: LogRecord) -> bool:
     return False
+
+
+def _kind_set(kinds: Iterable[int]) -> frozenset[int]:
+    return frozenset(kinds)  # a typed converter: mypy cannot infer frozenset's parameter
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -98,15 +98,6 @@ class ActorRegistry:
     def type_for(self, kind: int) -> ActorType | None:
         """The type owning records of ``kind``, or ``None`` (the record only moves the clock)."""
         return self._by_kind.get(kind)
-
-    def index_of(self, actor_type: ActorType) -> int:
-        """The registration index of ``actor_type`` (a stable, orderable id)."""
-        return self._types.index(actor_type)
-
-    @property
-    def kinds(self) -> frozenset[int]:
-        """Every kind some type owns."""
-        return frozenset(self._by_kind)
 
     def __iter__(self) -> Iterator[ActorType]:
         return iter(self._types)
