@@ -11,7 +11,8 @@ Together they keep DESIGN.md invariants 1-4 and 7:
    (:meth:`EventLog.erase`), and each erasure is itself a record (``RecordKind.ERASURE``) placed
    after everything it erased. So a reader that has passed a position never has a record appear
    behind it, not even after an erasure of the newest record.
-3. A retry (same session, kind and batch key) stores nothing and returns the original position.
+3. A retry (same session id and session key, kind and batch key) stores nothing and returns the
+   original position.
 4. No code path updates a record; the database refuses even raw SQL. Deletion has one door,
    :meth:`EventLog.erase`.
 7. ``received_at_ms`` is stamped by the caller; the log never reads the clock. The recorder keeps
@@ -514,6 +515,13 @@ class EventLog:
     async def read_session(self, session_id: int, before: int | None = None) -> list[LogRecord]:
         """All records of one session in position order (``position < before`` if given)."""
         return await self._read(lambda reader: reader.read_session(session_id, before))
+
+    async def read_keyed_session(
+        self, session_key: str, before: int | None = None
+    ) -> list[LogRecord]:
+        """All records of one keyed session (``session_key`` not empty) in position order
+        (``position < before`` if given)."""
+        return await self._read(lambda reader: reader.read_keyed_session(session_key, before))
 
     async def read(self, after: int, limit: int) -> list[LogRecord]:
         """Up to ``limit`` committed records with ``position > after`` (one read, no waiting)."""

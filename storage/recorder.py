@@ -56,6 +56,18 @@ class LogReadSide(Protocol):
         most ``limit`` records (all when None)."""
         ...
 
+    def read_keyed_session(
+        self,
+        session_key: str,
+        before: int | None = None,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+    ) -> list[LogRecord]:
+        """Records of one keyed session (``session_key`` not empty; ``ValueError`` if it is),
+        in position order, paged like :meth:`read_session`."""
+        ...
+
     def head(self) -> int:
         """The last committed position, 0 when the log is empty."""
         ...
@@ -74,6 +86,13 @@ class LogReadSide(Protocol):
     ) -> tuple[int, dict[int, int]]:
         """The log clock at ``upto_position`` and each session's latest record time (of the given
         kinds) within ``window_ms`` before it."""
+        ...
+
+    def keyed_activity(
+        self, upto_position: int, window_ms: int, kinds: Iterable[int]
+    ) -> tuple[int, dict[str, int]]:
+        """Like :meth:`activity`, per session key: each keyed session's latest record time (of
+        the given kinds, key not empty) within ``window_ms`` before ``upto_position``."""
         ...
 
     def project_of_session(self, session_id: int) -> int | None:
@@ -100,9 +119,10 @@ class LogRecorder(LogReadSide, Protocol):
         """Write every group (one request's records, all or none) in one transaction if it can.
 
         Clamps record times to at least ``floor`` and the newest committed record's time
-        (:func:`clamp_times`). A retry (same session, kind and batch key) stores nothing and is
-        answered with its original position (``duplicate=True``). If one group's records make
-        the transaction fail, only that group fails; a database-wide failure fails them all.
+        (:func:`clamp_times`). A retry (same session id and key, kind and batch key) stores
+        nothing and is answered with its original position (``duplicate=True``). If one group's
+        records make the transaction fail, only that group fails; a database-wide failure fails
+        them all.
         """
         ...
 

@@ -34,8 +34,12 @@ class NewRecord:
     """A record handed to the log for appending (no position yet).
 
     ``batch_key`` identifies an upload within its session (e.g. ``"0_1"`` = page 0, batch 1); a
-    second append with the same (session_id, kind, batch_key) is a retry and is stored once.
-    ``None`` means "never deduplicate" (start records, for instance).
+    second append with the same (session_id, session_key, kind, batch_key) is a retry and is
+    stored once. ``None`` means "never deduplicate" (start records, for instance).
+
+    ``session_key`` names a session that a number cannot: a v3 session is keyed by an app, a user
+    and a client string (V3.md), and its actor type reads its history by this key. Empty (every
+    web record) means the session is named by ``session_id`` alone.
     """
 
     session_id: int
@@ -44,12 +48,16 @@ class NewRecord:
     received_at_ms: int
     payload: bytes
     batch_key: str | None = None
+    session_key: str = ""
 
 
 @attrs.frozen(slots=True)
 class LogRecord:
     """A committed record with its global position: strictly increasing in commit order, never
-    reused; a gap only where the data lifecycle erased records (see :class:`Erasure`)."""
+    reused; a gap only where the data lifecycle erased records (see :class:`Erasure`).
+
+    The other fields are the appended :class:`NewRecord`'s (``session_key`` empty: keyed by
+    ``session_id`` only)."""
 
     position: int
     session_id: int
@@ -58,14 +66,15 @@ class LogRecord:
     received_at_ms: int
     payload: bytes
     batch_key: str | None = None
+    session_key: str = ""
 
 
 @attrs.frozen(slots=True)
 class AppendResult:
     """What an append promises once it returns: the record is committed at ``position``.
 
-    ``duplicate`` is true when the record was a retry of one already stored (same session, kind and
-    batch key): nothing new was written and ``position`` is the original record's.
+    ``duplicate`` is true when the record was a retry of one already stored (same session id and
+    key, kind and batch key): nothing new was written and ``position`` is the original record's.
     """
 
     position: int

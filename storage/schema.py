@@ -82,6 +82,20 @@ LOG_STEPS: list[str] = [
         SELECT RAISE(ABORT, 'log records are deleted only by the data lifecycle (EventLog.erase)');
     END;
     """,
+    # 3: a session key (a v3 session is named by app, user and client strings, not a number).
+    # ADD COLUMN with a constant default rewrites no row: old rows read '' (keyed by session_id
+    # only, as every web record is). A retry of a keyed upload is the same key, kind and batch
+    # key, so the key joins the retry index (rebuilt from the rows, still unique: '' everywhere).
+    # The partial index serves reading one keyed session and only grows with keyed records;
+    # SQLite uses it only for a query whose WHERE says ``session_key <> ''`` too.
+    """
+    ALTER TABLE log ADD COLUMN session_key TEXT NOT NULL DEFAULT '';
+    DROP INDEX log_batch_key;
+    CREATE UNIQUE INDEX log_batch_key ON log (session_id, session_key, kind, batch_key)
+        WHERE batch_key IS NOT NULL;
+    CREATE INDEX log_session_key_position ON log (session_key, position)
+        WHERE session_key <> '';
+    """,
 ]
 
 

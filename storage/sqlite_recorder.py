@@ -40,11 +40,16 @@ from storage.sqlite import DEFAULT_BUSY_TIMEOUT_MS, atomic, connect
 # inserted (``total_changes``) instead of ``RETURNING position``: measurably cheaper, and
 # executemany cannot return rows.
 _INSERT = (
-    "INSERT INTO log (session_id, project_id, kind, batch_key, received_at_ms, payload)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (session_id, kind, batch_key) WHERE batch_key IS NOT NULL DO NOTHING"
+    "INSERT INTO log"
+    " (session_id, project_id, kind, batch_key, received_at_ms, payload, session_key)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (session_id, session_key, kind, batch_key) WHERE batch_key IS NOT NULL"
+    " DO NOTHING"
 )
-_FIND_ORIGINAL = "SELECT position FROM log WHERE session_id = ? AND kind = ? AND batch_key = ?"
+_FIND_ORIGINAL = (
+    "SELECT position FROM log"
+    " WHERE session_id = ? AND session_key = ? AND kind = ? AND batch_key = ?"
+)
 # The newest committed row: a single seek on the rowid b-tree (position is the rowid).
 _NEWEST = "SELECT position, received_at_ms FROM log ORDER BY position DESC LIMIT 1"
 # With AUTOINCREMENT the next position is not max(position)+1 but sequence+1: after an erasure
@@ -52,7 +57,14 @@ _NEWEST = "SELECT position, received_at_ms FROM log ORDER BY position DESC LIMIT
 _SEQUENCE = "SELECT seq FROM sqlite_sequence WHERE name = 'log'"
 # Bounds that let one statement serve bounded and unbounded reads (LIMIT -1: no limit).
 _NO_POSITION_BOUND = 2**63 - 1
-_COLUMNS = "position, session_id, project_id, kind, received_at_ms, payload, batch_key"
+_COLUMNS = "position, session_id, project_id, kind, received_at_ms, payload, batch_key, session_key"
+# One keyed session's records. The ``session_key <> ''`` term repeats the partial index's WHERE
+# (schema step 3): SQLite uses a partial index only when the query's WHERE implies it.
+_KEYED_SESSION = (
+    f"SELECT {_COLUMNS} FROM log"
+    " WHERE session_key = ? AND session_key <> '' AND position > ? AND position < ?"
+    " ORDER BY position LIMIT ?"
+)
 # The lifecycle's door (schema step 2): the BEFORE DELETE trigger lets a deletion through only
 # while a permit row exists, and erase() removes it before its transaction commits.
 _OPEN_ERASURE_DOOR = "INSERT INTO log_erasure_permit (reason) VALUES (?)"
@@ -76,7 +88,7 @@ _RECORD_ERRORS: tuple[type[BaseException], ...] = (
 _WRITE_ERRORS: tuple[type[BaseException], ...] = (*_RECORD_ERRORS, sqlite3.Error)
 
 
-def _row(record: NewRecord) -> tuple[int, int, int, str | None, int, bytes]:
+def _row(record: NewRecord) -> tuple[int, int, int, str | None, int, bytes, str]:
     """The values of ``_INSERT`` for a record."""
     return (
         record.session_id,
@@ -85,6 +97,17 @@ def _row(record: NewRecord) -> tuple[int, int, int, str | None, int, bytes]:
         record.batch_key,
         record.received_at_ms,
         record.payload,
+        record.session_key,
+    )
+
+
+def _activity_query(kinds: int, *, keyed: bool) -> str:
+    """The latest record time per session id (or per session key, ``keyed``) of ``kinds`` kinds
+    in a window of positions: a rowid range scan of the window, whatever the log's size."""
+    column, keyed_only = ("session_key", " AND session_key <> ''") if keyed else ("session_id", "")
+    return (
+        f"SELECT {column}, max(received_at_ms) FROM log WHERE position > ? AND position <= ?"
+        f" AND kind IN ({','.join('?' * kinds)}){keyed_only} GROUP BY {column}"
     )
 
 
@@ -123,7 +146,7 @@ def _is_busy(error: BaseException) -> bool:
 
 
 def _record_from_row(row: tuple[Any, ...]) -> LogRecord:
-    position, session_id, project_id, kind, received_at_ms, payload, batch_key = row
+    position, session_id, project_id, kind, received_at_ms, payload, batch_key, session_key = row
     return LogRecord(
         position=position,
         session_id=session_id,
@@ -132,6 +155,7 @@ def _record_from_row(row: tuple[Any, ...]) -> LogRecord:
         received_at_ms=received_at_ms,
         payload=bytes(payload),
         batch_key=batch_key,
+        session_key=session_key,
     )
 
 
@@ -200,6 +224,25 @@ class LogReader:
         """The last committed position, 0 when the log is empty."""
         return _max_position(self._conn)
 
+    def read_keyed_session(
+        self,
+        session_key: str,
+        before: int | None = None,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+    ) -> list[LogRecord]:
+        """Records of one keyed session (``session_key``, not empty) in position order, paged
+        like :meth:`read_session`; one range of the partial index on (session_key, position)."""
+        if not session_key:
+            raise ValueError("an empty session key names no keyed session: use read_session")
+        cursor = self._conn.execute(
+            _KEYED_SESSION,
+            (session_key, after, _NO_POSITION_BOUND if before is None else before,
+             -1 if limit is None else limit),
+        )  # fmt: skip
+        return [_record_from_row(row) for row in cursor.fetchall()]
+
     def activity(
         self, upto_position: int, window_ms: int, kinds: Iterable[int]
     ) -> tuple[int, dict[int, int]]:
@@ -208,7 +251,36 @@ class LogReader:
 
         Only records of the given kinds name sessions. Record time is monotonic in log order (the
         writer keeps it so), hence the records of the window are a suffix of positions, found by
-        a binary search on the rowid: a handful of seeks instead of a scan of the whole log.
+        a binary search on the rowid (:meth:`_window`): a handful of seeks instead of a scan of
+        the whole log, then a scan of the window.
+        """
+        return self._activity(upto_position, window_ms, kinds, keyed=False)
+
+    def keyed_activity(
+        self, upto_position: int, window_ms: int, kinds: Iterable[int]
+    ) -> tuple[int, dict[str, int]]:
+        """Like :meth:`activity`, by session key: ``(clock_ms, {session_key: last_ms})`` of the
+        keyed records (key not empty) of the given kinds within the window."""
+        return self._activity(upto_position, window_ms, kinds, keyed=True)
+
+    def _activity(
+        self, upto_position: int, window_ms: int, kinds: Iterable[int], *, keyed: bool
+    ) -> tuple[int, dict[Any, int]]:
+        window = self._window(upto_position, window_ms)
+        if window is None:
+            return 0, {}
+        clock, low = window
+        since = clock - window_ms
+        kind_list = sorted({int(kind) for kind in kinds})
+        rows = self._conn.execute(
+            _activity_query(len(kind_list), keyed=keyed), (low, upto_position, *kind_list)
+        ).fetchall()
+        return clock, {key: int(t) for key, t in rows if t >= since}
+
+    def _window(self, upto_position: int, window_ms: int) -> tuple[int, int] | None:
+        """``(clock, low)``: the record time at ``upto_position`` and the position after which
+        every record up to it is within ``window_ms`` of that clock; None for an empty log.
+
         Positions may have gaps (erased records): each probe reads the first record at or after
         its position, so a probe in a gap stands for the record after the gap.
         """
@@ -218,7 +290,7 @@ class LogReader:
             (upto_position,),
         ).fetchone()
         if row is None:
-            return 0, {}
+            return None
         clock = int(row[0])
         since = clock - window_ms
         # Invariant: no record at or before low is in the window; every record from high on is
@@ -234,14 +306,7 @@ class LogReader:
                 high = middle
             else:
                 low = middle
-        kind_list = sorted({int(kind) for kind in kinds})
-        marks = ",".join("?" * len(kind_list))
-        rows = conn.execute(
-            "SELECT session_id, max(received_at_ms) FROM log"
-            f" WHERE position > ? AND position <= ? AND kind IN ({marks}) GROUP BY session_id",
-            (low, upto_position, *kind_list),
-        ).fetchall()
-        return clock, {int(sid): int(t) for sid, t in rows if t >= since}
+        return clock, low
 
     def project_of_session(self, session_id: int) -> int | None:
         """The project named by the session's first record, or None when the log has none.
@@ -470,9 +535,8 @@ def _insert_records(conn: sqlite3.Connection, records: Sequence[NewRecord]) -> l
     results = []
     for record in records:
         if record.batch_key is not None:
-            original = conn.execute(
-                _FIND_ORIGINAL, (record.session_id, int(record.kind), record.batch_key)
-            ).fetchone()
+            key = (record.session_id, record.session_key, int(record.kind), record.batch_key)
+            original = conn.execute(_FIND_ORIGINAL, key).fetchone()
             if original is not None:
                 results.append(AppendResult(position=original[0], duplicate=True))
                 continue

@@ -370,6 +370,7 @@ def commit(records: Iterable[NewRecord], *, first_position: int = 1) -> list[Log
             received_at_ms=r.received_at_ms,
             payload=r.payload,
             batch_key=r.batch_key,
+            session_key=r.session_key,
         )
         for i, r in enumerate(records)
     ]

@@ -47,10 +47,11 @@ def rec(
     kind: RecordKind = RecordKind.WEB_BATCH,
     received_at_ms: int = 1_700_000_000_000,
     project_id: int = 7,
+    session_key: str = "",
 ) -> NewRecord:
     """A record for tests; the payload defaults to one derived from the session and key."""
     if payload is None:
-        payload = f"s{session_id}:{kind.name}:{batch_key}".encode()
+        payload = f"s{session_id}{session_key}:{kind.name}:{batch_key}".encode()
     return NewRecord(
         session_id=session_id,
         project_id=project_id,
@@ -58,7 +59,13 @@ def rec(
         received_at_ms=received_at_ms,
         payload=payload,
         batch_key=batch_key,
+        session_key=session_key,
     )
+
+
+def keyed(session_key: str, batch_key: str | None = None, **fields: Any) -> NewRecord:
+    """A v3-style record: named by its session key (session id 0), of kind ``V3_EVENT``."""
+    return rec(0, batch_key, kind=RecordKind.V3_EVENT, session_key=session_key, **fields)
 
 
 def as_committed(record: NewRecord, position: int) -> LogRecord:
@@ -384,6 +391,107 @@ class LogRecorderTestCase:
             results = [await log.append(r) for r in records]
         assert results == [AppendResult(position=p) for p in (1, 2, 3, 4, 5)]
 
+    # -- session keys: a session named by a string (v3: app, user, client) ---------------------
+
+    async def test_keyed_records_round_trip(self) -> None:
+        records = [keyed("app1:user1:client-aaaa", "0_1"), rec(session_id=4, batch_key="0_1")]
+        async with self.running() as log:
+            results = await log.append_many(records)
+            through_log = await log.read_keyed_session("app1:user1:client-aaaa")
+        expected = [as_committed(r, p) for r, p in zip(records, (1, 2), strict=True)]
+        assert results == [AppendResult(position=1), AppendResult(position=2)]
+        assert self.committed_rows() == expected
+        assert through_log == expected[:1]
+        reader = self.make_reader()
+        try:
+            assert reader.read(0, 10) == expected
+            assert reader.read_session(4) == expected[1:]
+            assert reader.read_keyed_session("app1:user1:client-aaaa") == expected[:1]
+            with pytest.raises(ValueError, match="empty session key"):
+                reader.read_keyed_session("")
+        finally:
+            reader.close()
+
+    async def test_inv3_keyed_retry_is_stored_once_with_the_original_position(self) -> None:
+        record = keyed("client-aaaa", "0_1")
+        async with self.running() as log:
+            first = await log.append(record)
+            await log.append(keyed("client-aaaa", "0_2"))
+            again = await log.append(attrs.evolve(record, payload=b"resent", received_at_ms=1))
+            # A retry in a group with new records: the whole group takes the row-by-row path.
+            group = await log.append_many([keyed("client-aaaa", "0_3"), record])
+        assert first == AppendResult(position=1)
+        assert again == AppendResult(position=1, duplicate=True)
+        assert group == [AppendResult(position=3), AppendResult(position=1, duplicate=True)]
+        assert [r.position for r in self.committed_rows()] == [1, 2, 3]
+        assert self.committed_rows()[0] == as_committed(record, 1)
+
+    async def test_inv3_one_batch_key_under_two_session_keys_is_two_records(self) -> None:
+        records = [
+            keyed("client-aaaa", "0_1"),
+            keyed("client-bbbbbbbb", "0_1"),  # another keyed session, same upload key
+            rec(session_id=0, batch_key="0_1", kind=RecordKind.V3_EVENT),  # no key at all
+        ]
+        async with self.running() as log:
+            results = [await log.append(r) for r in records]
+            retries = [await log.append(r) for r in records]
+        assert results == [AppendResult(position=p) for p in (1, 2, 3)]
+        assert retries == [AppendResult(position=p, duplicate=True) for p in (1, 2, 3)]
+        assert len(self.committed_rows()) == 3
+
+    async def test_keyed_session_reads_page_and_respect_before_and_after(self) -> None:
+        async with self.running() as log:
+            for i in range(7):  # a: 1, 3, 5, 7; b: 2, 4, 6
+                await log.append(keyed("client-aaaa" if i % 2 == 0 else "client-bb", str(i)))
+        reader = self.make_reader()
+        try:
+
+            def positions(key: str, **bounds: Any) -> list[int]:
+                return [r.position for r in reader.read_keyed_session(key, **bounds)]
+
+            assert positions("client-aaaa") == [1, 3, 5, 7]
+            assert positions("client-bb") == [2, 4, 6]
+            assert positions("client-aaaa", before=5) == [1, 3]
+            assert positions("client-aaaa", limit=2) == [1, 3]
+            assert positions("client-aaaa", after=3, limit=2) == [5, 7]
+            assert positions("client-aaaa", after=7, limit=2) == []
+            assert positions("client-aaaa", after=1, before=7) == [3, 5]
+            assert positions("client-cc") == []
+            # Keyed records have session id 0 here: a read by session id does not mix them up
+            # with the keyed read, and no web session is named by a key.
+            assert len(reader.read_session(0)) == 7
+        finally:
+            reader.close()
+
+    async def test_activity_per_session_key(self) -> None:
+        async with self.running() as log:
+            await log.append_many(
+                [
+                    keyed("client-old", received_at_ms=1_000),
+                    keyed("client-aaaa", received_at_ms=5_000),
+                    rec(session_id=9, received_at_ms=5_500),
+                    keyed("client-bbbb", received_at_ms=6_000),
+                    keyed("client-aaaa", received_at_ms=7_000),
+                    rec(session_id=0, kind=RecordKind.V3_EVENT, received_at_ms=7_500),  # no key
+                    rec(session_id=8, kind=RecordKind.CLOCK_TICK, received_at_ms=8_000),
+                ]
+            )
+        reader = self.make_reader()
+        v3, web = {int(RecordKind.V3_EVENT)}, {int(RecordKind.WEB_BATCH)}
+        try:
+            assert reader.keyed_activity(7, 5_000, v3) == (
+                8_000,
+                {"client-aaaa": 7_000, "client-bbbb": 6_000},
+            )
+            assert reader.keyed_activity(4, 999, v3) == (6_000, {"client-bbbb": 6_000})
+            assert reader.keyed_activity(7, 10_000, v3)[1]["client-old"] == 1_000
+            assert reader.keyed_activity(7, 5_000, web) == (8_000, {})
+            # By session id: keyed kinds are not asked for, so only the web session answers.
+            assert reader.activity(7, 5_000, web) == (8_000, {9: 5_500})
+            assert reader.keyed_activity(0, 5_000, v3) == (0, {})
+        finally:
+            reader.close()
+
     # -- reading: from a position, by session, tail ------------------------------------------
 
     async def test_tail_wakes_on_commit(self) -> None:
@@ -587,13 +695,13 @@ class LogRecorderTestCase:
         # operations (deletion belongs to the data-lifecycle path, which appends its own record).
         assert public(EventLog) == {
             "run", "append", "append_many", "head", "wait_for_position", "tail", "read",
-            "read_session", "statistics",
+            "read_session", "read_keyed_session", "statistics",
             "set_max_page_count",  # a size cap: refuses growth, never touches a record
             "erase",  # the data lifecycle's one door: deletes and records that it did
         }  # fmt: skip
         reads = {
             "read", "read_session", "head", "count", "activity", "project_of_session", "close",
-            "newest", "time_at",
+            "newest", "time_at", "read_keyed_session", "keyed_activity",
         }  # fmt: skip
         assert public(LogReadSide) == reads
         # The writer's recorder adds the schema, group inserts and the lifecycle's erase.

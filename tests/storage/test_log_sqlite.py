@@ -34,9 +34,12 @@ def read_all(path: Path) -> list[LogRecord]:
     """Every row of the log through a fresh, plain sqlite3 connection."""
     conn = sqlite3.connect(path)
     try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(log)")}
+        # A log of a schema before step 3 has no key: its records read as keyed by id only.
+        session_key = "session_key" if "session_key" in columns else "''"
         rows = conn.execute(
-            "SELECT position, session_id, project_id, kind, received_at_ms, payload, batch_key"
-            " FROM log ORDER BY position"
+            "SELECT position, session_id, project_id, kind, received_at_ms, payload, batch_key,"
+            f" {session_key} FROM log ORDER BY position"
         ).fetchall()
     finally:
         conn.close()
@@ -49,8 +52,9 @@ def read_all(path: Path) -> list[LogRecord]:
             received_at_ms=t,
             payload=bytes(b),
             batch_key=key,
+            session_key=session_key,
         )
-        for p, s, pr, k, t, b, key in rows
+        for p, s, pr, k, t, b, key, session_key in rows
     ]
 
 
@@ -315,6 +319,34 @@ async def test_record_time_is_monotonic_in_log_order(fresh_db_path) -> None:
     finally:
         reader.close()
     assert times == [1000, 1000, 1500, 1500, 2000]
+
+
+def test_keyed_reads_use_the_partial_index_and_keyed_activity_scans_the_window(
+    fresh_db_path: Path,
+) -> None:
+    """The plans SQLite picks: a keyed session read is one range of the partial index on
+    (session_key, position) (its WHERE implies the index's), the keyed activity a rowid range
+    (the window: a suffix of the log), and a keyed retry is found by the retry index."""
+    conn = connect(fresh_db_path)
+    try:
+        migrate_log(conn)
+
+        def plan(sql: str, params: tuple[object, ...]) -> str:
+            return " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+
+        recorder = storage.sqlite_recorder
+        keyed_read = plan(recorder._KEYED_SESSION, ("client-aaaa", 0, 10, -1))
+        assert "USING INDEX log_session_key_position (session_key=? AND position>?" in keyed_read
+        for keyed in (True, False):
+            window = plan(recorder._activity_query(2, keyed=keyed), (0, 10, 20, 30))
+            assert "SEARCH log USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)" in window
+            assert "SCAN log" not in window
+        original = plan(recorder._FIND_ORIGINAL, (0, "client-aaaa", 20, "0_1"))
+        assert "log_batch_key (session_id=? AND session_key=? AND kind=? AND batch_key=?)" in (
+            original
+        )
+    finally:
+        conn.close()
 
 
 @pytest.mark.parametrize("erased", [False, True])

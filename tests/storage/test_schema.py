@@ -27,6 +27,10 @@ def conn(fresh_db_path: Path) -> Iterator[sqlite3.Connection]:
     connection.close()
 
 
+# Index name -> unique.
+LOG_INDEXES = {"log_batch_key": 1, "log_session_position": 0, "log_session_key_position": 0}
+
+
 def tables(conn: sqlite3.Connection) -> set[str]:
     return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
@@ -107,9 +111,10 @@ def test_log_schema(conn: sqlite3.Connection) -> None:
         ("batch_key", "TEXT", 0),
         ("received_at_ms", "INTEGER", 0),
         ("payload", "BLOB", 0),
+        ("session_key", "TEXT", 0),
     ]
     indexes = {row[1]: row[2] for row in conn.execute("PRAGMA index_list(log)")}
-    assert indexes == {"log_batch_key": 1, "log_session_position": 0}
+    assert indexes == LOG_INDEXES
     assert log_triggers(conn) == ["log_no_delete", "log_no_update"]
     # AUTOINCREMENT: positions are never reused (SQLite keeps the largest in sqlite_sequence).
     assert "AUTOINCREMENT" in log_sql(conn).upper()
@@ -137,24 +142,32 @@ _OLD_ROW = (
 )
 
 
+def _old_log(conn: sqlite3.Connection, *, steps: int, rows: int) -> None:
+    """A log at schema version ``steps`` holding ``rows`` records of sessions 1 and 2."""
+    apply_migrations(conn, LOG_COMPONENT, LOG_STEPS[:steps])
+    for i in range(rows):
+        conn.execute(_OLD_ROW, (1 + i % 2, f"k{i}", 1_000 + i, bytes([i]) * 3))
+
+
 def test_inv2_migration_keeps_every_record_and_position_then_never_reuses(
     conn: sqlite3.Connection,
 ) -> None:
     # A log made by the schema before AUTOINCREMENT, with a hole deleted back then (nothing
     # stopped deletes) and its newest record deleted too: position 5 was free for reuse.
-    apply_migrations(conn, LOG_COMPONENT, LOG_STEPS[:1])
-    for i in range(5):
-        conn.execute(_OLD_ROW, (1 + i % 2, f"k{i}", 1_000 + i, bytes([i]) * 3))
+    _old_log(conn, steps=1, rows=5)
     conn.execute("DELETE FROM log WHERE position IN (2, 5)")
     before = conn.execute("SELECT * FROM log ORDER BY position").fetchall()
     assert [row[0] for row in before] == [1, 3, 4]
 
     assert migrate_log(conn) == len(LOG_STEPS)
-    assert conn.execute("SELECT * FROM log ORDER BY position").fetchall() == before
+    # Every row as it was, keyed by session id only (step 3's empty session key).
+    assert conn.execute("SELECT * FROM log ORDER BY position").fetchall() == [
+        (*row, "") for row in before
+    ]
     assert conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'log'").fetchone() == (4,)
     assert log_triggers(conn) == ["log_no_delete", "log_no_update"]
     indexes = {row[1]: row[2] for row in conn.execute("PRAGMA index_list(log)")}
-    assert indexes == {"log_batch_key": 1, "log_session_position": 0}
+    assert indexes == LOG_INDEXES
     # The indexes work: a retry is refused by the unique key, a session reads by its index.
     with pytest.raises(sqlite3.IntegrityError):
         conn.execute(_OLD_ROW, (1, "k0", 0, b""))
@@ -185,3 +198,42 @@ def test_inv2_migration_of_an_empty_log_then_never_reuses(conn: sqlite3.Connecti
     conn.execute("COMMIT")
     conn.execute(_OLD_ROW, (1, "c", 0, b""))
     assert [row[0] for row in conn.execute("SELECT position FROM log")] == [1, 3]
+
+
+def test_step3_migrates_a_v2_log_keeping_rows_positions_and_the_sequence(
+    conn: sqlite3.Connection,
+) -> None:
+    # A v2 log whose newest record was erased: the sequence (4) is ahead of every row.
+    _old_log(conn, steps=2, rows=4)
+    conn.execute("INSERT INTO log_erasure_permit (reason) VALUES ('test')")
+    conn.execute("DELETE FROM log WHERE position = 4")
+    conn.execute("DELETE FROM log_erasure_permit")
+    before = conn.execute("SELECT * FROM log ORDER BY position").fetchall()
+    assert [row[0] for row in before] == [1, 2, 3]
+
+    assert migrate_log(conn) == 3 == len(LOG_STEPS)
+    assert conn.execute("SELECT * FROM log ORDER BY position").fetchall() == [
+        (*row, "") for row in before
+    ]
+    assert conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'log'").fetchone() == (4,)
+    # ADD COLUMN kept the table (no copy): still AUTOINCREMENT, still guarded by its triggers.
+    assert "AUTOINCREMENT" in log_sql(conn).upper()
+    assert log_triggers(conn) == ["log_no_delete", "log_no_update"]
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("UPDATE log SET session_key = 'x'")
+    # The retry index now includes the key: an old record's retry is still refused, the same
+    # batch key under a session key is another record.
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute(_OLD_ROW, (1, "k0", 0, b""))
+    keyed = (
+        "INSERT INTO log (session_id, project_id, kind, batch_key, received_at_ms, payload,"
+        " session_key) VALUES (1, 1, 2, 'k0', 2000, x'', ?)"
+    )
+    conn.execute(keyed, ("client-aaaa",))
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute(keyed, ("client-aaaa",))
+    # Numbering continues after the sequence, not after the newest row.
+    assert conn.execute("SELECT max(position) FROM log").fetchone() == (5,)
+    assert conn.execute("SELECT session_key FROM log WHERE position = 5").fetchone() == (
+        "client-aaaa",
+    )
