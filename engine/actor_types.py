@@ -27,6 +27,7 @@ __all__ = [
     "ActorRegistry",
     "ActorState",
     "ActorType",
+    "session_key_of",
 ]
 
 
@@ -57,6 +58,10 @@ class ActorType:
     restart re-activates it from the resume point. ``is_fresh(record)`` says the record starts a
     brand-new actor, so there is no history to read. ``inactivity_timeout_ms=None`` takes the
     supervisor's timeout.
+
+    ``keyed`` says which column of the log names the actor, and so how its history is read and
+    how a restart finds it live: ``False`` by ``session_id`` (the web type: ``key_of`` returns
+    it), ``True`` by ``session_key`` (a v3 session: ``key_of`` is :func:`session_key_of`).
     """
 
     name: str
@@ -65,6 +70,7 @@ class ActorType:
     new_state: Callable[[Hashable, LogRecord | None], ActorState]
     is_fresh: Callable[[LogRecord], bool] = _never_fresh
     inactivity_timeout_ms: int | None = None
+    keyed: bool = False
 
     def timeout_ms(self, default_ms: int) -> int:
         """This type's inactivity timeout, ``default_ms`` (the supervisor's) unless it has one."""
@@ -108,6 +114,11 @@ class ActorRegistry:
 
 def _session_id_of(record: LogRecord) -> Hashable:
     return record.session_id
+
+
+def session_key_of(record: LogRecord) -> Hashable:
+    """The key of a keyed type's actor: the record's ``session_key``."""
+    return record.session_key
 
 
 def _new_web_state(key: Hashable, record: LogRecord | None) -> ActorState:

@@ -6,8 +6,9 @@ pluggable source (``EventLog.tail`` live, :func:`reader_source` for a rebuild) a
 ``sink`` (the projections).
 
 Routing: an :class:`~engine.actor_types.ActorRegistry` says which actor type owns a record's
-kind and the type names the actor (web: by session id); records of no type only move the clock.
-Live actors are keyed by (type index, key).
+kind and the type names the actor (web: by session id; a keyed type: by the record's session
+key); records of no type only move the clock. Live actors are keyed by (type index, key), and
+each type's history is read by the log column that names it (:class:`ReaderHistory`).
 
 Determinism (DESIGN.md invariants 6, 7): time is record time. The log clock is the largest
 ``received_at_ms`` seen; before dispatching record ``p`` every live actor whose latest record
@@ -21,7 +22,7 @@ Epochs: after dispatching a chunk, every actor that got mail is sent a ``Flush``
 have answered, the chunk's events (in dispatch order, so per-session order holds) and the chunk's
 last position go to ``await sink(events, upto_position)``. The sink stores them with that
 checkpoint; on restart the supervisor resumes after the lowest checkpoint
-(:func:`resume_point`), re-activating silently the sessions that were live there.
+(:func:`resume_point`), re-activating silently the actors (of every type) that were live there.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from engine.actor import (
     SessionActor,
     SessionHistory,
 )
-from engine.actor_types import DEFAULT_REGISTRY, WEB_ACTOR_TYPE, ActorRegistry
+from engine.actor_types import DEFAULT_REGISTRY, WEB_ACTOR_TYPE, ActorRegistry, ActorType
 from engine.events import DomainEvent
 from storage.budget import ByteBudget
 from storage.errors import LogOverloaded
@@ -68,6 +69,7 @@ __all__ = [
     "DEFAULT_INACTIVITY_TIMEOUT_MS",
     "DEFAULT_MAILBOX_BYTES",
     "DEFAULT_MAILBOX_SIZE",
+    "ReaderHistory",
     "ResumePoint",
     "Sink",
     "Supervisor",
@@ -96,11 +98,19 @@ class SyncLogReader(Protocol):
 
     def read_session(self, session_id: int, before: int | None = None) -> list[LogRecord]: ...
 
+    def read_keyed_session(
+        self, session_key: str, before: int | None = None
+    ) -> list[LogRecord]: ...
+
     def head(self) -> int: ...
 
     def activity(
         self, upto_position: int, window_ms: int, kinds: Iterable[int]
     ) -> tuple[int, dict[int, int]]: ...
+
+    def keyed_activity(
+        self, upto_position: int, window_ms: int, kinds: Iterable[int]
+    ) -> tuple[int, dict[str, int]]: ...
 
 
 class Appender(Protocol):
@@ -132,19 +142,25 @@ class SupervisorStatistics:
 
 @attrs.frozen(slots=True, kw_only=True)
 class ResumePoint:
-    """Where a restarted supervisor picks up: after ``position``, with that clock and live set."""
+    """Where a restarted supervisor picks up: after ``position``, with that clock and live set.
+
+    ``live_sessions`` are the live web sessions (by session id); ``live_actors`` the live actors
+    of the other types, as ``(type name, sorted keys)`` in registry order.
+    """
 
     position: int
     clock_ms: int
     live_sessions: tuple[int, ...] = ()
+    live_actors: tuple[tuple[str, tuple[Hashable, ...]], ...] = ()
 
 
 class Supervisor:
     """Dispatches records to session actors and hands each chunk's events to the sink.
 
     ``history`` reads a session's earlier records (for re-activation); ``sink`` receives events.
-    ``registry`` routes records to actor types (default: just the web type); ``histories`` reads
-    the earlier records of the types named there, by key (the others use ``history``).
+    ``registry`` routes records to actor types (default: just the web type). A keyed type reads
+    its history by session key, through :meth:`ReaderHistory.by_key` of a ``history`` made by
+    :func:`history_from_reader`; ``histories`` overrides the history of the types named there.
     Run it with :meth:`run` (any record source) or :meth:`run_until` (a reader, up to a head).
     """
 
@@ -173,9 +189,10 @@ class Supervisor:
         if min(self._timeouts, default=0) < 0:
             raise ValueError("an actor type's inactivity timeout must be >= 0")
         named = histories or {}
-        self._histories: list[KeyedHistory] = [named.get(t.name, history) for t in types]
-        # Resumed sessions (by session id) are web actors.
+        self._histories = [named.get(t.name) or _history_of(t, history) for t in types]
+        # Resumed sessions (by session id) are web actors; other types resume by name.
         self._web_index = self._type_index.get(id(WEB_ACTOR_TYPE))
+        self._index_by_name = {t.name: i for i, t in enumerate(types)}
         self._mailbox_size = mailbox_size
         self._mailbox_bytes = ByteBudget(mailbox_bytes)
         self._counters = EngineCounters()
@@ -298,14 +315,18 @@ class Supervisor:
     async def _resume(self, resume: ResumePoint) -> None:
         self._clock = max(self._clock, resume.clock_ms)
         self._last_position = max(self._last_position, resume.position)
-        web = self._web_index
-        if web is None:
-            return  # no web type: nothing to resume by session id
-        for session_id in resume.live_sessions:
-            if (web, session_id) not in self._live:
+        live: list[tuple[int, Hashable]] = []
+        if self._web_index is not None:  # no web type: nothing to resume by session id
+            live += [(self._web_index, session_id) for session_id in resume.live_sessions]
+        for name, keys in resume.live_actors:
+            index = self._index_by_name.get(name)
+            if index is not None:  # a type this supervisor does not run stays passive
+                live += [(index, key) for key in keys]
+        for index, key in live:
+            if (index, key) not in self._live:
                 # Everything up to and including the resume position, and no end after it.
                 await self._activate(
-                    web, session_id, None, replay_before=resume.position + 1, ended_after=False
+                    index, key, None, replay_before=resume.position + 1, ended_after=False
                 )
 
     async def _activate(
@@ -458,13 +479,38 @@ async def reader_source(
         yield records
 
 
-def history_from_reader(reader: SyncLogReader) -> SessionHistory:
-    """A :data:`SessionHistory` that reads through a blocking reader in a worker thread."""
+@attrs.frozen(slots=True)
+class ReaderHistory:
+    """Histories read through a blocking reader in a worker thread: called, a session's by its
+    id (a :data:`SessionHistory`); :meth:`by_key`, a keyed session's by its session key."""
 
-    async def history(session_id: int, before: int) -> Sequence[LogRecord]:
-        return await trio.to_thread.run_sync(reader.read_session, session_id, before)
+    reader: SyncLogReader
 
-    return history
+    async def __call__(self, session_id: int, before: int) -> Sequence[LogRecord]:
+        return await trio.to_thread.run_sync(self.reader.read_session, session_id, before)
+
+    async def by_key(self, session_key: Hashable, before: int) -> Sequence[LogRecord]:
+        """The records of the keyed session ``session_key`` before ``before``, in order."""
+        if not isinstance(session_key, str):
+            raise TypeError(f"a session key is a string, not {session_key!r}")
+        return await trio.to_thread.run_sync(self.reader.read_keyed_session, session_key, before)
+
+
+def history_from_reader(reader: SyncLogReader) -> ReaderHistory:
+    """The histories of every actor type, read through a blocking reader in a worker thread."""
+    return ReaderHistory(reader)
+
+
+def _history_of(actor_type: ActorType, history: SessionHistory) -> KeyedHistory:
+    """The history of ``actor_type``'s actors: by session id, or by key for a keyed type."""
+    if not actor_type.keyed:
+        return history
+    if isinstance(history, ReaderHistory):
+        return history.by_key
+    raise ValueError(
+        f"actor type {actor_type.name!r} reads its history by session key: pass"
+        " history=history_from_reader(reader) or histories={name: ...}"
+    )
 
 
 async def resume_point(
@@ -473,25 +519,46 @@ async def resume_point(
     timeout_ms: int,
     registry: ActorRegistry = DEFAULT_REGISTRY,
 ) -> ResumePoint:
-    """The clock and the live web sessions right after ``upto_position``, computed from the log.
+    """The clock and the live actors right after ``upto_position``, computed from the log.
 
-    The clock is the record time at that position (record time is monotonic in log order); a
-    session is live when its latest record there is not older than ``clock - timeout_ms``:
-    exactly the sessions the supervisor had not ended at that point (it ends them by the same
-    rule). The reader answers from the window of records within the timeout, not the whole log.
-
-    Only the web type of ``registry`` (``timeout_ms`` unless it has its own) is resumed: the log
-    indexes records by session id, and other types' keys are not in a column yet.
+    The clock is the record time at that position (record time is monotonic in log order); an
+    actor is live when its latest record there (of its type's kinds) is not older than
+    ``clock`` minus its type's timeout (``timeout_ms`` unless it has its own): exactly the actors
+    the supervisor had not ended at that point (it ends them by the same rule). Each type is
+    asked of the reader by the column that names it (session id, or session key for a keyed
+    type), which answers from the window of records within the timeout, not the whole log.
     """
     if upto_position <= 0:
         return ResumePoint(position=upto_position, clock_ms=0, live_sessions=())
-    web = WEB_ACTOR_TYPE if WEB_ACTOR_TYPE in registry else None
-    kinds = web.kinds if web is not None else frozenset()
-    timeout_ms = web.timeout_ms(timeout_ms) if web is not None else timeout_ms
-    clock, latest = await trio.to_thread.run_sync(reader.activity, upto_position, timeout_ms, kinds)
-    threshold = clock - timeout_ms
-    live = tuple(sorted(sid for sid, t in latest.items() if t >= threshold))
-    return ResumePoint(position=upto_position, clock_ms=clock, live_sessions=live)
+    if not len(registry):  # no type: only the clock
+        clock, _ = await trio.to_thread.run_sync(reader.activity, upto_position, timeout_ms, ())
+        return ResumePoint(position=upto_position, clock_ms=clock)
+    clock = 0
+    web: tuple[int, ...] = ()
+    others: list[tuple[str, tuple[Hashable, ...]]] = []
+    for actor_type in registry:
+        timeout = actor_type.timeout_ms(timeout_ms)
+        kinds = actor_type.kinds
+        live: tuple[Hashable, ...]
+        if actor_type.keyed:
+            clock, by_key = await trio.to_thread.run_sync(
+                reader.keyed_activity, upto_position, timeout, kinds
+            )
+            live = tuple(sorted(key for key, t in by_key.items() if t >= clock - timeout))
+        else:
+            clock, by_id = await trio.to_thread.run_sync(
+                reader.activity, upto_position, timeout, kinds
+            )
+            ids = tuple(sorted(sid for sid, t in by_id.items() if t >= clock - timeout))
+            if actor_type is WEB_ACTOR_TYPE:
+                web = ids
+                continue
+            live = ids
+        if live:
+            others.append((actor_type.name, live))
+    return ResumePoint(
+        position=upto_position, clock_ms=clock, live_sessions=web, live_actors=tuple(others)
+    )
 
 
 async def live_sessions_at(reader: SyncLogReader, upto_position: int, timeout_ms: int) -> list[int]:

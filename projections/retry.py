@@ -81,6 +81,9 @@ class _OnlySessions:
     def read_session(self, session_id: int, before: int | None = None) -> list[LogRecord]:
         return self._reader.read_session(session_id, before)
 
+    def read_keyed_session(self, session_key: str, before: int | None = None) -> list[LogRecord]:
+        return self._reader.read_keyed_session(session_key, before)
+
     def head(self) -> int:
         return self._reader.head()
 
@@ -88,6 +91,11 @@ class _OnlySessions:
         self, upto_position: int, window_ms: int, kinds: Iterable[int]
     ) -> tuple[int, dict[int, int]]:
         return self._reader.activity(upto_position, window_ms, kinds)
+
+    def keyed_activity(
+        self, upto_position: int, window_ms: int, kinds: Iterable[int]
+    ) -> tuple[int, dict[str, int]]:
+        return self._reader.keyed_activity(upto_position, window_ms, kinds)
 
 
 def _parked(projections_db_path: str | os.PathLike[str], project_id: int | None) -> tuple[int, ...]:

@@ -399,6 +399,14 @@ class MemoryLog:
             if r.session_id == session_id and (before is None or r.position < before)
         ]
 
+    def read_keyed_session(self, session_key: str, before: int | None = None) -> list[LogRecord]:
+        assert session_key, "an empty session key names no keyed session"
+        return [
+            r
+            for r in self.records
+            if r.session_key == session_key and (before is None or r.position < before)
+        ]
+
     def head(self) -> int:
         return self.records[-1].position if self.records else 0
 
@@ -406,14 +414,32 @@ class MemoryLog:
         self, upto_position: int, window_ms: int, kinds: Iterable[int]
     ) -> tuple[int, dict[int, int]]:
         """Plain scan with the same answer as ``LogReader.activity`` (the reference for it)."""
+        clock, window = self._window(upto_position, window_ms, kinds)
+        latest: dict[int, int] = {}
+        for r in window:
+            latest[r.session_id] = max(latest.get(r.session_id, 0), r.received_at_ms)
+        return clock, latest
+
+    def keyed_activity(
+        self, upto_position: int, window_ms: int, kinds: Iterable[int]
+    ) -> tuple[int, dict[str, int]]:
+        """Plain scan with the same answer as ``LogReader.keyed_activity``."""
+        clock, window = self._window(upto_position, window_ms, kinds)
+        latest: dict[str, int] = {}
+        for r in window:
+            if r.session_key:
+                latest[r.session_key] = max(latest.get(r.session_key, 0), r.received_at_ms)
+        return clock, latest
+
+    def _window(
+        self, upto_position: int, window_ms: int, kinds: Iterable[int]
+    ) -> tuple[int, list[LogRecord]]:
+        """The clock at ``upto_position`` and the records of ``kinds`` within the window."""
         wanted = set(kinds)
         upto = [r for r in self.records if r.position <= upto_position]
         clock = max((r.received_at_ms for r in upto), default=0)
-        latest: dict[int, int] = {}
-        for r in upto:
-            if r.kind in wanted and r.received_at_ms >= clock - window_ms:
-                latest[r.session_id] = max(latest.get(r.session_id, 0), r.received_at_ms)
-        return clock, latest
+        window = [r for r in upto if r.kind in wanted and r.received_at_ms >= clock - window_ms]
+        return clock, window
 
 
 class CollectingSink:

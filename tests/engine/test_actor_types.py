@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import sqlite3
 from collections.abc import Hashable, Sequence
@@ -12,16 +13,17 @@ import attrs
 import pytest
 import trio
 
-from engine.actor import KeyedHistory
+from engine.actor import SessionHistory
 from engine.actor_types import (
     DEFAULT_REGISTRY,
     WEB_ACTOR_TYPE,
     ActorRegistry,
     ActorState,
     ActorType,
+    session_key_of,
 )
 from engine.events import DomainEvent, SessionEnded
-from engine.supervisor import Supervisor, history_from_reader
+from engine.supervisor import ResumePoint, Supervisor, history_from_reader, resume_point
 from storage.log import EventLog, LogReader
 from storage.records import LogRecord, NewRecord, RecordKind
 from tests.engine.builders import (
@@ -82,7 +84,7 @@ class ClientState:
 
 
 def _client_of(record: LogRecord) -> Hashable:
-    client = json.loads(record.payload)["client"]
+    client = session_key_of(record)
     assert isinstance(client, str) and 8 <= len(client) <= 20
     return client
 
@@ -98,43 +100,26 @@ TOY = ActorType(
     key_of=_client_of,
     new_state=_new_client_state,
     inactivity_timeout_ms=TOY_TIMEOUT,
+    keyed=True,
 )
 
 
 def toy_record(client: str, received_at: int) -> NewRecord:
-    payload = json.dumps({"client": client, "n": received_at}).encode()
+    """A record of the keyed session ``client``: named by the log's session key, not by id."""
     return NewRecord(
         session_id=0,
         project_id=0,
         kind=RecordKind.V3_EVENT,
         received_at_ms=received_at,
-        payload=payload,
+        payload=json.dumps({"n": received_at}).encode(),
+        session_key=client,
     )
-
-
-def toy_history(log: MemoryLog) -> KeyedHistory:
-    """Whole-log scan filtered by key: the log has no key column yet."""
-
-    async def history(key: Hashable, before: int) -> Sequence[LogRecord]:
-        records = log.read(0, before)
-        return [
-            r
-            for r in records
-            if r.kind == RecordKind.V3_EVENT and _client_of(r) == key and r.position < before
-        ]
-
-    return history
 
 
 async def run(records: list[LogRecord], registry: ActorRegistry) -> CollectingSink:
     log = MemoryLog(records)
     sink = CollectingSink()
-    supervisor = Supervisor(
-        history=history_from_reader(log),
-        sink=sink,
-        registry=registry,
-        histories={"toy": toy_history(log)},
-    )
+    supervisor = Supervisor(history=history_from_reader(log), sink=sink, registry=registry)
     await supervisor.run_until(log, log.head(), chunk_size=2)
     return sink
 
@@ -202,15 +187,21 @@ async def test_a_record_of_an_unregistered_kind_only_moves_the_clock() -> None:
 
 
 class ToyTable:
-    """A toy projection: its events as rows, with the checkpoint in the same transaction."""
+    """A toy projection: its events as rows, with the checkpoint in the same transaction.
+
+    Reopened on the same file it continues from its checkpoint, like the projections do.
+    """
 
     def __init__(self, path: Path) -> None:
         self.conn = sqlite3.connect(path)
-        self.conn.execute("CREATE TABLE toy (position INT, client TEXT, what TEXT, records INT)")
-        self.conn.execute("CREATE TABLE checkpoint (upto INT)")
-        self.conn.execute("INSERT INTO checkpoint VALUES (0)")
-        self.conn.commit()
-        self.upto = 0
+        with self.conn:
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS toy (position INT, client TEXT, what TEXT, records INT)"
+            )
+            self.conn.execute("CREATE TABLE IF NOT EXISTS checkpoint (upto INT)")
+            if self.conn.execute("SELECT count(*) FROM checkpoint").fetchone() == (0,):
+                self.conn.execute("INSERT INTO checkpoint VALUES (0)")
+        self.upto = int(self.conn.execute("SELECT upto FROM checkpoint").fetchone()[0])
         self.changed = trio.Event()
 
     async def sink(self, events: list[DomainEvent], upto_position: int) -> None:
@@ -233,71 +224,100 @@ class ToyTable:
         return self.conn.execute("SELECT * FROM toy ORDER BY rowid").fetchall()
 
 
-def reader_toy_history(reader: LogReader) -> KeyedHistory:
-    """Whole-log scan filtered by key, in a worker thread: the log has no key column yet."""
+TOY_RECORDS = [
+    toy_record("client-aaaa", T0),
+    toy_record("client-bbbbbbbb", T0 + 10),
+    toy_record("client-aaaa", T0 + 500),
+    toy_record("client-aaaa", T0 + 2_000),  # ends b (and a, before re-activating it)
+    toy_record("client-bbbbbbbb", T0 + 2_100),  # b again, with its history
+    clock_tick(T0 + 10_000),  # ends both
+]
+TOY_ROWS = [
+    (1, "client-aaaa", "seen", None),
+    (2, "client-bbbbbbbb", "seen", None),
+    (4, "client-bbbbbbbb", "ended", 1),
+    (4, "client-aaaa", "ended", 2),
+    (6, "client-aaaa", "ended", 3),
+    (6, "client-bbbbbbbb", "ended", 2),
+]
 
-    async def history(key: Hashable, before: int) -> Sequence[LogRecord]:
-        records = await trio.to_thread.run_sync(reader.read, 0, before)
-        return [
-            r
-            for r in records
-            if r.position < before and r.kind == RecordKind.V3_EVENT and _client_of(r) == key
-        ]
 
-    return history
-
-
-async def test_a_toy_type_projects_live_from_a_sqlite_log_and_rebuilds_the_same_rows(
-    tmp_path: Path,
-) -> None:
-    records = [
-        toy_record("client-aaaa", T0),
-        toy_record("client-bbbbbbbb", T0 + 10),
-        toy_record("client-aaaa", T0 + 500),
-        toy_record("client-aaaa", T0 + 2_000),  # ends b (and a, before re-activating it)
-        toy_record("client-bbbbbbbb", T0 + 2_100),  # b again, with its history
-        clock_tick(T0 + 10_000),  # ends both
-    ]
-    registry = ActorRegistry([WEB_ACTOR_TYPE, TOY])
-    path = tmp_path / "log.db"
-    live = ToyTable(tmp_path / "live.db")
+async def project_live(
+    path: Path, table: ToyTable, registry: ActorRegistry, records: Sequence[NewRecord]
+) -> ResumePoint | None:
+    """Run a log and a supervisor (resumed from the table's checkpoint, as a restarted server
+    is), append ``records``, wait until the table has them, stop; return the resume point."""
     log = EventLog(path)
+    after = table.upto
     async with (
-        contextlib.aclosing(log.tail(0, batch_size=2)) as tail,
+        contextlib.aclosing(log.tail(after, batch_size=2)) as tail,
         trio.open_nursery() as nursery,
     ):
         await nursery.start(log.run)  # creates the log, so a reader can open it
-        with LogReader(path) as history:
+        with LogReader(path) as reader:
+            resume = await resume_point(reader, after, TIMEOUT, registry) if after else None
             supervisor = Supervisor(
-                history=history_from_reader(history),
-                sink=live.sink,
-                registry=registry,
-                histories={"toy": reader_toy_history(history)},
+                history=history_from_reader(reader), sink=table.sink, registry=registry
             )
-            nursery.start_soon(supervisor.run, tail)
-            for record in records:
-                await log.append(record)
+            await nursery.start(functools.partial(supervisor.run, tail, resume=resume))
+            last = [(await log.append(record)).position for record in records][-1]
             with trio.fail_after(30):  # a guard against a hang, not a measurement
-                while live.upto < len(records):
-                    await live.changed.wait()
+                while table.upto < last:
+                    await table.changed.wait()
             nursery.cancel_scope.cancel()
+    return resume
+
+
+@pytest.mark.parametrize("restart_after", [None, 3])
+async def test_a_toy_type_projects_live_from_a_sqlite_log_and_rebuilds_the_same_rows(
+    tmp_path: Path, restart_after: int | None
+) -> None:
+    registry = ActorRegistry([WEB_ACTOR_TYPE, TOY])
+    path = tmp_path / "log.db"
+    live = ToyTable(tmp_path / "live.db")
+    if restart_after is None:
+        assert await project_live(path, live, registry, TOY_RECORDS) is None
+    else:
+        # Stop while both keyed sessions are live; a restart re-activates them from the log,
+        # by key: a's history (2 records) counts when the next record ends it.
+        await project_live(path, live, registry, TOY_RECORDS[:restart_after])
+        live.conn.close()
+        live = ToyTable(tmp_path / "live.db")
+        resumed = await project_live(path, live, registry, TOY_RECORDS[restart_after:])
+        assert resumed == ResumePoint(
+            position=3,
+            clock_ms=T0 + 500,
+            live_actors=(("toy", ("client-aaaa", "client-bbbbbbbb")),),
+        )
+    with LogReader(path) as reader:
+        # The key is a column of the log: each keyed session reads as itself.
+        assert [r.position for r in reader.read_keyed_session("client-aaaa")] == [1, 3, 4]
+        assert {r.session_key for r in reader.read(0, 10)} == {"client-aaaa", "client-bbbbbbbb", ""}
 
     rebuilt = ToyTable(tmp_path / "rebuilt.db")
     with LogReader(path) as reader, LogReader(path) as history:
         fresh = Supervisor(
-            history=history_from_reader(history),
-            sink=rebuilt.sink,
-            registry=registry,
-            histories={"toy": reader_toy_history(history)},
+            history=history_from_reader(history), sink=rebuilt.sink, registry=registry
         )
         await fresh.run_until(reader, reader.head(), chunk_size=3)
-    assert live.rows() == [
-        (1, "client-aaaa", "seen", None),
-        (2, "client-bbbbbbbb", "seen", None),
-        (4, "client-bbbbbbbb", "ended", 1),
-        (4, "client-aaaa", "ended", 2),
-        (6, "client-aaaa", "ended", 3),
-        (6, "client-bbbbbbbb", "ended", 2),
-    ]
+    assert live.rows() == TOY_ROWS
     assert rebuilt.rows() == live.rows()
-    assert rebuilt.conn.execute("SELECT upto FROM checkpoint").fetchone() == (len(records),)
+    assert rebuilt.conn.execute("SELECT upto FROM checkpoint").fetchone() == (len(TOY_RECORDS),)
+
+
+async def test_a_keyed_type_needs_a_history_that_reads_by_key() -> None:
+    log = MemoryLog([])
+    registry = ActorRegistry([WEB_ACTOR_TYPE, TOY])
+    with pytest.raises(ValueError, match="'toy' reads its history by session key"):
+        Supervisor(history=log_history(log), sink=CollectingSink(), registry=registry)
+    # A web-only supervisor takes any session history, as before.
+    Supervisor(history=log_history(log), sink=CollectingSink())
+
+
+def log_history(log: MemoryLog) -> SessionHistory:
+    """A plain session-id history (not a :class:`ReaderHistory`)."""
+
+    async def history(session_id: int, before: int) -> Sequence[LogRecord]:
+        return log.read_session(session_id, before)
+
+    return history
