@@ -55,7 +55,11 @@ class RetryResult:
 
 
 class _OnlySessions:
-    """A log reader that shows the records of ``wanted`` sessions and ticks for all others."""
+    """A log reader that shows the records of ``wanted`` sessions and ticks for all others.
+
+    Dead letters name sessions by id, so a keyed record (v3) is shown when its session id is
+    wanted; keyed sessions sharing that id still re-run as separate actors, each with its own
+    history read by its session key (:class:`engine.supervisor.ReaderHistory`)."""
 
     def __init__(self, reader: LogReader, wanted: Iterable[int]) -> None:
         self._reader = reader

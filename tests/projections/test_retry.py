@@ -15,14 +15,19 @@ import pytest
 import trio
 
 from api.cli import main
+from engine.actor_types import WEB_ACTOR_TYPE, ActorRegistry
 from engine.events import DomainEvent
+from engine.supervisor import Supervisor, SyncLogReader, history_from_reader
 from projections import dead_letters
 from projections import events as events_projection
 from projections.pipeline import ALL_PROJECTIONS, Projector, SqlProjection
 from projections.rebuild import rebuild
-from projections.retry import retry
-from tests.engine.builders import T0, clock_tick
+from projections.retry import _OnlySessions, retry
+from storage.records import NewRecord
+from storage.sqlite_recorder import LogReader
+from tests.engine.builders import T0, CollectingSink, clock_tick
 from tests.engine.builders import SessionScript as TrackerScript
+from tests.engine.test_actor_types import TOY, ClientEnded, toy_record
 
 from .factories import dump_tables
 from .test_rebuild import TIMEOUT_MS, append_all, live_path, projections_of, simple_session
@@ -107,3 +112,45 @@ async def test_retry_and_list_from_the_command_line(
         assert dead_letters.count(conn) == 1
     finally:
         conn.close()
+
+
+async def test_retry_replays_keyed_sessions_of_a_parked_session_each_by_its_own_key(
+    fresh_db_path: Path,
+) -> None:
+    # Two keyed sessions under one session id, a third under another: re-running session 5
+    # replays a and b as two actors, each folding its own history (read by key, not by the
+    # shared session id), exactly as the whole log does; c is not re-run.
+    def keyed(client: str, session_id: int, at: int) -> NewRecord:
+        return attrs.evolve(toy_record(client, at), session_id=session_id)
+
+    await append_all(
+        fresh_db_path,
+        [
+            keyed("client-aaaa", 5, T0),
+            keyed("client-bbbbbbbb", 5, T0 + 10),
+            keyed("client-cccc", 6, T0 + 20),
+            keyed("client-aaaa", 5, T0 + 500),
+            keyed("client-cccc", 6, T0 + 2_000),  # ends b, c and a, then c goes on
+            keyed("client-aaaa", 5, T0 + 2_100),  # a again: re-activated with its history
+            clock_tick(T0 + 10_000),
+        ],
+    )
+    registry = ActorRegistry([WEB_ACTOR_TYPE, TOY])
+
+    async def ends(source: SyncLogReader, history: LogReader) -> list[tuple[str, int, int]]:
+        sink = CollectingSink()
+        supervisor = Supervisor(history=history_from_reader(history), sink=sink, registry=registry)
+        await supervisor.run_until(source, source.head())
+        return [(e.client, e.position, e.records) for e in sink.of_type(ClientEnded)]
+
+    with LogReader(fresh_db_path) as reader, LogReader(fresh_db_path) as history:
+        everything = await ends(reader, history)
+        retried = await ends(_OnlySessions(reader, [5]), history)
+    assert everything == [
+        ("client-bbbbbbbb", 5, 1),
+        ("client-cccc", 5, 1),
+        ("client-aaaa", 5, 2),
+        ("client-cccc", 7, 2),
+        ("client-aaaa", 7, 3),  # its history by session id would have held b's record too
+    ]
+    assert retried == [everything[0], everything[2], everything[4]]
