@@ -321,3 +321,44 @@ def log_history(log: MemoryLog) -> SessionHistory:
         return log.read_session(session_id, before)
 
     return history
+
+
+async def test_resume_point_knows_the_live_actors_of_every_type() -> None:
+    # A second id-named type beside the web one (the mobile kinds), resumed by session id too.
+    mobile = ActorType(
+        name="mobile",
+        kinds={RecordKind.MOBILE_BATCH},
+        key_of=lambda record: record.session_id,
+        new_state=_new_client_state,
+        inactivity_timeout_ms=5_000,
+    )
+    registry = ActorRegistry([WEB_ACTOR_TYPE, TOY, mobile])
+    mobile_record = attrs.evolve(
+        toy_record("x" * 8, T0 + TIMEOUT + 2_000), session_id=9, session_key=""
+    )
+    records = mixed_log() + commit(
+        [attrs.evolve(mobile_record, kind=RecordKind.MOBILE_BATCH)], first_position=8
+    )
+    log = MemoryLog(records)
+    # At 5 the clock is T0 + 40: both clients are live (1 s), and the web session (150 s).
+    assert await resume_point(log, 5, TIMEOUT, registry) == ResumePoint(
+        position=5,
+        clock_ms=T0 + 40,
+        live_sessions=(1,),
+        live_actors=(("toy", ("client-aaaa", "client-bbbbbbbb")),),
+    )
+    # At 6 (T0 + 2 040) only a is within the toy timeout.
+    assert (await resume_point(log, 6, TIMEOUT, registry)).live_actors == (
+        ("toy", ("client-aaaa",)),
+    )
+    # At 8 the web session is over: b (its record 7 is 1 s old) and the mobile session are live.
+    assert await resume_point(log, 8, TIMEOUT, registry) == ResumePoint(
+        position=8,
+        clock_ms=T0 + TIMEOUT + 2_000,
+        live_sessions=(),
+        live_actors=(("toy", ("client-bbbbbbbb",)), ("mobile", (9,))),
+    )
+    # The web-only registry answers as before.
+    assert await resume_point(log, 5, TIMEOUT) == ResumePoint(
+        position=5, clock_ms=T0 + 40, live_sessions=(1,)
+    )
