@@ -134,7 +134,7 @@ class SessionCore:
             if apply is None:
                 # The registry routes only the platform's kinds here: a bug, but not a reason
                 # to stop the session.
-                raise LookupError(f"{type(self).__name__} does not apply record kind {kind}")
+                raise LookupError(f"{type(self).__name__} does not apply record kind {int(kind)}")
             apply(self, record)
         except Exception as exc:  # noqa: BLE001 - invariant 8: park the record, never stop
             self.records_parked += 1
