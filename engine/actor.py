@@ -3,12 +3,13 @@
 See DESIGN.md, Concurrency.
 
 Owns the actor task, its mailbox messages and the re-activation replay. The state and the
-record-to-event translation live in ``engine.session_state``; the scheduling (who gets which
-record, when a session ends, when events go to the sink) lives in ``engine.supervisor``.
+record-to-event translation live in ``engine.session_core`` and its platforms (the web's in
+``engine.session_state``); the scheduling (who gets which record, when a session ends, when events
+go to the sink) lives in ``engine.supervisor``.
 
 Re-activation: an actor that starts for a session with earlier records (a late batch after the
 session ended, or the first record after a process restart) first reads those records and replays
-them through the same ``SessionState.apply_record`` with emission suppressed, so it continues
+them through the same ``apply_record`` of their state with emission suppressed, so it continues
 counters, pages and heuristics exactly where the previous incarnation stopped. The ends that the
 previous incarnations went through are replayed too (see :func:`replay_history`), because an end
 settles the heuristics.

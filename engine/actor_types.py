@@ -5,7 +5,7 @@ of actor (a v3 client, a mobile session) can be added without touching the sched
 whose kind no type owns only moves the log clock, as before.
 
 The web type is today's session actor: keyed by the record's ``session_id``, folding a
-:class:`~engine.session_state.SessionState`, fresh (no history to read) on a ``WEB_START`` that
+:class:`~engine.session_state.WebSessionState`, fresh (no history to read) on a ``WEB_START`` that
 does not continue an earlier session.
 """
 
@@ -17,7 +17,7 @@ from typing import Protocol
 import attrs
 
 from engine.events import DomainEvent
-from engine.session_state import SESSION_KINDS, SessionState
+from engine.session_state import SESSION_KINDS, WebSessionState
 from engine.start_payload import WebStartPayload
 from storage.records import LogRecord, RecordKind
 
@@ -123,7 +123,7 @@ def session_key_of(record: LogRecord) -> Hashable:
 
 def _new_web_state(key: Hashable, record: LogRecord | None) -> ActorState:
     assert isinstance(key, int)
-    return SessionState(key, record.project_id if record is not None else 0)
+    return WebSessionState(key, record.project_id if record is not None else 0)
 
 
 def _starts_new_session(record: LogRecord) -> bool:

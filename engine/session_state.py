@@ -1,7 +1,9 @@
 """The state of one web session and the code that applies log records to it (sans-IO, synchronous).
 
-Owns what a session actor knows (start, times, current pages per tab, counters, user ids,
-metadata, heuristics state) and the translation of WEB_START / WEB_BATCH records into domain events
+:class:`WebSessionState` is the web platform over :class:`~engine.session_core.SessionCore`, which
+owns what every platform shares (ids, times, counters, user ids, metadata, parking a record,
+ending). This module owns what only the web has (current pages per tab, focus, visibility, the
+click heuristics) and the translation of WEB_START / WEB_BATCH records into domain events
 (PROTOCOL.md 5.3, 7, 9; API.md 2.3-2.5). No I/O, no clock, no trio: the actor task
 (``engine.actor``) feeds records in log order, and a replay after re-activation feeds the same
 records through the same code with ``out=None`` (emission suppressed), which rebuilds exactly the
@@ -28,8 +30,8 @@ Strings from the codec are always valid UTF-8; the start payload repairs its own
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from typing import Any, TypeAlias, TypedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, TypeAlias
 
 import attrs
 
@@ -73,18 +75,14 @@ from engine.events import (
     AnonymousIdSet,
     Clicked,
     CustomEventRecorded,
-    DomainEvent,
     ErrorRaised,
     GraphQLCalled,
     InputChanged,
-    IssueDetected,
     MetadataSet,
     PageTimingsReported,
     PageTitleChanged,
     PageVisited,
-    RecordParked,
     RequestMade,
-    SessionEnded,
     SessionStarted,
     StateActionDispatched,
     TabVisibilityChanged,
@@ -99,6 +97,7 @@ from engine.heuristics import (
     is_bad_request,
     tracker_detects_click_issues,
 )
+from engine.session_core import MAX_CLOCK_AHEAD_MS, RecordApplier, SessionCore
 from engine.start_payload import WebStartPayload
 from storage.records import LogRecord, RecordKind
 
@@ -108,18 +107,12 @@ __all__ = [
     "MAX_CLOCK_AHEAD_MS",
     "REACTION_TYPES",
     "SESSION_KINDS",
-    "SessionState",
     "TabPage",
+    "WebSessionState",
 ]
-
-SESSION_KINDS = frozenset({RecordKind.WEB_START, RecordKind.WEB_BATCH, RecordKind.WEB_ASSETS})
-"""Record kinds that belong to a web session actor (everything else only moves the log clock)."""
 
 LOAD_TIMING_MAX_MS = 30_000
 """PageLoadTiming values above this are dropped (``None``), as the Go page-event builder does."""
-
-MAX_CLOCK_AHEAD_MS = 86_400_000
-"""A message time later than its record's receipt plus this (a day) is not a time (see above)."""
 
 # BatchMetadata fields capped so that message ids, (page_no << 32) + first_index + index, stay
 # within int64 (a real tracker counts pages and messages in the thousands).
@@ -170,14 +163,6 @@ def _storable_metadata(meta: BatchMetadata, latest_ms: int) -> BatchMetadata:
         first_index=min(meta.first_index, _FIRST_INDEX_MAX),
         timestamp=meta.timestamp if meta.timestamp <= latest_ms else 0,
     )
-
-
-class _Head(TypedDict):
-    """The fields every event of one record shares: a TypedDict so ``**`` unpacking is typed."""
-
-    position: int
-    session_id: int
-    project_id: int
 
 
 class _Reaction:
@@ -234,8 +219,8 @@ class TabPage:
         )
 
 
-class SessionState:
-    """Everything a session actor knows, and ``apply_record`` / ``end`` to move it forward.
+class WebSessionState(SessionCore):
+    """A web session: the core plus tabs, the web message handlers and the click heuristics.
 
     ``out`` arguments receive the produced domain events in order; ``None`` suppresses emission
     (replay) without changing what happens to the state.
@@ -243,158 +228,46 @@ class SessionState:
 
     __slots__ = (
         "_batch_url",
-        "_latest",
         "_meta",
-        "_now",
-        "_out",
-        "_pos",
         "_tab",
-        "anonymous_id",
         "click_rage",
         "current_title",
         "current_url",
         "dead_click",
         "delay",
-        "ended",
-        "errors_count",
-        "events_count",
         "focus_node_id",
-        "issue_types",
-        "last_message_ts",
-        "last_record_ms",
-        "messages_walked",
-        "metadata",
-        "pages_count",
-        "project_id",
-        "records_applied",
-        "records_parked",
         "server_heuristics",
-        "session_id",
-        "start_ts",
-        "started",
         "tabs",
-        "tracker_version",
-        "user_id",
         "visible",
     )  # fmt: skip
 
     def __init__(self, session_id: int, project_id: int = 0) -> None:
-        self.session_id = session_id
-        self.project_id = project_id
-        self.started = False
-        self.start_ts = 0
+        super().__init__(session_id, project_id)
         self.delay = 0
-        self.tracker_version = ""
         # Until a start record says otherwise the tracker is unknown: run the server-side click
         # detectors (see engine.heuristics for the duplicate policy).
         self.server_heuristics = True
-        self.last_message_ts = 0
-        self.last_record_ms = 0
-        self.ended = False
-        self.pages_count = 0
-        self.events_count = 0
-        self.errors_count = 0
-        self.issue_types: dict[str, None] = {}  # insertion-ordered set
-        self.user_id: str | None = None
-        self.anonymous_id: str | None = None
-        self.metadata: dict[str, str] = {}
         self.focus_node_id: int | None = None
         self.visible: bool | None = None
         self.current_url = ""
         self.current_title = ""
         self.tabs: dict[str, TabPage] = {}
-        self.records_applied = 0
-        self.records_parked = 0
-        self.messages_walked = 0  # tracker messages in the batches applied (decoded or skipped)
         self.click_rage = ClickRageDetector()
         self.dead_click = DeadClickDetector()
-        # Per-call scratch (set by apply_record/end; avoids threading 5 arguments through handlers).
-        self._out: list[DomainEvent] | None = None
-        self._pos = 0
-        self._now = 0
+        # Per-batch scratch, like the core's (set by _apply_batch, read by the handlers).
         self._meta = _NO_METADATA
         self._tab = TabPage()
         self._batch_url = ""
-        self._latest = 0  # the latest message time taken as a time in this record
 
-    def _head(self) -> _Head:
-        """The fields every event of the record being applied shares (``timestamp`` aside)."""
-        return {
-            "position": self._pos,
-            "session_id": self.session_id,
-            "project_id": self.project_id,
-        }
-
-    # -- records -----------------------------------------------------------------------------
-
-    def apply_record(self, record: LogRecord, out: list[DomainEvent] | None) -> bool:
-        """Apply one record of this session; False when it was parked (``RecordParked`` emitted)."""
-        self.last_record_ms = max(self.last_record_ms, record.received_at_ms)
-        if record.project_id:
-            self.project_id = record.project_id
-        self.ended = False
-        self._out = out
-        self._pos = record.position
-        self._latest = record.received_at_ms + MAX_CLOCK_AHEAD_MS
-        kind = record.kind
-        try:
-            if kind == RecordKind.WEB_BATCH:
-                self._apply_batch(record.payload)
-            elif kind == RecordKind.WEB_START:
-                self._apply_start(record)
-            # WEB_ASSETS only counts as activity (its time was taken above).
-        except Exception as exc:  # noqa: BLE001 - invariant 8: park the record, never stop
-            self.records_parked += 1
-            self._park(record.position, record.received_at_ms, exc, int(kind), "engine")
-            return False
-        finally:
-            self._out = None
-        self.records_applied += 1
-        return True
-
-    def end(self, position: int, out: list[DomainEvent] | None) -> None:
-        """The session went inactive: settle the heuristics and emit ``SessionEnded``."""
-        self._out = out
-        self._pos = position
-        last = self.last_message_ts
+    def _settle(self) -> None:
+        """The end: flush the click detectors, whose pending runs the session's end closes."""
         if self.server_heuristics:
-            try:
-                found = self.click_rage.flush()
-                if found is not None:
-                    self._detected(found)
-                found = self.dead_click.flush(last)
-                if found is not None:
-                    self._detected(found)
-            except Exception as exc:  # noqa: BLE001 - invariant 8: park the end, still end
-                self._park(position, last, exc, 0, "engine:end")
-        self.ended = True
-        if out is not None:
-            start = self.start_ts
-            out.append(
-                SessionEnded(
-                    position=position,
-                    session_id=self.session_id,
-                    project_id=self.project_id,
-                    timestamp=last,
-                    duration_ms=max(0, last - start),
-                )
-            )
-        self._out = None
-
-    def _park(self, position: int, timestamp: int, exc: Exception, kind: int, stage: str) -> None:
-        out = self._out
-        if out is not None:
-            out.append(
-                RecordParked(
-                    position=position,
-                    session_id=self.session_id,
-                    project_id=self.project_id,
-                    timestamp=clamp_int64(timestamp),
-                    error=f"{type(exc).__name__}: {exc}",
-                    kind=kind,
-                    stage=stage,
-                )
-            )
+            found = self.click_rage.flush()
+            if found is not None:
+                self._detected(found)
+            found = self.dead_click.flush(self.last_message_ts)
+            if found is not None:
+                self._detected(found)
 
     # -- start -------------------------------------------------------------------------------
 
@@ -429,8 +302,9 @@ class SessionState:
 
     # -- batches -----------------------------------------------------------------------------
 
-    def _apply_batch(self, payload: bytes) -> None:
+    def _apply_batch(self, record: LogRecord) -> None:
         # Decode everything first: a CodecError then parks the record before any state changed.
+        payload = record.payload
         messages: Sequence[tuple[int, _Decoded]]
         if self.server_heuristics:
             messages, count = _decode_with_reactions(payload)
@@ -480,33 +354,6 @@ class SessionState:
 
     def _page_url(self) -> str:
         return self._tab.url or self._batch_url
-
-    def _issue(
-        self,
-        issue_type: str,
-        timestamp: int,
-        mid: int,
-        page_url: str,
-        context_string: str = "",
-        context: str = "",
-        payload: str = "",
-    ) -> None:
-        self.issue_types[issue_type] = None
-        self.events_count += 1
-        out = self._out
-        if out is not None:
-            out.append(
-                IssueDetected(
-                    **self._head(),
-                    timestamp=timestamp,
-                    message_id=mid,
-                    page_url=page_url,
-                    issue_type=issue_type,
-                    context_string=context_string,
-                    context=context,
-                    payload=payload,
-                )
-            )
 
     def _detected(self, d: Detection) -> None:
         self._issue(
@@ -891,37 +738,47 @@ class SessionState:
                 )
             )
 
+    RECORD_KINDS: ClassVar[Mapping[int, RecordApplier]] = {
+        RecordKind.WEB_START: _apply_start,
+        RecordKind.WEB_BATCH: _apply_batch,
+        RecordKind.WEB_ASSETS: SessionCore._apply_activity,  # its time is all that counts
+    }
+
+
+SESSION_KINDS = frozenset(WebSessionState.RECORD_KINDS)
+"""Record kinds that belong to a web session actor (everything else only moves the log clock)."""
+
 
 # Any: each handler takes the message class it is registered under, which a dict's type cannot
 # say; the exact-class lookup below guarantees it.
-_Handler = Callable[[SessionState, int, Any], None]
+_Handler = Callable[[WebSessionState, int, Any], None]
 
 # Dispatch by exact message class: one dict lookup per decoded message.
 _HANDLERS: dict[type, _Handler] = {
-    TabData: SessionState._on_tab_data,
-    SetPageLocation: SessionState._on_location,
-    SetPageLocationDeprecated: SessionState._on_location,
-    PageLoadTiming: SessionState._on_load_timing,
-    PageRenderTiming: SessionState._on_render_timing,
-    WebVitals: SessionState._on_web_vitals,
-    MouseClick: SessionState._on_click,
-    MouseClickDeprecated: SessionState._on_click,
-    InputChange: SessionState._on_input,
-    SetNodeFocus: SessionState._on_focus,
-    CustomEvent: SessionState._on_custom_event,
-    UserID: SessionState._on_user_id,
-    UserAnonymousID: SessionState._on_anonymous_id,
-    Metadata: SessionState._on_metadata,
-    JSException: SessionState._on_js_exception,
-    NetworkRequest: SessionState._on_request,
-    NetworkRequestDeprecated: SessionState._on_request,
-    GraphQL: SessionState._on_graphql,
-    GraphQLDeprecated: SessionState._on_graphql,
-    StateAction: SessionState._on_state_action,
-    IssueEvent: SessionState._on_issue_event,
-    CustomIssue: SessionState._on_custom_issue,
-    MouseThrashing: SessionState._on_mouse_thrashing,
-    Incident: SessionState._on_incident,
-    SetPageVisibility: SessionState._on_visibility,
-    _Reaction: SessionState._on_dom_change,
+    TabData: WebSessionState._on_tab_data,
+    SetPageLocation: WebSessionState._on_location,
+    SetPageLocationDeprecated: WebSessionState._on_location,
+    PageLoadTiming: WebSessionState._on_load_timing,
+    PageRenderTiming: WebSessionState._on_render_timing,
+    WebVitals: WebSessionState._on_web_vitals,
+    MouseClick: WebSessionState._on_click,
+    MouseClickDeprecated: WebSessionState._on_click,
+    InputChange: WebSessionState._on_input,
+    SetNodeFocus: WebSessionState._on_focus,
+    CustomEvent: WebSessionState._on_custom_event,
+    UserID: WebSessionState._on_user_id,
+    UserAnonymousID: WebSessionState._on_anonymous_id,
+    Metadata: WebSessionState._on_metadata,
+    JSException: WebSessionState._on_js_exception,
+    NetworkRequest: WebSessionState._on_request,
+    NetworkRequestDeprecated: WebSessionState._on_request,
+    GraphQL: WebSessionState._on_graphql,
+    GraphQLDeprecated: WebSessionState._on_graphql,
+    StateAction: WebSessionState._on_state_action,
+    IssueEvent: WebSessionState._on_issue_event,
+    CustomIssue: WebSessionState._on_custom_issue,
+    MouseThrashing: WebSessionState._on_mouse_thrashing,
+    Incident: WebSessionState._on_incident,
+    SetPageVisibility: WebSessionState._on_visibility,
+    _Reaction: WebSessionState._on_dom_change,
 }

@@ -4,7 +4,7 @@ Realistic batches from ``benchlib.batches`` (mostly DOM, mouse moves, a few clic
 locations) are applied
 
   (a) decode only      iter_messages(body, BASE_WANTED)            (the floor: the codec's part)
-  (b) state, tracker 19  SessionState.apply_record, events emitted  (what an actor does per record)
+  (b) state, tracker 19  WebSessionState.apply_record, events emitted (an actor's work per record)
   (c) state, tracker 18  the same with the server-side dead-click detector (DOM types decoded)
   (d) supervisor       Supervisor.run over an in-memory source, 20 interleaved sessions, chunks of
                        200 records, events to a no-op sink (dispatch, mailboxes, flush epochs)
@@ -24,7 +24,7 @@ from benchlib import batches
 
 from engine.codec import web
 from engine.events import DomainEvent
-from engine.session_state import BASE_WANTED, SessionState
+from engine.session_state import BASE_WANTED, WebSessionState
 from engine.start_payload import WebStartPayload
 from engine.supervisor import Supervisor
 from storage.records import LogRecord, RecordKind
@@ -95,7 +95,7 @@ def main() -> None:
                 pass
 
     def state_loop(version: str) -> Callable[[], None]:
-        state = SessionState(1)
+        state = WebSessionState(1)
         state.apply_record(start_record(1, version), None)
 
         def one() -> None:
@@ -106,7 +106,7 @@ def main() -> None:
         return one
 
     events_per_round: list[DomainEvent] = []
-    probe = SessionState(1)
+    probe = WebSessionState(1)
     probe.apply_record(start_record(1, "19.0.1"), None)
     for record in records:
         probe.apply_record(record, events_per_round)
@@ -148,8 +148,8 @@ def main() -> None:
 
     rows = [
         ("decode only (BASE_WANTED)", rate(args.seconds, per_round, decode_only)),
-        ("SessionState, tracker 19", rate(args.seconds, per_round, state_loop("19.0.1"))),
-        ("SessionState, tracker 18 (+DOM)", rate(args.seconds, per_round, state_loop("18.2.0"))),
+        ("WebSessionState, tracker 19", rate(args.seconds, per_round, state_loop("19.0.1"))),
+        ("WebSessionState, tracker 18 (+DOM)", rate(args.seconds, per_round, state_loop("18.2.0"))),
         ("Supervisor, 20 sessions", rate(args.seconds, sup_messages, lambda: trio.run(supervise))),
     ]
     base = rows[0][1]

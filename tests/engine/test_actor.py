@@ -45,7 +45,7 @@ from engine.events import (
     UserIdSet,
     WebVitalReported,
 )
-from engine.session_state import BASE_WANTED, SessionState, _decode_with_reactions, _Reaction
+from engine.session_state import BASE_WANTED, WebSessionState, _decode_with_reactions, _Reaction
 from storage.records import LogRecord, RecordKind
 from tests.engine.builders import T0, MemoryLog, SessionScript, commit
 
@@ -62,8 +62,8 @@ class SessionIds(TypedDict):
 
 def run_state(
     records: list[LogRecord], *, end_at: int | None = None
-) -> tuple[SessionState, list[DomainEvent]]:
-    state = SessionState(records[0].session_id)
+) -> tuple[WebSessionState, list[DomainEvent]]:
+    state = WebSessionState(records[0].session_id)
     out: list[DomainEvent] = []
     for record in records:
         state.apply_record(record, out)
@@ -513,7 +513,7 @@ def test_replay_then_continue_equals_one_uninterrupted_run() -> None:
     for version in ("18.2.0", "19.0.1"):
         records = build_long_session(21, version)
         # Uninterrupted: ends where the supervisor would (gap > timeout before the last record).
-        whole = SessionState(21)
+        whole = WebSessionState(21)
         expected: list[DomainEvent] = []
         end_events: list[DomainEvent] = []
         for i, record in enumerate(records):
@@ -527,7 +527,7 @@ def test_replay_then_continue_equals_one_uninterrupted_run() -> None:
         for k in range(len(records) + 1):
             # A new incarnation after record k-1: at k == 3 it is the re-activation by the late
             # batch (its predecessor emitted the end); before that, a restart.
-            resumed = SessionState(21)
+            resumed = WebSessionState(21)
             replay_history(
                 resumed, records[:k], inactivity_timeout_ms=TIMEOUT, ended_after=(k == 3)
             )
@@ -608,7 +608,7 @@ async def test_actor_task_replays_history_then_drains_its_mailbox() -> None:
         )
         assert counters.replayed_records == 3
         assert actor.last_record_ms == records[2].received_at_ms
-        assert isinstance(actor.state, SessionState)
+        assert isinstance(actor.state, WebSessionState)
         assert actor.state.ended and actor.state.user_id == "u1"
         late: list[DomainEvent] = []
         end: list[DomainEvent] = []

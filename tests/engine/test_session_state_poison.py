@@ -23,15 +23,15 @@ from engine.events import (
     repair_text,
 )
 from engine.heuristics import ClickRageDetector, Detection
-from engine.session_state import MAX_CLOCK_AHEAD_MS, SessionState
+from engine.session_state import MAX_CLOCK_AHEAD_MS, WebSessionState
 from engine.start_payload import WebStartPayload
 from tests.engine.builders import T0, SessionScript, commit
 
 U64_MAX = 2**64 - 1
 
 
-def run(records: list, *, end_at: int | None = None) -> tuple[SessionState, list[DomainEvent]]:
-    state = SessionState(records[0].session_id)
+def run(records: list, *, end_at: int | None = None) -> tuple[WebSessionState, list[DomainEvent]]:
+    state = WebSessionState(records[0].session_id)
     out: list[DomainEvent] = []
     for record in commit(records):
         state.apply_record(record, out)
@@ -150,7 +150,7 @@ def test_a_failing_end_is_parked_and_the_session_still_ends() -> None:
     s = SessionScript(6, tracker_version="18.0.0")  # server-side heuristics run
     start = s.start()
     s.visit("http://shop/")
-    state = SessionState(6)
+    state = WebSessionState(6)
     out: list[DomainEvent] = []
     for record in commit([start, s.batch()]):
         state.apply_record(record, out)
