@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 
 from engine import events as ev
-from engine.client_info import START_FIELDS
+from engine.start_info import START_FIELDS, StartInfo
 from projections.base import SqlProjection, forget_checkpoint, read_checkpoint
 from storage.schema import apply_migrations
 
@@ -192,7 +192,8 @@ class _Patch:
     first_ts: int
     first_position: int
     last_position: int
-    start: ev.SessionStarted | None = None
+    start: StartInfo | None = None  # of the call's SessionStarted
+    start_ts: int = 0  # and its time
     sets: dict[str, Any] = attrs.Factory(dict)
     metadata: dict[str, str] = attrs.Factory(dict)
     pages: int = 0
@@ -208,9 +209,9 @@ def _fold(patch: _Patch, event: ev.DomainEvent) -> None:
     patch.last_position = max(patch.last_position, event.position)
     match event:
         case ev.SessionStarted():
-            patch.start = event
-            if event.user_id:  # "" or None: no user id (yet)
-                patch.sets["user_id"] = event.user_id
+            patch.start, patch.start_ts = event.start, event.timestamp
+            if event.start.user_id:  # "" or None: no user id (yet)
+                patch.sets["user_id"] = event.start.user_id
         case ev.SessionEnded():
             patch.sets["duration"] = event.duration_ms
             patch.sets["end_ts"] = event.timestamp
@@ -305,7 +306,7 @@ def apply(conn: sqlite3.Connection, events: Sequence[ev.DomainEvent]) -> None:
             {
                 "session_id": p.session_id,
                 "project_id": p.project_id,
-                "start_ts": p.start.timestamp if p.start is not None else p.first_ts,
+                "start_ts": p.start_ts if p.start is not None else p.first_ts,
                 "first_position": p.first_position,
                 "last_position": p.last_position,
             }
@@ -315,7 +316,7 @@ def apply(conn: sqlite3.Connection, events: Sequence[ev.DomainEvent]) -> None:
     conn.executemany(
         _UPDATE_START,
         [
-            {"session_id": p.session_id, "start_ts": p.start.timestamp}
+            {"session_id": p.session_id, "start_ts": p.start_ts}
             | {c: getattr(p.start, c) for c in _START_COLUMNS}
             for p in patches.values()
             if p.start is not None

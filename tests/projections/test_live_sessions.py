@@ -6,6 +6,7 @@ import hypothesis.strategies as st
 from hypothesis import given, settings
 
 from engine import events as ev
+from engine.start_info import StartInfo
 from projections.live_sessions import LiveFilter, LiveSession, LiveSessions
 from projections.sessions import SessionRow
 
@@ -230,7 +231,7 @@ def attrs_evolve_start(script: SessionScript) -> ev.SessionStarted:
     start = script.started(platform="web")
     return ev.SessionStarted(
         position=0, session_id=start.session_id, project_id=start.project_id,
-        timestamp=start.timestamp - 1, platform="web",
+        timestamp=start.timestamp - 1, start=StartInfo(platform="web"),
     )  # fmt: skip
 
 
