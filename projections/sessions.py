@@ -26,6 +26,9 @@ from storage.schema import apply_migrations
 
 NAME = "sessions"
 
+# Append-only (shipped steps never change). The start facts' columns (one per StartInfo field,
+# same name, its type and default) are spelled out in the first step: a new StartInfo field
+# needs a new ``ALTER TABLE sessions ADD COLUMN`` step, which tests/test_start_fields.py demands.
 STEPS: list[str] = [
     """
     CREATE TABLE sessions (
@@ -104,37 +107,16 @@ _SET_COLUMNS: tuple[str, ...] = ("user_id", "user_anonymous_id", "duration", "en
 
 
 @attrs.frozen(slots=True, kw_only=True)
-class SessionRow:
-    """A session as the sessions projection knows it (field names follow the table)."""
+class SessionRow(StartInfo):
+    """A session as the sessions projection knows it (field names follow the table): its start
+    facts (:class:`StartInfo`; ``user_id`` is the current one) and what the other events made."""
 
     session_id: int
     project_id: int
     start_ts: int
     duration: int | None
     end_ts: int | None
-    user_id: str | None
     user_anonymous_id: str | None
-    user_uuid: str
-    user_agent: str
-    user_os: str
-    user_os_version: str
-    user_browser: str
-    user_browser_version: str
-    user_device: str
-    user_device_type: str
-    user_country: str
-    user_city: str
-    user_state: str
-    platform: str
-    timezone: str
-    rev_id: str
-    tracker_version: str
-    is_snippet: bool
-    referrer: str
-    screen_width: int
-    screen_height: int
-    device_memory: int
-    js_heap_size_limit: int
     page_title: str
     pages_count: int
     events_count: int
@@ -153,11 +135,14 @@ class SessionRow:
 
 _ROW_COLUMNS = tuple(f.name for f in attrs.fields(SessionRow))
 _SELECT = f"SELECT {', '.join(_ROW_COLUMNS)} FROM sessions"
+# SQLite has no boolean: such columns hold 0/1 (annotations are strings: postponed evaluation).
+_BOOL_COLUMNS = tuple(f.name for f in attrs.fields(SessionRow) if f.type == "bool")
 
 
 def _row(values: Sequence[Any]) -> SessionRow:
     raw = dict(zip(_ROW_COLUMNS, values, strict=True))
-    raw["is_snippet"] = bool(raw["is_snippet"])
+    for column in _BOOL_COLUMNS:
+        raw[column] = bool(raw[column])
     raw["issue_types"] = tuple(json.loads(raw["issue_types"]))
     raw["metadata"] = json.loads(raw["metadata"])
     return SessionRow(**raw)
