@@ -14,9 +14,10 @@ import pytest
 
 from engine import events as ev
 from engine.session_state import SessionState
-from engine.start_info import START_FIELDS, StartInfo
+from engine.start_info import START_FIELDS, StartInfo, start_field
 from engine.start_payload import WebStartPayload
 from projections import sessions
+from projections.live_sessions import LiveSessions
 from storage.records import NewRecord, RecordKind
 from tests.engine.builders import commit
 
@@ -108,3 +109,26 @@ def test_every_start_fact_reaches_the_event_and_the_sessions_row(conn: sqlite3.C
     row = sessions.get_session(conn, PROJECT, SESSION)
     assert row is not None
     assert row.start_info() == start
+
+
+def test_every_start_fact_reaches_the_live_session_and_assist_shows_its_live_keys(
+    conn: sqlite3.Connection,
+) -> None:
+    start = distinct_start()
+    event = started(start)
+    from_event = LiveSessions()
+    from_event.apply([event])
+    sessions.apply(conn, [event])
+    from_row = LiveSessions()  # as a restart reloads it
+    from_row.load(sessions.live_sessions(conn), 1)
+    for live in (from_event, from_row):
+        session = live.get(PROJECT, SESSION)
+        assert session is not None and session.start == start
+        shown = session.assist_fields()
+        for field in attrs.fields(StartInfo):
+            key = start_field(field).live
+            if key is not None:
+                assert shown[key] == getattr(start, field.name), field.name
+        # Nothing else of the start reaches Assist (a field's value is its own: see above).
+        others = {f.name for f in attrs.fields(StartInfo) if start_field(f).live is None}
+        assert not {str(getattr(start, name)) for name in others} & set(map(str, shown.values()))
