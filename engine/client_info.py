@@ -20,6 +20,8 @@ import iptocc
 import trio
 import ua_parser
 
+from engine.start_info import StartInfo
+
 MAX_USER_AGENT_LENGTH = 1024
 """Characters of a User-Agent that are parsed and stored. Real browsers send 100-300, with every
 product token the regexes look for well inside that; only padding is lost."""
@@ -38,6 +40,18 @@ class ClientInfo:
     browser_version: str = ""
     device: str = ""  # e.g. "iPhone"; "" on desktops, as the reference backend answers
     device_type: str = ""  # desktop | mobile | tablet | other
+
+    def applied_to(self, start: StartInfo) -> StartInfo:
+        """``start`` with these User-Agent facts as its OS, browser and device."""
+        return attrs.evolve(
+            start,
+            user_os=self.os,
+            user_os_version=self.os_version,
+            user_browser=self.browser,
+            user_browser_version=self.browser_version,
+            user_device=self.device,
+            user_device_type=self.device_type,
+        )
 
 
 def _version(*parts: str | None) -> str:

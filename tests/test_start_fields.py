@@ -6,15 +6,18 @@ added to the table but missed by one carrier (the sessions table's schema, its r
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 import pytest
 
+from api.public_v1 import user_session_json
 from engine import events as ev
 from engine.session_state import SessionState
-from engine.start_info import START_FIELDS, StartInfo, start_field
+from engine.start_info import START_FIELDS, StartField, StartInfo, start_field
 from engine.start_payload import WebStartPayload
 from projections import sessions
 from projections.live_sessions import LiveSessions
@@ -46,6 +49,33 @@ def distinct_start() -> StartInfo:
 
 def _facts(value: object) -> dict[str, Any]:
     return {name: getattr(value, name) for name in START_FIELDS}
+
+
+def _shows_exactly(
+    answer: dict[str, Any], start: StartInfo, key_of: Callable[[StartField], str | None]
+) -> None:
+    """``answer`` holds the facts ``key_of`` gives a key, under it, and no other fact's value."""
+    for field in attrs.fields(StartInfo):
+        key = key_of(start_field(field))
+        if key is not None:
+            assert answer[key] == getattr(start, field.name), field.name
+    # Every fact's value is its own (distinct_start), so a hidden one shows as its value.
+    # (Booleans aside: the answers' own flags share their two values.)
+    fields: tuple[attrs.Attribute[Any], ...] = attrs.fields(StartInfo)
+    hidden = {
+        str(getattr(start, f.name))
+        for f in fields
+        if key_of(start_field(f)) is None and f.type != "bool"
+    }
+    assert not hidden & {str(v) for v in answer.values()}
+
+
+def test_every_start_fact_declares_its_public_keys_once() -> None:
+    declared = [start_field(f) for f in attrs.fields(StartInfo)]
+    json_keys = [d.json for d in declared]
+    live_keys = [d.live for d in declared if d.live is not None]
+    assert len(set(json_keys)) == len(json_keys) and len(set(live_keys)) == len(live_keys)
+    assert all(key[0].islower() and "_" not in key for key in json_keys + live_keys)
 
 
 @pytest.fixture
@@ -82,11 +112,22 @@ def test_the_sessions_table_has_a_column_for_every_start_fact(conn: sqlite3.Conn
         )
 
 
-def started(start: StartInfo) -> ev.SessionStarted:
-    """The SessionStarted the session actor makes of a start record holding ``start``."""
-    payload = WebStartPayload(
+def _payload(start: StartInfo) -> WebStartPayload:
+    return WebStartPayload(
         session_id=SESSION, project_id=PROJECT, start_timestamp=T0, delay=0, **_facts(start)
     )
+
+
+def test_every_start_fact_reaches_the_start_record_json() -> None:
+    start = distinct_start()
+    written = json.loads(_payload(start).to_bytes())
+    assert {name: written[name] for name in START_FIELDS} == _facts(start)
+    assert WebStartPayload.from_bytes(_payload(start).to_bytes()).start_info() == start
+
+
+def started(start: StartInfo) -> ev.SessionStarted:
+    """The SessionStarted the session actor makes of a start record holding ``start``."""
+    payload = _payload(start)
     record = NewRecord(
         session_id=SESSION,
         project_id=PROJECT,
@@ -124,11 +165,14 @@ def test_every_start_fact_reaches_the_live_session_and_assist_shows_its_live_key
     for live in (from_event, from_row):
         session = live.get(PROJECT, SESSION)
         assert session is not None and session.start == start
-        shown = session.assist_fields()
-        for field in attrs.fields(StartInfo):
-            key = start_field(field).live
-            if key is not None:
-                assert shown[key] == getattr(start, field.name), field.name
-        # Nothing else of the start reaches Assist (a field's value is its own: see above).
-        others = {f.name for f in attrs.fields(StartInfo) if start_field(f).live is None}
-        assert not {str(getattr(start, name)) for name in others} & set(map(str, shown.values()))
+        _shows_exactly(session.assist_fields(), start, lambda f: f.live)
+
+
+def test_every_start_fact_listed_for_v1_user_sessions_reaches_that_json(
+    conn: sqlite3.Connection,
+) -> None:
+    start = distinct_start()
+    sessions.apply(conn, [started(start)])
+    row = sessions.get_session(conn, PROJECT, SESSION)
+    assert row is not None
+    _shows_exactly(user_session_json(row), start, lambda f: f.json if f.user_sessions else None)
