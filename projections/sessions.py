@@ -99,7 +99,7 @@ ISSUE_WEIGHTS: dict[str, int] = {
 }
 DEFAULT_ISSUE_WEIGHT = 50
 
-# Columns copied from SessionStarted: the start facts (same names on the event and in the table),
+# Columns copied from SessionStarted.start: the start facts (one column per StartInfo field),
 # but user_id, which later events change too: it goes with the other set columns ("" = none).
 _START_COLUMNS: tuple[str, ...] = tuple(c for c in START_FIELDS if c != "user_id")
 # Columns that an event sets to a value (last one wins) rather than accumulates.
