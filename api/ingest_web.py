@@ -33,6 +33,7 @@ from api.openapi import error_reply, json_reply, operation
 from api.session_directory import SessionDirectory
 from engine import client_info, tokens
 from engine.ids import FlakeIdGenerator, flake_timestamp_ms
+from engine.start_info import StartInfo
 from engine.start_payload import WebStartPayload
 from storage.budget import ByteBudget
 from storage.catalog import Catalog, Project
@@ -200,31 +201,30 @@ class WebIngest:
         country = client_info.country_of_ip(self.client_ip())
 
         if not req.do_not_record:
+            start = info.applied_to(
+                StartInfo(
+                    user_uuid=user_uuid,
+                    user_id=req.user_id,
+                    rev_id=req.rev_id,
+                    tracker_version=req.tracker_version,
+                    is_snippet=req.is_snippet,
+                    user_agent=user_agent,
+                    user_country=country,
+                    timezone=req.timezone,
+                    screen_width=req.width,
+                    screen_height=req.height,
+                    referrer=req.referrer,
+                    device_memory=req.device_memory,
+                    js_heap_size_limit=req.js_heap_size_limit,
+                )
+            )
             payload = WebStartPayload(
                 session_id=session_id,
                 project_id=project.project_id,
                 start_timestamp=session_start,
                 delay=delay,
                 continued=previous is not None,
-                user_uuid=user_uuid,
-                user_id=req.user_id,
-                rev_id=req.rev_id,
-                tracker_version=req.tracker_version,
-                is_snippet=req.is_snippet,
-                user_agent=user_agent,
-                user_os=info.os,
-                user_os_version=info.os_version,
-                user_browser=info.browser,
-                user_browser_version=info.browser_version,
-                user_device=info.device,
-                user_device_type=info.device_type,
-                user_country=country,
-                timezone=req.timezone,
-                screen_width=req.width,
-                screen_height=req.height,
-                referrer=req.referrer,
-                device_memory=req.device_memory,
-                js_heap_size_limit=req.js_heap_size_limit,
+                **attrs.asdict(start, recurse=False),
             )
             record = NewRecord(
                 session_id=session_id,

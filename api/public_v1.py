@@ -38,6 +38,7 @@ from api.public_v1_schema import (
     PROJECT_NAME_MAX,
     V1_PLATFORMS,
 )
+from engine.start_info import USER_SESSIONS_VIEW
 from projections import events as event_rows
 from projections.live_sessions import LiveFilter, LiveSessions
 from projections.reader import ProjectionReader
@@ -520,16 +521,16 @@ async def _close_inline_events() -> None:
 
 
 def user_session_json(row: SessionRow) -> dict[str, Any]:
-    """A session as ``GET /v1/{projectKey}/users/{userId}/sessions`` lists it (API.md 1.2 #4)."""
+    """A session as ``GET /v1/{projectKey}/users/{userId}/sessions`` lists it (API.md 1.2 #4):
+    the start facts are those their ``StartField`` lists there."""
+    start = USER_SESSIONS_VIEW.json(row)
+    # How the reference answers these two unknowns (the other facts stay "").
+    start["userBrowser"] = start["userBrowser"] or None
+    start["userCountry"] = start["userCountry"] or "UN"
     return {
         "projectId": row.project_id,
         "sessionId": str(row.session_id),
-        "userUuid": row.user_uuid,
-        "userId": row.user_id,
-        "userOs": row.user_os,
-        "userBrowser": row.user_browser or None,
-        "userDevice": row.user_device,
-        "userCountry": row.user_country or "UN",  # the reference's "unknown" country
+        **start,
         "startTs": row.start_ts,
         "duration": row.duration,
         "eventsCount": row.events_count,

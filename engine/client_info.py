@@ -20,6 +20,8 @@ import iptocc
 import trio
 import ua_parser
 
+from engine.start_info import StartInfo
+
 MAX_USER_AGENT_LENGTH = 1024
 """Characters of a User-Agent that are parsed and stored. Real browsers send 100-300, with every
 product token the regexes look for well inside that; only padding is lost."""
@@ -39,47 +41,17 @@ class ClientInfo:
     device: str = ""  # e.g. "iPhone"; "" on desktops, as the reference backend answers
     device_type: str = ""  # desktop | mobile | tablet | other
 
-
-@attrs.frozen(slots=True, kw_only=True)
-class StartInfo:
-    """What a session start says about the client and the tracker: the one field table.
-
-    The start record's payload (``engine.start_payload``) is this plus the server's decisions,
-    the session actor copies every field into ``SessionStarted`` and the sessions projection
-    stores each one in a column of the same name (:data:`START_FIELDS`), so a new start fact
-    (e.g. a mobile device field) is declared here. The order is the start record's JSON order.
-    """
-
-    user_uuid: str = ""
-    user_id: str | None = None
-    rev_id: str = ""
-    tracker_version: str = ""
-    is_snippet: bool = False
-    user_agent: str = ""
-    user_os: str = ""
-    user_os_version: str = ""
-    user_browser: str = ""
-    user_browser_version: str = ""
-    user_device: str = ""
-    user_device_type: str = ""
-    user_country: str = ""
-    user_city: str = ""
-    user_state: str = ""
-    timezone: str = ""
-    screen_width: int = 0
-    screen_height: int = 0
-    referrer: str = ""
-    device_memory: int = 0
-    js_heap_size_limit: int = 0
-    platform: str = "web"
-
-    def start_fields(self) -> dict[str, object]:
-        """The start facts by field name (what ``SessionStarted`` and the sessions row take)."""
-        return {name: getattr(self, name) for name in START_FIELDS}
-
-
-START_FIELDS: tuple[str, ...] = tuple(f.name for f in attrs.fields(StartInfo))
-"""Names of the start facts, in :class:`StartInfo` order (also the sessions table's columns)."""
+    def applied_to(self, start: StartInfo) -> StartInfo:
+        """``start`` with these User-Agent facts as its OS, browser and device."""
+        return attrs.evolve(
+            start,
+            user_os=self.os,
+            user_os_version=self.os_version,
+            user_browser=self.browser,
+            user_browser_version=self.browser_version,
+            user_device=self.device,
+            user_device_type=self.device_type,
+        )
 
 
 def _version(*parts: str | None) -> str:

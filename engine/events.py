@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import attrs
 
+from engine.start_info import StartInfo
+
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
 """The range of an SQLite INTEGER: every integer field of an event must lie in it."""
@@ -61,28 +63,7 @@ class DomainEvent:
 class SessionStarted(DomainEvent):
     """A session was started by ``/v1/web/start`` (or a mobile start); ``timestamp``: its start."""
 
-    platform: str = "web"
-    user_uuid: str = ""
-    user_id: str | None = None
-    rev_id: str = ""
-    tracker_version: str = ""
-    is_snippet: bool = False
-    user_agent: str = ""
-    user_os: str = ""
-    user_os_version: str = ""
-    user_browser: str = ""
-    user_browser_version: str = ""
-    user_device: str = ""
-    user_device_type: str = ""
-    user_country: str = ""
-    user_city: str = ""
-    user_state: str = ""
-    timezone: str = ""
-    screen_width: int = 0
-    screen_height: int = 0
-    referrer: str = ""
-    device_memory: int = 0
-    js_heap_size_limit: int = 0
+    start: StartInfo = attrs.field(factory=StartInfo)
 
 
 @attrs.frozen(slots=True, kw_only=True)

@@ -296,7 +296,7 @@ class WebSessionState(SessionCore):
                     session_id=self.session_id,
                     project_id=self.project_id,
                     timestamp=start_ts,
-                    **start.start_fields(),  # type: ignore[arg-type]
+                    start=start.start_info(),
                 )
             )
 

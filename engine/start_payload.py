@@ -16,8 +16,8 @@ from typing import Any
 
 import attrs
 
-from engine.client_info import START_FIELDS, StartInfo
 from engine.events import clamp_int64, repair_text
+from engine.start_info import START_FIELDS, StartInfo
 
 
 @attrs.frozen(slots=True, kw_only=True)

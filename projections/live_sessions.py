@@ -28,6 +28,7 @@ from typing import Any
 import attrs
 
 from engine import events as ev
+from engine.start_info import LIVE_VIEW, StartInfo
 from projections.sessions import SessionRow, read_live
 
 
@@ -41,46 +42,29 @@ class LiveSession:
     timestamp: int  # session start, epoch ms
     page_title: str = ""
     active: bool = True
-    user_id: str | None = None
     user_anonymous_id: str | None = None
-    user_uuid: str = ""
-    rev_id: str = ""
-    tracker_version: str = ""
-    is_snippet: bool = False
-    user_os: str = ""
-    user_browser: str = ""
-    user_browser_version: str = ""
-    user_device: str = ""
-    user_device_type: str = ""
-    user_country: str = ""
-    user_state: str = ""
-    user_city: str = ""
+    # The start facts; ``start.user_id`` is the current user id (setUserID changes it).
+    start: StartInfo = attrs.field(factory=StartInfo)
     metadata: Mapping[str, str] = attrs.Factory(dict)
 
+    @property
+    def user_id(self) -> str | None:
+        """The current user id (None: none)."""
+        return self.start.user_id
+
     def assist_fields(self) -> dict[str, Any]:
-        """The live object in its wire names (``sessionID`` as a string, ``live`` always true)."""
+        """The live object in its wire names (``sessionID`` as a string, ``live`` always true);
+        the start facts Assist shows are those their :class:`StartField` gives a live key."""
         return {
             "pageTitle": self.page_title,
             "active": self.active,
             "live": True,
             "sessionID": str(self.session_id),
             "metadata": dict(self.metadata),
-            "userID": self.user_id,
             "userAnonymousId": self.user_anonymous_id,
-            "userUUID": self.user_uuid,
             "projectKey": self.project_key,
-            "revID": self.rev_id,
             "timestamp": self.timestamp,
-            "trackerVersion": self.tracker_version,
-            "isSnippet": self.is_snippet,
-            "userOs": self.user_os,
-            "userBrowser": self.user_browser,
-            "userBrowserVersion": self.user_browser_version,
-            "userDevice": self.user_device,
-            "userDeviceType": self.user_device_type,
-            "userCountry": self.user_country,
-            "userState": self.user_state,
-            "userCity": self.user_city,
+            **LIVE_VIEW.json(self.start),
             "projectId": self.project_id,
         }
 
@@ -336,6 +320,13 @@ class LiveSessions:
         current = self._by_project[project_id][session_id].session
         self._put(attrs.evolve(current, **changes))
 
+    def _update_start(self, session_id: int, **changes: Any) -> None:
+        # The user id is the one start fact that a later event changes.
+        project_id = self._project_of.get(session_id)
+        if project_id is not None:
+            current = self._by_project[project_id][session_id].session
+            self._put(attrs.evolve(current, start=attrs.evolve(current.start, **changes)))
+
     def clear(self) -> None:
         """Forget every live session and the checkpoint."""
         self._by_project.clear()
@@ -360,20 +351,8 @@ class LiveSessions:
             project_key=self._project_key(row.project_id),
             timestamp=row.start_ts,
             page_title=row.page_title,
-            user_id=row.user_id,
             user_anonymous_id=row.user_anonymous_id,
-            user_uuid=row.user_uuid,
-            rev_id=row.rev_id,
-            tracker_version=row.tracker_version,
-            is_snippet=row.is_snippet,
-            user_os=row.user_os,
-            user_browser=row.user_browser,
-            user_browser_version=row.user_browser_version,
-            user_device=row.user_device,
-            user_device_type=row.user_device_type,
-            user_country=row.user_country,
-            user_state=row.user_state,
-            user_city=row.user_city,
+            start=row.start_info(),
             metadata=dict(row.metadata),
         )
 
@@ -403,7 +382,7 @@ class LiveSessions:
                 case ev.PageTitleChanged():
                     self._update(event.session_id, page_title=event.title)
                 case ev.UserIdSet():
-                    self._update(event.session_id, user_id=event.user_id or None)
+                    self._update_start(event.session_id, user_id=event.user_id or None)
                 case ev.AnonymousIdSet():
                     self._update(event.session_id, user_anonymous_id=event.anonymous_id)
                 case ev.TabVisibilityChanged():
@@ -424,6 +403,9 @@ class LiveSessions:
             if project_id is not None
             else None
         )
+        start = event.start
+        if not start.user_id:  # "" or None: this start names no user, the known one stays
+            start = attrs.evolve(start, user_id=previous.user_id if previous else None)
         self._put(
             LiveSession(
                 session_id=event.session_id,
@@ -433,20 +415,8 @@ class LiveSessions:
                 timestamp=min(event.timestamp, previous.timestamp) if previous else event.timestamp,
                 page_title=previous.page_title if previous else "",
                 active=previous.active if previous else True,
-                user_id=event.user_id or (previous.user_id if previous else None),
                 user_anonymous_id=previous.user_anonymous_id if previous else None,
-                user_uuid=event.user_uuid,
-                rev_id=event.rev_id,
-                tracker_version=event.tracker_version,
-                is_snippet=event.is_snippet,
-                user_os=event.user_os,
-                user_browser=event.user_browser,
-                user_browser_version=event.user_browser_version,
-                user_device=event.user_device,
-                user_device_type=event.user_device_type,
-                user_country=event.user_country,
-                user_state=event.user_state,
-                user_city=event.user_city,
+                start=start,
                 metadata=dict(previous.metadata) if previous else {},
             )
         )

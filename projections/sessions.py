@@ -20,12 +20,15 @@ from typing import Any
 import attrs
 
 from engine import events as ev
-from engine.client_info import START_FIELDS
+from engine.start_info import START_FIELDS, StartInfo
 from projections.base import SqlProjection, forget_checkpoint, read_checkpoint
 from storage.schema import apply_migrations
 
 NAME = "sessions"
 
+# Append-only (shipped steps never change). The start facts' columns (one per StartInfo field,
+# same name, its type and default) are spelled out in the first step: a new StartInfo field
+# needs a new ``ALTER TABLE sessions ADD COLUMN`` step, which tests/test_start_fields.py demands.
 STEPS: list[str] = [
     """
     CREATE TABLE sessions (
@@ -96,7 +99,7 @@ ISSUE_WEIGHTS: dict[str, int] = {
 }
 DEFAULT_ISSUE_WEIGHT = 50
 
-# Columns copied from SessionStarted: the start facts (same names on the event and in the table),
+# Columns copied from SessionStarted.start: the start facts (one column per StartInfo field),
 # but user_id, which later events change too: it goes with the other set columns ("" = none).
 _START_COLUMNS: tuple[str, ...] = tuple(c for c in START_FIELDS if c != "user_id")
 # Columns that an event sets to a value (last one wins) rather than accumulates.
@@ -104,37 +107,16 @@ _SET_COLUMNS: tuple[str, ...] = ("user_id", "user_anonymous_id", "duration", "en
 
 
 @attrs.frozen(slots=True, kw_only=True)
-class SessionRow:
-    """A session as the sessions projection knows it (field names follow the table)."""
+class SessionRow(StartInfo):
+    """A session as the sessions projection knows it (field names follow the table): its start
+    facts (:class:`StartInfo`; ``user_id`` is the current one) and what the other events made."""
 
     session_id: int
     project_id: int
     start_ts: int
     duration: int | None
     end_ts: int | None
-    user_id: str | None
     user_anonymous_id: str | None
-    user_uuid: str
-    user_agent: str
-    user_os: str
-    user_os_version: str
-    user_browser: str
-    user_browser_version: str
-    user_device: str
-    user_device_type: str
-    user_country: str
-    user_city: str
-    user_state: str
-    platform: str
-    timezone: str
-    rev_id: str
-    tracker_version: str
-    is_snippet: bool
-    referrer: str
-    screen_width: int
-    screen_height: int
-    device_memory: int
-    js_heap_size_limit: int
     page_title: str
     pages_count: int
     events_count: int
@@ -153,11 +135,14 @@ class SessionRow:
 
 _ROW_COLUMNS = tuple(f.name for f in attrs.fields(SessionRow))
 _SELECT = f"SELECT {', '.join(_ROW_COLUMNS)} FROM sessions"
+# SQLite has no boolean: such columns hold 0/1 (annotations are strings: postponed evaluation).
+_BOOL_COLUMNS = tuple(f.name for f in attrs.fields(SessionRow) if f.type == "bool")
 
 
 def _row(values: Sequence[Any]) -> SessionRow:
     raw = dict(zip(_ROW_COLUMNS, values, strict=True))
-    raw["is_snippet"] = bool(raw["is_snippet"])
+    for column in _BOOL_COLUMNS:
+        raw[column] = bool(raw[column])
     raw["issue_types"] = tuple(json.loads(raw["issue_types"]))
     raw["metadata"] = json.loads(raw["metadata"])
     return SessionRow(**raw)
@@ -192,7 +177,8 @@ class _Patch:
     first_ts: int
     first_position: int
     last_position: int
-    start: ev.SessionStarted | None = None
+    start: StartInfo | None = None  # of the call's SessionStarted
+    start_ts: int = 0  # and its time
     sets: dict[str, Any] = attrs.Factory(dict)
     metadata: dict[str, str] = attrs.Factory(dict)
     pages: int = 0
@@ -208,9 +194,9 @@ def _fold(patch: _Patch, event: ev.DomainEvent) -> None:
     patch.last_position = max(patch.last_position, event.position)
     match event:
         case ev.SessionStarted():
-            patch.start = event
-            if event.user_id:  # "" or None: no user id (yet)
-                patch.sets["user_id"] = event.user_id
+            patch.start, patch.start_ts = event.start, event.timestamp
+            if event.start.user_id:  # "" or None: no user id (yet)
+                patch.sets["user_id"] = event.start.user_id
         case ev.SessionEnded():
             patch.sets["duration"] = event.duration_ms
             patch.sets["end_ts"] = event.timestamp
@@ -305,7 +291,7 @@ def apply(conn: sqlite3.Connection, events: Sequence[ev.DomainEvent]) -> None:
             {
                 "session_id": p.session_id,
                 "project_id": p.project_id,
-                "start_ts": p.start.timestamp if p.start is not None else p.first_ts,
+                "start_ts": p.start_ts if p.start is not None else p.first_ts,
                 "first_position": p.first_position,
                 "last_position": p.last_position,
             }
@@ -315,7 +301,7 @@ def apply(conn: sqlite3.Connection, events: Sequence[ev.DomainEvent]) -> None:
     conn.executemany(
         _UPDATE_START,
         [
-            {"session_id": p.session_id, "start_ts": p.start.timestamp}
+            {"session_id": p.session_id, "start_ts": p.start_ts}
             | {c: getattr(p.start, c) for c in _START_COLUMNS}
             for p in patches.values()
             if p.start is not None

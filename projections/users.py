@@ -109,9 +109,9 @@ def apply(conn: sqlite3.Connection, events: Sequence[ev.DomainEvent]) -> None:
         match event:
             case ev.SessionStarted():
                 touch(event.session_id)
+                user_id = event.start.user_id or None
                 conn.execute(
-                    _ENSURE_SESSION,
-                    (event.session_id, event.project_id, event.user_id or None, event.timestamp),
+                    _ENSURE_SESSION, (event.session_id, event.project_id, user_id, event.timestamp)
                 )
                 touch(event.session_id)
             case ev.UserIdSet():

@@ -46,6 +46,7 @@ from engine.events import (
     WebVitalReported,
 )
 from engine.session_state import BASE_WANTED, WebSessionState, _decode_with_reactions, _Reaction
+from engine.start_info import StartInfo
 from storage.records import LogRecord, RecordKind
 from tests.engine.builders import T0, MemoryLog, SessionScript, commit
 
@@ -132,11 +133,13 @@ def test_a_scripted_session_gives_exactly_these_events() -> None:
         SessionStarted(
             position=1,
             timestamp=T0,
-            tracker_version="18.2.0",
-            user_os="Linux",
-            user_browser="Chrome",
-            screen_width=1280,
-            screen_height=800,
+            start=StartInfo(
+                tracker_version="18.2.0",
+                user_os="Linux",
+                user_browser="Chrome",
+                screen_width=1280,
+                screen_height=800,
+            ),
             **head,
         ),
         PageVisited(
@@ -661,7 +664,9 @@ def test_the_same_batches_give_the_same_events_whoever_runs_the_click_detectors(
             if not (isinstance(e, IssueDetected) and e.issue_type in ("click_rage", "dead_click"))
         ]
     assert events["18.2.0"] == [
-        attrs.evolve(e, tracker_version="18.2.0") if isinstance(e, SessionStarted) else e
+        attrs.evolve(e, start=attrs.evolve(e.start, tracker_version="18.2.0"))
+        if isinstance(e, SessionStarted)
+        else e
         for e in events["19.0.1"]
     ]
 

@@ -78,7 +78,7 @@ def test_a_start_with_lone_surrogates_and_huge_numbers_is_repaired() -> None:
     assert payload.is_snippet is False  # a bool stays a bool
     state, out = run([start])
     [started] = of(SessionStarted, out)
-    assert started.user_id == "\ufffd" and state.user_id == "\ufffd"
+    assert started.start.user_id == "\ufffd" and state.user_id == "\ufffd"
     assert not of(RecordParked, out)
 
 

@@ -8,7 +8,7 @@ import sqlite3
 import attrs
 
 from engine import events as ev
-from engine.client_info import START_FIELDS, StartInfo
+from engine.start_info import START_FIELDS, StartInfo
 from engine.start_payload import WebStartPayload
 from projections import sessions
 
@@ -31,28 +31,33 @@ def test_todays_bytes_read_and_write_back_identically() -> None:
     assert payload.to_bytes() == TODAYS_BYTES
 
 
-def test_every_start_fact_is_carried_by_the_event_and_the_sessions_row() -> None:
-    event_fields = {f.name for f in attrs.fields(ev.SessionStarted)}
+def test_every_start_fact_is_carried_by_the_payload_and_the_sessions_row() -> None:
     row_fields = {f.name for f in attrs.fields(sessions.SessionRow)}
-    assert set(START_FIELDS) <= event_fields
     assert set(START_FIELDS) <= row_fields
     assert set(START_FIELDS) <= {f.name for f in attrs.fields(WebStartPayload)}
 
 
+def test_the_event_carries_the_start_info_of_the_record() -> None:
+    payload = WebStartPayload.from_bytes(TODAYS_BYTES)
+    start = payload.start_info()
+    assert type(start) is StartInfo and start.start_info() is start
+    assert all(getattr(start, name) == getattr(payload, name) for name in START_FIELDS)
+
+
 def test_round_trip_start_record_to_sessions_row() -> None:
     payload = WebStartPayload.from_bytes(TODAYS_BYTES)
-    facts = payload.start_fields()
-    assert facts == StartInfo(**facts).start_fields()  # type: ignore[arg-type]
     event = ev.SessionStarted(
         position=1,
         session_id=payload.session_id,
         project_id=payload.project_id,
         timestamp=payload.start_timestamp,
-        **facts,  # type: ignore[arg-type]
+        start=payload.start_info(),
     )
     conn = sqlite3.connect(":memory:", isolation_level=None)
     sessions.migrate(conn)
     sessions.apply(conn, [event])
     row = sessions.get_session(conn, payload.project_id, payload.session_id)
     assert row is not None
-    assert {name: getattr(row, name) for name in START_FIELDS} == facts
+    assert {name: getattr(row, name) for name in START_FIELDS} == {
+        name: getattr(payload, name) for name in START_FIELDS
+    }

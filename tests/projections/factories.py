@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 from engine import events as ev
+from engine.start_info import StartInfo
 
 # The tables the SQL projections own: what "the state of the projections" means in comparisons.
 PROJECTION_TABLES: tuple[str, ...] = (
@@ -53,12 +54,13 @@ class SessionScript:
         return (self.page << 32) + self.index
 
     def started(self, **fields: Any) -> ev.SessionStarted:
+        """The session's start; ``fields``: its start facts (:class:`StartInfo` fields)."""
         return ev.SessionStarted(
             position=0,
             session_id=self.session_id,
             project_id=self.project_id,
             timestamp=self.start,
-            **fields,
+            start=StartInfo(**fields),
         )
 
     def page_visit(

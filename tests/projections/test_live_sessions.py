@@ -6,6 +6,7 @@ import hypothesis.strategies as st
 from hypothesis import given, settings
 
 from engine import events as ev
+from engine.start_info import StartInfo
 from projections.live_sessions import LiveFilter, LiveSession, LiveSessions
 from projections.sessions import SessionRow
 
@@ -88,7 +89,7 @@ def test_load_from_session_rows() -> None:
     assert ids(live.search(1).sessions) == [3, 1]  # the old content is gone, ended rows skipped
     one = live.get(1, 1)
     assert one is not None
-    assert (one.page_title, one.user_city, one.metadata, one.tracker_version) == (
+    assert (one.page_title, one.start.user_city, one.metadata, one.start.tracker_version) == (
         "Cart",
         "Berlin",
         {"plan": "pro"},
@@ -230,7 +231,7 @@ def attrs_evolve_start(script: SessionScript) -> ev.SessionStarted:
     start = script.started(platform="web")
     return ev.SessionStarted(
         position=0, session_id=start.session_id, project_id=start.project_id,
-        timestamp=start.timestamp - 1, platform="web",
+        timestamp=start.timestamp - 1, start=StartInfo(platform="web"),
     )  # fmt: skip
 
 
@@ -408,7 +409,8 @@ def test_contains_finds_every_distinct_text_and_both_page_strategies_agree() -> 
         by_browser.setdefault(b, []).append(s.session_id)
     # "e" is in three distinct texts; "\0x" holds the haystack's separator (plain loop path).
     e = live.search(1, [LiveFilter(type="userBrowser", values=("E",))], limit=200)
-    assert e.total == 60 and {s.user_browser for s in e.sessions} == {"Chrome", "Firefox", "Edge"}
+    assert e.total == 60
+    assert {s.start.user_browser for s in e.sessions} == {"Chrome", "Firefox", "Edge"}
     sep = live.search(1, [LiveFilter(type="userBrowser", values=("m\0X",))], order="ASC")
     assert ids(sep.sessions) == sorted(by_browser["chromium\0x"], key=lambda i: -i)
     # Few matches: sorted directly; many: the time order is walked. Same order either way.

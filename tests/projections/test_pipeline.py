@@ -96,7 +96,7 @@ async def test_live_sessions_reload_on_restart(fresh_db_path: Path) -> None:
     async with Projector(fresh_db_path, live=live) as projector:
         assert live.checkpoint == 3
         got = live.get(1, 1)
-        assert got is not None and (got.page_title, got.user_browser) == ("Cart", "Chrome")
+        assert got is not None and (got.page_title, got.start.user_browser) == ("Cart", "Chrome")
         assert live.get(1, 2) is None
         await projector.sink(positioned([[a.ended()]], first=4), 4)
         assert len(live) == 0
