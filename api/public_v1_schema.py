@@ -11,14 +11,13 @@ from typing import Any, TypeVar
 
 from api.openapi import (
     BOOLEAN,
-    ERROR,
     INTEGER,
     ORG_API_KEY,
+    RETRY_AFTER,
     STRING,
     Parameter,
     Reply,
     component,
-    error_reply,
     json_object,
     json_reply,
     nullable,
@@ -37,8 +36,25 @@ PROJECT_NAME_MAX = 200
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 ASSIST_LIMIT_MAX = 200
 ASSIST_OPERATORS = ("is", "contains")
+# The filter names of the reference's v1 (LiveFilterType, API.md 4.3), compared case-insensitively
+# so that both its spellings (camelCase since v1.10, UPPERCASE before) work, and "active" (the
+# tab is in the foreground, API.md 4.2) as its current Assist offers it.
+ASSIST_FILTER_TYPES = (
+    "userOs", "userBrowser", "userDevice", "userCountry", "userCity", "userState", "userId",
+    "userAnonymousId", "revId", "platform", "pageTitle", "sessionId", "metadata", "userUuid",
+    "trackerVersion", "userBrowserVersion", "userDeviceType", "active",
+)  # fmt: skip
+
+
+def any_case_pattern(*words: str) -> str:
+    """A regex (Python and ECMA-262 alike, which have no common case-insensitive flag) matching
+    exactly one of ``words`` in any case."""
+    spelled = ("".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in w) for w in words)
+    return f"^({'|'.join(spelled)})$"
+
+
 # "ASC" or "DESC" in any case (the route upper-cases it).
-ORDER_PATTERN = "^([Aa][Ss][Cc]|[Dd][Ee][Ss][Cc])$"
+ORDER_PATTERN = any_case_pattern("ASC", "DESC")
 
 TAGS = ("public v1",)
 SECURITY = (ORG_API_KEY,)
@@ -70,36 +86,28 @@ def list_reply(description: str, item: dict[str, Any]) -> Reply:
 
 
 V1_ERRORS = component(
-    "V1Errors", json_object({"errors": {"type": "array", "items": STRING}}, ["errors"])
-)
-VALIDATION_ERRORS = component(
-    "ValidationErrors",
-    json_object(
-        {
-            "detail": {
-                "type": "array",
-                "items": json_object(
-                    {
-                        "type": STRING,
-                        "loc": {"type": "array", "items": STRING},
-                        "msg": STRING,
-                        "input": {},
-                    },
-                    ["type", "loc", "msg"],
-                ),
-            }
-        },
-        ["detail"],
-    ),
+    "V1Errors",
+    {
+        **json_object({"errors": {"type": "array", "items": STRING, "minItems": 1}}, ["errors"]),
+        "description": "Every error under `/api/v1` (401, 400, 404, 405, 413, 422, 503, 500, "
+        "unknown routes included), as the reference v1 answers. A 422's message starts with "
+        "the field it is about: `body.filters.0.type: ...`, `query.start_date: ...`.",
+    },
 )
 
 UNAUTHORIZED = json_reply("No API key (`Not authenticated`) or an unknown one", V1_ERRORS)
-# An unknown project answers the v1 envelope; a path that matches no route the app's own 404.
-NOT_FOUND = json_reply("Unknown project (`project not found.`)", {"anyOf": [V1_ERRORS, ERROR]})
-INVALID = json_reply("A malformed path, query or body (FastAPI-style `detail`)", VALIDATION_ERRORS)
-TOO_LARGE = error_reply("The body is larger than the server accepts")
+NOT_FOUND = json_reply("Unknown project (`project not found.`)", V1_ERRORS)
+INVALID = json_reply(
+    "A malformed path, query or body; the message names the field (`body.name: ...`)", V1_ERRORS
+)
+TOO_LARGE = json_reply("The body is larger than the server accepts", V1_ERRORS)
 LIVE_UNAVAILABLE = json_reply(
     "Live sessions are kept by the engine process only (`serve --workers`)", V1_ERRORS
+)
+BUSY = json_reply(
+    "The server is busy or cannot write (full disk): retry later",
+    V1_ERRORS,
+    Retry_After=RETRY_AFTER,
 )
 
 
@@ -223,6 +231,10 @@ LIVE_SESSIONS = component(
     ),
 )
 _FILTER_VALUE = {"type": ["string", "number"]}
+_FILTER_VALUES = {
+    "anyOf": [_FILTER_VALUE, {"type": "array", "items": _FILTER_VALUE}, {"type": "null"}]
+}
+_FILTER_OPERATOR = {"enum": [*ASSIST_OPERATORS, None]}
 LIVE_SEARCH = component(
     "LiveSearch",
     {
@@ -230,21 +242,34 @@ LIVE_SEARCH = component(
         "properties": {
             "filters": {
                 "type": ["array", "null"],
-                "items": json_object(
-                    {
-                        "type": {"type": "string", "minLength": 1},
-                        "value": {
-                            "anyOf": [
-                                _FILTER_VALUE,
-                                {"type": "array", "items": _FILTER_VALUE},
-                                {"type": "null"},
-                            ]
-                        },
-                        "operator": {"enum": [*ASSIST_OPERATORS, None]},
-                        "source": NULLABLE_STRING,
-                    },
-                    ["type"],
-                ),
+                "items": {
+                    "anyOf": [
+                        json_object(
+                            {
+                                "type": {
+                                    "type": "string",
+                                    "pattern": any_case_pattern(
+                                        *(t for t in ASSIST_FILTER_TYPES if t != "metadata")
+                                    ),
+                                },
+                                "value": _FILTER_VALUES,
+                                "operator": _FILTER_OPERATOR,
+                                "source": NULLABLE_STRING,
+                            },
+                            ["type"],
+                        ),
+                        # A metadata filter names the metadata key in source.
+                        json_object(
+                            {
+                                "type": {"type": "string", "pattern": any_case_pattern("metadata")},
+                                "value": _FILTER_VALUES,
+                                "operator": _FILTER_OPERATOR,
+                                "source": {"type": "string", "minLength": 1},
+                            },
+                            ["type", "source"],
+                        ),
+                    ]
+                },
             },
             "sort": {"type": ["string", "null"], "default": "timestamp"},
             "order": {

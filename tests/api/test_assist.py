@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import trio
 
+from api.public_v1_schema import ASSIST_FILTER_TYPES
 from storage.catalog import DEFAULT_ORG_ID
 from tests.api.conftest import T0, Harness
 from tests.api.test_public_v1 import end_all_sessions, projected
@@ -122,7 +123,7 @@ async def test_bad_search_bodies_are_422_and_auth_is_required(harness: Harness) 
                  {"limit": 0}, {"limit": 500}, {"page": 0}, [1, 2]):  # fmt: skip
         response = await search(harness, key, body)
         assert response.status_code == 422, body
-        assert "detail" in response.json()
+        assert set(response.json()) == {"errors"}  # issue 14 point 7: was FastAPI's detail
     broken = await harness.client.post(
         f"/api/v1/{harness.project.project_key}/assist/sessions",
         headers={"Authorization": key, "Content-Type": "application/json"},
@@ -134,3 +135,31 @@ async def test_bad_search_bodies_are_422_and_auth_is_required(harness: Harness) 
         "/api/v1/aaaaaaaaaaaaaaaaaaaa/assist/sessions", headers={"Authorization": key}, json={}
     )
     assert (missing.status_code, missing.json()) == (404, {"errors": ["project not found."]})
+
+
+async def test_every_known_filter_type_finds_the_session_it_describes(harness: Harness) -> None:
+    """Each accepted type (issue 14 point 7: the others are 422) names a field of the live
+    object, so that a filter on the session's own value finds it."""
+    key = await api_key(harness)
+    await live_session(harness, "ann", title="Cart", metadata={"plan": "Pro"})
+    await projected(harness)
+    (live,) = (
+        await harness.client.get(
+            f"/api/v1/{harness.project.project_key}/assist/sessions",
+            headers={"Authorization": key},
+        )
+    ).json()["data"]["sessions"]
+    by_name = {name.lower(): value for name, value in live.items()}
+    checked = []
+    for kind in ASSIST_FILTER_TYPES:
+        if kind == "metadata":
+            flt: dict[str, Any] = {"type": kind, "source": "plan", "value": ["pro"]}
+        else:
+            value = by_name["userdevicetype" if kind == "platform" else kind.lower()]
+            if value in ("", None):
+                continue  # nothing to find by (no device name from a desktop browser, ...)
+            flt = {"type": kind, "value": [str(value).lower()], "operator": "is"}
+        found = await search(harness, key, {"filters": [flt]})
+        assert found.json()["data"]["total"] == 1, (kind, flt)
+        checked.append(kind)
+    assert len(checked) >= 12, checked

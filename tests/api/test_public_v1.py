@@ -159,16 +159,18 @@ async def test_project_creation_rules(harness: Harness) -> None:
     assert (await create({"name": "Alpha"})).status_code == 200
     duplicate = await create({"name": "  aLPHA "})
     assert (duplicate.status_code, duplicate.json()) == (400, {"errors": ["name already exists."]})
-    for bad in (
-        {"name": "no <script>"},
-        {"name": ""},
-        {"name": 12},
-        {"platform": "android"},
-        ["x"],
+    for bad, field in (
+        ({"name": "no <script>"}, "body.name"),
+        ({"name": ""}, "body.name"),
+        ({"name": 12}, "body.name"),
+        ({"platform": "windows"}, "body.platform"),
+        (["x"], "body"),
     ):
         response = await create(bad)
         assert response.status_code == 422, bad
-        assert isinstance(response.json()["detail"], list)
+        # Issue 14 point 7: the v1 envelope, the message naming the field (was FastAPI's detail).
+        (message,) = response.json()["errors"]
+        assert message.startswith(f"{field}: "), (bad, message)
     assert (await harness.client.post("/api/v1/projects", json={"name": "B"})).status_code == 401
 
 
@@ -298,7 +300,9 @@ async def test_session_events_unknown_foreign_and_malformed_ids(harness: Harness
     assert (await get(harness, key, f"{base}/{2**70}/events")).json() == {"data": []}
     malformed = await get(harness, key, f"{base}/abc/events")
     assert malformed.status_code == 422
-    assert malformed.json()["detail"][0]["loc"] == ["path", "sessionId"]
+    # Issue 14 point 7: the v1 envelope (was FastAPI's detail), naming the parameter.
+    (message,) = malformed.json()["errors"]
+    assert message.startswith("path.sessionId: ")
     # The session belongs to another project of the same organization: not visible there.
     other = await trio.to_thread.run_sync(lambda: harness.server.catalog.create_project("other"))
     response = await get(harness, key, f"/api/v1/{other.project_key}/sessions/{session_id}/events")
