@@ -38,7 +38,6 @@ from api.public_v1_schema import (
     INT64_MAX,
     INT64_MIN,
     PROJECT_NAME_MAX,
-    V1_PLATFORMS,
 )
 from projections import events as event_rows
 from projections.live_sessions import LiveFilter, LiveSessions
@@ -46,19 +45,15 @@ from projections.reader import ProjectionReader
 from projections.registry import Registry
 from projections.sessions import SessionRow
 from projections.users import UserSummary
-from storage.catalog import Catalog, Project
+from storage.catalog import PLATFORMS, Catalog, Project
 
 EXTENSION_KEY = "replayd.public_v1"
 USER_SESSIONS_LIMIT = 50
 DEFAULT_PROJECT_NAME = "my first project"
 PROJECT_NAME_RE = re.compile(schema.PROJECT_NAME_PATTERN)
-# The reference's default GDPR settings of a new project (public.projects.gdpr).
-DEFAULT_GDPR = {
-    "maskEmails": True,
-    "sampleRate": 33,
-    "maskNumbers": False,
-    "defaultInputMode": "obscured",
-}
+# The reference's default GDPR settings of a project (public.projects.gdpr), which nothing here
+# changes yet: the tracker masks what its snippet says. Its sampleRate is the project's own.
+GDPR_DEFAULTS = {"maskEmails": True, "maskNumbers": False, "defaultInputMode": "obscured"}
 
 bp = Blueprint("public_v1", __name__, url_prefix="/api/v1")
 
@@ -197,18 +192,30 @@ def _data(payload: Any) -> Response:
 # -- projects --------------------------------------------------------------------------------------
 
 
-def project_list_item(project: Project) -> dict[str, Any]:
-    """A project as ``GET /v1/projects`` lists it (no ``projectId``, as the reference)."""
+def project_json(project: Project, first_recorded_at: int | None) -> dict[str, Any]:
+    """The project object: every project field, read from the catalog's :class:`Project` (one
+    source: ``sampleRate`` and ``gdpr.sampleRate`` are the rate ``/v1/web/start`` applies), plus
+    when its first session was recorded (epoch ms, null before; from the sessions projection).
+
+    Every route answers this object; the list leaves ``projectId`` out, as the reference's does.
+    """
     return {
-        "name": project.name,
+        "projectId": project.project_id,
         "projectKey": project.project_key,
+        "name": project.name,
+        "platform": project.platform,
         "saveRequestPayloads": project.save_request_payloads,
-        "firstRecordedSessionAt": None,
+        "firstRecordedSessionAt": first_recorded_at,
         "createdAt": project.created_at_ms,
         "sampleRate": project.sample_rate,
-        "platform": project.platform,
-        "conditionsCount": 0,
+        "conditionsCount": 0,  # no conditional recording yet
+        "gdpr": {**GDPR_DEFAULTS, "sampleRate": project.sample_rate},
     }
+
+
+async def _project_objects(projects: list[Project]) -> list[dict[str, Any]]:
+    firsts = await _context().reader.first_session_starts([p.project_id for p in projects])
+    return [project_json(p, firsts.get(p.project_id)) for p in projects]
 
 
 @bp.get("/projects")
@@ -222,7 +229,8 @@ def project_list_item(project: Project) -> dict[str, Any]:
 async def list_projects() -> Response:
     org_id = await _organization()
     projects = await trio.to_thread.run_sync(_context().catalog.list_projects, org_id)
-    return _data([project_list_item(p) for p in projects])
+    listed = await _project_objects(projects)
+    return _data([{k: v for k, v in item.items() if k != "projectId"} for item in listed])
 
 
 @bp.get("/projects/<project_key>")
@@ -234,14 +242,8 @@ async def list_projects() -> Response:
 async def get_project(project_key: str) -> Response:
     org_id = await _organization()
     project = await _project(org_id, project_key)
-    return _data(
-        {
-            "projectId": project.project_id,
-            "projectKey": project.project_key,
-            "platform": project.platform,
-            "name": project.name,
-        }
-    )
+    (item,) = await _project_objects([project])
+    return _data(item)
 
 
 def _object_body(body: Any) -> dict[str, Any]:
@@ -268,9 +270,7 @@ def _create_project(catalog: Catalog, org_id: int, name: str, platform: str) -> 
     "whatever their case.",
     body={"application/json": schema.NEW_PROJECT},
     responses={
-        **schema.replies(
-            schema.data_reply("The new project", schema.CREATED_PROJECT), 401, 413, 422
-        ),
+        **schema.replies(schema.data_reply("The new project", schema.PROJECT), 401, 413, 422),
         400: json_reply("The organization has a project of that name", schema.V1_ERRORS),
         503: schema.BUSY,
     },
@@ -292,21 +292,15 @@ async def create_project() -> Response:
             "name may only contain letters, digits, spaces and - , é è à ç | & / \\ _ . #",
         )
     name = name.strip(" ")
-    if platform not in V1_PLATFORMS:
-        raise V1ValidationError(["body", "platform"], "Input should be 'web' or 'ios'")
+    if platform not in PLATFORMS:  # the catalog's list, which the CLI offers too
+        raise V1ValidationError(
+            ["body", "platform"], f"Input should be one of {', '.join(map(repr, PLATFORMS))}"
+        )
     catalog = _context().catalog
     project = await trio.to_thread.run_sync(_create_project, catalog, org_id, name, platform)
     if project is None:
         raise V1Error(400, "name already exists.")
-    return _data(
-        {
-            "projectKey": project.project_key,
-            "name": project.name,
-            "saveRequestPayloads": project.save_request_payloads,
-            "platform": project.platform,
-            "gdpr": dict(DEFAULT_GDPR),
-        }
-    )
+    return _data(project_json(project, None))  # new: no session recorded yet
 
 
 # -- events ----------------------------------------------------------------------------------------

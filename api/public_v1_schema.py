@@ -23,10 +23,10 @@ from api.openapi import (
     nullable,
     operation,
 )
+from storage.catalog import PLATFORMS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-V1_PLATFORMS = ("web", "ios")
 # The reference's allowed project-name characters (letters, digits, space and -,éèàç|&/\_.#),
 # at least one of them not a space. The same text is a Python and an ECMA-262 regex.
 _NAME_CHARS = r"A-Za-z0-9\-,éèàç|&/\\_.#"
@@ -123,27 +123,33 @@ def replies(ok: Reply, *statuses: int) -> dict[int, Reply]:
     return {200: ok, **{status: shared[status] for status in statuses}}
 
 
+# The project object (api.public_v1.project_json); the list leaves projectId out.
+_PROJECT_FIELDS: dict[str, dict[str, Any]] = {
+    "projectId": INTEGER,
+    "projectKey": STRING,
+    "name": STRING,
+    "platform": {"enum": list(PLATFORMS)},
+    "saveRequestPayloads": BOOLEAN,
+    "firstRecordedSessionAt": NULLABLE_INTEGER,
+    "createdAt": INTEGER,
+    "sampleRate": {"type": "integer", "minimum": 0, "maximum": 100},
+    "conditionsCount": INTEGER,
+    "gdpr": json_object(
+        {
+            "maskEmails": BOOLEAN,
+            "sampleRate": {"type": "integer", "minimum": 0, "maximum": 100},
+            "maskNumbers": BOOLEAN,
+            "defaultInputMode": STRING,
+        },
+        ["maskEmails", "sampleRate", "maskNumbers", "defaultInputMode"],
+    ),
+}
+PROJECT = component("Project", json_object(_PROJECT_FIELDS, list(_PROJECT_FIELDS)))
 PROJECT_LIST_ITEM = component(
     "ProjectListItem",
     json_object(
-        {
-            "name": STRING,
-            "projectKey": STRING,
-            "saveRequestPayloads": BOOLEAN,
-            "firstRecordedSessionAt": {"type": "null"},
-            "createdAt": INTEGER,
-            "sampleRate": INTEGER,
-            "platform": STRING,
-            "conditionsCount": INTEGER,
-        },
-        ["name", "projectKey", "platform"],
-    ),
-)
-PROJECT = component(
-    "Project",
-    json_object(
-        {"projectId": INTEGER, "projectKey": STRING, "platform": STRING, "name": STRING},
-        ["projectId", "projectKey", "platform", "name"],
+        {k: v for k, v in _PROJECT_FIELDS.items() if k != "projectId"},
+        [k for k in _PROJECT_FIELDS if k != "projectId"],
     ),
 )
 NEW_PROJECT = component(
@@ -157,22 +163,9 @@ NEW_PROJECT = component(
                 "pattern": PROJECT_NAME_PATTERN,
                 "default": "my first project",
             },
-            "platform": {"enum": list(V1_PLATFORMS), "default": "web"},
+            "platform": {"enum": list(PLATFORMS), "default": "web"},
         },
     },
-)
-CREATED_PROJECT = component(
-    "CreatedProject",
-    json_object(
-        {
-            "projectKey": STRING,
-            "name": STRING,
-            "saveRequestPayloads": BOOLEAN,
-            "platform": STRING,
-            "gdpr": {"type": "object"},
-        },
-        ["projectKey", "name", "platform", "gdpr"],
-    ),
 )
 EVENT = component(
     "Event",

@@ -391,6 +391,23 @@ def user_sessions(
     return [_row(r) for r in conn.execute(sql, params)]
 
 
+def first_session_starts(conn: sqlite3.Connection, project_ids: Sequence[int]) -> dict[int, int]:
+    """Per project, the start (epoch ms) of its earliest recorded session: the project's
+    ``firstRecordedSessionAt``. Projects without a session are left out.
+
+    Derived here rather than stored on the project: it follows the log (a rebuild gives the same
+    answer) and each lookup is one step down the ``sessions_project_start`` index.
+    """
+    out: dict[int, int] = {}
+    for project_id in project_ids:
+        (first,) = conn.execute(
+            "SELECT min(start_ts) FROM sessions WHERE project_id = ?", (project_id,)
+        ).fetchone()
+        if first is not None:
+            out[project_id] = int(first)
+    return out
+
+
 def live_sessions(conn: sqlite3.Connection) -> list[SessionRow]:
     """Every session without a duration yet (all projects), oldest first."""
     return [_row(r) for r in conn.execute(f"{_SELECT} WHERE duration IS NULL ORDER BY session_id")]
