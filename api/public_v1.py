@@ -381,8 +381,9 @@ def _location_json(row: event_rows.EventRow) -> dict[str, Any]:
         "referrer": data.get("referrer"),
         "baseReferrer": data.get("base_referrer"),
         **event_rows.page_timings(row),
-        # A JSON *string*, as the reference stores it.
-        "webVitals": json.dumps(vitals, separators=(",", ":")) if vitals else None,
+        # An object (metric name -> value), or null: the reference served its stored JSON text
+        # as a string inside the JSON, which every client had to parse again.
+        "webVitals": dict(vitals) if vitals else None,
         "value": row.value,
         "url": row.url,
     }

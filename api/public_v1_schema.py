@@ -170,7 +170,14 @@ NEW_PROJECT = component(
 EVENT = component(
     "Event",
     json_object(
-        {"sessionId": STRING, "messageId": INTEGER, "timestamp": INTEGER, "type": STRING},
+        {
+            "sessionId": STRING,
+            "messageId": INTEGER,
+            "timestamp": INTEGER,
+            "type": STRING,
+            # LOCATION only: metric name -> value as the tracker sent it.
+            "webVitals": nullable({"type": "object", "additionalProperties": STRING}),
+        },
         ["sessionId", "messageId", "timestamp", "type"],
     ),
 )

@@ -293,7 +293,8 @@ async def test_session_events_of_every_type(harness: Harness) -> None:
         "loadTime": 20, "firstPaintTime": 150, "firstContentfulPaintTime": 160, "responseEnd": 90,
     }  # fmt: skip
     assert {k: location[k] for k in timings} == timings
-    assert location["webVitals"] == '{"LCP":"812"}'
+    # Issue 14 point 8: an object, no longer a JSON string inside the JSON.
+    assert location["webVitals"] == {"LCP": "812"}
 
     click = by_type["CLICK"]
     assert (click["messageId"], click["label"], click["selector"]) == (
