@@ -43,7 +43,7 @@ from projections import events as event_rows
 from projections.live_sessions import LiveFilter, LiveSessions
 from projections.reader import ProjectionReader
 from projections.registry import Registry
-from projections.sessions import SessionRow
+from projections.sessions import SessionRow, country_or_unknown
 from projections.users import UserSummary
 from storage.catalog import PLATFORMS, Catalog, Project
 
@@ -492,7 +492,7 @@ def user_session_json(row: SessionRow) -> dict[str, Any]:
         "userOs": row.user_os,
         "userBrowser": row.user_browser or None,
         "userDevice": row.user_device,
-        "userCountry": row.user_country or "UN",  # the reference's "unknown" country
+        "userCountry": country_or_unknown(row.user_country),
         "startTs": row.start_ts,
         "duration": row.duration,
         "eventsCount": row.events_count,

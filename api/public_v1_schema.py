@@ -192,7 +192,7 @@ USER_SESSION = component(
             "userOs": NULLABLE_STRING,
             "userBrowser": NULLABLE_STRING,
             "userDevice": NULLABLE_STRING,
-            "userCountry": STRING,
+            "userCountry": {"type": "string", "minLength": 2, "maxLength": 2},
             "startTs": INTEGER,
             "duration": NULLABLE_INTEGER,
             "eventsCount": INTEGER,
@@ -222,8 +222,13 @@ LIVE_SESSIONS = component(
             "sessions": {
                 "type": "array",
                 "items": json_object(
-                    {"sessionID": STRING, "live": {"const": True}, "timestamp": INTEGER},
-                    ["sessionID", "live"],
+                    {
+                        "sessionID": STRING,
+                        "live": {"const": True},
+                        "timestamp": INTEGER,
+                        "userCountry": {"type": "string", "minLength": 2, "maxLength": 2},
+                    },
+                    ["sessionID", "live", "userCountry"],
                 ),
             },
         },

@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 
 from engine import events as ev
-from projections.sessions import SessionRow, read_live
+from projections.sessions import SessionRow, country_or_unknown, read_live
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -78,7 +78,7 @@ class LiveSession:
             "userBrowserVersion": self.user_browser_version,
             "userDevice": self.user_device,
             "userDeviceType": self.user_device_type,
-            "userCountry": self.user_country,
+            "userCountry": country_or_unknown(self.user_country),
             "userState": self.user_state,
             "userCity": self.user_city,
             "projectId": self.project_id,

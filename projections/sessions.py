@@ -103,6 +103,16 @@ _START_COLUMNS: tuple[str, ...] = tuple(c for c in START_FIELDS if c != "user_id
 _SET_COLUMNS: tuple[str, ...] = ("user_id", "user_anonymous_id", "duration", "end_ts", "page_title")
 
 
+# The country the API answers when GeoIP knew none (API.md 2.5: the reference's "unknown"); the
+# table keeps "" (nothing was known), every answer (user sessions, Assist) says this.
+UNKNOWN_COUNTRY = "UN"
+
+
+def country_or_unknown(code: str) -> str:
+    """A stored country code as the API answers it: itself, or :data:`UNKNOWN_COUNTRY`."""
+    return code or UNKNOWN_COUNTRY
+
+
 @attrs.frozen(slots=True, kw_only=True)
 class SessionRow:
     """A session as the sessions projection knows it (field names follow the table)."""

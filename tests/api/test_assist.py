@@ -137,6 +137,24 @@ async def test_bad_search_bodies_are_422_and_auth_is_required(harness: Harness) 
     assert (missing.status_code, missing.json()) == (404, {"errors": ["project not found."]})
 
 
+async def test_an_unknown_country_is_un_in_assist_and_in_user_sessions(harness: Harness) -> None:
+    """Issue 14 point 8: the same session said "UN" in user sessions and "" in Assist."""
+    key = await api_key(harness)
+    session_id = await live_session(harness, "ann", title="Cart", metadata={})  # from 127.0.0.1
+    await projected(harness)
+    base = f"/api/v1/{harness.project.project_key}"
+    listed = await harness.client.get(f"{base}/assist/sessions", headers={"Authorization": key})
+    (live,) = listed.json()["data"]["sessions"]
+    (recorded,) = (
+        await harness.client.get(f"{base}/users/ann/sessions", headers={"Authorization": key})
+    ).json()["data"]
+    assert live["sessionID"] == recorded["sessionId"] == session_id
+    assert live["userCountry"] == recorded["userCountry"] == "UN"
+    # And a filter on it finds the session.
+    found = await search(harness, key, {"filters": [{"type": "userCountry", "value": ["un"]}]})
+    assert found.json()["data"]["total"] == 1
+
+
 async def test_every_known_filter_type_finds_the_session_it_describes(harness: Harness) -> None:
     """Each accepted type (issue 14 point 7: the others are 422) names a field of the live
     object, so that a filter on the session's own value finds it."""

@@ -54,7 +54,7 @@ def test_lifecycle_updates_and_removal() -> None:
         "userBrowserVersion": "",
         "userDevice": "",
         "userDeviceType": "",
-        "userCountry": "",
+        "userCountry": "UN",  # issue 14 point 8: unknown is "UN", as in user sessions
         "userState": "",
         "userCity": "",
         "projectId": 3,
