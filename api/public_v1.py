@@ -656,7 +656,13 @@ def _live_page(project: Project, filters: list[LiveFilter], sort: str, order: st
     result = _live_sessions().search(
         project.project_id, filters, sort=sort, order=order, page=page, limit=limit
     )
-    return _data({"total": result.total, "sessions": [s.assist_fields() for s in result.sessions]})
+    return _data(
+        {
+            "total": result.total,
+            "sessions": [s.assist_fields() for s in result.sessions],
+            "counter": result.counter,
+        }
+    )
 
 
 @bp.get("/<project_key>/assist/sessions")

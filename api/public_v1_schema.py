@@ -214,6 +214,7 @@ USER = component(
         ["userId", "sessionCount", "lastSeen", "firstSeen"],
     ),
 )
+_COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
 LIVE_SESSIONS = component(
     "LiveSessions",
     json_object(
@@ -231,8 +232,14 @@ LIVE_SESSIONS = component(
                     ["sessionID", "live", "userCountry"],
                 ),
             },
+            "counter": {
+                "type": "object",
+                "additionalProperties": _COUNTS,
+                "description": "Per filter (its `type`; a metadata filter's `source`), per value: "
+                "how many of the matching sessions (all pages) matched that value.",
+            },
         },
-        ["total", "sessions"],
+        ["total", "sessions", "counter"],
     ),
 )
 _FILTER_VALUE = {"type": ["string", "number"]}

@@ -114,7 +114,11 @@ async def test_list_and_search_live_sessions(harness: Harness) -> None:
 
     # Ended sessions leave the list.
     await end_all_sessions(harness, T0 + 600_000)
-    assert (await search(harness, key, {})).json()["data"] == {"total": 0, "sessions": []}
+    assert (await search(harness, key, {})).json()["data"] == {
+        "total": 0,
+        "sessions": [],
+        "counter": {},  # issue 14 point 8: the answer has a counter now
+    }
 
 
 async def test_bad_search_bodies_are_422_and_auth_is_required(harness: Harness) -> None:
@@ -135,6 +139,38 @@ async def test_bad_search_bodies_are_422_and_auth_is_required(harness: Harness) 
         "/api/v1/aaaaaaaaaaaaaaaaaaaa/assist/sessions", headers={"Authorization": key}, json={}
     )
     assert (missing.status_code, missing.json()) == (404, {"errors": ["project not found."]})
+
+
+async def test_the_answer_counts_matches_per_filter_value(harness: Harness) -> None:
+    """Issue 14 point 8: the Assist answer lacked ``counter`` (API.md 4.3)."""
+    key = await api_key(harness)
+    await live_session(harness, "ann", title="Cart", metadata={"plan": "Pro"})
+    await live_session(harness, "anna", title="Cart", metadata={"plan": "free"})
+    await live_session(harness, "bob", title="Home", metadata={"plan": "pro"})
+    await projected(harness)
+    body = {
+        "filters": [
+            {"type": "userId", "value": ["ann", "bob", "zed"]},  # contains: "ann" is in "anna"
+            {"type": "metadata", "source": "plan", "value": ["PRO"], "operator": "is"},
+            {"type": "pageTitle", "value": []},  # has the attribute: no value to count
+        ],
+        "limit": 1,
+    }
+    data = (await search(harness, key, body)).json()["data"]
+    assert data["total"] == 2 and len(data["sessions"]) == 1  # counts are over every page
+    assert data["counter"] == {
+        "userId": {"ann": 1, "bob": 1, "zed": 0},
+        "plan": {"PRO": 2},
+        "pageTitle": {},
+    }
+    nothing = await search(harness, key, {"filters": [{"type": "userId", "value": ["zed"]}]})
+    assert nothing.json()["data"] == {"total": 0, "sessions": [], "counter": {"userId": {"zed": 0}}}
+    listed = await harness.client.get(
+        f"/api/v1/{harness.project.project_key}/assist/sessions",
+        headers={"Authorization": key},
+        params={"userId": "bob"},
+    )
+    assert listed.json()["data"]["counter"] == {"userId": {"bob": 1}}
 
 
 async def test_an_unknown_country_is_un_in_assist_and_in_user_sessions(harness: Harness) -> None:
