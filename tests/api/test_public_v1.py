@@ -7,6 +7,7 @@ server, and the tests read what they projected through ``/api/v1/...``.
 
 from __future__ import annotations
 
+import argparse
 import sqlite3
 from collections import Counter
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 import httpx
 import trio
 
+from api.cli import build_parser
+from api.openapi import OPENAPI_PATH
 from api.operations import PROJECTOR_KEY
 from storage.catalog import DEFAULT_ORG_ID, PLATFORMS
 from tests.api.conftest import T0, Harness, ServerFactory
@@ -187,6 +190,24 @@ async def test_every_platform_the_catalog_knows_can_be_created(harness: Harness)
         assert response.json()["data"]["platform"] == platform
     created = {p.name: p.platform for p in harness.server.catalog.list_projects()}
     assert {created[f"app {p}"] for p in PLATFORMS} == set(PLATFORMS) == {"web", "ios", "android"}
+
+
+async def test_the_cli_offers_the_platforms_the_api_takes(harness: Harness) -> None:
+    """The other half of the android mismatch: ``replayd project create --platform`` offers the
+    same list (the catalog's) as POST /api/v1/projects and its OpenAPI description."""
+    parser = build_parser()
+
+    def subcommand(of: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+        (commands,) = [a for a in of._actions if isinstance(a, argparse._SubParsersAction)]
+        return commands.choices[name]
+
+    create = subcommand(subcommand(parser, "project"), "create")
+    (platform,) = [a for a in create._actions if "--platform" in a.option_strings]
+    assert tuple(platform.choices or ()) == PLATFORMS
+    spec = (await harness.client.get(OPENAPI_PATH)).json()
+    assert spec["components"]["schemas"]["NewProject"]["properties"]["platform"]["enum"] == list(
+        PLATFORMS
+    )
 
 
 async def test_first_recorded_session_at_is_set_once_a_session_is_recorded(
