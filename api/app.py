@@ -5,8 +5,8 @@ and the dashboard next): its blueprint, where it is mounted, which of its paths 
 how it gets its objects. The registry of surfaces is :data:`api.surfaces.SURFACES`.
 
 ``create_app`` only wires objects it is given (the log, the catalog); it starts no task. The
-runtime (``runtime.process.serve``) owns their lifetimes. Every error answer is JSON
-``{"error": "..."}``, 404 and 405 included.
+runtime (``runtime.process.serve``) owns their lifetimes. Every error answer is JSON, 404 and 405
+included, in the envelope of the API generation its path belongs to (:mod:`api.errors`).
 """
 
 from __future__ import annotations
@@ -126,20 +126,24 @@ def create_app(process: HostParts, *, surfaces: Iterable[Surface]) -> QuartTrio:
 
     @app.errorhandler(ApiError)
     async def api_error(error: ApiError) -> Response:
-        return error_response(error.status, error.message, error.headers)
+        return error_response(error.status, error.message, error.headers, path=request.path)
 
     @app.errorhandler(StorageUnavailable)
     async def storage_unavailable(error: StorageUnavailable) -> Response:
         # The database cannot be written (full disk, I/O error): the storage layer logged it
         # once; a retry later succeeds, so 503 + Retry-After and no traceback per request.
         return error_response(
-            503, "storage unavailable, retry later", retry_after_header(error.retry_after)
+            503,
+            "storage unavailable, retry later",
+            retry_after_header(error.retry_after),
+            path=request.path,
         )
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
         status = error.code or 500
-        response = error_response(status, (error.description or error.name).strip())
+        message = (error.description or error.name).strip()
+        response = error_response(status, message, path=request.path)
         valid_methods = getattr(error, "valid_methods", None)  # set on werkzeug's 405
         if status == 405 and isinstance(valid_methods, list):
             response.headers["Allow"] = ", ".join(valid_methods)
@@ -148,6 +152,6 @@ def create_app(process: HostParts, *, surfaces: Iterable[Surface]) -> QuartTrio:
     @app.errorhandler(Exception)
     async def unexpected_error(error: Exception) -> Response:
         logger.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
-        return error_response(500, "internal server error")
+        return error_response(500, "internal server error", path=request.path)
 
     return app

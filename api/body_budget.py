@@ -28,7 +28,7 @@ from hypercorn.typing import (
 )
 
 from api import cors
-from api.errors import retry_after_header
+from api.errors import error_body, retry_after_header
 from storage.budget import ByteBudget
 
 # Methods whose requests carry no body worth budgeting.
@@ -98,13 +98,14 @@ async def _refuse(
     wait_s: float,
     cors_prefixes: Sequence[str],
 ) -> None:
-    """Read and drop the body, then answer 503 + Retry-After (JSON, CORS on ingest paths)."""
+    """Read and drop the body, then answer 503 + Retry-After (JSON in the path's error envelope,
+    CORS on ingest paths)."""
     with trio.move_on_after(_DRAIN_TIMEOUT_S):
         while True:
             message = await receive()
             if message["type"] != "http.request" or not message.get("more_body", False):
                 break
-    body = json.dumps({"error": "server busy, retry later"}).encode()
+    body = json.dumps(error_body(scope["path"], "server busy, retry later")).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

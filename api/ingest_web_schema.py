@@ -11,6 +11,7 @@ from typing import Any
 from api.openapi import (
     BOOLEAN,
     INTEGER,
+    RETRY_AFTER,
     SESSION_TOKEN,
     STRING,
     Parameter,
@@ -24,7 +25,6 @@ from api.openapi import (
 
 TAGS = ("web ingest",)
 TOKEN = (SESSION_TOKEN,)
-RETRY_AFTER = {"type": "string", "pattern": "^[0-9]+$"}
 
 _INT64 = 1 << 63
 # Numbers of a start request: any JSON number that fits int64 once truncated.

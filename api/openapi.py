@@ -74,9 +74,17 @@ def json_object(
 STRING = {"type": "string"}
 INTEGER = {"type": "integer"}
 BOOLEAN = {"type": "boolean"}
+RETRY_AFTER = {"type": "string", "pattern": "^[0-9]+$"}  # the header, in whole seconds
 
-# ``{"error": "..."}``: what the app answers for ingest errors, unknown paths and oversized bodies.
-ERROR = component("Error", json_object({"error": STRING}, ["error"]))
+# ``{"error": "..."}``: every error outside ``/api/v1`` (api.errors); the public API v1 has its own.
+ERROR = component(
+    "Error",
+    {
+        **json_object({"error": STRING}, ["error"]),
+        "description": "Every error outside `/api/v1` (web ingest, operations, unknown paths); "
+        "the public API v1 answers `V1Errors`.",
+    },
+)
 
 
 @attrs.frozen(slots=True)

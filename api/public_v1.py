@@ -1,10 +1,11 @@
 """The public API v1 (API.md 1.1, 1.2, 2.1): projects, a session's events, a user's sessions.
 
 Routes under ``/api/v1``, authenticated by an organization API key in ``Authorization`` (the raw
-key as the reference expects, or ``Bearer <key>``). Answers ``{"data": ...}``; errors answer
+key as the reference expects, or ``Bearer <key>``). Answers ``{"data": ...}``; every error answers
 ``{"errors": ["..."]}`` (401 "Not authenticated" / "Invalid API Key", 404 "project not found.",
-400 "name already exists."), and a malformed path or query parameter answers 422
-``{"detail": [...]}`` like the reference's FastAPI validation. Session ids are strings in JSON.
+400 "name already exists.", 422 for a malformed path, query or body, the message naming the
+field; the app answers its own 404/405/413/503 under ``/api/v1`` the same way, see
+:mod:`api.errors`). Session ids are strings in JSON.
 
 A key only sees its own organization's projects: another organization's project key answers 404,
 as an unknown key does (the reference's v1 did not check the owner; v2 does; we do).
@@ -28,36 +29,32 @@ from quart import Blueprint, Response, current_app, request
 from quart_trio import QuartTrio
 
 from api import public_v1_schema as schema
-from api.errors import json_response
+from api.errors import json_response, v1_errors
 from api.openapi import json_reply
 from api.public_v1_schema import (
+    ASSIST_FILTER_TYPES,
     ASSIST_LIMIT_MAX,
     ASSIST_OPERATORS,
     INT64_MAX,
     INT64_MIN,
     PROJECT_NAME_MAX,
-    V1_PLATFORMS,
 )
 from engine.start_info import USER_SESSIONS_VIEW
 from projections import events as event_rows
 from projections.live_sessions import LiveFilter, LiveSessions
 from projections.reader import ProjectionReader
 from projections.registry import Registry
-from projections.sessions import SessionRow
+from projections.sessions import SessionRow, country_or_unknown
 from projections.users import UserSummary
-from storage.catalog import Catalog, Project
+from storage.catalog import PLATFORMS, Catalog, Project
 
 EXTENSION_KEY = "replayd.public_v1"
 USER_SESSIONS_LIMIT = 50
 DEFAULT_PROJECT_NAME = "my first project"
 PROJECT_NAME_RE = re.compile(schema.PROJECT_NAME_PATTERN)
-# The reference's default GDPR settings of a new project (public.projects.gdpr).
-DEFAULT_GDPR = {
-    "maskEmails": True,
-    "sampleRate": 33,
-    "maskNumbers": False,
-    "defaultInputMode": "obscured",
-}
+# The reference's default GDPR settings of a project (public.projects.gdpr), which nothing here
+# changes yet: the tracker masks what its snippet says. Its sampleRate is the project's own.
+GDPR_DEFAULTS = {"maskEmails": True, "maskNumbers": False, "defaultInputMode": "obscured"}
 
 bp = Blueprint("public_v1", __name__, url_prefix="/api/v1")
 
@@ -95,42 +92,21 @@ class V1Error(Exception):
         self.message = message
 
 
-class V1ValidationError(Exception):
-    """Answer 422 with FastAPI's ``{"detail": [...]}`` shape."""
+class V1ValidationError(V1Error):
+    """Answer 422 naming the offending field: ``{"errors": ["body.filters.0.type: ..."]}``.
 
-    def __init__(self, location: list[str], message: str, kind: str, given: Any) -> None:
-        super().__init__(message)
-        self.detail = [{"type": kind, "loc": location, "msg": message, "input": _echo(given)}]
+    ``location`` is where the field is (``path``, ``query`` or ``body``, then the keys down to
+    it), as FastAPI's ``loc``; the input itself is not echoed (a hostile body could be huge).
+    """
 
-
-_ECHO_DEPTH = 4
-_ECHO_ITEMS = 20
-_ECHO_CHARS = 200
-
-
-def _echo(value: Any, depth: int = 0) -> Any:
-    """The offending input as a 422 shows it, cut down: a hostile body (100,000 characters, or
-    nested a thousand levels deep) must not be sent back whole, nor overflow the JSON encoder."""
-    if isinstance(value, str):
-        return value if len(value) <= _ECHO_CHARS else value[:_ECHO_CHARS] + "..."
-    if isinstance(value, dict | list):
-        if depth >= _ECHO_DEPTH:
-            return "..."
-        if isinstance(value, dict):
-            items = list(value.items())[:_ECHO_ITEMS]
-            return {_echo(k, depth + 1): _echo(v, depth + 1) for k, v in items}
-        return [_echo(item, depth + 1) for item in value[:_ECHO_ITEMS]]
-    return value
+    def __init__(self, location: list[str], message: str) -> None:
+        super().__init__(422, f"{'.'.join(location)}: {message}")
+        self.location = location
 
 
 @bp.errorhandler(V1Error)
 async def _v1_error(error: V1Error) -> Response:
-    return json_response({"errors": [error.message]}, error.status)
-
-
-@bp.errorhandler(V1ValidationError)
-async def _v1_validation_error(error: V1ValidationError) -> Response:
-    return json_response({"detail": error.detail}, 422)
+    return json_response(v1_errors(error.message), error.status)
 
 
 def _context() -> PublicV1Context:
@@ -180,10 +156,7 @@ def _int_param(raw: str | None, location: list[str]) -> int | None:
         return None
     if len(raw) > _INTEGER_MAX_DIGITS or not _INTEGER_RE.fullmatch(raw):
         raise V1ValidationError(
-            location,
-            "Input should be a valid integer, unable to parse string as an integer",
-            "int_parsing",
-            raw,
+            location, "Input should be a valid integer, unable to parse string as an integer"
         )
     return int(raw)
 
@@ -192,9 +165,7 @@ def _int64_param(raw: str | None, location: list[str]) -> int | None:
     """A query integer that SQLite binds: outside int64 it is a 422, not an OverflowError."""
     value = _int_param(raw, location)
     if value is not None and not INT64_MIN <= value <= INT64_MAX:
-        raise V1ValidationError(
-            location, f"Input should be between {INT64_MIN} and {INT64_MAX}", "int_range", raw
-        )
+        raise V1ValidationError(location, f"Input should be between {INT64_MIN} and {INT64_MAX}")
     return value
 
 
@@ -212,7 +183,7 @@ async def _json_body() -> Any:
         return json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         message = "JSON nested too deeply" if isinstance(error, RecursionError) else str(error)
-        raise V1ValidationError(["body"], "JSON decode error", "json_invalid", message) from None
+        raise V1ValidationError(["body"], f"JSON decode error ({message})") from None
 
 
 def _data(payload: Any) -> Response:
@@ -222,18 +193,30 @@ def _data(payload: Any) -> Response:
 # -- projects --------------------------------------------------------------------------------------
 
 
-def project_list_item(project: Project) -> dict[str, Any]:
-    """A project as ``GET /v1/projects`` lists it (no ``projectId``, as the reference)."""
+def project_json(project: Project, first_recorded_at: int | None) -> dict[str, Any]:
+    """The project object: every project field, read from the catalog's :class:`Project` (one
+    source: ``sampleRate`` and ``gdpr.sampleRate`` are the rate ``/v1/web/start`` applies), plus
+    when its first session was recorded (epoch ms, null before; from the sessions projection).
+
+    Every route answers this object; the list leaves ``projectId`` out, as the reference's does.
+    """
     return {
-        "name": project.name,
+        "projectId": project.project_id,
         "projectKey": project.project_key,
+        "name": project.name,
+        "platform": project.platform,
         "saveRequestPayloads": project.save_request_payloads,
-        "firstRecordedSessionAt": None,
+        "firstRecordedSessionAt": first_recorded_at,
         "createdAt": project.created_at_ms,
         "sampleRate": project.sample_rate,
-        "platform": project.platform,
-        "conditionsCount": 0,
+        "conditionsCount": 0,  # no conditional recording yet
+        "gdpr": {**GDPR_DEFAULTS, "sampleRate": project.sample_rate},
     }
+
+
+async def _project_objects(projects: list[Project]) -> list[dict[str, Any]]:
+    firsts = await _context().reader.first_session_starts([p.project_id for p in projects])
+    return [project_json(p, firsts.get(p.project_id)) for p in projects]
 
 
 @bp.get("/projects")
@@ -247,7 +230,8 @@ def project_list_item(project: Project) -> dict[str, Any]:
 async def list_projects() -> Response:
     org_id = await _organization()
     projects = await trio.to_thread.run_sync(_context().catalog.list_projects, org_id)
-    return _data([project_list_item(p) for p in projects])
+    listed = await _project_objects(projects)
+    return _data([{k: v for k, v in item.items() if k != "projectId"} for item in listed])
 
 
 @bp.get("/projects/<project_key>")
@@ -259,14 +243,8 @@ async def list_projects() -> Response:
 async def get_project(project_key: str) -> Response:
     org_id = await _organization()
     project = await _project(org_id, project_key)
-    return _data(
-        {
-            "projectId": project.project_id,
-            "projectKey": project.project_key,
-            "platform": project.platform,
-            "name": project.name,
-        }
-    )
+    (item,) = await _project_objects([project])
+    return _data(item)
 
 
 def _object_body(body: Any) -> dict[str, Any]:
@@ -274,7 +252,7 @@ def _object_body(body: Any) -> dict[str, Any]:
     if body is None:
         return {}
     if not isinstance(body, dict):
-        raise V1ValidationError(["body"], "Input should be a valid dictionary", "dict_type", body)
+        raise V1ValidationError(["body"], "Input should be a valid dictionary")
     return body
 
 
@@ -293,10 +271,9 @@ def _create_project(catalog: Catalog, org_id: int, name: str, platform: str) -> 
     "whatever their case.",
     body={"application/json": schema.NEW_PROJECT},
     responses={
-        **schema.replies(
-            schema.data_reply("The new project", schema.CREATED_PROJECT), 401, 413, 422
-        ),
+        **schema.replies(schema.data_reply("The new project", schema.PROJECT), 401, 413, 422),
         400: json_reply("The organization has a project of that name", schema.V1_ERRORS),
+        503: schema.BUSY,
     },
 )
 async def create_project() -> Response:
@@ -305,41 +282,26 @@ async def create_project() -> Response:
     name = body.get("name", DEFAULT_PROJECT_NAME)
     platform = body.get("platform", "web")
     if not isinstance(name, str):
-        raise V1ValidationError(
-            ["body", "name"], "Input should be a valid string", "string_type", name
-        )
+        raise V1ValidationError(["body", "name"], "Input should be a valid string")
     if len(name) > PROJECT_NAME_MAX:  # before stripping: the limit is on what was sent
         raise V1ValidationError(
-            ["body", "name"],
-            f"String should have at most {PROJECT_NAME_MAX} characters",
-            "string_too_long",
-            name,
+            ["body", "name"], f"String should have at most {PROJECT_NAME_MAX} characters"
         )
     if not PROJECT_NAME_RE.fullmatch(name):
         raise V1ValidationError(
             ["body", "name"],
             "name may only contain letters, digits, spaces and - , é è à ç | & / \\ _ . #",
-            "value_error",
-            name,
         )
     name = name.strip(" ")
-    if platform not in V1_PLATFORMS:
+    if platform not in PLATFORMS:  # the catalog's list, which the CLI offers too
         raise V1ValidationError(
-            ["body", "platform"], "Input should be 'web' or 'ios'", "enum", platform
+            ["body", "platform"], f"Input should be one of {', '.join(map(repr, PLATFORMS))}"
         )
     catalog = _context().catalog
     project = await trio.to_thread.run_sync(_create_project, catalog, org_id, name, platform)
     if project is None:
         raise V1Error(400, "name already exists.")
-    return _data(
-        {
-            "projectKey": project.project_key,
-            "name": project.name,
-            "saveRequestPayloads": project.save_request_payloads,
-            "platform": project.platform,
-            "gdpr": dict(DEFAULT_GDPR),
-        }
-    )
+    return _data(project_json(project, None))  # new: no session recorded yet
 
 
 # -- events ----------------------------------------------------------------------------------------
@@ -420,8 +382,9 @@ def _location_json(row: event_rows.EventRow) -> dict[str, Any]:
         "referrer": data.get("referrer"),
         "baseReferrer": data.get("base_referrer"),
         **event_rows.page_timings(row),
-        # A JSON *string*, as the reference stores it.
-        "webVitals": json.dumps(vitals, separators=(",", ":")) if vitals else None,
+        # An object (metric name -> value), or null: the reference served its stored JSON text
+        # as a string inside the JSON, which every client had to parse again.
+        "webVitals": dict(vitals) if vitals else None,
         "value": row.value,
         "url": row.url,
     }
@@ -526,7 +489,7 @@ def user_session_json(row: SessionRow) -> dict[str, Any]:
     start = USER_SESSIONS_VIEW.json(row)
     # How the reference answers these two unknowns (the other facts stay "").
     start["userBrowser"] = start["userBrowser"] or None
-    start["userCountry"] = start["userCountry"] or "UN"
+    start["userCountry"] = country_or_unknown(start["userCountry"])
     return {
         "projectId": row.project_id,
         "sessionId": str(row.session_id),
@@ -609,9 +572,19 @@ def _as_values(raw: Any, location: list[str]) -> tuple[str, ...]:
     values = []
     for item in items:
         if isinstance(item, bool) or not isinstance(item, str | int | float):
-            raise V1ValidationError(location, "Input should be a valid string", "string_type", item)
+            raise V1ValidationError(location, "Input should be a valid string")
         values.append(str(item))
     return tuple(values)
+
+
+_ASSIST_FILTER_TYPES = frozenset(name.lower() for name in ASSIST_FILTER_TYPES)
+_KNOWN_TYPES = ", ".join(ASSIST_FILTER_TYPES)
+_CUT_CHARS = 64
+
+
+def _cut(text: str) -> str:
+    """``text`` as an error message quotes it: a hostile value must not be sent back whole."""
+    return text if len(text) <= _CUT_CHARS else text[:_CUT_CHARS] + "..."
 
 
 def parse_live_search(body: Any) -> tuple[list[LiveFilter], str, str, int, int]:
@@ -620,22 +593,30 @@ def parse_live_search(body: Any) -> tuple[list[LiveFilter], str, str, int, int]:
     body = _object_body(body)
     raw_filters = _or_default(body, "filters", [])
     if not isinstance(raw_filters, list):
-        raise V1ValidationError(
-            ["body", "filters"], "Input should be a valid list", "list_type", raw_filters
-        )
+        raise V1ValidationError(["body", "filters"], "Input should be a valid list")
     filters = []
     for i, raw in enumerate(raw_filters):
         where = ["body", "filters", str(i)]
         if not isinstance(raw, dict) or not isinstance(raw.get("type"), str) or not raw["type"]:
-            raise V1ValidationError([*where, "type"], "Field required", "missing", raw)
+            raise V1ValidationError([*where, "type"], "Field required")
+        kind = raw["type"]
+        if kind.lower() not in _ASSIST_FILTER_TYPES:
+            # The reference validates the name too (pydantic's LiveFilterType): an unknown one is
+            # a mistake to report, not a filter that silently matches nothing.
+            raise V1ValidationError(
+                [*where, "type"], f"Unknown filter type {_cut(kind)!r}; known: {_KNOWN_TYPES}"
+            )
         operator = _or_default(raw, "operator", "contains")
         if operator not in ASSIST_OPERATORS:
-            raise V1ValidationError([*where, "operator"], "Input should be 'is' or 'contains'",
-                                    "enum", operator)  # fmt: skip
+            raise V1ValidationError(
+                [*where, "operator"],
+                f"Unknown operator {_cut(str(operator))!r}; known: 'is', 'contains'",
+            )
         source = raw.get("source")
         if source is not None and not isinstance(source, str):
-            raise V1ValidationError([*where, "source"], "Input should be a valid string",
-                                    "string_type", source)  # fmt: skip
+            raise V1ValidationError([*where, "source"], "Input should be a valid string")
+        if kind.lower() == "metadata" and not source:
+            raise V1ValidationError([*where, "source"], "A metadata filter names its key here")
         values = _as_values(raw.get("value"), [*where, "value"])
         filters.append(
             LiveFilter(type=raw["type"], values=values, operator=operator, source=source)
@@ -643,20 +624,16 @@ def parse_live_search(body: Any) -> tuple[list[LiveFilter], str, str, int, int]:
     sort = _or_default(body, "sort", "timestamp")
     order = _or_default(body, "order", "DESC")
     if not isinstance(sort, str):
-        raise V1ValidationError(["body", "sort"], "Input should be a valid string", "string_type",
-                                sort)  # fmt: skip
+        raise V1ValidationError(["body", "sort"], "Input should be a valid string")
     if not isinstance(order, str) or order.upper() not in ("ASC", "DESC"):
-        raise V1ValidationError(["body", "order"], "Input should be 'ASC' or 'DESC'", "enum", order)
+        raise V1ValidationError(["body", "order"], "Input should be 'ASC' or 'DESC'")
     page = _int_field(body.get("page", 1), ["body", "page"], default=1)
     limit = _int_field(body.get("limit", ASSIST_LIMIT_MAX), ["body", "limit"],
                        default=ASSIST_LIMIT_MAX)  # fmt: skip
     if page < 1:
-        raise V1ValidationError(
-            ["body", "page"], "Input should be >= 1", "greater_than_equal", page
-        )
+        raise V1ValidationError(["body", "page"], "Input should be >= 1")
     if not 1 <= limit <= ASSIST_LIMIT_MAX:
-        raise V1ValidationError(["body", "limit"], f"Input should be 1..{ASSIST_LIMIT_MAX}",
-                                "less_than_equal", limit)  # fmt: skip
+        raise V1ValidationError(["body", "limit"], f"Input should be 1..{ASSIST_LIMIT_MAX}")
     return filters, sort, order.upper(), page, limit
 
 
@@ -671,7 +648,7 @@ def _int_field(raw: Any, location: list[str], *, default: int) -> int:
     if raw is None:
         return default
     if isinstance(raw, bool) or not isinstance(raw, int):
-        raise V1ValidationError(location, "Input should be a valid integer", "int_type", raw)
+        raise V1ValidationError(location, "Input should be a valid integer")
     return raw
 
 
@@ -680,7 +657,13 @@ def _live_page(project: Project, filters: list[LiveFilter], sort: str, order: st
     result = _live_sessions().search(
         project.project_id, filters, sort=sort, order=order, page=page, limit=limit
     )
-    return _data({"total": result.total, "sessions": [s.assist_fields() for s in result.sessions]})
+    return _data(
+        {
+            "total": result.total,
+            "sessions": [s.assist_fields() for s in result.sessions],
+            "counter": result.counter,
+        }
+    )
 
 
 @bp.get("/<project_key>/assist/sessions")

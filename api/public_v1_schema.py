@@ -11,23 +11,22 @@ from typing import Any, TypeVar
 
 from api.openapi import (
     BOOLEAN,
-    ERROR,
     INTEGER,
     ORG_API_KEY,
+    RETRY_AFTER,
     STRING,
     Parameter,
     Reply,
     component,
-    error_reply,
     json_object,
     json_reply,
     nullable,
     operation,
 )
+from storage.catalog import PLATFORMS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-V1_PLATFORMS = ("web", "ios")
 # The reference's allowed project-name characters (letters, digits, space and -,éèàç|&/\_.#),
 # at least one of them not a space. The same text is a Python and an ECMA-262 regex.
 _NAME_CHARS = r"A-Za-z0-9\-,éèàç|&/\\_.#"
@@ -37,8 +36,25 @@ PROJECT_NAME_MAX = 200
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 ASSIST_LIMIT_MAX = 200
 ASSIST_OPERATORS = ("is", "contains")
+# The filter names of the reference's v1 (LiveFilterType, API.md 4.3), compared case-insensitively
+# so that both its spellings (camelCase since v1.10, UPPERCASE before) work, and "active" (the
+# tab is in the foreground, API.md 4.2) as its current Assist offers it.
+ASSIST_FILTER_TYPES = (
+    "userOs", "userBrowser", "userDevice", "userCountry", "userCity", "userState", "userId",
+    "userAnonymousId", "revId", "platform", "pageTitle", "sessionId", "metadata", "userUuid",
+    "trackerVersion", "userBrowserVersion", "userDeviceType", "active",
+)  # fmt: skip
+
+
+def any_case_pattern(*words: str) -> str:
+    """A regex (Python and ECMA-262 alike, which have no common case-insensitive flag) matching
+    exactly one of ``words`` in any case."""
+    spelled = ("".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in w) for w in words)
+    return f"^({'|'.join(spelled)})$"
+
+
 # "ASC" or "DESC" in any case (the route upper-cases it).
-ORDER_PATTERN = "^([Aa][Ss][Cc]|[Dd][Ee][Ss][Cc])$"
+ORDER_PATTERN = any_case_pattern("ASC", "DESC")
 
 TAGS = ("public v1",)
 SECURITY = (ORG_API_KEY,)
@@ -70,36 +86,28 @@ def list_reply(description: str, item: dict[str, Any]) -> Reply:
 
 
 V1_ERRORS = component(
-    "V1Errors", json_object({"errors": {"type": "array", "items": STRING}}, ["errors"])
-)
-VALIDATION_ERRORS = component(
-    "ValidationErrors",
-    json_object(
-        {
-            "detail": {
-                "type": "array",
-                "items": json_object(
-                    {
-                        "type": STRING,
-                        "loc": {"type": "array", "items": STRING},
-                        "msg": STRING,
-                        "input": {},
-                    },
-                    ["type", "loc", "msg"],
-                ),
-            }
-        },
-        ["detail"],
-    ),
+    "V1Errors",
+    {
+        **json_object({"errors": {"type": "array", "items": STRING, "minItems": 1}}, ["errors"]),
+        "description": "Every error under `/api/v1` (401, 400, 404, 405, 413, 422, 503, 500, "
+        "unknown routes included), as the reference v1 answers. A 422's message starts with "
+        "the field it is about: `body.filters.0.type: ...`, `query.start_date: ...`.",
+    },
 )
 
 UNAUTHORIZED = json_reply("No API key (`Not authenticated`) or an unknown one", V1_ERRORS)
-# An unknown project answers the v1 envelope; a path that matches no route the app's own 404.
-NOT_FOUND = json_reply("Unknown project (`project not found.`)", {"anyOf": [V1_ERRORS, ERROR]})
-INVALID = json_reply("A malformed path, query or body (FastAPI-style `detail`)", VALIDATION_ERRORS)
-TOO_LARGE = error_reply("The body is larger than the server accepts")
+NOT_FOUND = json_reply("Unknown project (`project not found.`)", V1_ERRORS)
+INVALID = json_reply(
+    "A malformed path, query or body; the message names the field (`body.name: ...`)", V1_ERRORS
+)
+TOO_LARGE = json_reply("The body is larger than the server accepts", V1_ERRORS)
 LIVE_UNAVAILABLE = json_reply(
     "Live sessions are kept by the engine process only (`serve --workers`)", V1_ERRORS
+)
+BUSY = json_reply(
+    "The server is busy or cannot write (full disk): retry later",
+    V1_ERRORS,
+    Retry_After=RETRY_AFTER,
 )
 
 
@@ -115,27 +123,33 @@ def replies(ok: Reply, *statuses: int) -> dict[int, Reply]:
     return {200: ok, **{status: shared[status] for status in statuses}}
 
 
+# The project object (api.public_v1.project_json); the list leaves projectId out.
+_PROJECT_FIELDS: dict[str, dict[str, Any]] = {
+    "projectId": INTEGER,
+    "projectKey": STRING,
+    "name": STRING,
+    "platform": {"enum": list(PLATFORMS)},
+    "saveRequestPayloads": BOOLEAN,
+    "firstRecordedSessionAt": NULLABLE_INTEGER,
+    "createdAt": INTEGER,
+    "sampleRate": {"type": "integer", "minimum": 0, "maximum": 100},
+    "conditionsCount": INTEGER,
+    "gdpr": json_object(
+        {
+            "maskEmails": BOOLEAN,
+            "sampleRate": {"type": "integer", "minimum": 0, "maximum": 100},
+            "maskNumbers": BOOLEAN,
+            "defaultInputMode": STRING,
+        },
+        ["maskEmails", "sampleRate", "maskNumbers", "defaultInputMode"],
+    ),
+}
+PROJECT = component("Project", json_object(_PROJECT_FIELDS, list(_PROJECT_FIELDS)))
 PROJECT_LIST_ITEM = component(
     "ProjectListItem",
     json_object(
-        {
-            "name": STRING,
-            "projectKey": STRING,
-            "saveRequestPayloads": BOOLEAN,
-            "firstRecordedSessionAt": {"type": "null"},
-            "createdAt": INTEGER,
-            "sampleRate": INTEGER,
-            "platform": STRING,
-            "conditionsCount": INTEGER,
-        },
-        ["name", "projectKey", "platform"],
-    ),
-)
-PROJECT = component(
-    "Project",
-    json_object(
-        {"projectId": INTEGER, "projectKey": STRING, "platform": STRING, "name": STRING},
-        ["projectId", "projectKey", "platform", "name"],
+        {k: v for k, v in _PROJECT_FIELDS.items() if k != "projectId"},
+        [k for k in _PROJECT_FIELDS if k != "projectId"],
     ),
 )
 NEW_PROJECT = component(
@@ -149,27 +163,21 @@ NEW_PROJECT = component(
                 "pattern": PROJECT_NAME_PATTERN,
                 "default": "my first project",
             },
-            "platform": {"enum": list(V1_PLATFORMS), "default": "web"},
+            "platform": {"enum": list(PLATFORMS), "default": "web"},
         },
     },
-)
-CREATED_PROJECT = component(
-    "CreatedProject",
-    json_object(
-        {
-            "projectKey": STRING,
-            "name": STRING,
-            "saveRequestPayloads": BOOLEAN,
-            "platform": STRING,
-            "gdpr": {"type": "object"},
-        },
-        ["projectKey", "name", "platform", "gdpr"],
-    ),
 )
 EVENT = component(
     "Event",
     json_object(
-        {"sessionId": STRING, "messageId": INTEGER, "timestamp": INTEGER, "type": STRING},
+        {
+            "sessionId": STRING,
+            "messageId": INTEGER,
+            "timestamp": INTEGER,
+            "type": STRING,
+            # LOCATION only: metric name -> value as the tracker sent it.
+            "webVitals": nullable({"type": "object", "additionalProperties": STRING}),
+        },
         ["sessionId", "messageId", "timestamp", "type"],
     ),
 )
@@ -184,7 +192,7 @@ USER_SESSION = component(
             "userOs": NULLABLE_STRING,
             "userBrowser": NULLABLE_STRING,
             "userDevice": NULLABLE_STRING,
-            "userCountry": STRING,
+            "userCountry": {"type": "string", "minLength": 2, "maxLength": 2},
             "startTs": INTEGER,
             "duration": NULLABLE_INTEGER,
             "eventsCount": INTEGER,
@@ -206,6 +214,7 @@ USER = component(
         ["userId", "sessionCount", "lastSeen", "firstSeen"],
     ),
 )
+_COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
 LIVE_SESSIONS = component(
     "LiveSessions",
     json_object(
@@ -214,15 +223,30 @@ LIVE_SESSIONS = component(
             "sessions": {
                 "type": "array",
                 "items": json_object(
-                    {"sessionID": STRING, "live": {"const": True}, "timestamp": INTEGER},
-                    ["sessionID", "live"],
+                    {
+                        "sessionID": STRING,
+                        "live": {"const": True},
+                        "timestamp": INTEGER,
+                        "userCountry": {"type": "string", "minLength": 2, "maxLength": 2},
+                    },
+                    ["sessionID", "live", "userCountry"],
                 ),
             },
+            "counter": {
+                "type": "object",
+                "additionalProperties": _COUNTS,
+                "description": "Per filter (its `type`; a metadata filter's `source`), per value: "
+                "how many of the matching sessions (all pages) matched that value.",
+            },
         },
-        ["total", "sessions"],
+        ["total", "sessions", "counter"],
     ),
 )
 _FILTER_VALUE = {"type": ["string", "number"]}
+_FILTER_VALUES = {
+    "anyOf": [_FILTER_VALUE, {"type": "array", "items": _FILTER_VALUE}, {"type": "null"}]
+}
+_FILTER_OPERATOR = {"enum": [*ASSIST_OPERATORS, None]}
 LIVE_SEARCH = component(
     "LiveSearch",
     {
@@ -230,21 +254,34 @@ LIVE_SEARCH = component(
         "properties": {
             "filters": {
                 "type": ["array", "null"],
-                "items": json_object(
-                    {
-                        "type": {"type": "string", "minLength": 1},
-                        "value": {
-                            "anyOf": [
-                                _FILTER_VALUE,
-                                {"type": "array", "items": _FILTER_VALUE},
-                                {"type": "null"},
-                            ]
-                        },
-                        "operator": {"enum": [*ASSIST_OPERATORS, None]},
-                        "source": NULLABLE_STRING,
-                    },
-                    ["type"],
-                ),
+                "items": {
+                    "anyOf": [
+                        json_object(
+                            {
+                                "type": {
+                                    "type": "string",
+                                    "pattern": any_case_pattern(
+                                        *(t for t in ASSIST_FILTER_TYPES if t != "metadata")
+                                    ),
+                                },
+                                "value": _FILTER_VALUES,
+                                "operator": _FILTER_OPERATOR,
+                                "source": NULLABLE_STRING,
+                            },
+                            ["type"],
+                        ),
+                        # A metadata filter names the metadata key in source.
+                        json_object(
+                            {
+                                "type": {"type": "string", "pattern": any_case_pattern("metadata")},
+                                "value": _FILTER_VALUES,
+                                "operator": _FILTER_OPERATOR,
+                                "source": {"type": "string", "minLength": 1},
+                            },
+                            ["type", "source"],
+                        ),
+                    ]
+                },
             },
             "sort": {"type": ["string", "null"], "default": "timestamp"},
             "order": {

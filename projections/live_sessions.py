@@ -29,7 +29,7 @@ import attrs
 
 from engine import events as ev
 from engine.start_info import LIVE_VIEW, StartInfo
-from projections.sessions import SessionRow, read_live
+from projections.sessions import SessionRow, country_or_unknown, read_live
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -55,7 +55,7 @@ class LiveSession:
     def assist_fields(self) -> dict[str, Any]:
         """The live object in its wire names (``sessionID`` as a string, ``live`` always true);
         the start facts Assist shows are those their :class:`StartField` gives a live key."""
-        return {
+        fields = {
             "pageTitle": self.page_title,
             "active": self.active,
             "live": True,
@@ -67,6 +67,9 @@ class LiveSession:
             **LIVE_VIEW.json(self.start),
             "projectId": self.project_id,
         }
+        # Unknown is "UN" here as in the v1 user sessions (API.md 2.5): one rule for both.
+        fields["userCountry"] = country_or_unknown(fields["userCountry"])
+        return fields
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -85,10 +88,13 @@ class LiveFilter:
 
 @attrs.frozen(slots=True, kw_only=True)
 class LiveSearchResult:
-    """One page of matching live sessions and how many matched in all."""
+    """One page of matching live sessions, how many matched in all, and the ``counter``: per
+    filter (its name: ``type``, or ``source`` for a metadata filter), per value, how many of the
+    matching sessions matched that value (API.md 4.3); a filter without values counts nothing."""
 
     total: int
     sessions: list[LiveSession]
+    counter: Mapping[str, Mapping[str, int]] = attrs.Factory(dict)
 
 
 # Filter names that do not spell an attribute of the live object (lower-cased; the others do,
@@ -453,7 +459,9 @@ class LiveSessions:
         """
         sessions = self._by_project.get(project_id)
         if not sessions:
-            return LiveSearchResult(total=0, sessions=[])
+            return LiveSearchResult(
+                total=0, sessions=[], counter=self._counter(project_id, filters, set())
+            )
         page = max(page, 1)
         limit = max(limit, 0)
         descending = order.upper() != "ASC"
@@ -481,25 +489,32 @@ class LiveSessions:
             # set & set iterates the smaller side: the cost follows the most selective filter.
             matched = ids if matched is None else matched & ids
             if not matched:
-                return LiveSearchResult(total=0, sessions=[])
+                return LiveSearchResult(
+                    total=0, sessions=[], counter=self._counter(project_id, filters, set())
+                )
         total = len(matched) if matched is not None else len(sessions)
+        counter = {} if matched is None else self._counter(project_id, filters, matched)
 
         if key == "timestamp":
             assert matched is not None  # the unfiltered case answered above
             wanted_n = first + limit
             if wanted_n == 0 or first >= total:
-                return LiveSearchResult(total=total, sessions=[])
+                return LiveSearchResult(total=total, sessions=[], counter=counter)
             # Either sort the matches, or walk the time order until the page is full: the walk
             # visits about wanted_n * n / total entries, the sort touches every match (~4x the
             # cost of a visited entry).
             if 4 * total < wanted_n * len(ordered) / total:
                 picked = sorted((sessions[i] for i in matched), key=_time_key, reverse=descending)
                 return LiveSearchResult(
-                    total=total, sessions=[e.session for e in picked[first:wanted_n]]
+                    total=total,
+                    sessions=[e.session for e in picked[first:wanted_n]],
+                    counter=counter,
                 )
             walk = reversed(ordered) if descending else iter(ordered)
             hits = itertools.islice((e for _, sid, e in walk if sid in matched), first, wanted_n)
-            return LiveSearchResult(total=total, sessions=[e.session for e in hits])
+            return LiveSearchResult(
+                total=total, sessions=[e.session for e in hits], counter=counter
+            )
 
         # Another sort key: the matches in time order, then a stable sort (ties keep time order).
         walk = reversed(ordered) if descending else iter(ordered)
@@ -509,8 +524,31 @@ class LiveSessions:
             candidates = [e for _, sid, e in walk if sid in matched]
         candidates.sort(key=lambda e: _sort_key(e, key), reverse=descending)
         return LiveSearchResult(
-            total=total, sessions=[e.session for e in candidates[first : first + limit]]
+            total=total,
+            sessions=[e.session for e in candidates[first : first + limit]],
+            counter=counter,
         )
+
+    def _counter(
+        self, project_id: int, filters: Sequence[LiveFilter], matched: set[int]
+    ) -> dict[str, dict[str, int]]:
+        """:attr:`LiveSearchResult.counter`: per filter, per value, how many of the ``matched``
+        sessions match that value (one index lookup per value, then a set intersection)."""
+        counter: dict[str, dict[str, int]] = {}
+        for flt in filters:
+            in_meta, attr, _ = _filter_target(flt)
+            name = flt.source if in_meta and flt.source else flt.type
+            counts = counter.setdefault(name, {})
+            postings = (self._meta_postings if in_meta else self._postings).get(project_id, {})
+            attribute = postings.get(attr)
+            for value in flt.values:
+                if not value:
+                    continue  # an empty value asks for the attribute, not for a value
+                if attribute is None or not matched:
+                    counts[value] = 0
+                else:
+                    counts[value] = len(attribute.matching(flt, (value.lower(),)) & matched)
+        return counter
 
 
 # Changes of one refresh applied on the trio thread at most (sessions put or removed, ~40 us

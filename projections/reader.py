@@ -127,6 +127,10 @@ class ProjectionReader:
         """One session row, or None."""
         return await self.run(sessions.get_session, project_id, session_id)
 
+    async def first_session_starts(self, project_ids: list[int]) -> dict[int, int]:
+        """Per project, when its first session was recorded (projects without one left out)."""
+        return await self.run(sessions.first_session_starts, project_ids)
+
     async def dead_letter_count(self, project_id: int | None = None) -> int:
         """How many records are parked."""
         return await self.run(dead_letters.count, project_id)

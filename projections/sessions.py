@@ -106,6 +106,16 @@ _START_COLUMNS: tuple[str, ...] = tuple(c for c in START_FIELDS if c != "user_id
 _SET_COLUMNS: tuple[str, ...] = ("user_id", "user_anonymous_id", "duration", "end_ts", "page_title")
 
 
+# The country the API answers when GeoIP knew none (API.md 2.5: the reference's "unknown"); the
+# table keeps "" (nothing was known), every answer (user sessions, Assist) says this.
+UNKNOWN_COUNTRY = "UN"
+
+
+def country_or_unknown(code: str) -> str:
+    """A stored country code as the API answers it: itself, or :data:`UNKNOWN_COUNTRY`."""
+    return code or UNKNOWN_COUNTRY
+
+
 @attrs.frozen(slots=True, kw_only=True)
 class SessionRow(StartInfo):
     """A session as the sessions projection knows it (field names follow the table): its start
@@ -375,6 +385,23 @@ def user_sessions(
     sql += " ORDER BY session_id LIMIT ?"
     params.append(limit)
     return [_row(r) for r in conn.execute(sql, params)]
+
+
+def first_session_starts(conn: sqlite3.Connection, project_ids: Sequence[int]) -> dict[int, int]:
+    """Per project, the start (epoch ms) of its earliest recorded session: the project's
+    ``firstRecordedSessionAt``. Projects without a session are left out.
+
+    Derived here rather than stored on the project: it follows the log (a rebuild gives the same
+    answer) and each lookup is one step down the ``sessions_project_start`` index.
+    """
+    out: dict[int, int] = {}
+    for project_id in project_ids:
+        (first,) = conn.execute(
+            "SELECT min(start_ts) FROM sessions WHERE project_id = ?", (project_id,)
+        ).fetchone()
+        if first is not None:
+            out[project_id] = int(first)
+    return out
 
 
 def live_sessions(conn: sqlite3.Connection) -> list[SessionRow]:

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import trio
 
+from api.public_v1_schema import ASSIST_FILTER_TYPES
 from storage.catalog import DEFAULT_ORG_ID
 from tests.api.conftest import T0, Harness
 from tests.api.test_public_v1 import end_all_sessions, projected
@@ -113,7 +114,11 @@ async def test_list_and_search_live_sessions(harness: Harness) -> None:
 
     # Ended sessions leave the list.
     await end_all_sessions(harness, T0 + 600_000)
-    assert (await search(harness, key, {})).json()["data"] == {"total": 0, "sessions": []}
+    assert (await search(harness, key, {})).json()["data"] == {
+        "total": 0,
+        "sessions": [],
+        "counter": {},  # issue 14 point 8: the answer has a counter now
+    }
 
 
 async def test_bad_search_bodies_are_422_and_auth_is_required(harness: Harness) -> None:
@@ -122,7 +127,7 @@ async def test_bad_search_bodies_are_422_and_auth_is_required(harness: Harness) 
                  {"limit": 0}, {"limit": 500}, {"page": 0}, [1, 2]):  # fmt: skip
         response = await search(harness, key, body)
         assert response.status_code == 422, body
-        assert "detail" in response.json()
+        assert set(response.json()) == {"errors"}  # issue 14 point 7: was FastAPI's detail
     broken = await harness.client.post(
         f"/api/v1/{harness.project.project_key}/assist/sessions",
         headers={"Authorization": key, "Content-Type": "application/json"},
@@ -134,3 +139,81 @@ async def test_bad_search_bodies_are_422_and_auth_is_required(harness: Harness) 
         "/api/v1/aaaaaaaaaaaaaaaaaaaa/assist/sessions", headers={"Authorization": key}, json={}
     )
     assert (missing.status_code, missing.json()) == (404, {"errors": ["project not found."]})
+
+
+async def test_the_answer_counts_matches_per_filter_value(harness: Harness) -> None:
+    """Issue 14 point 8: the Assist answer lacked ``counter`` (API.md 4.3)."""
+    key = await api_key(harness)
+    await live_session(harness, "ann", title="Cart", metadata={"plan": "Pro"})
+    await live_session(harness, "anna", title="Cart", metadata={"plan": "free"})
+    await live_session(harness, "bob", title="Home", metadata={"plan": "pro"})
+    await projected(harness)
+    body = {
+        "filters": [
+            {"type": "userId", "value": ["ann", "bob", "zed"]},  # contains: "ann" is in "anna"
+            {"type": "metadata", "source": "plan", "value": ["PRO"], "operator": "is"},
+            {"type": "pageTitle", "value": []},  # has the attribute: no value to count
+        ],
+        "limit": 1,
+    }
+    data = (await search(harness, key, body)).json()["data"]
+    assert data["total"] == 2 and len(data["sessions"]) == 1  # counts are over every page
+    assert data["counter"] == {
+        "userId": {"ann": 1, "bob": 1, "zed": 0},
+        "plan": {"PRO": 2},
+        "pageTitle": {},
+    }
+    nothing = await search(harness, key, {"filters": [{"type": "userId", "value": ["zed"]}]})
+    assert nothing.json()["data"] == {"total": 0, "sessions": [], "counter": {"userId": {"zed": 0}}}
+    listed = await harness.client.get(
+        f"/api/v1/{harness.project.project_key}/assist/sessions",
+        headers={"Authorization": key},
+        params={"userId": "bob"},
+    )
+    assert listed.json()["data"]["counter"] == {"userId": {"bob": 1}}
+
+
+async def test_an_unknown_country_is_un_in_assist_and_in_user_sessions(harness: Harness) -> None:
+    """Issue 14 point 8: the same session said "UN" in user sessions and "" in Assist."""
+    key = await api_key(harness)
+    session_id = await live_session(harness, "ann", title="Cart", metadata={})  # from 127.0.0.1
+    await projected(harness)
+    base = f"/api/v1/{harness.project.project_key}"
+    listed = await harness.client.get(f"{base}/assist/sessions", headers={"Authorization": key})
+    (live,) = listed.json()["data"]["sessions"]
+    (recorded,) = (
+        await harness.client.get(f"{base}/users/ann/sessions", headers={"Authorization": key})
+    ).json()["data"]
+    assert live["sessionID"] == recorded["sessionId"] == session_id
+    assert live["userCountry"] == recorded["userCountry"] == "UN"
+    # And a filter on it finds the session.
+    found = await search(harness, key, {"filters": [{"type": "userCountry", "value": ["un"]}]})
+    assert found.json()["data"]["total"] == 1
+
+
+async def test_every_known_filter_type_finds_the_session_it_describes(harness: Harness) -> None:
+    """Each accepted type (issue 14 point 7: the others are 422) names a field of the live
+    object, so that a filter on the session's own value finds it."""
+    key = await api_key(harness)
+    await live_session(harness, "ann", title="Cart", metadata={"plan": "Pro"})
+    await projected(harness)
+    (live,) = (
+        await harness.client.get(
+            f"/api/v1/{harness.project.project_key}/assist/sessions",
+            headers={"Authorization": key},
+        )
+    ).json()["data"]["sessions"]
+    by_name = {name.lower(): value for name, value in live.items()}
+    checked = []
+    for kind in ASSIST_FILTER_TYPES:
+        if kind == "metadata":
+            flt: dict[str, Any] = {"type": kind, "source": "plan", "value": ["pro"]}
+        else:
+            value = by_name["userdevicetype" if kind == "platform" else kind.lower()]
+            if value in ("", None):
+                continue  # nothing to find by (no device name from a desktop browser, ...)
+            flt = {"type": kind, "value": [str(value).lower()], "operator": "is"}
+        found = await search(harness, key, {"filters": [flt]})
+        assert found.json()["data"]["total"] == 1, (kind, flt)
+        checked.append(kind)
+    assert len(checked) >= 12, checked

@@ -23,10 +23,11 @@ def disk(tmp_path: Path) -> Iterator[SmallDisk]:
         yield small
 
 
-def assert_unavailable(response: httpx.Response) -> None:
+def assert_unavailable(response: httpx.Response, envelope: str = "error") -> None:
+    """503 + Retry-After, with a message in ``envelope`` (``errors`` under /api/v1)."""
     assert response.status_code == 503, response.text
     assert int(response.headers["Retry-After"]) >= 1
-    assert response.json()["error"]
+    assert response.json()[envelope]
 
 
 async def upload_until_refused(
@@ -70,7 +71,7 @@ async def test_full_disk_answers_503_and_recovers(
         created = await harness.client.post(
             "/api/v1/projects", headers={"Authorization": key}, json={"name": "full"}
         )
-        assert_unavailable(created)
+        assert_unavailable(created, "errors")  # issue 14 point 7: the v1 envelope there
     assert harness.server.log.statistics().write_error is not None
 
     # Reads keep answering, and what was acknowledged is intact.

@@ -280,4 +280,6 @@ async def test_dead_letters_refuse_a_bad_limit(harness: Harness) -> None:
     for bad in ("x", "0", "1001"):
         response = await get(harness, key, "/api/v1/dead-letters", limit=bad)
         assert response.status_code == 422, bad
-        assert response.json()["detail"][0]["loc"] == ["query", "limit"]
+        # Issue 14 point 7: the v1 envelope (was FastAPI's detail), naming the parameter.
+        (message,) = response.json()["errors"]
+        assert message.startswith("query.limit: "), message

@@ -7,6 +7,7 @@ server, and the tests read what they projected through ``/api/v1/...``.
 
 from __future__ import annotations
 
+import argparse
 import sqlite3
 from collections import Counter
 from typing import Any
@@ -14,8 +15,10 @@ from typing import Any
 import httpx
 import trio
 
+from api.cli import build_parser
+from api.openapi import OPENAPI_PATH
 from api.operations import PROJECTOR_KEY
-from storage.catalog import DEFAULT_ORG_ID
+from storage.catalog import DEFAULT_ORG_ID, PLATFORMS
 from tests.api.conftest import T0, Harness, ServerFactory
 from tests.engine.builders import SessionScript, clock_tick
 
@@ -110,14 +113,8 @@ async def test_projects_list_get_and_create(harness: Harness) -> None:
     assert listing[0]["name"] == harness.project.name and listing[0]["platform"] == "web"
 
     one = await get(harness, key, f"/api/v1/projects/{harness.project.project_key}")
-    assert one.json() == {
-        "data": {
-            "projectId": harness.project.project_id,
-            "projectKey": harness.project.project_key,
-            "platform": "web",
-            "name": harness.project.name,
-        }
-    }
+    # Issue 14 point 8: one serializer, so the list item is the project object less projectId.
+    assert one.json() == {"data": {"projectId": harness.project.project_id, **listing[0]}}
     unknown = await get(harness, key, "/api/v1/projects/aaaaaaaaaaaaaaaaaaaa")
     assert (unknown.status_code, unknown.json()) == (404, {"errors": ["project not found."]})
 
@@ -133,16 +130,21 @@ async def test_projects_list_get_and_create(harness: Harness) -> None:
         "ios",
         False,
     )
+    # Issue 14 point 8: gdpr.sampleRate is the project's sample rate (it said 33 while the list
+    # said 100), and the new project answers what reading it back answers.
     assert data["gdpr"] == {
         "maskEmails": True,
-        "sampleRate": 33,
+        "sampleRate": 100,
         "maskNumbers": False,
         "defaultInputMode": "obscured",
     }
+    assert (data["sampleRate"], data["firstRecordedSessionAt"]) == (100, None)
     assert len(data["projectKey"]) == 20
     fetched = await get(harness, key, f"/api/v1/projects/{data['projectKey']}")
-    assert fetched.json()["data"]["name"] == "Shop #2 - é/à"
-    assert len((await get(harness, key, "/api/v1/projects")).json()["data"]) == 2
+    assert fetched.json()["data"] == data
+    listed = (await get(harness, key, "/api/v1/projects")).json()["data"]
+    assert len(listed) == 2
+    assert {k: v for k, v in data.items() if k != "projectId"} in listed
 
     default = await harness.client.post("/api/v1/projects", headers={"Authorization": key}, json={})
     assert default.json()["data"]["name"] == "my first project"
@@ -159,17 +161,73 @@ async def test_project_creation_rules(harness: Harness) -> None:
     assert (await create({"name": "Alpha"})).status_code == 200
     duplicate = await create({"name": "  aLPHA "})
     assert (duplicate.status_code, duplicate.json()) == (400, {"errors": ["name already exists."]})
-    for bad in (
-        {"name": "no <script>"},
-        {"name": ""},
-        {"name": 12},
-        {"platform": "android"},
-        ["x"],
+    for bad, field in (
+        ({"name": "no <script>"}, "body.name"),
+        ({"name": ""}, "body.name"),
+        ({"name": 12}, "body.name"),
+        ({"platform": "windows"}, "body.platform"),
+        (["x"], "body"),
     ):
         response = await create(bad)
         assert response.status_code == 422, bad
-        assert isinstance(response.json()["detail"], list)
+        # Issue 14 point 7: the v1 envelope, the message naming the field (was FastAPI's detail).
+        (message,) = response.json()["errors"]
+        assert message.startswith(f"{field}: "), (bad, message)
     assert (await harness.client.post("/api/v1/projects", json={"name": "B"})).status_code == 401
+
+
+async def test_every_platform_the_catalog_knows_can_be_created(harness: Harness) -> None:
+    """Issue 14 point 8: the CLI created android projects, POST refused them; both take the
+    catalog's list now."""
+    key = await api_key(harness)
+    for platform in PLATFORMS:
+        response = await harness.client.post(
+            "/api/v1/projects",
+            headers={"Authorization": key},
+            json={"name": f"app {platform}", "platform": platform},
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["data"]["platform"] == platform
+    created = {p.name: p.platform for p in harness.server.catalog.list_projects()}
+    assert {created[f"app {p}"] for p in PLATFORMS} == set(PLATFORMS) == {"web", "ios", "android"}
+
+
+async def test_the_cli_offers_the_platforms_the_api_takes(harness: Harness) -> None:
+    """The other half of the android mismatch: ``replayd project create --platform`` offers the
+    same list (the catalog's) as POST /api/v1/projects and its OpenAPI description."""
+    parser = build_parser()
+
+    def subcommand(of: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+        (commands,) = [a for a in of._actions if isinstance(a, argparse._SubParsersAction)]
+        return commands.choices[name]
+
+    create = subcommand(subcommand(parser, "project"), "create")
+    (platform,) = [a for a in create._actions if "--platform" in a.option_strings]
+    assert tuple(platform.choices or ()) == PLATFORMS
+    spec = (await harness.client.get(OPENAPI_PATH)).json()
+    assert spec["components"]["schemas"]["NewProject"]["properties"]["platform"]["enum"] == list(
+        PLATFORMS
+    )
+
+
+async def test_first_recorded_session_at_is_set_once_a_session_is_recorded(
+    harness: Harness,
+) -> None:
+    """Issue 14 point 8: it stayed null after sessions were recorded."""
+    key = await api_key(harness)
+    path = f"/api/v1/projects/{harness.project.project_key}"
+    assert (await get(harness, key, path)).json()["data"]["firstRecordedSessionAt"] is None
+    await record_session(harness)
+    harness.clock.now += 60_000
+    await harness.started(userID="later")  # a later session does not move it
+    await projected(harness)
+    assert (await get(harness, key, path)).json()["data"]["firstRecordedSessionAt"] == T0
+    (listed,) = (await get(harness, key, "/api/v1/projects")).json()["data"]
+    assert listed["firstRecordedSessionAt"] == T0
+    # Another project of the organization has recorded nothing.
+    other = await trio.to_thread.run_sync(lambda: harness.server.catalog.create_project("other"))
+    fresh = await get(harness, key, f"/api/v1/projects/{other.project_key}")
+    assert fresh.json()["data"]["firstRecordedSessionAt"] is None
 
 
 def second_organization(harness: Harness) -> tuple[str, str]:
@@ -256,7 +314,8 @@ async def test_session_events_of_every_type(harness: Harness) -> None:
         "loadTime": 20, "firstPaintTime": 150, "firstContentfulPaintTime": 160, "responseEnd": 90,
     }  # fmt: skip
     assert {k: location[k] for k in timings} == timings
-    assert location["webVitals"] == '{"LCP":"812"}'
+    # Issue 14 point 8: an object, no longer a JSON string inside the JSON.
+    assert location["webVitals"] == {"LCP": "812"}
 
     click = by_type["CLICK"]
     assert (click["messageId"], click["label"], click["selector"]) == (
@@ -298,7 +357,9 @@ async def test_session_events_unknown_foreign_and_malformed_ids(harness: Harness
     assert (await get(harness, key, f"{base}/{2**70}/events")).json() == {"data": []}
     malformed = await get(harness, key, f"{base}/abc/events")
     assert malformed.status_code == 422
-    assert malformed.json()["detail"][0]["loc"] == ["path", "sessionId"]
+    # Issue 14 point 7: the v1 envelope (was FastAPI's detail), naming the parameter.
+    (message,) = malformed.json()["errors"]
+    assert message.startswith("path.sessionId: ")
     # The session belongs to another project of the same organization: not visible there.
     other = await trio.to_thread.run_sync(lambda: harness.server.catalog.create_project("other"))
     response = await get(harness, key, f"/api/v1/{other.project_key}/sessions/{session_id}/events")

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from api.public_v1_schema import ASSIST_FILTER_TYPES
 from tests.api.conftest import Harness
 from tests.api.test_public_v1 import api_key, get
 
@@ -25,11 +26,18 @@ async def assert_still_serving(harness: Harness, key: str) -> None:
     assert listing.status_code == 200, listing.text
 
 
-def assert_422(response: httpx.Response, loc: list[str]) -> None:
+def assert_422(response: httpx.Response, loc: list[str]) -> str:
+    """A 422 in the v1 envelope whose message names the field at ``loc``; returns the message.
+
+    (Issue 14 point 7: this was FastAPI's ``{"detail": [{"loc": ...}]}``.)
+    """
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/json"
-    detail = response.json()["detail"]
-    assert isinstance(detail, list) and detail[0]["loc"] == loc, detail
+    body = response.json()
+    assert set(body) == {"errors"}, body
+    (message,) = body["errors"]
+    assert message.startswith(".".join(loc) + ": "), message
+    return message
 
 
 async def test_deeply_nested_assist_search_is_422(harness: Harness) -> None:
@@ -85,8 +93,8 @@ async def test_project_name_length_is_capped(harness: Harness) -> None:
         response = await harness.client.post(
             "/api/v1/projects", headers={"Authorization": key}, json={"name": name}
         )
-        assert_422(response, ["body", "name"])
-        assert response.json()["detail"][0]["type"] == "string_too_long"
+        message = assert_422(response, ["body", "name"])
+        assert "at most 200 characters" in message
         assert len(response.content) < 2_000  # the oversized input is not echoed back whole
     assert harness.server.catalog.list_projects() == before
     longest = await harness.client.post(
@@ -130,3 +138,27 @@ async def test_falsy_non_default_assist_fields_are_422(harness: Harness) -> None
     ):
         response = await harness.client.post(path, headers={"Authorization": key}, json=body)
         assert_422(response, loc)
+
+
+async def test_unknown_assist_filter_types_are_422(harness: Harness) -> None:
+    """Issue 14 point 7: an unknown filter type answered 200 with nothing found."""
+    key = await api_key(harness)
+    path = f"/api/v1/{harness.project.project_key}/assist/sessions"
+    for kind in ("userName", "user_id", "metadata.plan", "x" * 10_000):
+        body: dict[str, Any] = {"filters": [{"type": "userId", "value": ["a"]}, {"type": kind}]}
+        response = await harness.client.post(path, headers={"Authorization": key}, json=body)
+        message = assert_422(response, ["body", "filters", "1", "type"])
+        assert "Unknown filter type" in message and "userBrowser" in message  # lists the known
+        assert len(response.content) < 2_000
+    # A metadata filter names its key in source.
+    for source in (None, ""):
+        body = {"filters": [{"type": "metadata", "source": source, "value": ["x"]}]}
+        response = await harness.client.post(path, headers={"Authorization": key}, json=body)
+        assert_422(response, ["body", "filters", "0", "source"])
+    # Every known type, in both of the reference's spellings, is accepted.
+    for kind in ASSIST_FILTER_TYPES:
+        for spelled in (kind, kind.upper()):
+            body = {"filters": [{"type": spelled, "value": ["x"], "source": "plan"}]}
+            response = await harness.client.post(path, headers={"Authorization": key}, json=body)
+            assert response.status_code == 200, (spelled, response.text)
+    await assert_still_serving(harness, key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import hypothesis.strategies as st
 from hypothesis import given, settings
 
@@ -55,7 +56,7 @@ def test_lifecycle_updates_and_removal() -> None:
         "userBrowserVersion": "",
         "userDevice": "",
         "userDeviceType": "",
-        "userCountry": "",
+        "userCountry": "UN",  # issue 14 point 8: unknown is "UN", as in user sessions
         "userState": "",
         "userCity": "",
         "projectId": 3,
@@ -252,8 +253,9 @@ def _scan_text(value: object) -> str | None:
 def _naive_search(
     sessions: list[LiveSession], filters: list[LiveFilter], sort: str, descending: bool,
     page: int, limit: int,
-) -> tuple[int, list[int]]:  # fmt: skip
-    """API.md 4.3 by brute force: each session's fields lower-cased, every filter tested."""
+) -> tuple[int, list[int], dict[str, dict[str, int]]]:  # fmt: skip
+    """API.md 4.3 by brute force: each session's fields lower-cased, every filter tested; the
+    counter tests every value of every filter against every matching session."""
     aliases = {"platform": "userdevicetype", "startts": "timestamp"}
 
     def texts(s: LiveSession) -> tuple[dict[str, str], dict[str, str]]:
@@ -293,7 +295,14 @@ def _naive_search(
 
         hits.sort(key=by, reverse=descending)
     first = (page - 1) * limit
-    return len(hits), [s.session_id for s in hits[first : first + limit]]
+    counter: dict[str, dict[str, int]] = {}
+    for f in filters:
+        in_meta = f.type.lower() == "metadata" and bool(f.source)
+        counts = counter.setdefault(f.source if in_meta and f.source else f.type, {})
+        for value in (v for v in f.values if v):
+            alone = attrs.evolve(f, values=(value,))
+            counts[value] = sum(1 for s in hits if passes(s, alone))
+    return len(hits), [s.session_id for s in hits[first : first + limit]], counter
 
 
 # Per attribute, values that are whole texts and strict substrings of others ("fire" of
@@ -392,7 +401,7 @@ def test_indexed_search_matches_a_naive_scan(
     sessions = [s for s in alive if s is not None]
     order = "DESC" if descending else "ASC"
     got = live.search(1, filters, sort=sort, order=order, page=page, limit=limit)
-    assert (got.total, ids(got.sessions)) == _naive_search(
+    assert (got.total, ids(got.sessions), got.counter) == _naive_search(
         sessions, filters, sort, descending, page, limit
     )
 
