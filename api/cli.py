@@ -8,6 +8,10 @@ Contract (scripts rely on it):
   exits with status 1 if one of them dies.
 * ``replayd project create NAME [--db PATH] [--platform web]`` and ``replayd api-key create
   [--db PATH]`` print the new key ALONE on the LAST line of stdout.
+* Only ``serve`` creates a database that does not exist; every other command refuses with "no
+  database at PATH" (``--create`` on the two ``create`` commands makes one).
+* A failure is one line on stderr (``replayd COMMAND: what went wrong (the fix)``) and a non-zero
+  exit: 2 for bad usage or a bad setting, 1 for everything else.
 * Every flag also reads its ``REPLAYD_*`` variable (``REPLAYD_DB``, ``REPLAYD_HOST``, ...).
 
 Adding a subcommand: write ``def add_<name>_command(subparsers) -> None`` that adds its parser and
@@ -19,32 +23,113 @@ module is the only place that imports it.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import NoReturn
 
 import attrs
 import trio
 
-from api.config import SETTINGS, ServerConfig
+from api.config import SETTINGS, ServerConfig, Setting, parse_bool
 from storage.catalog import PLATFORMS, Catalog, Project
 
 # argparse has no public name for the object add_subparsers() returns.
 SubParsers = argparse._SubParsersAction
 
 
-def _db_argument(parser: argparse.ArgumentParser) -> None:
+class Parser(argparse.ArgumentParser):
+    """Every parser of ``replayd`` (subparsers inherit the class): no prefix matching, and usage
+    errors in one line on stderr with the way to more help."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        # Prefix matching would take `serve --prot 9` for --protocol-version, and a flag added
+        # later could silently change what an old abbreviation means.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def fail(command: str, message: str, code: int = 1) -> int:
+    """Print ``message`` as the one line of a failed ``replayd COMMAND``; returns ``code``."""
+    print(f"replayd {command}: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def _db_argument(parser: argparse.ArgumentParser, *, may_create: bool = False) -> None:
     parser.add_argument(
         "--db",
         default=None,
         help="SQLite file of the log and the catalog (env REPLAYD_DB, default ./data/replayd.db)",
     )
+    if may_create:
+        parser.add_argument(
+            "--create",
+            action="store_true",
+            help="create the database if there is none at --db (else that is an error)",
+        )
 
 
 def _db_path(args: argparse.Namespace) -> str:
     return ServerConfig.from_env(db_path=args.db).db_path
+
+
+def existing_db(args: argparse.Namespace, command: str) -> str | None:
+    """The database path of ``args``, or None (after printing why) when there is no database.
+
+    Only ``serve`` creates a database unasked (the first command of the README must work on a
+    fresh machine); elsewhere a typo in --db must not silently start a new, empty one.
+    """
+    path = _db_path(args)
+    if os.path.exists(path) or getattr(args, "create", False):
+        return path
+    hint = f"create it with `replayd serve --db {path}`"
+    if hasattr(args, "create"):
+        hint += " or pass --create"
+    fail(command, f"no database at {path} ({hint})")
+    return None
+
+
+def config_error_text(error: Exception) -> str:
+    """A ``ServerConfig`` error as one line that names the flag, not the attrs field."""
+    # attrs validators raise ValueError(message, attribute, bound, value): str() of that is a
+    # tuple repr; the message alone says it all.
+    text = str(error.args[0]) if error.args else str(error)
+    for setting in SETTINGS:
+        text = text.replace(f"'{setting.field}'", f"{setting.flag} (env {setting.env})")
+    return text
+
+
+_KINDS: dict[object, str] = {int: "an integer", float: "a number", parse_bool: "true or false"}
+
+
+def _flag_type(setting: Setting) -> Callable[[str], object]:
+    def parse(raw: str) -> object:
+        try:
+            return setting.parse(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{raw!r} is not {_KINDS.get(setting.parse, 'valid')}"
+            ) from None
+
+    return parse
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(
+            f"{raw!r} is not a level (one of {', '.join(LOG_LEVELS).lower()})"
+        )
+    return level
 
 
 # -- serve ---------------------------------------------------------------------------------------
@@ -54,17 +139,41 @@ def add_serve_command(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser("serve", help="run the server")
     for setting in SETTINGS:
         default_text = getattr(ServerConfig(), setting.field)
-        parser.add_argument(
-            setting.flag,
-            dest=setting.field,
-            type=setting.parse,
-            default=None,
-            help=f"{setting.help} (env {setting.env}, default {default_text})",
-        )
+        help_text = f"{setting.help} (env {setting.env}, default {default_text})"
+        if setting.parse is parse_bool:
+            # A switch (`--trust-x-forwarded-for`), still taking a value as documented
+            # (`--trust-x-forwarded-for false`), with a --no- form.
+            parser.add_argument(
+                setting.flag,
+                dest=setting.field,
+                type=_flag_type(setting),
+                nargs="?",
+                const=True,
+                default=None,
+                metavar="true|false",
+                help=help_text,
+            )
+            parser.add_argument(
+                f"--no-{setting.flag.removeprefix('--')}",
+                dest=setting.field,
+                action="store_const",
+                const=False,
+                help=f"the same as {setting.flag} false",
+            )
+        else:
+            parser.add_argument(
+                setting.flag,
+                dest=setting.field,
+                type=_flag_type(setting),
+                default=None,
+                help=help_text,
+            )
     parser.add_argument(
         "--log-level",
+        type=_log_level,
         default=os.environ.get("REPLAYD_LOG_LEVEL", "INFO"),
-        help="logging level (env REPLAYD_LOG_LEVEL, default INFO)",
+        help="logging level: debug, info, warning, error or critical"
+        " (env REPLAYD_LOG_LEVEL, default info)",
     )
     parser.set_defaults(handler=run_serve)
 
@@ -110,14 +219,13 @@ def _print_first_start(first: FirstStart, ingest_point: str) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     overrides = {s.field: getattr(args, s.field) for s in SETTINGS}
     try:
         config = ServerConfig.from_env(**overrides)
     except (ValueError, TypeError) as error:
-        print(f"replayd: bad configuration: {error}", file=sys.stderr)
-        return 2
+        return fail("serve", config_error_text(error), 2)
     first = bootstrap(config.db_path)
 
     async def main() -> None:
@@ -153,11 +261,13 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def add_project_command(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser("project", help="manage projects")
-    actions = parser.add_subparsers(dest="action", required=True)
+    actions = parser.add_subparsers(dest="action", required=True, help="what to do")
     create = actions.add_parser("create", help="create a project; prints its key on the last line")
-    create.add_argument("name")
-    create.add_argument("--platform", choices=PLATFORMS, default="web")
-    _db_argument(create)
+    create.add_argument("name", help="the project's name (shown in the API)")
+    create.add_argument(
+        "--platform", choices=PLATFORMS, default="web", help="what it tracks (default web)"
+    )
+    _db_argument(create, may_create=True)
     create.set_defaults(handler=run_project_create)
     listing = actions.add_parser("list", help="list projects")
     _db_argument(listing)
@@ -165,7 +275,10 @@ def add_project_command(subparsers: SubParsers) -> None:
 
 
 def run_project_create(args: argparse.Namespace) -> int:
-    catalog = Catalog.open(_db_path(args))
+    db_path = existing_db(args, "project create")
+    if db_path is None:
+        return 1
+    catalog = Catalog.open(db_path)
     try:
         project = catalog.create_project(args.name, args.platform)
     finally:
@@ -176,7 +289,10 @@ def run_project_create(args: argparse.Namespace) -> int:
 
 
 def run_project_list(args: argparse.Namespace) -> int:
-    catalog = Catalog.open(_db_path(args))
+    db_path = existing_db(args, "project list")
+    if db_path is None:
+        return 1
+    catalog = Catalog.open(db_path)
     try:
         projects = catalog.list_projects()
     finally:
@@ -191,15 +307,18 @@ def run_project_list(args: argparse.Namespace) -> int:
 
 def add_api_key_command(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser("api-key", help="manage organization API keys")
-    actions = parser.add_subparsers(dest="action", required=True)
+    actions = parser.add_subparsers(dest="action", required=True, help="what to do")
     create = actions.add_parser("create", help="create an API key; prints it on the last line")
     create.add_argument("--label", default="", help="a note stored with the key")
-    _db_argument(create)
+    _db_argument(create, may_create=True)
     create.set_defaults(handler=run_api_key_create)
 
 
 def run_api_key_create(args: argparse.Namespace) -> int:
-    catalog = Catalog.open(_db_path(args))
+    db_path = existing_db(args, "api-key create")
+    if db_path is None:
+        return 1
+    catalog = Catalog.open(db_path)
     try:
         key = catalog.create_api_key(label=args.label)
     finally:
@@ -237,6 +356,8 @@ def run_rebuild(args: argparse.Namespace) -> int:
     config = _projections_config(args, "rebuild")
     if config is None:
         return 2
+    if existing_db(args, "rebuild") is None:
+        return 1
     return run_command(config.db_path, config.projections_db_path, args.projections)
 
 
@@ -257,7 +378,7 @@ def add_dead_letters_command(subparsers: SubParsers) -> None:
         "dead-letters",
         help="list the records and events that were parked, or re-run them after an upgrade",
     )
-    actions = parser.add_subparsers(dest="action", required=True)
+    actions = parser.add_subparsers(dest="action", required=True, help="what to do")
     list_text = (
         "the newest dead letters first (position, session, project, stage, at, error), then"
         " their count; only reads, the server may run"
@@ -287,10 +408,11 @@ def add_dead_letters_command(subparsers: SubParsers) -> None:
 def _projections_config(args: argparse.Namespace, command: str) -> ServerConfig | None:
     # The same derivation as ``serve`` (ServerConfig), so both find the same projections file.
     try:
-        return ServerConfig.from_env(db_path=args.db, projections_db_path=args.projections_db)
+        config = ServerConfig.from_env(db_path=args.db, projections_db_path=args.projections_db)
     except (ValueError, TypeError) as error:
-        print(f"replayd {command}: bad configuration: {error}", file=sys.stderr)
+        fail(command, config_error_text(error))
         return None
+    return config
 
 
 def run_dead_letters_list(args: argparse.Namespace) -> int:
@@ -299,6 +421,8 @@ def run_dead_letters_list(args: argparse.Namespace) -> int:
     config = _projections_config(args, "dead-letters list")
     if config is None:
         return 2
+    if existing_db(args, "dead-letters list") is None:
+        return 1
     return run_list_command(config.projections_db_path, args.project_id, args.limit)
 
 
@@ -308,6 +432,8 @@ def run_dead_letters_retry(args: argparse.Namespace) -> int:
     config = _projections_config(args, "dead-letters retry")
     if config is None:
         return 2
+    if existing_db(args, "dead-letters retry") is None:
+        return 1
     return run_retry_command(config.db_path, config.projections_db_path, args.project_id)
 
 
@@ -322,12 +448,21 @@ COMMANDS: list[Callable[..., None]] = [
 ]
 
 
+def version() -> str:
+    """The installed replayd's version (pyproject's), or "unknown" when run from a bare tree."""
+    try:
+        return importlib.metadata.version("replayd")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="replayd", description="Session replay and product analytics backend."
+    parser = Parser(prog="replayd", description="Session replay and product analytics backend.")
+    parser.add_argument(
+        "--version", action="version", version=f"replayd {version()}", help="print the version"
     )
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    subparsers = parser.add_subparsers(dest="command", required=True, help="the command")
     for add_command in COMMANDS:
         add_command(subparsers)
     return parser

@@ -124,7 +124,8 @@ class ServerConfig:
         return f"{host}:{self.port}"
 
 
-def _parse_bool(raw: str) -> bool:
+def parse_bool(raw: str) -> bool:
+    """``true/false`` (also 1/0, yes/no, on/off) of a boolean setting; ValueError otherwise."""
     lowered = raw.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
         return True
@@ -244,7 +245,7 @@ SETTINGS: tuple[Setting, ...] = (
         "trust_x_forwarded_for",
         "REPLAYD_TRUST_X_FORWARDED_FOR",
         "--trust-x-forwarded-for",
-        _parse_bool,
+        parse_bool,
         "take the client IP from X-Forwarded-For (behind a trusted proxy only)",
     ),
     Setting(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib.metadata
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from api.cli import build_parser, tracker_snippet
 from storage.catalog import Catalog
@@ -26,7 +30,7 @@ def replayd(
 
 def test_project_create_prints_the_key_alone_on_the_last_line(tmp_path: Path) -> None:
     db = tmp_path / "cli.db"
-    result = replayd("project", "create", "My shop", "--db", str(db))
+    result = replayd("project", "create", "My shop", "--db", str(db), "--create")
     assert result.returncode == 0, result.stderr
     key = result.stdout.splitlines()[-1]
     assert len(key) == 20 and key.isalnum()
@@ -45,7 +49,8 @@ def test_project_create_prints_the_key_alone_on_the_last_line(tmp_path: Path) ->
 
 def test_api_key_create_prints_a_key_that_verifies(tmp_path: Path) -> None:
     db = tmp_path / "cli.db"
-    result = replayd("api-key", "create", env={"REPLAYD_DB": str(db)})  # --db from the environment
+    # --db from the environment
+    result = replayd("api-key", "create", "--create", env={"REPLAYD_DB": str(db)})
     assert result.returncode == 0, result.stderr
     key = result.stdout.splitlines()[-1]
     catalog = Catalog.open(db)
@@ -79,6 +84,109 @@ def test_serve_accepts_every_setting_flag() -> None:
     )
     assert (args.db_path, args.host, args.port, args.protocol_version) == ("x.db", "0.0.0.0", 0, 2)
     assert args.trust_x_forwarded_for is True and args.beacon_size_limit is None
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr and "Attribute(" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["serve", "--log-level", "LOUD"], "argument --log-level: 'LOUD' is not a level"),
+        # No prefix matching: --prot is not --protocol-version.
+        (["serve", "--prot", "9"], "unrecognized arguments: --prot 9"),
+        (["serve", "--port", "eighty"], "argument --port: 'eighty' is not an integer"),
+        (["serve", "--trust-x-forwarded-for", "maybe"], "'maybe' is not true or false"),
+        (
+            ["serve", "--protocol-version", "9"],
+            "replayd serve: --protocol-version (env REPLAYD_PROTOCOL_VERSION) must be in (1, 2)",
+        ),
+        (["serve", "--port", "70000"], "--port (env REPLAYD_PORT) must be <= 65535: 70000"),
+        (["project", "create"], "the following arguments are required: name"),
+    ],
+)
+def test_bad_flags_fail_in_one_line(tmp_path: Path, args: list[str], expected: str) -> None:
+    db = tmp_path / "sub" / "x.db"
+    line = _one_line_error(replayd(*args, "--db", str(db)), 2)
+    assert expected in line and line.startswith("replayd")
+    assert not db.parent.exists()  # refused before anything was created
+
+
+def test_trust_x_forwarded_for_is_a_switch_that_still_takes_a_value() -> None:
+    def trust(*flags: str) -> object:
+        return build_parser().parse_args(["serve", *flags]).trust_x_forwarded_for
+
+    assert trust() is None  # the environment or the default decides
+    assert trust("--trust-x-forwarded-for") is True
+    assert trust("--trust-x-forwarded-for", "false") is False
+    assert trust("--trust-x-forwarded-for", "--port", "0") is True
+    assert trust("--no-trust-x-forwarded-for") is False
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["project", "list"],
+        ["project", "create", "shop"],
+        ["api-key", "create"],
+        ["dead-letters", "list"],
+        ["rebuild"],
+    ],
+)
+def test_commands_refuse_a_database_that_does_not_exist(tmp_path: Path, command: list[str]) -> None:
+    db = tmp_path / "typo" / "replayd.db"
+    line = _one_line_error(replayd(*command, "--db", str(db)), 1)
+    hint = f"no database at {db} (create it with `replayd serve --db {db}`"
+    name = " ".join(word for word in command if word != "shop")
+    assert line.startswith(f"replayd {name}: {hint}")
+    assert line.endswith(" or pass --create)") == ("create" in command)
+    assert not db.parent.exists()
+
+
+def test_create_makes_the_database_when_asked(tmp_path: Path) -> None:
+    db = tmp_path / "new" / "replayd.db"
+    assert replayd("project", "create", "shop", "--db", str(db), "--create").returncode == 0
+    listed = replayd("project", "list", "--db", str(db))
+    assert listed.returncode == 0 and "\tweb\tshop" in listed.stdout
+
+
+def test_version() -> None:
+    result = replayd("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"replayd {importlib.metadata.version('replayd')}"
+
+
+def _walk(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.Action]]:
+    found = []
+    for action in parser._actions:
+        found.append((parser.prog, action))
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found.extend(_walk(sub))
+    return found
+
+
+def test_every_argument_has_help_and_no_parser_abbreviates() -> None:
+    walked = _walk(build_parser())
+    assert len(walked) > 40
+    assert [(prog, a.dest) for prog, a in walked if not a.help] == []
+    parsers = {prog for prog, _ in walked}
+    assert "replayd serve" in parsers and "replayd api-key create" in parsers
+    assert all(not parser.allow_abbrev for parser in _parsers(build_parser()))
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found.extend(_parsers(sub))
+    return found
 
 
 def test_tracker_snippet() -> None:
