@@ -23,13 +23,14 @@ module is the only place that imports it.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.metadata
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import attrs
 import trio
@@ -186,17 +187,17 @@ class FirstStart:
     api_key: str
 
 
-def bootstrap(db_path: str) -> FirstStart | None:
-    """On a database without projects: create the default project and an organization API key."""
-    catalog = Catalog.open(db_path)
-    try:
-        if catalog.list_projects():
-            return None
-        project = catalog.create_project("default")
-        api_key = catalog.create_api_key(label="created by the first serve")
-        return FirstStart(project, api_key)
-    finally:
-        catalog.close()
+def bootstrap(catalog: Catalog) -> FirstStart | None:
+    """On a catalog without projects: create the default project and an organization API key.
+
+    Called once the server listens, by the step that prints them: a failed start (port in use)
+    must not create a key that nobody ever sees.
+    """
+    if catalog.list_projects():
+        return None
+    project = catalog.create_project("default")
+    api_key = catalog.create_api_key(label="created by the first serve")
+    return FirstStart(project, api_key)
 
 
 def tracker_snippet(project_key: str, ingest_point: str) -> str:
@@ -226,7 +227,14 @@ def run_serve(args: argparse.Namespace) -> int:
         config = ServerConfig.from_env(**overrides)
     except (ValueError, TypeError) as error:
         return fail("serve", config_error_text(error), 2)
-    first = bootstrap(config.db_path)
+    from projections.pipeline import ProjectionsBusy, check_lock_free
+
+    try:
+        # At once, before the slow start-up: a second server on these files would only fail
+        # once its projector gives up waiting for the lock.
+        check_lock_free(config.projections_db_path)
+    except ProjectionsBusy as error:
+        return fail("serve", str(error))
 
     async def main() -> None:
         # Imported late: `replayd project ...` needs no web stack.
@@ -235,25 +243,61 @@ def run_serve(args: argparse.Namespace) -> int:
 
         async with trio.open_nursery() as nursery:
             server = await nursery.start(partial(serve, config, assembly=ASSEMBLY))
+            first = await trio.to_thread.run_sync(bootstrap, server.catalog)
             if first is not None:
                 host = server.host if server.host not in ("0.0.0.0", "::") else "localhost"
                 host = f"[{host}]" if ":" in host else host
                 _print_first_start(first, f"http://{host}:{server.port}")
+            elif await trio.to_thread.run_sync(server.catalog.api_key_count) == 0:
+                print(
+                    "No organization API key yet (the public API needs one): create one with"
+                    f" `replayd api-key create --db {config.db_path}`"
+                )
             processes = f" ({config.workers} ingest processes)" if config.workers else ""
             print(f"replayd serving {config.db_path} on {server.url}{processes}", flush=True)
 
     try:
         trio.run(main)
     except BaseException as error:
-        from runtime.pool import find_worker_failure
+        from runtime.pool import WorkerFailed
 
-        failure = find_worker_failure(error)
-        if failure is None:
-            raise
-        # A dead ingest process takes the whole server down (no half-running server).
-        print(f"replayd: {failure}; the server stopped", file=sys.stderr, flush=True)
-        return 1
+        failure = _find_error(error, WorkerFailed)
+        if failure is not None:
+            # A dead ingest process takes the whole server down (no half-running server).
+            return fail("serve", f"{failure}; the server stopped")
+        refused = _find_error(error, OSError)
+        if refused is not None and refused.errno in _BIND_ERRNOS:
+            return fail("serve", _bind_failure_text(config, refused))
+        busy = _find_error(error, ProjectionsBusy)
+        if busy is not None:  # a server that started after the check above
+            return fail("serve", str(busy))
+        raise
     return 0
+
+
+_BIND_ERRNOS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
+
+E = TypeVar("E", bound=BaseException)
+
+
+def _find_error(error: BaseException, kind: type[E]) -> E | None:
+    """The first ``kind`` inside ``error`` (trio wraps task errors in exception groups)."""
+    if isinstance(error, kind):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _find_error(inner, kind)
+            if found is not None:
+                return found
+    return None
+
+
+def _bind_failure_text(config: ServerConfig, error: OSError) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return f"port {config.port} on {config.host} is in use (another replayd?); pass --port"
+    if error.errno == errno.EACCES:
+        return f"not allowed to listen on port {config.port} (below 1024 needs root); pass --port"
+    return f"cannot listen on {config.host}: {error.strerror}; pass --host"
 
 
 # -- project / api-key ---------------------------------------------------------------------------

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -196,9 +198,9 @@ def test_tracker_snippet() -> None:
     )
 
 
-def _serve_until_listening(db: Path) -> tuple[subprocess.Popen[str], str]:
+def _serve_until_listening(db: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--db", str(db), "--port", "0"],
+        [sys.executable, "-m", "api.cli", "serve", "--db", str(db), "--port", "0", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -238,3 +240,71 @@ def test_first_serve_creates_a_project_and_key_and_sigterm_stops_it_cleanly(tmp_
         assert again.wait(timeout=30) == 0
     finally:
         again.kill()
+
+
+def _last_line(result: subprocess.CompletedProcess[str]) -> str:
+    # Log lines of the start-up may come first; the failure is the last line, and no traceback.
+    assert "Traceback" not in result.stderr and "ExceptionGroup" not in result.stderr
+    return result.stderr.splitlines()[-1]
+
+
+def test_a_port_in_use_is_one_line_and_loses_no_key(tmp_path: Path) -> None:
+    db = tmp_path / "serve.db"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = replayd("serve", "--db", str(db), "--port", str(port))
+    assert result.returncode == 1
+    assert _last_line(result) == (
+        f"replayd serve: port {port} on 127.0.0.1 is in use (another replayd?); pass --port"
+    )
+    assert "First start" not in result.stdout
+    catalog = Catalog.open(db)
+    try:  # nothing was created that nobody saw
+        assert catalog.list_projects() == [] and catalog.api_key_count() == 0
+    finally:
+        catalog.close()
+    proc, out = _serve_until_listening(db)  # the next start is the first start
+    try:
+        assert "First start" in out and "API key: " in out
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_a_second_serve_on_a_database_in_use_says_so_at_once(tmp_path: Path) -> None:
+    db = tmp_path / "serve.db"
+    first, _ = _serve_until_listening(db)
+    try:
+        started = time.monotonic()
+        second = replayd("serve", "--db", str(db), "--port", "0")
+        elapsed = time.monotonic() - started
+        assert second.returncode == 1
+        assert _last_line(second) == (
+            f"replayd serve: the projections are being written by server (pid {first.pid}"
+            f" on {socket.gethostname()}); stop it first"
+        )
+        assert elapsed < 5, elapsed  # not after the projector's wait for the lock
+    finally:
+        first.terminate()
+        first.wait(timeout=30)
+
+
+def test_serve_on_a_database_without_api_key_says_how_to_get_one(tmp_path: Path) -> None:
+    db = tmp_path / "keys.db"
+    assert replayd("project", "create", "shop", "--db", str(db), "--create").returncode == 0
+    proc, out = _serve_until_listening(db)
+    try:
+        assert "First start" not in out
+        assert f"create one with `replayd api-key create --db {db}`" in out
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert replayd("api-key", "create", "--db", str(db)).returncode == 0
+    proc, out = _serve_until_listening(db)
+    try:
+        assert "api-key create" not in out
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
