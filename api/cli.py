@@ -23,12 +23,14 @@ module is the only place that imports it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib.metadata
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from functools import partial
 from typing import NoReturn, TypeVar
 
@@ -316,17 +318,22 @@ def add_project_command(subparsers: SubParsers) -> None:
     listing = actions.add_parser("list", help="list projects")
     _db_argument(listing)
     listing.set_defaults(handler=run_project_list)
+    delete_text = (
+        "delete a project that has recorded nothing (stop the server first); a project with"
+        " recorded sessions is refused until the data lifecycle can erase them"
+    )
+    delete = actions.add_parser("delete", help=delete_text, description=delete_text)
+    delete.add_argument("key", help="the project's key (see `replayd project list`)")
+    _db_argument(delete)
+    delete.set_defaults(handler=run_project_delete)
 
 
 def run_project_create(args: argparse.Namespace) -> int:
     db_path = existing_db(args, "project create")
     if db_path is None:
         return 1
-    catalog = Catalog.open(db_path)
-    try:
+    with contextlib.closing(Catalog.open(db_path)) as catalog:
         project = catalog.create_project(args.name, args.platform)
-    finally:
-        catalog.close()
     print(f"created project {project.project_id} {project.name!r} ({project.platform})")
     print(project.project_key)
     return 0
@@ -336,16 +343,45 @@ def run_project_list(args: argparse.Namespace) -> int:
     db_path = existing_db(args, "project list")
     if db_path is None:
         return 1
-    catalog = Catalog.open(db_path)
-    try:
+    with contextlib.closing(Catalog.open(db_path)) as catalog:
         projects = catalog.list_projects()
-    finally:
-        catalog.close()
     for project in projects:
         state = "" if project.active else " (inactive)"
         print(
             f"{project.project_id}\t{project.project_key}\t{project.platform}\t{project.name}{state}"
         )
+    return 0
+
+
+def run_project_delete(args: argparse.Namespace) -> int:
+    from projections.pipeline import ProjectionsBusy, check_lock_free
+    from storage.log import LogReader
+
+    db_path = existing_db(args, "project delete")
+    if db_path is None:
+        return 1
+    try:
+        # A running server caches its projects and would keep recording this one.
+        check_lock_free(ServerConfig.from_env(db_path=db_path).projections_db_path)
+    except ProjectionsBusy as error:
+        return fail("project delete", str(error))
+    with contextlib.closing(Catalog.open(db_path)) as catalog:
+        project = catalog.get_project_by_key(args.key)
+        if project is None:
+            return fail("project delete", f"no project with key {args.key} (see `project list`)")
+        with LogReader(db_path) as reader:
+            recorded = reader.project_has_records(project.project_id)
+        if recorded:
+            # Deleting the row alone would orphan its sessions in the log and the projections;
+            # erasing them takes the data lifecycle (EventLog.erase plus the projections), which
+            # no command drives yet.
+            return fail(
+                "project delete",
+                f"project {project.project_id} {project.name!r} has recorded sessions; deleting"
+                " their data is not supported yet, so the project stays",
+            )
+        catalog.delete_project(project.project_id)
+    print(f"deleted project {project.project_id} {project.name!r}")
     return 0
 
 
@@ -356,19 +392,61 @@ def add_api_key_command(subparsers: SubParsers) -> None:
     create.add_argument("--label", default="", help="a note stored with the key")
     _db_argument(create, may_create=True)
     create.set_defaults(handler=run_api_key_create)
+    list_text = (
+        "list the API keys: id, created (UTC), label. The id is the start of the key's SHA-256:"
+        " only that hash is stored, so the key itself cannot be shown again"
+    )
+    listing = actions.add_parser("list", help=list_text, description=list_text)
+    _db_argument(listing)
+    listing.set_defaults(handler=run_api_key_list)
+    revoke = actions.add_parser(
+        "revoke", help="delete an API key; a running server refuses it within seconds"
+    )
+    revoke.add_argument("key", help="the key itself, or its id from `replayd api-key list`")
+    _db_argument(revoke)
+    revoke.set_defaults(handler=run_api_key_revoke)
 
 
 def run_api_key_create(args: argparse.Namespace) -> int:
     db_path = existing_db(args, "api-key create")
     if db_path is None:
         return 1
-    catalog = Catalog.open(db_path)
-    try:
+    with contextlib.closing(Catalog.open(db_path)) as catalog:
         key = catalog.create_api_key(label=args.label)
-    finally:
-        catalog.close()
     print("created an organization API key (shown once; only its hash is stored):")
     print(key)
+    return 0
+
+
+def _utc(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def run_api_key_list(args: argparse.Namespace) -> int:
+    db_path = existing_db(args, "api-key list")
+    if db_path is None:
+        return 1
+    with contextlib.closing(Catalog.open(db_path)) as catalog:
+        keys = catalog.list_api_keys()
+    print("id\tcreated\tlabel")
+    for key in keys:
+        print(f"{key.key_id}\t{_utc(key.created_at_ms)}\t{key.label}")
+    print(f"{len(keys)} API key(s)")
+    return 0
+
+
+def run_api_key_revoke(args: argparse.Namespace) -> int:
+    db_path = existing_db(args, "api-key revoke")
+    if db_path is None:
+        return 1
+    with contextlib.closing(Catalog.open(db_path)) as catalog:
+        try:
+            revoked = catalog.revoke_api_key(args.key)
+        except ValueError as error:
+            return fail("api-key revoke", str(error))
+    if revoked is None:
+        return fail("api-key revoke", f"no API key {args.key} (see `replayd api-key list`)")
+    print(f"revoked API key {revoked.key_id} (created {_utc(revoked.created_at_ms)} UTC)")
     return 0
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.metadata
+import json
 import os
 import socket
 import subprocess
@@ -11,10 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from api.cli import build_parser, tracker_snippet
 from storage.catalog import Catalog
+from tests.api.conftest import CHROME_UA, start_body
 
 
 def replayd(
@@ -308,3 +312,51 @@ def test_serve_on_a_database_without_api_key_says_how_to_get_one(tmp_path: Path)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_api_key_list_and_revoke(tmp_path: Path) -> None:
+    db = str(tmp_path / "keys.db")
+    ci = replayd("api-key", "create", "--db", db, "--create", "--label", "ci").stdout.split()[-1]
+    replayd("api-key", "create", "--db", db, "--label", "laptop")
+    listed = replayd("api-key", "list", "--db", db)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0] == "id\tcreated\tlabel" and lines[-1] == "2 API key(s)"
+    ci_id = hashlib.sha256(ci.encode()).hexdigest()[:12]
+    assert [line.split("\t")[0::2] for line in lines[1:-1]].count([ci_id, "ci"]) == 1
+    assert ci not in listed.stdout  # the key itself is never shown again
+    revoked = replayd("api-key", "revoke", ci_id, "--db", db)
+    assert revoked.returncode == 0 and f"revoked API key {ci_id}" in revoked.stdout
+    assert replayd("api-key", "list", "--db", db).stdout.splitlines()[-1] == "1 API key(s)"
+    again = _one_line_error(replayd("api-key", "revoke", ci, "--db", db), 1)
+    assert again == f"replayd api-key revoke: no API key {ci} (see `replayd api-key list`)"
+
+
+def test_project_delete_refuses_a_running_server_and_recorded_sessions(tmp_path: Path) -> None:
+    db = tmp_path / "serve.db"
+    proc, out = _serve_until_listening(db)
+    try:
+        key = out.split("project key: ")[1].split()[0]
+        url = out.split("replayd serving ")[1].split(" on ")[1].split()[0]
+        busy = _one_line_error(replayd("project", "delete", key, "--db", str(db)), 1)
+        assert "the projections are being written by server" in busy
+        started = httpx.post(
+            f"{url}/v1/web/start",
+            content=json.dumps(start_body(key)),
+            headers={"Content-Type": "application/json", "User-Agent": CHROME_UA},
+        )
+        assert started.status_code == 200, started.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    recorded = _one_line_error(replayd("project", "delete", key, "--db", str(db)), 1)
+    assert recorded == (
+        "replayd project delete: project 1 'default' has recorded sessions; deleting their data"
+        " is not supported yet, so the project stays"
+    )
+    other = replayd("project", "create", "empty", "--db", str(db)).stdout.split()[-1]
+    deleted = replayd("project", "delete", other, "--db", str(db))
+    assert deleted.returncode == 0 and deleted.stdout == "deleted project 2 'empty'\n"
+    assert other not in replayd("project", "list", "--db", str(db)).stdout
+    unknown = _one_line_error(replayd("project", "delete", other, "--db", str(db)), 1)
+    assert unknown == f"replayd project delete: no project with key {other} (see `project list`)"
