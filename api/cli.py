@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import errno
 import importlib.metadata
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -221,14 +220,14 @@ def _print_first_start(first: FirstStart, ingest_point: str) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     overrides = {s.field: getattr(args, s.field) for s in SETTINGS}
     try:
         config = ServerConfig.from_env(**overrides)
     except (ValueError, TypeError) as error:
         return fail("serve", config_error_text(error), 2)
+    from runtime.logs import configure_logging
+
+    configure_logging(args.log_level, config.log_format)
     from projections.pipeline import ProjectionsBusy, check_lock_free
 
     try:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -202,11 +203,13 @@ def test_tracker_snippet() -> None:
     )
 
 
-def _serve_until_listening(db: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+def _serve_until_listening(
+    db: Path, *extra: str, stderr: IO[str] | int = subprocess.DEVNULL
+) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "serve", "--db", str(db), "--port", "0", *extra],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         text=True,
     )
     assert proc.stdout is not None
@@ -360,3 +363,47 @@ def test_project_delete_refuses_a_running_server_and_recorded_sessions(tmp_path:
     assert other not in replayd("project", "list", "--db", str(db)).stdout
     unknown = _one_line_error(replayd("project", "delete", other, "--db", str(db)), 1)
     assert unknown == f"replayd project delete: no project with key {other} (see `project list`)"
+
+
+def _json_log_of_one_start(tmp_path: Path, *extra: str) -> list[dict[str, object]]:
+    """Serve with ``--log-format json``, start one session, stop: the stderr lines, parsed."""
+    db = tmp_path / "logs.db"
+    with open(tmp_path / "stderr.txt", "w+") as stderr:
+        proc, out = _serve_until_listening(db, "--log-format", "json", *extra, stderr=stderr)
+        try:
+            key = out.split("project key: ")[1].split()[0]
+            url = out.split("replayd serving ")[1].split(" on ")[1].split()[0]
+            started = httpx.post(
+                f"{url}/v1/web/start",
+                content=json.dumps(start_body(key)),
+                headers={"Content-Type": "application/json", "User-Agent": CHROME_UA},
+            )
+            assert started.status_code == 200
+            deadline = time.monotonic() + 20
+            while '"session_started"' not in Path(stderr.name).read_text():
+                assert time.monotonic() < deadline, "the session's start was never logged"
+                time.sleep(0.05)
+        finally:
+            proc.terminate()
+            assert proc.wait(timeout=30) == 0
+        stderr.seek(0)
+        return [json.loads(line) for line in stderr.read().splitlines()]
+
+
+def test_json_logs_are_one_object_per_line_with_the_fields(tmp_path: Path) -> None:
+    lines = _json_log_of_one_start(tmp_path)
+    assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+    (access,) = [line for line in lines if line["logger"] == "replayd.access"]
+    assert access["level"] == "INFO"
+    assert str(access["message"]).startswith("POST /v1/web/start 200 ")
+    assert (access["method"], access["path"], access["status"]) == ("POST", "/v1/web/start", 200)
+    assert isinstance(access["bytes"], int) and isinstance(access["ms"], float)
+    assert str(access["time"]).endswith("Z")
+    (started,) = [line for line in lines if line.get("event") == "session_started"]
+    assert started["logger"] == "runtime.engine_service" and started["project_id"] == 1
+
+
+def test_no_access_log(tmp_path: Path) -> None:
+    lines = _json_log_of_one_start(tmp_path, "--no-access-log")
+    assert [line for line in lines if line["logger"] == "replayd.access"] == []
+    assert any(line.get("event") == "session_started" for line in lines)

@@ -16,6 +16,7 @@ for the lock; everything appended meanwhile is queued and committed together onc
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -507,6 +508,25 @@ class LogRecorderTestCase:
             as_committed(queued, 2),
             as_committed(patient, 3),
         ]
+
+    async def test_overload_is_logged_as_it_starts_and_as_it_ends(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.WARNING, logger="storage.log")
+        async with self.running(queue_size=1) as log, trio.open_nursery() as nursery:
+            with self.hold_write_lock():
+                await self.queue_behind_lock(log, nursery, [rec(batch_key="1"), rec(batch_key="2")])
+                for key in ("3", "4", "5"):  # three refusals, one line
+                    with pytest.raises(LogOverloaded):
+                        await log.append(rec(batch_key=key), wait_timeout=0.05)
+            await log.append(rec(batch_key="6"))
+            await log.append(rec(batch_key="7"))  # no line: nothing changed
+        changes = [(r.levelno, getattr(r, "event", None)) for r in caplog.records]
+        assert changes == [
+            (logging.WARNING, "log_overloaded"),
+            (logging.WARNING, "log_caught_up"),
+        ]
+        assert "uploads are answered 503" in caplog.records[0].getMessage()
 
     # -- cancellation and shutdown ------------------------------------------------------------
 
