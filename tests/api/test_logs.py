@@ -104,3 +104,17 @@ async def test_sessions_starting_and_ending_and_batches_are_logged(
     await harness.started(userID="someone else")
     ended = await _wait_for(caplog, f"session {session_id} ended after")
     assert _field(ended, "event") == "session_ended" and _field(ended, "session_id") == session_id
+
+
+async def test_a_parked_record_is_logged(
+    server_factory: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    harness = await server_factory()
+    started = await harness.started()
+    garbage = b"\xff" * 64  # not a protocol batch: the engine parks it as a dead letter
+    assert (await harness.upload(started["token"], garbage)).status_code == 200
+    parked = await _wait_for(caplog, "parked record at position")
+    assert parked.levelno == logging.WARNING and _field(parked, "event") == "record_parked"
+    assert _field(parked, "session_id") == int(started["sessionID"])
+    assert "replayd dead-letters list" in parked.getMessage()
