@@ -160,6 +160,11 @@ def test_create_makes_the_database_when_asked(tmp_path: Path) -> None:
     assert replayd("project", "create", "shop", "--db", str(db), "--create").returncode == 0
     listed = replayd("project", "list", "--db", str(db))
     assert listed.returncode == 0 and "\tweb\tshop" in listed.stdout
+    key = listed.stdout.split("\t")[1]
+    # A database the CLI made has no log yet: nothing recorded, so the project may go.
+    deleted = replayd("project", "delete", key, "--db", str(db))
+    assert deleted.returncode == 0, deleted.stderr
+    assert replayd("project", "list", "--db", str(db)).stdout == ""
 
 
 def test_version() -> None:

@@ -599,6 +599,16 @@ class LogRecorderTestCase:
             as_committed(r, p) for r, p in zip(records, (1, 2), strict=True)
         ]
 
+    async def test_project_has_records(self) -> None:
+        async with self.running() as log:
+            await log.append(rec(project_id=7, batch_key="1"))
+            await log.append(rec(session_id=2, project_id=9, batch_key="1"))
+        reader = self.make_reader()
+        try:
+            assert [reader.project_has_records(p) for p in (7, 8, 9)] == [True, False, True]
+        finally:
+            reader.close()
+
     def test_inv4_public_api_offers_no_way_to_mutate(self) -> None:
         def public(cls: type) -> set[str]:
             return {name for name in dir(cls) if not name.startswith("_")}
@@ -613,7 +623,7 @@ class LogRecorderTestCase:
         }  # fmt: skip
         reads = {
             "read", "read_session", "head", "count", "activity", "project_of_session", "close",
-            "newest", "time_at",
+            "newest", "time_at", "project_has_records",
         }  # fmt: skip
         assert public(LogReadSide) == reads
         # The writer's recorder adds the schema, group inserts and the lifecycle's erase.
