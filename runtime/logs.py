@@ -76,11 +76,14 @@ class AccessLog(hypercorn.logging.Logger):
     """Hypercorn's logger with our access line (structured, on ``replayd.access``)."""
 
     async def access(self, request: Any, response: Any, request_time: float) -> None:
-        if not access_logger.isEnabledFor(logging.INFO):
+        if response is None or not access_logger.isEnabledFor(logging.INFO):
+            # None: Hypercorn saw the connection close before the answer was sent. That also
+            # happens just before it sends an answer after all (a line "0" then a line "200" for
+            # one request), and a client that really went away is logged by api.disconnects.
             return
-        status = response["status"] if response is not None else 0
+        status = response["status"]
         size = "-"
-        for name, value in (response or {}).get("headers", ()):
+        for name, value in response.get("headers", ()):
             if name.lower() == b"content-length":
                 size = value.decode("latin-1")
         client = request.get("client")

@@ -398,7 +398,9 @@ def _json_log_of_one_start(tmp_path: Path, *extra: str) -> list[dict[str, object
 def test_json_logs_are_one_object_per_line_with_the_fields(tmp_path: Path) -> None:
     lines = _json_log_of_one_start(tmp_path)
     assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
-    (access,) = [line for line in lines if line["logger"] == "replayd.access"]
+    accesses = [line for line in lines if line["logger"] == "replayd.access"]
+    assert len(accesses) == 1, accesses
+    (access,) = accesses
     assert access["level"] == "INFO"
     assert str(access["message"]).startswith("POST /v1/web/start 200 ")
     assert (access["method"], access["path"], access["status"]) == ("POST", "/v1/web/start", 200)
