@@ -3,9 +3,10 @@
 Contract (scripts rely on it):
 
 * ``replayd serve [--db PATH] [--host H] [--port P] ...`` runs the server; on the first start of a
-  database (no project yet) it creates a default project and an organization API key and prints
-  both with the tracker snippet. ``--workers N`` runs N ingest processes (``runtime.worker``); it
-  exits with status 1 if one of them dies.
+  database (no project yet) it creates a default project and an organization API key once it
+  listens, and prints both with the tracker snippet (a failed start creates neither).
+  ``--workers N`` runs N ingest processes (``runtime.worker``); it exits with status 1 if one of
+  them dies.
 * ``replayd project create NAME [--db PATH] [--platform web]`` and ``replayd api-key create
   [--db PATH]`` print the new key ALONE on the LAST line of stdout.
 * Only ``serve`` creates a database that does not exist; every other command refuses with "no
