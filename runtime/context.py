@@ -17,7 +17,6 @@ import trio
 
 from engine.supervisor import wall_clock_ms
 from runtime.assembly import Host, ProcessRole, ProcessSettings
-from runtime.logs import use_access_log
 from storage.catalog import Catalog
 from storage.log import EventLog
 
@@ -70,6 +69,6 @@ def hypercorn_config(
     # Requests waiting for the body budget (api.body_budget) read nothing; Hypercorn then buffers at
     # most this many received chunks (64 KB each) per connection before it stops reading it.
     hc.max_app_queue_size = 4
-    use_access_log(hc, config.access_log)
+    hc.accesslog = None  # ours: runtime.logs.access_logged
     hc.errorlog = logging.getLogger("hypercorn.error")
     return hc

@@ -5,9 +5,10 @@ in ``extra={...}`` (session_id, project_id, status, ...) as well as in its messa
 format shows the message; the JSON format (``serve --log-format json``) writes one object per
 line with ``time``, ``level``, ``logger``, ``message`` and those fields, for a log shipper.
 
-The access log replaces Hypercorn's (whose lines are Apache-style text only): one INFO line per
-answered request on the ``replayd.access`` logger, with method, path, status, bytes, ms and
-client. Off with ``serve --no-access-log``.
+The access log replaces Hypercorn's (whose lines are Apache-style text only, and whose hook misses
+answers to clients that close as the answer goes out): :func:`access_logged` wraps the ASGI app and
+writes one INFO line per request on the ``replayd.access`` logger, with method, path, status,
+bytes, ms and client. Off with ``serve --no-access-log``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,6 @@ import logging
 import sys
 import time
 from typing import Any
-
-import hypercorn.config
-import hypercorn.logging
 
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -72,46 +70,56 @@ def configure_logging(level: str, log_format: str = "text", *, process: str = ""
     logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
-class AccessLog(hypercorn.logging.Logger):
-    """Hypercorn's logger with our access line (structured, on ``replayd.access``)."""
+def access_logged(app: Any) -> Any:
+    """The ASGI ``app``, logging one line per HTTP request once it is answered (or abandoned).
 
-    async def access(self, request: Any, response: Any, request_time: float) -> None:
-        if response is None or not access_logger.isEnabledFor(logging.INFO):
-            # None: Hypercorn saw the connection close before the answer was sent. That also
-            # happens just before it sends an answer after all (a line "0" then a line "200" for
-            # one request), and a client that really went away is logged by api.disconnects.
+    Here rather than Hypercorn's access hook: that hook is skipped, or called without the
+    answer, when the client closes its connection as the answer goes out (an ``httpx.post``
+    does), so a request could be logged twice or not at all.
+    """
+
+    async def logged(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not access_logger.isEnabledFor(logging.INFO):
+            await app(scope, receive, send)
             return
-        status = response["status"]
-        size = "-"
-        for name, value in response.get("headers", ()):
-            if name.lower() == b"content-length":
-                size = value.decode("latin-1")
-        client = request.get("client")
-        address = client[0] if client else "-"
-        method = request.get("method", "GET")  # a WebSocket scope has none
-        path = request.get("path", "")  # no query string: it may carry what logs must not keep
-        ms = round(request_time * 1000, 1)
-        access_logger.info(
-            "%s %s %s %s B %.1f ms %s",
-            method,
-            path,
-            status,
-            size,
-            ms,
-            address,
-            extra={
-                "method": method,
-                "path": path,
-                "status": status,
-                "bytes": int(size) if size.isdigit() else None,
-                "ms": ms,
-                "client": address,
-            },
-        )
+        began = time.perf_counter()
+        answer = {"status": 0, "bytes": 0}
+
+        async def sending(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                answer["bytes"] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await app(scope, receive, sending)
+        finally:  # also when the client went away (cancelled) or the app failed (Hypercorn: 500)
+            _log_access(scope, answer["status"], answer["bytes"], time.perf_counter() - began)
+
+    return logged
 
 
-def use_access_log(hc: hypercorn.config.Config, enabled: bool) -> None:
-    """Log each answered request through :class:`AccessLog` (or not at all)."""
-    hc.accesslog = access_logger if enabled else None
-    if enabled:
-        hc.logger_class = AccessLog
+def _log_access(scope: dict[str, Any], status: int, size: int, seconds: float) -> None:
+    client = scope.get("client")
+    address = client[0] if client else "-"
+    method = scope.get("method", "GET")
+    path = scope.get("path", "")  # no query string: it may carry what logs must not keep
+    ms = round(seconds * 1000, 1)
+    access_logger.info(
+        "%s %s %s %d B %.1f ms %s",
+        method,
+        path,
+        status or "-",  # "-": no answer started (the client went away first)
+        size,
+        ms,
+        address,
+        extra={
+            "method": method,
+            "path": path,
+            "status": status,
+            "bytes": size,
+            "ms": ms,
+            "client": address,
+        },
+    )
