@@ -13,8 +13,11 @@ from pathlib import PurePath
 import attrs
 from attrs import validators as v
 
+from engine.supervisor import DEFAULT_INACTIVITY_TIMEOUT_MS
+
 _positive = v.gt(0)
 MAX_WORKERS = 64
+LOG_FORMATS = ("text", "json")  # runtime.logs.configure_logging
 
 
 def default_projections_path(db_path: str | os.PathLike[str]) -> str:
@@ -99,6 +102,14 @@ class ServerConfig:
     # seconds of record time between the newest record and the projections' checkpoint).
     ready_max_lag_records: int = attrs.field(default=100_000, validator=v.ge(0))
     ready_max_lag_seconds: float = attrs.field(default=60.0, validator=v.ge(0))
+    # A session ends after this much record time without a record of it.
+    inactivity_timeout_ms: int = attrs.field(
+        default=DEFAULT_INACTIVITY_TIMEOUT_MS, validator=_positive
+    )
+    # One line per answered request (runtime.logs.AccessLog); off for very busy servers.
+    access_log: bool = True
+    # "text" for people, "json" (one object per line) for log shippers.
+    log_format: str = attrs.field(default="text", validator=v.in_(LOG_FORMATS))
 
     @classmethod
     def from_env(
@@ -124,7 +135,8 @@ class ServerConfig:
         return f"{host}:{self.port}"
 
 
-def _parse_bool(raw: str) -> bool:
+def parse_bool(raw: str) -> bool:
+    """``true/false`` (also 1/0, yes/no, on/off) of a boolean setting; ValueError otherwise."""
     lowered = raw.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
         return True
@@ -244,7 +256,7 @@ SETTINGS: tuple[Setting, ...] = (
         "trust_x_forwarded_for",
         "REPLAYD_TRUST_X_FORWARDED_FOR",
         "--trust-x-forwarded-for",
-        _parse_bool,
+        parse_bool,
         "take the client IP from X-Forwarded-For (behind a trusted proxy only)",
     ),
     Setting(
@@ -274,5 +286,27 @@ SETTINGS: tuple[Setting, ...] = (
         "--ready-max-lag-seconds",
         float,
         "/readyz fails once the engine is more seconds of record time than this behind the log",
+    ),
+    Setting(
+        "inactivity_timeout_ms",
+        "REPLAYD_INACTIVITY_TIMEOUT_MS",
+        "--inactivity-timeout-ms",
+        int,
+        "a session ends after this many ms without a record of it (the tracker's heartbeat is"
+        " 2 min)",
+    ),
+    Setting(
+        "access_log",
+        "REPLAYD_ACCESS_LOG",
+        "--access-log",
+        parse_bool,
+        "one log line per answered request (method, path, status, bytes, ms, client)",
+    ),
+    Setting(
+        "log_format",
+        "REPLAYD_LOG_FORMAT",
+        "--log-format",
+        str,
+        "text, or json: one object per line (time, level, logger, message and fields)",
     ),
 )

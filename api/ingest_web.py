@@ -147,7 +147,17 @@ class WebIngest:
     # -- POST /v1/web/start ---------------------------------------------------------------------
 
     async def start(self) -> Response:
-        """Start (or continue) a session: checks in the reference backend's order, log, answer."""
+        """Start (or continue) a session; a refusal is logged with its reason (is the site
+        sending, with the right key? is the operator's first question)."""
+        attempt = _StartAttempt()
+        try:
+            return await self._start(attempt)
+        except ApiError as error:
+            _log_refused_start(error, attempt.project_key, self.client_ip())
+            raise
+
+    async def _start(self, attempt: _StartAttempt) -> Response:
+        """Checks in the reference backend's order, log, answer."""
         if request.content_length == 0:
             raise ApiError(400, "request body is empty")
         body = await read_body(self.config.json_size_limit)
@@ -156,6 +166,7 @@ class WebIngest:
         body = await maybe_gunzip(body, self.config.json_size_limit)
         data = parse_json_object(body)
         req = _StartRequest.from_json(data)
+        attempt.project_key = req.project_key
         if not tracker_version_ok(req.tracker_version):
             raise ApiError(426, "please upgrade the tracker version")
         if not req.project_key:
@@ -335,10 +346,61 @@ class WebIngest:
             raise ApiError(400, f"unknown DataType {data_type!r}")
         # Both parts of a visual batch go in one transaction: stored together or not at all.
         await self.append(records)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "batch of session %d (project %d): %s, %d bytes",
+                session_id,
+                project_id,
+                data_type or "player",
+                len(body),
+                extra={
+                    "session_id": session_id,
+                    "project_id": project_id,
+                    "data_type": data_type or "player",
+                    "bytes": len(body),
+                },
+            )
         if check.status is tokens.TokenStatus.JUST_EXPIRED:
             # Stored, but the tracker must start a new session now (as the reference backend does).
             raise ApiError(401, "token expired")
         return Response(b"", status=200)
+
+
+@attrs.define
+class _StartAttempt:
+    """What a /v1/web/start told before it was refused (for the log line)."""
+
+    project_key: str | None = None
+
+
+# Refusals an operator must see (the site is misconfigured or too old); the others (bad bodies,
+# a busy server) are routine, and sampling out is the project's own choice.
+_LOUD_REFUSALS = frozenset({403, 404, 426})
+
+
+def _log_refused_start(error: ApiError, project_key: str | None, client: str) -> None:
+    if error.message == "capture rate miss":
+        level = logging.DEBUG
+    else:
+        level = logging.WARNING if error.status in _LOUD_REFUSALS else logging.INFO
+    if not logger.isEnabledFor(level):
+        return
+    key = _loggable(project_key)
+    logger.log(
+        level,
+        "refused /v1/web/start (%d %s): project key %r, client %s",
+        error.status,
+        error.message,
+        key,
+        client or "-",
+        extra={
+            "event": "start_refused",
+            "status": error.status,
+            "reason": error.message,
+            "project_key": key,
+            "client": client,
+        },
+    )
 
 
 def _token_message(status: tokens.TokenStatus) -> str:

@@ -148,17 +148,43 @@ def acquire_lock(conn: sqlite3.Connection, holder: str, token: str) -> None:
     with atomic(conn):
         row = conn.execute("SELECT holder, token, host, pid FROM projection_lock").fetchone()
         if row is not None and row[1] != token:
-            other_holder, _, other_host, other_pid = row
-            if other_host != host or _pid_alive(int(other_pid)):
-                raise ProjectionsBusy(
-                    f"the projections are being written by {other_holder}"
-                    f" (pid {other_pid} on {other_host}); stop it first"
-                )
+            _refuse_a_live_holder(row, host)
         conn.execute(
             "INSERT OR REPLACE INTO projection_lock (id, holder, token, host, pid, acquired_at_ms)"
             " VALUES (1, ?, ?, ?, ?, ?)",
             (holder, token, host, os.getpid(), time.time_ns() // 1_000_000),
         )
+
+
+def _refuse_a_live_holder(row: tuple[str, str, str, int], host: str) -> None:
+    other_holder, _, other_host, other_pid = row
+    if other_host != host or _pid_alive(int(other_pid)):
+        raise ProjectionsBusy(
+            f"the projections are being written by {other_holder}"
+            f" (pid {other_pid} on {other_host}); stop it first"
+        )
+
+
+def check_lock_free(db_path: str | os.PathLike[str]) -> None:
+    """Raise :class:`ProjectionsBusy` at once if a live process holds the projections at
+    ``db_path``; a missing file, or one without the lock table, is free. Reads only.
+
+    For ``replayd serve``: a second server on a database in use must say so before anything slow
+    (the projector itself waits a while for a predecessor that is shutting down).
+    """
+    if not os.path.exists(db_path):
+        return
+    conn = connect(db_path, create=False, query_only=True)
+    try:
+        row = conn.execute("SELECT holder, token, host, pid FROM projection_lock").fetchone()
+    except sqlite3.OperationalError as error:
+        if "no such table" not in str(error):
+            raise
+        row = None
+    finally:
+        conn.close()
+    if row is not None:
+        _refuse_a_live_holder(row, socket.gethostname())
 
 
 def release_lock(conn: sqlite3.Connection, token: str) -> None:

@@ -69,6 +69,6 @@ def hypercorn_config(
     # Requests waiting for the body budget (api.body_budget) read nothing; Hypercorn then buffers at
     # most this many received chunks (64 KB each) per connection before it stops reading it.
     hc.max_app_queue_size = 4
-    hc.accesslog = None
+    hc.accesslog = None  # ours: runtime.logs.access_logged
     hc.errorlog = logging.getLogger("hypercorn.error")
     return hc

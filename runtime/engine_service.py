@@ -18,14 +18,16 @@ HTTP: appends come from the ingest processes, so it follows the log with
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from functools import partial
 
 import trio
 
 from engine.actor_types import DEFAULT_REGISTRY, ActorRegistry
+from engine.events import DomainEvent, RecordParked, SessionEnded, SessionStarted
 from engine.supervisor import (
-    DEFAULT_INACTIVITY_TIMEOUT_MS,
+    Sink,
     Supervisor,
     clock_ticker,
     history_from_reader,
@@ -40,6 +42,8 @@ from storage.catalog import Catalog
 from storage.log import poll_tail
 from storage.records import LogRecord
 from storage.sqlite_recorder import LogReader
+
+logger = logging.getLogger(__name__)
 
 CLOCK_TICK_INTERVAL_S = 10.0
 # A server restarted on the same file waits this long for its predecessor to let go of the
@@ -86,6 +90,59 @@ async def _known_projects(
             if not known:
                 await trio.to_thread.run_sync(catalog.get_project, project_id)
         yield records
+
+
+def logging_lifecycle(sink: Sink) -> Sink:
+    """``sink``, logging the sessions that start and end and the records the engine parks.
+
+    Here, where each chunk's events go to the projections, and not in the actors: one pass over
+    a chunk's events (skipped when INFO is off), not a call per message. Only the live server
+    logs; a rebuild replays history without it.
+    """
+
+    async def logged(events: list[DomainEvent], upto_position: int) -> None:
+        if logger.isEnabledFor(logging.INFO):
+            for event in events:
+                if type(event) in _LIFECYCLE:
+                    _log_lifecycle(event)
+        await sink(events, upto_position)
+
+    return logged
+
+
+_LIFECYCLE = (SessionStarted, SessionEnded, RecordParked)
+
+
+def _log_lifecycle(event: DomainEvent) -> None:
+    fields = {"session_id": event.session_id, "project_id": event.project_id}
+    if isinstance(event, SessionStarted):
+        browser = f"{event.user_browser} {event.user_browser_version}".strip() or "unknown browser"
+        logger.info(
+            "session %d started (project %d, %s on %s, user %r)",
+            event.session_id,
+            event.project_id,
+            browser,
+            event.user_os or "unknown OS",
+            event.user_id or "",
+            extra={**fields, "event": "session_started", "user_id": event.user_id},
+        )
+    elif isinstance(event, SessionEnded):
+        logger.info(
+            "session %d ended after %.1f s (project %d)",
+            event.session_id,
+            event.duration_ms / 1000,
+            event.project_id,
+            extra={**fields, "event": "session_ended", "duration_ms": event.duration_ms},
+        )
+    elif isinstance(event, RecordParked):
+        logger.warning(
+            "parked record at position %d of session %d (%s): %s; see `replayd dead-letters list`",
+            event.position,
+            event.session_id,
+            event.stage,
+            event.error,
+            extra={**fields, "event": "record_parked", "position": event.position},
+        )
 
 
 def _quiet_with_live_sessions(
@@ -156,12 +213,17 @@ async def _log_tail(
 async def projections_service(
     ctx: ServiceContext,
     *,
-    inactivity_timeout_ms: int = DEFAULT_INACTIVITY_TIMEOUT_MS,
+    inactivity_timeout_ms: int | None = None,
     registry: ActorRegistry = DEFAULT_REGISTRY,
     tick_interval_s: float = CLOCK_TICK_INTERVAL_S,
     task_status: trio.TaskStatus[Projector] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the projector and the engine supervisor until cancelled (see the module docstring)."""
+    """Run the projector and the engine supervisor until cancelled (see the module docstring).
+
+    ``inactivity_timeout_ms``: the configuration's (``serve --inactivity-timeout-ms``) unless given.
+    """
+    if inactivity_timeout_ms is None:
+        inactivity_timeout_ms = ctx.config.inactivity_timeout_ms
     # Two files: the log (read here, appended by the log writer) and the projections (written
     # by the projector), so the log writer never waits for the projector's write lock.
     db_path = ctx.config.db_path
@@ -182,7 +244,7 @@ async def projections_service(
             )
             supervisor = Supervisor(
                 history=history_from_reader(history),
-                sink=projector.sink,
+                sink=logging_lifecycle(projector.sink),
                 inactivity_timeout_ms=inactivity_timeout_ms,
                 mailbox_bytes=ctx.config.mailbox_bytes,
                 registry=registry,

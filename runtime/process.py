@@ -55,6 +55,7 @@ from engine.supervisor import wall_clock_ms
 from runtime.assembly import Assembly, HostParts, ProcessRole, ProcessSettings, load_assembly
 from runtime.context import Listening, Service, ServiceContext, hypercorn_config
 from runtime.engine_service import projection_reader_service, projections_service
+from runtime.logs import access_logged
 from runtime.pool import run_pool
 from storage.catalog import Catalog
 from storage.log import EventLog
@@ -186,8 +187,9 @@ async def serve_process(
                     if host is None:
                         front = partial(run_pool, ctx, assembly, shutdown, hard)
                     else:
+                        app = access_logged(host.asgi) if config.access_log else host.asgi
                         front = partial(
-                            _serve_http, host.asgi, hypercorn_config(config, listen_fd), shutdown
+                            _serve_http, app, hypercorn_config(config, listen_fd), shutdown
                         )
                     listening: Listening = await front_nursery.start(
                         _run_front, front, front_nursery.cancel_scope

@@ -18,6 +18,7 @@ from typing import Any
 import trio
 
 from runtime.assembly import Assembly, ProcessRole, ProcessSettings, load_assembly
+from runtime.logs import configure_logging
 from runtime.pool import READY
 from runtime.process import serve_process
 
@@ -72,12 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--config", required=True, help="the settings as JSON")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s ingest-{args.index} %(name)s: %(message)s",
-    )
     assembly = load_assembly(args.assembly)
     config = assembly.config_type(**json.loads(args.config))
+    configure_logging(args.log_level.upper(), config.log_format, process=f"ingest-{args.index}")
     trio.run(run_ingest_process, config, assembly, args.listen_fd, args.control_fd)
     return 0
 

@@ -55,6 +55,10 @@ _NEGATIVE_MAX = 10_000
 # ... and on the length of a remembered key: a longer one is asked about every time (in a worker
 # thread), so 10,000 remembered keys hold at most ~1 MB whatever clients send.
 _NEGATIVE_KEY_MAX_CHARS = 64
+# How long a verified API key is trusted from memory (see Catalog.revoke_api_key).
+_VERIFIED_TTL_S = 5.0
+# An API key is listed and revoked by the start of its hash: the key itself is never stored.
+API_KEY_ID_LENGTH = 12
 
 _MIGRATIONS: list[str] = [
     # 1: organizations, projects, API keys, settings. org_id is on every project and key so that
@@ -132,6 +136,16 @@ def _project(row: tuple) -> Project:
     )
 
 
+@attrs.frozen(slots=True, kw_only=True)
+class ApiKeyInfo:
+    """What is known of a stored API key: never the key (only its hash is stored)."""
+
+    key_id: str  # the first API_KEY_ID_LENGTH hex digits of the key's SHA-256
+    org_id: int
+    created_at_ms: int
+    label: str
+
+
 def hash_api_key(key: str) -> str:
     """The stored form of an API key (SHA-256 hex; keys are random, so no salt is needed)."""
     return hashlib.sha256(key.encode()).hexdigest()
@@ -190,9 +204,10 @@ class Catalog:
         self._by_id: dict[int, Project] = {}
         self._unknown_keys: dict[str, float] = {}  # key -> monotonic time until which it is unknown
         self._unknown_ids: dict[int, float] = {}  # the same for project ids
-        # Hash of a verified API key -> its organization. Keys cannot be revoked yet; the day they
-        # can, revocation must clear this (and tell other processes) before it returns.
-        self._verified_keys: dict[str, int] = {}
+        # Hash of a verified API key -> (its organization, monotonic time until which memory may
+        # answer). Bounded in time because `replayd api-key revoke` runs in another process: a
+        # revoked key stops working here within _VERIFIED_TTL_S.
+        self._verified_keys: dict[str, tuple[int, float]] = {}
         with self._lock:
             apply_migrations(conn, "catalog", _MIGRATIONS)
             conn.execute(
@@ -380,8 +395,11 @@ class Catalog:
         return key
 
     def cached_api_key(self, key: str) -> int | None:
-        """From memory only: the organization of a key verified before, else None (ask SQLite)."""
-        return self._verified_keys.get(hash_api_key(key)) if key else None
+        """From memory only: the organization of a key verified lately, else None (ask SQLite)."""
+        verified = self._verified_keys.get(hash_api_key(key)) if key else None
+        if verified is None or verified[1] < time.monotonic():
+            return None
+        return verified[0]
 
     def verify_api_key(self, key: str) -> int | None:
         """The organization id the key belongs to, or None for an unknown key."""
@@ -393,7 +411,7 @@ class Catalog:
                 "SELECT org_id FROM api_keys WHERE key_hash = ?", (key_hash,)
             ).fetchone()
             if row is not None:
-                self._verified_keys[key_hash] = row[0]
+                self._verified_keys[key_hash] = (row[0], time.monotonic() + _VERIFIED_TTL_S)
         return None if row is None else row[0]
 
     def api_key_count(self, org_id: int = DEFAULT_ORG_ID) -> int:
@@ -403,3 +421,71 @@ class Catalog:
                 "SELECT count(*) FROM api_keys WHERE org_id = ?", (org_id,)
             ).fetchone()
         return count
+
+    def list_api_keys(self, org_id: int = DEFAULT_ORG_ID) -> list[ApiKeyInfo]:
+        """The API keys of an organization, oldest first, each named by its id (hash prefix)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT key_hash, org_id, created_at_ms, label FROM api_keys WHERE org_id = ?"
+                " ORDER BY created_at_ms, key_hash",
+                (org_id,),
+            ).fetchall()
+        return [
+            ApiKeyInfo(key_id=h[:API_KEY_ID_LENGTH], org_id=o, created_at_ms=t, label=label)
+            for h, o, t, label in rows
+        ]
+
+    def revoke_api_key(self, key_or_id: str, org_id: int = DEFAULT_ORG_ID) -> ApiKeyInfo | None:
+        """Delete the API key given in full or by its id (from :meth:`list_api_keys`).
+
+        Returns what was deleted, or None when no key matches. Raises ValueError when an id
+        matches several keys. Other processes stop accepting the key within ``_VERIFIED_TTL_S``.
+        """
+        if len(key_or_id) == API_KEY_LENGTH:  # the key itself
+
+            def matches(key_hash: str) -> bool:
+                return key_hash == hash_api_key(key_or_id)
+
+        elif len(key_or_id) >= API_KEY_ID_LENGTH and all(c in string.hexdigits for c in key_or_id):
+
+            def matches(key_hash: str) -> bool:
+                return key_hash.startswith(key_or_id.lower())
+
+        else:
+            return None
+        with self._lock, _writing("revoke the API key"):
+            # An organization has a handful of keys: filtering them here keeps the SQL plain.
+            rows = [
+                row
+                for row in self._conn.execute(
+                    "SELECT key_hash, org_id, created_at_ms, label FROM api_keys WHERE org_id = ?",
+                    (org_id,),
+                )
+                if matches(row[0])
+            ]
+            if len(rows) > 1:
+                raise ValueError(f"{key_or_id} names {len(rows)} keys; give more of the id")
+            if not rows:
+                return None
+            key_hash, org, created, label = rows[0]
+            self._conn.execute("DELETE FROM api_keys WHERE key_hash = ?", (key_hash,))
+            self._verified_keys.pop(key_hash, None)
+        return ApiKeyInfo(
+            key_id=key_hash[:API_KEY_ID_LENGTH], org_id=org, created_at_ms=created, label=label
+        )
+
+    def delete_project(self, project_id: int) -> bool:
+        """Delete the project's catalog row; False when there is none.
+
+        The project's recorded data is not touched here: the caller refuses (or erases through
+        the data lifecycle) first. A running server's cache keeps knowing the project, so this is
+        for a stopped server (``replayd project delete`` checks).
+        """
+        with self._lock, _writing("delete the project"):
+            deleted = self._conn.execute(
+                "DELETE FROM projects WHERE project_id = ?", (project_id,)
+            ).rowcount
+            project = self._by_id.pop(project_id, None)
+            if project is not None:
+                self._by_key.pop(project.project_key, None)
+        return deleted > 0

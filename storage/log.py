@@ -155,6 +155,9 @@ class EventLog:
         # Payload bytes of the requests admitted and not yet answered (queued or being written).
         self._held = ByteBudget(queue_bytes)
         self._write_error: str | None = None
+        # Why uploads are answered LogOverloaded, while they are (logged once as it starts and once
+        # as it ends, not per request).
+        self._overloaded: str | None = None
         self._unavailable = 0
         self._recorders = recorders
         self._recorder: LogRecorder | None = None  # the writer's, while it runs
@@ -286,6 +289,7 @@ class EventLog:
         """Count a failed write by what the recorder made of it."""
         if isinstance(error, LogOverloaded):
             self._busy += 1
+            self._note_overloaded(str(error))
         elif isinstance(error, LogUnavailable):
             self._unavailable += 1
         else:
@@ -304,6 +308,25 @@ class EventLog:
         elif committed_any and self._write_error is not None:
             logger.warning("log %s is writable again (was: %s)", self.path, self._write_error)
             self._write_error = None
+
+    def _note_overloaded(self, reason: str) -> None:
+        if self._overloaded is None:
+            logger.warning(
+                "log %s overloaded (%s): uploads are answered 503 until it catches up",
+                self.path,
+                reason,
+                extra={"event": "log_overloaded"},
+            )
+        self._overloaded = reason
+
+    def _note_caught_up(self) -> None:
+        logger.warning(
+            "log %s caught up: accepting uploads again (was: %s)",
+            self.path,
+            self._overloaded,
+            extra={"event": "log_caught_up"},
+        )
+        self._overloaded = None
 
     def _answer(self, request: _Request, outcome: list[AppendResult] | BaseException) -> None:
         """Resolve ``request`` and give its bytes back to the budget (once, whatever the path)."""
@@ -372,6 +395,8 @@ class EventLog:
         await request.done.wait()
         if request.error is not None:
             raise request.error
+        if self._overloaded is not None:
+            self._note_caught_up()
         assert request.results is not None
         return request.results
 
@@ -409,10 +434,12 @@ class EventLog:
             finally:
                 if not queued:  # timed out, cancelled or closed: the writer never got it
                     self._release(request.size)
-        raise LogOverloaded(
+        overloaded = LogOverloaded(
             f"log queue full for {wait_timeout:g}s ({self._queue_size} requests queued)",
             retry_after=max(1.0, math.ceil(wait_timeout)),
         )
+        self._note_overloaded(str(overloaded))
+        raise overloaded
 
     async def set_max_page_count(self, pages: int) -> int:
         """Cap the database at ``pages`` pages for this writer; returns the cap in effect (never

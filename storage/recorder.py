@@ -99,6 +99,11 @@ class LogReadSide(Protocol):
         """The project named by the session's first record, None when the log has none."""
         ...
 
+    def project_has_records(self, project_id: int) -> bool:
+        """Whether any record of the project is stored (False for a log never written). May scan
+        the log: for the command line (``replayd project delete``), not the request path."""
+        ...
+
     def count(self) -> int:
         """The number of records stored."""
         ...

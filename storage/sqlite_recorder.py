@@ -320,6 +320,22 @@ class LogReader:
         ).fetchone()
         return None if row is None else int(row[0])
 
+    def project_has_records(self, project_id: int) -> bool:
+        """Whether the log holds any record of the project (False for a log never written).
+
+        Scans the log without an index on project_id: for the CLI (``project delete``), not for
+        the request path.
+        """
+        try:
+            row = self._conn.execute(
+                "SELECT 1 FROM log WHERE project_id = ? LIMIT 1", (project_id,)
+            ).fetchone()
+        except sqlite3.OperationalError as error:
+            if "no such table" not in str(error):
+                raise
+            return False  # a database the CLI made: the catalog only, no log yet
+        return row is not None
+
     def count(self) -> int:
         """The number of records stored."""
         return int(self._conn.execute("SELECT count(*) FROM log").fetchone()[0])

@@ -221,7 +221,7 @@ class Keys:
 
 def create_keys(db: Path) -> Keys:
     """Create a project and an API key in ``db`` through the CLI."""
-    out = replayd("project", "create", "bench", "--db", str(db))
+    out = replayd("project", "create", "bench", "--db", str(db), "--create")
     found = re.search(r"created project (\d+)", "\n".join(out))
     api_key = replayd("api-key", "create", "--db", str(db))[-1].strip()
     return Keys(out[-1].strip(), api_key, int(found.group(1)) if found else 1)

@@ -217,7 +217,7 @@ class ReplaydServer:
 
     def setup(self, project_name: str = "e2e-shop") -> ReplaydServer:
         """Create the project and the organisation API key (before the server starts)."""
-        self.project_key = self.cli("project", "create", project_name)
+        self.project_key = self.cli("project", "create", project_name, "--create")
         self.api_key = self.cli("api-key", "create")
         return self
 

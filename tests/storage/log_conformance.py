@@ -16,6 +16,7 @@ for the lock; everything appended meanwhile is queued and committed together onc
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -616,6 +617,25 @@ class LogRecorderTestCase:
             as_committed(patient, 3),
         ]
 
+    async def test_overload_is_logged_as_it_starts_and_as_it_ends(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.WARNING, logger="storage.log")
+        async with self.running(queue_size=1) as log, trio.open_nursery() as nursery:
+            with self.hold_write_lock():
+                await self.queue_behind_lock(log, nursery, [rec(batch_key="1"), rec(batch_key="2")])
+                for key in ("3", "4", "5"):  # three refusals, one line
+                    with pytest.raises(LogOverloaded):
+                        await log.append(rec(batch_key=key), wait_timeout=0.05)
+            await log.append(rec(batch_key="6"))
+            await log.append(rec(batch_key="7"))  # no line: nothing changed
+        changes = [(r.levelno, getattr(r, "event", None)) for r in caplog.records]
+        assert changes == [
+            (logging.WARNING, "log_overloaded"),
+            (logging.WARNING, "log_caught_up"),
+        ]
+        assert "uploads are answered 503" in caplog.records[0].getMessage()
+
     # -- cancellation and shutdown ------------------------------------------------------------
 
     async def test_shutdown_answers_every_pending_append_truthfully(self) -> None:
@@ -687,6 +707,16 @@ class LogRecorderTestCase:
             as_committed(r, p) for r, p in zip(records, (1, 2), strict=True)
         ]
 
+    async def test_project_has_records(self) -> None:
+        async with self.running() as log:
+            await log.append(rec(project_id=7, batch_key="1"))
+            await log.append(rec(session_id=2, project_id=9, batch_key="1"))
+        reader = self.make_reader()
+        try:
+            assert [reader.project_has_records(p) for p in (7, 8, 9)] == [True, False, True]
+        finally:
+            reader.close()
+
     def test_inv4_public_api_offers_no_way_to_mutate(self) -> None:
         def public(cls: type) -> set[str]:
             return {name for name in dir(cls) if not name.startswith("_")}
@@ -701,7 +731,7 @@ class LogRecorderTestCase:
         }  # fmt: skip
         reads = {
             "read", "read_session", "head", "count", "activity", "project_of_session", "close",
-            "newest", "time_at", "read_keyed_session", "keyed_activity",
+            "newest", "time_at", "read_keyed_session", "keyed_activity", "project_has_records",
         }  # fmt: skip
         assert public(LogReadSide) == reads
         # The writer's recorder adds the schema, group inserts and the lifecycle's erase.

@@ -170,3 +170,39 @@ def test_unknown_keys_remembered_are_bounded_in_count_and_size(catalog: Catalog)
     # A long key is still answered, and a short unknown one still remembered.
     assert catalog.cached_project_by_key("y" * 10_000) == (False, None)
     assert catalog.cached_project_by_key(f"{_NEGATIVE_MAX + 499:020d}") == (True, None)
+
+
+def test_api_keys_are_listed_by_id_and_revoked_by_key_or_id(
+    fresh_db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = Catalog.open(fresh_db_path)
+    cli = Catalog.open(fresh_db_path)  # `replayd api-key revoke`, another process
+    try:
+        first = cli.create_api_key(label="ci")
+        second = cli.create_api_key(label="laptop")
+        listed = cli.list_api_keys()
+        ids = [hashlib.sha256(k.encode()).hexdigest()[:12] for k in (first, second)]
+        expected = sorted(zip(ids, ["ci", "laptop"], strict=True))
+        assert sorted((k.key_id, k.label) for k in listed) == expected
+        assert server.verify_api_key(first) == 1 and server.cached_api_key(first) == 1
+        assert cli.revoke_api_key(ids[0]).label == "ci"  # type: ignore[union-attr]
+        assert server.cached_api_key(first) == 1  # memory may answer for a few seconds ...
+        monkeypatch.setattr("storage.catalog._VERIFIED_TTL_S", 0.0)
+        assert server.verify_api_key(second) == 1
+        assert server.cached_api_key(second) is None  # ... and no longer than that
+        assert server.verify_api_key(first) is None
+        assert cli.revoke_api_key(second).label == "laptop"  # type: ignore[union-attr]
+        assert server.verify_api_key(second) is None and cli.list_api_keys() == []
+        assert cli.revoke_api_key(second) is None and cli.revoke_api_key("nonsense") is None
+    finally:
+        server.close()
+        cli.close()
+
+
+def test_delete_project(catalog: Catalog) -> None:
+    kept, gone = catalog.create_project("kept"), catalog.create_project("gone")
+    assert catalog.delete_project(gone.project_id) is True
+    assert catalog.list_projects() == [kept]
+    assert catalog.get_project_by_key(gone.project_key) is None
+    assert catalog.get_project(gone.project_id) is None
+    assert catalog.delete_project(gone.project_id) is False
