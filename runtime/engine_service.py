@@ -116,15 +116,18 @@ _LIFECYCLE = (SessionStarted, SessionEnded, RecordParked)
 def _log_lifecycle(event: DomainEvent) -> None:
     fields = {"session_id": event.session_id, "project_id": event.project_id}
     if isinstance(event, SessionStarted):
-        browser = f"{event.user_browser} {event.user_browser_version}".strip() or "unknown browser"
+        start = event.start
+        # A browser on web; the SDKs have none, their device (e.g. "iPhone 14 Plus") says more.
+        client = f"{start.user_browser} {start.user_browser_version}".strip() or start.user_device
         logger.info(
-            "session %d started (project %d, %s on %s, user %r)",
+            "session %d started (project %d, %s: %s on %s, user %r)",
             event.session_id,
             event.project_id,
-            browser,
-            event.user_os or "unknown OS",
-            event.user_id or "",
-            extra={**fields, "event": "session_started", "user_id": event.user_id},
+            start.platform,
+            client or "unknown client",
+            start.user_os or "unknown OS",
+            start.user_id or "",
+            extra={**fields, "event": "session_started", "user_id": start.user_id},
         )
     elif isinstance(event, SessionEnded):
         logger.info(
