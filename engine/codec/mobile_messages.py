@@ -38,6 +38,7 @@ from engine.codec.primitives import (
     read_boolean,
     read_string,
     read_uint,
+    uint_tail,
     write_boolean,
     write_string,
     write_uint,
@@ -456,13 +457,49 @@ def _decode_network_call(ts: int, body: bytes, platform: str) -> MobileNetworkCa
     return MobileNetworkCall(ts, kind, method, url, request, response, status, duration, int32)
 
 
-def _decode_body(type_id: int, ts: int, body: bytes, platform: str) -> MobileMessage:
-    if type_id == NETWORK_CALL_TYPE:
-        return _decode_network_call(ts, body, platform)
-    cls, readers = _PLANS[type_id]
-    values: list[Any] = [ts]
-    _read_fields(readers, body, 0, values)
-    return cls(*values)
+# A body decoder ``(buf, start, end, timestamp) -> message`` reads the fields of one body of
+# ``buf``. Varints may read past ``end`` (past ``len(buf)`` they raise IndexError, which the
+# caller turns into MobileCodecError): one check at the end, not one per field; string lengths
+# are checked as they are read, so a garbage length never decodes megabytes as text.
+BodyDecoder: TypeAlias = Callable[[bytes, int, int, int], MobileMessage]
+
+
+def _decoder_source(cls: type[MobileMessage]) -> str:
+    """Python source of the straight-line body decoder of ``cls`` (one local per field)."""
+    name = cls.__name__
+    lines = [f"def decode_{name}(b, p, n, ts):"]
+    args = ["ts"]
+    for i, kind in enumerate(cls.WIRE):
+        v = f"v{i}"
+        args.append(v)
+        if kind == "uint":
+            lines.append(f"    {v} = b[p]; p += 1")
+            lines.append(f"    if {v} >= 128: {v}, p = uint_tail(b, p, {v})")
+        elif kind == "string":
+            lines.append("    q = b[p]; p += 1")
+            lines.append("    if q >= 128: q, p = uint_tail(b, p, q)")
+            lines.append("    q += p")
+            lines.append("    if q > n: raise Error(f'string at {p} runs past the body')")
+            lines.append(f"    {v} = str(b[p:q], 'utf-8', 'replace'); p = q")
+        elif kind == "boolean":
+            lines.append(f"    {v} = b[p] == 1; p += 1")
+        else:
+            raise AssertionError(f"unknown wire kind {kind!r} in {name}.WIRE")
+    lines.append("    if p > n: raise Error(f'body ends before its fields ({p - n} bytes short)')")
+    lines.append(f"    return cls({', '.join(args)})")
+    return "\n".join(lines) + "\n"
+
+
+def _build_decoder(cls: type[MobileMessage]) -> BodyDecoder:
+    namespace: dict[str, object] = {"cls": cls, "uint_tail": uint_tail, "Error": MobileCodecError}
+    exec(compile(_decoder_source(cls), f"<decoder {cls.__name__}>", "exec"), namespace)
+    decoder = namespace[f"decode_{cls.__name__}"]
+    return decoder  # type: ignore[return-value]
+
+
+_DECODERS: Final[dict[int, BodyDecoder]] = {
+    tid: _build_decoder(cls) for tid, cls in SDK_CLASSES.items() if tid != NETWORK_CALL_TYPE
+}
 
 
 def iter_frames(data: bytes | bytearray | memoryview) -> Iterator[tuple[int, int, int, int]]:
@@ -497,22 +534,63 @@ def iter_frames(data: bytes | bytearray | memoryview) -> Iterator[tuple[int, int
 def decode_batch(data: bytes | bytearray | memoryview, *, platform: str = "") -> MobileBatch:
     """Decode every message of a batch (``platform="android"`` swaps 105's slots back)."""
     buf = data if type(data) is bytes else bytes(data)
+    n = len(buf)
     messages: list[AnyMobileMessage] = []
+    append = messages.append
     unknown = 0
-    end = 0
-    known = SDK_CLASSES
-    for type_id, ts, start, end in iter_frames(buf):
-        body = buf[start:end]
-        if type_id not in known:
-            unknown += 1
-            messages.append(MobileUnknown(type_id, ts, body))
-            continue
-        try:
-            messages.append(_decode_body(type_id, ts, body, platform))
-        except CodecError as exc:
-            raise MobileCodecError(f"{_label(type_id)} at offset {start}: {exc}") from None
-    stopped = end if end < len(buf) else None
+    stopped: int | None = None
+    decoders = _DECODERS
+    backend = BACKEND_CLASSES
+    pos = head = 0
+    # The frame walk of iter_frames, inlined with the decoders (a generator costs a resume per
+    # message); reading off the end of ``buf`` raises IndexError, turned into one error below.
+    try:
+        while pos < n:
+            head = pos
+            type_id = buf[pos]
+            pos += 1
+            if type_id >= 0x80:
+                type_id, pos = uint_tail(buf, pos, type_id)
+            if type_id in backend:
+                stopped = head
+                break
+            ts = buf[pos]
+            pos += 1
+            if ts >= 0x80:
+                ts, pos = uint_tail(buf, pos, ts)
+            end = buf[pos]
+            pos += 1
+            if end >= 0x80:
+                end, pos = uint_tail(buf, pos, end)
+            end += pos
+            if end > n:
+                raise MobileCodecError(
+                    f"body of {_label(type_id)} at offset {pos} runs past the end of the batch"
+                )
+            decoder = decoders.get(type_id)
+            if decoder is not None:
+                append(decoder(buf, pos, end, ts))
+            elif type_id == NETWORK_CALL_TYPE:
+                append(_decode_network_call(ts, buf[pos:end], platform))
+            else:
+                unknown += 1
+                append(MobileUnknown(type_id, ts, buf[pos:end]))
+            pos = end
+    except IndexError:
+        raise MobileCodecError(f"{_label_at(buf, head)} at offset {head} is truncated") from None
+    except MobileCodecError as exc:
+        raise MobileCodecError(f"{_label_at(buf, head)} at offset {head}: {exc}") from None
+    except CodecError as exc:  # a varint of the head or of a field over 64 bits
+        raise MobileCodecError(f"{_label_at(buf, head)} at offset {head}: {exc}") from None
     return MobileBatch(messages, unknown, stopped)
+
+
+def _label_at(buf: bytes, head: int) -> str:
+    """The label of the message whose frame starts at ``head`` (for errors)."""
+    try:
+        return _label(read_uint(buf, head)[0])
+    except CodecError:
+        return "message"
 
 
 def decode_backend_message(data: bytes | bytearray | memoryview) -> tuple[MobileMessage, int]:
