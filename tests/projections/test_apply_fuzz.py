@@ -162,6 +162,11 @@ def build_records(drawn: list[tuple]) -> list[NewRecord]:
                 script.add(message)
             records.append(script.batch())
         timed.extend((r.received_at_ms, len(timed), r) for r in records)
+    return _in_receive_order_with_a_final_tick(timed)
+
+
+def _in_receive_order_with_a_final_tick(timed: list[tuple[int, int, NewRecord]]) -> list[NewRecord]:
+    """The records by (receive time, order drawn), then a clock tick past the inactivity timeout."""
     last = max(t for t, _, _ in timed)
     timed.append((last + 2 * TIMEOUT_MS, len(timed), clock_tick(last + 2 * TIMEOUT_MS)))
     timed.sort(key=lambda item: (item[0], item[1]))
@@ -289,10 +294,7 @@ def build_mobile_records(drawn: list[tuple]) -> list[NewRecord]:
             for i, r in enumerate(records)
         ]
         timed.extend((r.received_at_ms, len(timed), r) for r in records)
-    last = max(t for t, _, _ in timed)
-    timed.append((last + 2 * TIMEOUT_MS, len(timed), clock_tick(last + 2 * TIMEOUT_MS)))
-    timed.sort(key=lambda item: (item[0], item[1]))
-    return [record for _, _, record in timed]
+    return _in_receive_order_with_a_final_tick(timed)
 
 
 @fuzz_settings(80)
