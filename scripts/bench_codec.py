@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchlib import batches
+
 from engine.codec import mobile_messages as mobile
 from engine.codec import web
 from engine.codec.web import (
@@ -144,51 +146,6 @@ def synthetic_batch(target_bytes: int = 200_000, seed: int = 7) -> bytes:
     return web.encode_batch(msgs)
 
 
-def synthetic_mobile_batch(platform: str, target_bytes: int = 200_000, seed: int = 7) -> bytes:
-    """A batch shaped like a busy app: performance samples and logs, taps, a few requests."""
-    rng = random.Random(seed)
-    now = 1_795_418_019_299
-    msgs: list[mobile.MobileMessage] = [mobile.MobileBatchMeta(now + 5_000, 1_200)]
-    screens = ["Home", "Cart", "Checkout", "Product", "Search"]
-    size = 0
-    while size < target_bytes:
-        now += rng.randint(1, 60)
-        roll = rng.random()
-        msg: mobile.MobileMessage
-        if roll < 0.40:
-            name = rng.choice(["fps", "mainThreadCPU", "memoryUsage", "batteryLevel"])
-            msg = mobile.MobilePerformanceEvent(now, name, rng.randint(0, 300_000_000))
-        elif roll < 0.60:
-            msg = mobile.MobileLog(
-                now, "info", f"loaded {rng.choice(screens)} in {rng.randint(1, 900)} ms"
-            )
-        elif roll < 0.75:
-            msg = mobile.MobileClickEvent(
-                now, rng.choice(["Add", "Buy", "Back"]), rng.randint(0, 430), rng.randint(0, 930)
-            )
-        elif roll < 0.82:
-            msg = mobile.MobileSwipeEvent(
-                now, "Swipe", rng.randint(0, 430), rng.randint(0, 930), "up"
-            )
-        elif roll < 0.88:
-            msg = mobile.MobileInputEvent(now, "***", True, "email")
-        elif roll < 0.94:
-            msg = mobile.MobileViewComponentEvent(
-                now, rng.choice(screens), "Banner", rng.random() < 0.5
-            )
-        else:
-            msg = mobile.MobileNetworkCall(
-                now, "request", "GET", f"https://api.example.com/items/{rng.randint(1, 999)}",
-                '{"headers":{"accept":"application/json"},"body":""}',
-                '{"headers":{"content-type":"application/json"},"body":"{\\"ok\\":true}"}',
-                rng.choice([200, 200, 200, 404, 500]), rng.randint(5, 900),
-                status_int32=platform == "android",
-            )  # fmt: skip
-        size += len(mobile.encode_message(msg, platform=platform))
-        msgs.append(msg)
-    return mobile.encode_batch(msgs, platform=platform)
-
-
 def rate(fn: Callable[[bytes], int], data: bytes, seconds: float, rounds: int = 5) -> float:
     """Best messages/s of ``fn`` (returns how many messages it handled) over ``rounds`` rounds.
 
@@ -274,7 +231,7 @@ def main() -> None:
         ):
             print(f"  {label:28s} {rate(fn, data, args.seconds):>12,.0f} messages/s")
     for platform, decode in (("ios", mobile_full_decode), ("android", mobile_android_decode)):
-        data = synthetic_mobile_batch(platform)
+        data = batches.mobile_batch(platform)
         total = mobile_frame_walk(data)
         print(f"mobile synthetic ({platform}): {len(data)} bytes, {total} messages")
         for label, fn in (("(a) full decode", decode), ("(b) iter_frames walk", mobile_frame_walk)):
