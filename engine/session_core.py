@@ -4,8 +4,9 @@ A platform (the web tracker today, the iOS / Android SDKs next, MOBILE.md) is on
 :class:`SessionCore` that adds its own fields, a table of the record kinds it applies
 (``RECORD_KINDS``: kind -> method) and, if it keeps detectors that must be settled when the
 session goes inactive, a ``_settle`` hook. The core owns the rest, the same for every platform:
-ids, times, the counters the sessions projection keeps, user ids and metadata (both SDKs send
-those too), and the two invariants of the fold:
+ids, times, the counters the sessions projection keeps, the start record (web and mobile share
+its payload, ``_begin``), user ids and metadata (both SDKs send those too), issues (the class
+of their event is the platform's ``ISSUE_EVENT``), and the two invariants of the fold:
 
 - a record whose kind has no method, or whose method raises, is parked (``RecordParked``) and the
   session carries on (DESIGN.md invariant 8: never raise out of a fold). What the method applied
