@@ -1,11 +1,16 @@
-"""Benchmark of the web tracker codec (engine/codec/web.py): messages per second.
+"""Benchmark of the tracker codecs (engine/codec/web.py, mobile_messages.py): messages per second.
 
-Decodes the real captured batches (tests/fixtures/web-basic/) and a synthetic, realistic batch
-(mostly DOM messages, some clicks, inputs, locations, network) repeatedly and prints messages/s for
+Decodes the real captured web batches (tests/fixtures/web-basic/) and a synthetic, realistic web
+batch (mostly DOM messages, some clicks, inputs, locations, network) repeatedly and prints
+messages/s for
 
   (a) full decode        decode_batch(data)
   (b) frame walk only    iter_frames(data)
   (c) engine's case      iter_messages(data, wanted=<small set of analytics types>)
+
+then, in the same run, a synthetic mobile SDK batch (iOS and Android encodings: performance
+samples, taps, swipes, inputs, views, logs, network calls) for (a) and (b) of the mobile codec;
+the mobile session actor decodes whole batches, so (a) is its case.
 
 Rates are per core, in CPU time (best of 5 rounds). Usage:
 python scripts/bench_codec.py [--seconds 1.0]
@@ -19,6 +24,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchlib import batches
+
+from engine.codec import mobile_messages as mobile
 from engine.codec import web
 from engine.codec.web import (
     BatchMetadata,
@@ -186,6 +194,21 @@ def _total(data: bytes) -> int:
     return _TOTALS[data]
 
 
+def mobile_full_decode(data: bytes) -> int:
+    return len(mobile.decode_batch(data).messages)
+
+
+def mobile_android_decode(data: bytes) -> int:
+    return len(mobile.decode_batch(data, platform="android").messages)
+
+
+def mobile_frame_walk(data: bytes) -> int:
+    count = 0
+    for _ in mobile.iter_frames(data):
+        count += 1
+    return count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -206,6 +229,12 @@ def main() -> None:
             ("(b) iter_frames walk", frame_walk),
             ("(c) iter_messages wanted", engine_case),
         ):
+            print(f"  {label:28s} {rate(fn, data, args.seconds):>12,.0f} messages/s")
+    for platform, decode in (("ios", mobile_full_decode), ("android", mobile_android_decode)):
+        data = batches.mobile_batch(platform)
+        total = mobile_frame_walk(data)
+        print(f"mobile synthetic ({platform}): {len(data)} bytes, {total} messages")
+        for label, fn in (("(a) full decode", decode), ("(b) iter_frames walk", mobile_frame_walk)):
             print(f"  {label:28s} {rate(fn, data, args.seconds):>12,.0f} messages/s")
 
 

@@ -16,6 +16,7 @@ import random
 
 import attrs
 
+from engine.codec import mobile_messages as mobile
 from engine.codec import web
 from engine.codec import web_messages as m
 
@@ -267,3 +268,50 @@ def live_batch(seed: int, start_ts: int, user_id: str) -> bytes:
         ),
     ]
     return web.encode_batch(msgs)
+
+
+def mobile_batch(platform: str, target_bytes: int = 200_000, seed: int = 7) -> bytes:
+    """An SDK batch (``engine.codec.mobile_messages``) shaped like a busy app's: a BatchMeta, then
+    performance samples and logs, taps, swipes, inputs, views and a few network calls, encoded as
+    ``platform`` ("ios" or "android") does."""
+    rng = random.Random(seed)
+    now = 1_795_418_019_299
+    msgs: list[mobile.MobileMessage] = [mobile.MobileBatchMeta(now + 5_000, 1_200)]
+    screens = ["Home", "Cart", "Checkout", "Product", "Search"]
+    size = 0
+    while size < target_bytes:
+        now += rng.randint(1, 60)
+        roll = rng.random()
+        msg: mobile.MobileMessage
+        if roll < 0.40:
+            name = rng.choice(["fps", "mainThreadCPU", "memoryUsage", "batteryLevel"])
+            msg = mobile.MobilePerformanceEvent(now, name, rng.randint(0, 300_000_000))
+        elif roll < 0.60:
+            msg = mobile.MobileLog(
+                now, "info", f"loaded {rng.choice(screens)} in {rng.randint(1, 900)} ms"
+            )
+        elif roll < 0.75:
+            msg = mobile.MobileClickEvent(
+                now, rng.choice(["Add", "Buy", "Back"]), rng.randint(0, 430), rng.randint(0, 930)
+            )
+        elif roll < 0.82:
+            msg = mobile.MobileSwipeEvent(
+                now, "Swipe", rng.randint(0, 430), rng.randint(0, 930), "up"
+            )
+        elif roll < 0.88:
+            msg = mobile.MobileInputEvent(now, "***", True, "email")
+        elif roll < 0.94:
+            msg = mobile.MobileViewComponentEvent(
+                now, rng.choice(screens), "Banner", rng.random() < 0.5
+            )
+        else:
+            msg = mobile.MobileNetworkCall(
+                now, "request", "GET", f"https://api.example.com/items/{rng.randint(1, 999)}",
+                '{"headers":{"accept":"application/json"},"body":""}',
+                '{"headers":{"content-type":"application/json"},"body":"{\\"ok\\":true}"}',
+                rng.choice([200, 200, 200, 404, 500]), rng.randint(5, 900),
+                status_int32=platform == "android",
+            )  # fmt: skip
+        size += len(mobile.encode_message(msg, platform=platform))
+        msgs.append(msg)
+    return mobile.encode_batch(msgs, platform=platform)

@@ -148,6 +148,7 @@ class DecodeCeiling:
     msgs_per_s: float  # the actor's decode loop (wanted types only)
     full_msgs_per_s: float  # decoding every message
     wanted_label: str
+    mobile_msgs_per_s: float | None = None  # the mobile codec's full decode (None: no codec)
 
 
 def decode_ceiling(bodies: list[bytes], seconds: float = 2.0) -> DecodeCeiling:
@@ -176,7 +177,33 @@ def decode_ceiling(bodies: list[bytes], seconds: float = 2.0) -> DecodeCeiling:
             if dt >= seconds:
                 return n / dt
 
-    return DecodeCeiling(msgs_per_s=loop(wanted), full_msgs_per_s=loop(None), wanted_label=label)
+    return DecodeCeiling(
+        msgs_per_s=loop(wanted),
+        full_msgs_per_s=loop(None),
+        wanted_label=label,
+        mobile_msgs_per_s=mobile_decode_rate(seconds),
+    )
+
+
+def mobile_decode_rate(seconds: float = 2.0) -> float | None:
+    """Messages/s of the mobile codec's full decode (what the mobile actor runs) over synthetic
+    iOS and Android batches, on one core; None before the mobile codec existed."""
+    try:
+        from engine.codec import mobile_messages as mobile
+    except ImportError:
+        return None
+    bodies = [batches.mobile_batch("ios", 100_000), batches.mobile_batch("android", 100_000)]
+    total_msgs = sum(len(mobile.decode_batch(body).messages) for body in bodies)
+    platforms = ("ios", "android")
+    n = 0
+    t0 = time.perf_counter()
+    while True:
+        for body, platform in zip(bodies, platforms, strict=True):
+            mobile.decode_batch(body, platform=platform)
+        n += total_msgs
+        dt = time.perf_counter() - t0
+        if dt >= seconds:
+            return n / dt
 
 
 def loader_bodies(body_size: int, seed: int = 200, n: int = 16) -> list[bytes]:

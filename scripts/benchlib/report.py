@@ -189,7 +189,12 @@ def engine_rows(watches, ceiling, per_core_target: float = 300_000) -> list[Row]
             f"{rate(live, ' msgs/s')} projected while ingesting "
             f"{rate(peak.ingested_msgs_per_s, ' msgs/s')}; {how}",
             f"decode loop ({ceiling.wanted_label}): {rate(ceiling.msgs_per_s, ' msgs/s')}; "
-            f"full decode {rate(ceiling.full_msgs_per_s, ' msgs/s')}",
+            f"full decode {rate(ceiling.full_msgs_per_s, ' msgs/s')}"
+            + (
+                ""
+                if ceiling.mobile_msgs_per_s is None
+                else f"; mobile full decode {rate(ceiling.mobile_msgs_per_s, ' msgs/s')}"
+            ),
             ratio(capacity, ceiling.msgs_per_s),
             f">= {rate(per_core_target, ' msgs/s')}/core",
             verdict(capacity >= per_core_target),

@@ -10,6 +10,10 @@ real encoder with every field of every message type at its extremes, and mutated
 They go through a real log file (``EventLog``), the live path with restarts (``live_path``: the
 supervisor into a restarted projector) and then ``rebuild``.
 
+The same for mobile sessions: MOBILE_START payloads as above, and MOBILE_BATCH / MOBILE_LATE
+batches of SDK messages at their extremes (Android's int32 status included), bare uploads,
+mutated encodings and raw bytes.
+
 The budget is ``tests.soak.budget.fuzz_settings`` (``REPLAYD_FUZZ_SCALE`` for longer runs).
 """
 
@@ -22,12 +26,14 @@ import attrs
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from engine.codec import mobile_messages as mm
 from engine.codec.primitives import INT_MAX, INT_MIN, UINT_MAX
 from engine.codec.web import MESSAGE_CLASSES, NetworkRequest, Timestamp, WebMessage
 from engine.start_payload import WebStartPayload
 from storage.records import NewRecord, RecordKind
 from tests.engine.builders import T0, clock_tick
 from tests.engine.builders import SessionScript as TrackerScript
+from tests.engine.mobile_builders import MobileScript
 from tests.projections.test_rebuild import TIMEOUT_MS, live_equals_rebuild
 from tests.soak.budget import fuzz_settings
 
@@ -125,7 +131,7 @@ sessions = st.tuples(
 )
 
 
-def _start_record(script: TrackerScript, start: object) -> NewRecord:
+def _start_record(script: TrackerScript | MobileScript, start: object) -> NewRecord:
     """The session's start record with the drawn fields over a real payload (or raw bytes)."""
     record = script.start()
     if isinstance(start, bytes):
@@ -156,6 +162,11 @@ def build_records(drawn: list[tuple]) -> list[NewRecord]:
                 script.add(message)
             records.append(script.batch())
         timed.extend((r.received_at_ms, len(timed), r) for r in records)
+    return _in_receive_order_with_a_final_tick(timed)
+
+
+def _in_receive_order_with_a_final_tick(timed: list[tuple[int, int, NewRecord]]) -> list[NewRecord]:
+    """The records by (receive time, order drawn), then a clock tick past the inactivity timeout."""
     last = max(t for t, _, _ in timed)
     timed.append((last + 2 * TIMEOUT_MS, len(timed), clock_tick(last + 2 * TIMEOUT_MS)))
     timed.sort(key=lambda item: (item[0], item[1]))
@@ -204,3 +215,102 @@ def _start_positions(records: list[NewRecord]) -> set[int]:
         for position, record in enumerate(records, start=1)
         if record.kind is RecordKind.WEB_START
     }
+
+
+# -- mobile sessions ------------------------------------------------------------------------------
+
+
+def _mobile_message(cls: type[mm.MobileMessage]) -> st.SearchStrategy[mm.MobileMessage]:
+    fields = [FIELD[kind] for kind in cls.WIRE]
+    if cls is mm.MobileNetworkCall:
+        return st.builds(cls, FIELD["uint"], *fields, st.booleans()).map(
+            lambda m: attrs.evolve(m, status=m.status & 0x7FFFFFFF) if m.status_int32 else m
+        )
+    return st.builds(cls, FIELD["uint"], *fields)
+
+
+mobile_messages = st.sampled_from(sorted(mm.SDK_CLASSES)).flatmap(
+    lambda t: _mobile_message(mm.SDK_CLASSES[t])
+)
+
+
+@attrs.frozen
+class MobileUpload:
+    """A mobile upload: messages (after a BatchMeta unless ``bare``), mutated or raw bytes."""
+
+    messages: list[mm.MobileMessage]
+    bare: bool = False
+    late: bool = False
+    raw: bytes | None = None
+
+
+SAMPLE_MOBILE = mm.encode_batch(
+    [
+        mm.MobileBatchMeta(T0 + 900, 0),
+        mm.MobileClickEvent(T0 + 100, "Pay", 1, 2),
+        mm.MobileNetworkCall(T0 + 200, "request", "GET", "https://a/", "{}", "{}", 404, 9, True),
+        mm.MobileCrash(T0 + 300, "SIGSEGV", "bad", "0 x"),
+    ],
+    platform="android",
+)
+mobile_uploads = st.one_of(
+    st.builds(MobileUpload, st.lists(mobile_messages, max_size=8), st.booleans(), st.booleans()),
+    st.builds(
+        lambda where, bits, cut: MobileUpload([], raw=_mutated(SAMPLE_MOBILE, where, bits, cut)),
+        st.integers(0, 2**32),
+        st.integers(0, 255),
+        st.integers(0, 2**32),
+    ),
+    st.builds(lambda data: MobileUpload([], raw=data), st.binary(min_size=1, max_size=64)),
+)
+mobile_sessions = st.tuples(
+    st.sampled_from(["ios", "android"]),
+    st.one_of(start_overrides, broken_starts),
+    st.lists(st.tuples(st.sampled_from([100, 2_000, 20_000]), mobile_uploads), max_size=4),
+)
+
+
+def build_mobile_records(drawn: list[tuple]) -> list[NewRecord]:
+    """The mobile sessions' records and a clock tick past the timeout, in receive-time order."""
+    timed: list[tuple[int, int, NewRecord]] = []
+    for number, (platform, start, uploads) in enumerate(drawn):
+        script = MobileScript(3_000 + number, platform=platform, start_ms=T0 + 7 * number)
+        records = [_start_record(script, start)]
+        for gap, upload in uploads:
+            script.wait(gap)
+            kind = RecordKind.MOBILE_LATE if upload.late else RecordKind.MOBILE_BATCH
+            if upload.raw is not None:
+                records.append(script.raw(upload.raw, received_at=script.now, kind=kind))
+            elif upload.bare:
+                payload = script.encode(upload.messages)
+                records.append(script.raw(payload or b"\x00", received_at=script.now, kind=kind))
+            else:
+                for message in upload.messages:
+                    script.add(message)
+                records.append(script.batch(kind=kind))
+        # Keyed by place, not by body: two equal drawn uploads must both reach the log.
+        records = [
+            attrs.evolve(r, batch_key=f"{i}") if r.batch_key is not None else r
+            for i, r in enumerate(records)
+        ]
+        timed.extend((r.received_at_ms, len(timed), r) for r in records)
+    return _in_receive_order_with_a_final_tick(timed)
+
+
+@fuzz_settings(80)
+@given(
+    drawn=st.lists(mobile_sessions, min_size=1, max_size=3),
+    cut_fractions=st.lists(st.floats(0, 1), max_size=2),
+)
+def test_hostile_mobile_records_are_parked_never_fatal_and_a_rebuild_agrees(
+    drawn: list[tuple], cut_fractions: list[float]
+) -> None:
+    records = build_mobile_records(drawn)
+    live = live_equals_rebuild(records, cut_fractions, chunk_size=3)
+    broken = sum(isinstance(start, bytes) for _, start, _ in drawn)
+    starts = {
+        position
+        for position, record in enumerate(records, start=1)
+        if record.kind is RecordKind.MOBILE_START
+    }
+    assert len([row for row in live["dead_letters"] if row[0] in starts]) >= broken

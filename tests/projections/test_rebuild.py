@@ -1,10 +1,11 @@
 """Rebuild: the log replayed through the engine into emptied projections (invariant 6).
 
-The property test drives the real path end to end: tracker-like records (the engine's test
-builders, encoded with the real codec) are appended to a real SQLite log; the live path runs the
-engine supervisor over them in small epochs, restarting (new projector, supervisor resumed at the
-projections' checkpoint) at random positions; then ``rebuild`` replays the whole log into emptied
-projections. Every projection table must be exactly the same afterwards.
+The property test drives the real path end to end: tracker-like records of web and mobile
+sessions (the engine's test builders, encoded with the real codecs) are appended to a real SQLite
+log; the live path runs the engine supervisor over them in small epochs, restarting (new
+projector, supervisor resumed at the projections' checkpoint) at random positions; then
+``rebuild`` replays the whole log into emptied projections. Every projection table must be
+exactly the same afterwards.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import attrs
 import hypothesis.strategies as st
 import pytest
 import trio
@@ -26,10 +28,11 @@ from projections.live_sessions import LiveSessions
 from projections.pipeline import ALL_PROJECTIONS, ProjectionsBusy, Projector, acquire_lock
 from projections.rebuild import Progress, choose_projections, rebuild
 from storage.log import EventLog, LogReader
-from storage.records import NewRecord
+from storage.records import NewRecord, RecordKind
 from storage.sqlite import connect
 from tests.engine.builders import T0, clock_tick
 from tests.engine.builders import SessionScript as TrackerScript
+from tests.engine.mobile_builders import MobileScript
 
 from .factories import dump_tables
 
@@ -336,9 +339,97 @@ def play(script: TrackerScript, op: tuple) -> None:
             script.dom_change()
 
 
-def build_records(sessions: list[tuple], ticks: list[int]) -> list[NewRecord]:
+# Mobile sessions (MOBILE.md): the SDK's messages, delivered on /i, on /late, twice (a late copy
+# of a batch already delivered), or as a bare crash upload.
+mobile_op_strategy = st.one_of(
+    st.tuples(st.just("tap"), st.sampled_from(("Login", "Pay", ""))),
+    st.tuples(st.just("rage"), st.sampled_from(("Pay",))),
+    st.tuples(st.just("swipe"), st.sampled_from(("left", "up"))),
+    st.tuples(st.just("input"), st.sampled_from(("email", ""))),
+    st.tuples(st.just("view"), st.booleans()),
+    st.tuples(st.just("custom"), st.sampled_from(("signup",))),
+    st.tuples(st.just("request"), st.sampled_from((200, 404, 503))),
+    st.tuples(st.just("crash"), st.sampled_from(("SIGSEGV",))),
+    st.tuples(st.just("user"), st.sampled_from(("ann", "bob"))),
+    st.tuples(st.just("anon"), st.sampled_from(("a1",))),
+    st.tuples(st.just("meta"), st.sampled_from(("plan",)), st.sampled_from(("x", "y"))),
+    st.tuples(st.just("graphql"), st.sampled_from(("GetCart",))),
+    st.tuples(st.just("perf"), st.integers(0, 60)),
+)
+mobile_batch_strategy = st.tuples(
+    st.sampled_from((300, 4_000, 25_000)),
+    st.lists(mobile_op_strategy, min_size=1, max_size=5),
+    st.sampled_from(("i", "i", "late", "twice", "bare")),
+)
+mobile_session_strategy = st.tuples(
+    st.sampled_from(("ios", "android")),
+    st.integers(0, 20_000),  # start offset (ms)
+    st.lists(mobile_batch_strategy, min_size=0, max_size=3),
+)
+
+
+def play_mobile(script: MobileScript, op: tuple) -> None:
+    kind, *args = op
+    script.wait(40)
+    match kind:
+        case "tap":
+            script.tap(args[0])
+        case "rage":
+            for _ in range(3):
+                script.wait(100).tap(args[0])
+        case "swipe":
+            script.swipe("Swipe", args[0])
+        case "input":
+            script.input(args[0], "typed")
+        case "view":
+            script.view("Home", "Banner", args[0])
+        case "custom":
+            script.custom(args[0])
+        case "request":
+            script.request("https://api.example/items", args[0])
+        case "crash":
+            script.crash(args[0], "bad access")
+        case "user":
+            script.user_id(args[0])
+        case "anon":
+            script.anonymous_id(args[0])
+        case "meta":
+            script.metadata(args[0], args[1])
+        case "graphql":
+            script.graphql(args[0])
+        case "perf":
+            script.performance("fps", args[0])
+
+
+def mobile_records(number: int, session: tuple) -> list[NewRecord]:
+    """One mobile session's records, as its SDK and the routes would make them."""
+    platform, offset, batches = session
+    script = MobileScript(2_000 + number, platform=platform, start_ms=T0 + offset)
+    records = [script.start()]
+    for gap, ops, delivery in batches:
+        script.wait(gap)
+        for op in ops:
+            play_mobile(script, op)
+        if delivery == "bare":
+            records.append(script.batch())
+            records.append(script.bare_crash("Fatal", "killed"))
+        elif delivery == "late":
+            records.append(script.batch(kind=RecordKind.MOBILE_LATE))
+        else:
+            records.append(batch := script.batch())
+            if delivery == "twice":  # the SDK's late file held the batch /i delivered
+                copy = attrs.evolve(batch, kind=RecordKind.MOBILE_LATE)
+                records.append(attrs.evolve(copy, received_at_ms=batch.received_at_ms + 5))
+    return records
+
+
+def build_records(
+    sessions: list[tuple], ticks: list[int], mobile: Sequence[tuple] = ()
+) -> list[NewRecord]:
     """All sessions' records and the clock ticks, in receive-time order (per-session order kept)."""
     timed: list[tuple[int, int, NewRecord]] = []
+    for number, session in enumerate(mobile):
+        timed.extend((r.received_at_ms, len(timed), r) for r in mobile_records(number, session))
     for number, (project_id, offset, user, batches) in enumerate(sessions):
         script = TrackerScript(1_000 + number, project_id=project_id, start_ms=T0 + offset)
         records = [script.start(user_id=user)]
@@ -363,13 +454,19 @@ def build_records(sessions: list[tuple], ticks: list[int]) -> list[NewRecord]:
     ticks=st.lists(st.integers(0, 150_000), max_size=4),
     cut_fractions=st.lists(st.floats(0, 1), max_size=3),
     chunk_size=st.integers(1, 6),
+    mobile=st.lists(mobile_session_strategy, max_size=2),
 )
 def test_live_path_with_restarts_equals_rebuild(
-    sessions: list[tuple], ticks: list[int], cut_fractions: list[float], chunk_size: int
+    sessions: list[tuple],
+    ticks: list[int],
+    cut_fractions: list[float],
+    chunk_size: int,
+    mobile: list[tuple],
 ) -> None:
-    records = build_records(sessions, ticks)
+    records = build_records(sessions, ticks, mobile)
     live = live_equals_rebuild(records, cut_fractions, chunk_size)
-    assert len(live["sessions"]) == len(sessions)
+    assert len(live["sessions"]) == len(sessions) + len(mobile)
+    assert not live["dead_letters"]  # every mobile upload shape is applied, none parked
 
 
 # -- the command line ------------------------------------------------------------------------------
