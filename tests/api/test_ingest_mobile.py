@@ -468,3 +468,20 @@ async def test_old_ios_routes_with_project_key_and_encoded_project_id(harness: H
     records = await harness.records()
     assert len(_payloads(records, RecordKind.MOBILE_BATCH)) == 3
     assert [r.payload for r in _payloads(records, RecordKind.MOBILE_LATE)] == [crash()]
+
+
+async def test_start_answers_match_the_described_schema(harness: Harness) -> None:
+    import jsonschema_rs
+
+    spec = (await harness.client.get("/api/openapi.json")).json()
+    project = await mobile_project(harness, "ios")
+    old_body = {"projectID": encode_project_id(project.project_id), "trackerVersion": "1.0.3"}
+    for path, body in (
+        ("/v1/mobile/start", ios_start_body(project.project_key)),
+        ("/ingest/v1/ios/start", old_body),
+    ):
+        answer = await started(harness, body, path=path)
+        reply = spec["paths"][path]["post"]["responses"]["200"]
+        schema = {**reply["content"]["application/json"]["schema"], **spec}
+        errors = [str(e) for e in jsonschema_rs.validator_for(schema).iter_errors(answer)]
+        assert not errors, (path, errors)
