@@ -73,9 +73,10 @@ _PROJECT_NOT_FOUND = "project doesn't exist or is not active"
 bp = Blueprint("ingest_mobile", __name__)
 
 
-async def images_hash_list(ingest: MobileIngest, project: Project) -> list[str]:
-    """The hashes of the images ``project`` stores most often (at most 40), for the start answer:
-    an SDK may skip uploading those. This surface stores no image, so there are none."""
+async def images_hash_list(project_id: int) -> list[str]:
+    """The hashes of the images the project stores most often (at most 40), for the start answer:
+    an SDK may skip uploading those. This surface stores no image, so there are none; the images
+    surface (``api.ingest_mobile_images``) has the function that reads its store."""
     return []
 
 
@@ -154,7 +155,7 @@ class MobileIngest(Ingest):
                 "quality": MOBILE_QUALITY,
                 "beaconSizeLimit": self.beacon_limit(project),
                 "framesSupport": True,
-                "imagesHashList": await images_hash_list(self, project),
+                "imagesHashList": await images_hash_list(project.project_id),
             }
         )
 

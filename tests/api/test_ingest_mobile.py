@@ -1,7 +1,7 @@
 """Mobile ingest through the real server: ``/v1/mobile/*`` and the old ``/v1/ios/*`` (MOBILE.md 2).
 
-Message bodies are built by hand from MOBILE.md section 6 (type, timestamp, length, body; no size
-prefix): the request path stores them opaquely, so their exact bytes come back from the log.
+Message bodies are made by the mobile codec's encoder (checked against MOBILE.md 6's bytes): the
+request path stores them opaquely, so their exact bytes come back from the log.
 """
 
 from __future__ import annotations
@@ -13,6 +13,14 @@ from typing import Any
 import httpx
 
 from engine import tokens
+from engine.codec.mobile_messages import (
+    MobileBatchMeta,
+    MobileClickEvent,
+    MobileCrash,
+    decode_batch,
+    encode_batch,
+    encode_message,
+)
 from engine.mobile_start import encode_project_id
 from engine.start_payload import WebStartPayload
 from storage.catalog import Project
@@ -25,43 +33,32 @@ ANDROID_UA = "Dalvik/2.1.0 (Linux; U; Android 14; Pixel 7 Build/UQ1A.240205.004)
 DEVICE_TS = T0 - 250  # the device clock is a little behind the server's
 
 
-def uvarint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def text(value: str) -> bytes:
-    raw = value.encode()
-    return uvarint(len(raw)) + raw
-
-
-def message(kind: int, ts: int, body: bytes) -> bytes:
-    """One SDK message: type, timestamp, length, body (MOBILE.md 3.2)."""
-    return uvarint(kind) + uvarint(ts) + uvarint(len(body)) + body
-
-
 def batch(first_index: int = 0, taps: int = 2) -> bytes:
     """A normal batch: MobileBatchMeta (107), then MobileClickEvent (100) taps."""
-    out = message(107, DEVICE_TS, uvarint(first_index))
-    for n in range(taps):
-        out += message(100, DEVICE_TS + 1 + n, text(f"Login {n}") + uvarint(150) + uvarint(420))
-    return out
+    messages: list[Any] = [MobileBatchMeta(DEVICE_TS, first_index)]
+    messages += [MobileClickEvent(DEVICE_TS + 1 + n, f"Login {n}", 150, 420) for n in range(taps)]
+    return encode_batch(messages)
 
 
 def crash() -> bytes:
     """A bare MobileCrash (97), as the SDKs' crash file holds it: no BatchMeta in front."""
-    return message(97, DEVICE_TS + 9, text("NSRangeException") + text("index 3") + text("#0 main"))
+    return encode_message(MobileCrash(DEVICE_TS + 9, "NSRangeException", "index 3", "#0 main"))
 
 
-def test_hand_built_bytes_match_the_spec_examples() -> None:
-    assert uvarint(1_700_000_000_000).hex(" ") == "80 d0 95 ff bc 31"
-    assert message(107, 1_700_000_000_000, uvarint(0)).hex() == "6b80d095ffbc310100"
-    click = message(100, 1_700_000_000_001, text("Login") + uvarint(150) + uvarint(420))
+def test_the_encoder_writes_the_spec_examples() -> None:
+    # MOBILE.md 6, examples 1 and 2, byte for byte: what these tests upload is the SDKs' framing.
+    meta = encode_message(MobileBatchMeta(1_700_000_000_000, 0))
+    assert meta.hex(" ") == "6b 80 d0 95 ff bc 31 01 00"
+    click = encode_message(MobileClickEvent(1_700_000_000_001, "Login", 150, 420))
     assert click.hex(" ") == "64 81 d0 95 ff bc 31 0a 05 4c 6f 67 69 6e 96 01 a4 03"
+    assert [type(m) for m in decode_batch(batch(taps=2)).messages] == [
+        MobileBatchMeta,
+        MobileClickEvent,
+        MobileClickEvent,
+    ]
+    assert decode_batch(crash()).messages == [
+        MobileCrash(DEVICE_TS + 9, "NSRangeException", "index 3", "#0 main")
+    ]
 
 
 def ios_start_body(project_key: str | None, **fields: Any) -> dict[str, Any]:
