@@ -433,6 +433,30 @@ def _issue_json(row: event_rows.EventRow) -> dict[str, Any]:
     }
 
 
+# -- rows of mobile sessions (MOBILE.md 5.2's names; INPUT, CUSTOM, REQUEST, GRAPHQL and ISSUE are
+# the web ones above: a mobile INPUT has no value, duration or hesitation, so they are null).
+
+
+@event_serializer("TAP")
+def _tap_json(row: event_rows.EventRow) -> dict[str, Any]:
+    return {"label": row.label, "x": row.data.get("x"), "y": row.data.get("y")}
+
+
+@event_serializer("SWIPE")
+def _swipe_json(row: event_rows.EventRow) -> dict[str, Any]:
+    return {"label": row.label, "direction": row.value}
+
+
+@event_serializer("VIEW")
+def _view_json(row: event_rows.EventRow) -> dict[str, Any]:
+    return {"screenName": row.name, "viewName": row.label, "visible": row.data.get("visible")}
+
+
+@event_serializer("CRASH")
+def _crash_json(row: event_rows.EventRow) -> dict[str, Any]:
+    return {"name": row.name, "reason": row.value, "stacktrace": row.data.get("stacktrace")}
+
+
 @bp.get("/<project_key>/sessions/<session_id>/events")
 @schema.v1_operation(
     "Every event of a session, sorted by (timestamp, messageId)",

@@ -6,7 +6,8 @@ whose kind no type owns only moves the log clock, as before.
 
 The web type is today's session actor: keyed by the record's ``session_id``, folding a
 :class:`~engine.session_state.WebSessionState`, fresh (no history to read) on a ``WEB_START`` that
-does not continue an earlier session.
+does not continue an earlier session. The mobile type is the same shape over the MOBILE_* kinds,
+folding a :class:`~engine.mobile_session.MobileSessionState`.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from typing import Protocol
 import attrs
 
 from engine.events import DomainEvent
+from engine.mobile_session import MOBILE_SESSION_KINDS, MobileSessionState
 from engine.session_state import SESSION_KINDS, WebSessionState
 from engine.start_payload import WebStartPayload
 from storage.records import LogRecord, RecordKind
 
 __all__ = [
     "DEFAULT_REGISTRY",
+    "MOBILE_ACTOR_TYPE",
     "WEB_ACTOR_TYPE",
     "ActorRegistry",
     "ActorState",
@@ -126,14 +129,24 @@ def _new_web_state(key: Hashable, record: LogRecord | None) -> ActorState:
     return WebSessionState(key, record.project_id if record is not None else 0)
 
 
-def _starts_new_session(record: LogRecord) -> bool:
-    """True for the start record of a brand-new session: no history to read for it."""
-    if record.kind != RecordKind.WEB_START:
-        return False
-    try:
-        return not WebStartPayload.from_bytes(record.payload).continued
-    except Exception:  # noqa: BLE001 - the actor parks a bad payload; here just read the history
-        return False
+def _new_mobile_state(key: Hashable, record: LogRecord | None) -> ActorState:
+    assert isinstance(key, int)
+    return MobileSessionState(key, record.project_id if record is not None else 0)
+
+
+def _fresh_on(start_kind: RecordKind) -> Callable[[LogRecord], bool]:
+    """``is_fresh`` of a type whose sessions begin with a start record of ``start_kind``."""
+
+    def starts_new_session(record: LogRecord) -> bool:
+        """True for the start record of a brand-new session: no history to read for it."""
+        if record.kind != start_kind:
+            return False
+        try:
+            return not WebStartPayload.from_bytes(record.payload).continued
+        except Exception:  # noqa: BLE001 - the actor parks a bad payload; here read the history
+            return False
+
+    return starts_new_session
 
 
 WEB_ACTOR_TYPE = ActorType(
@@ -141,9 +154,19 @@ WEB_ACTOR_TYPE = ActorType(
     kinds=SESSION_KINDS,
     key_of=_session_id_of,
     new_state=_new_web_state,
-    is_fresh=_starts_new_session,
+    is_fresh=_fresh_on(RecordKind.WEB_START),
 )
 """The web session actor (PROTOCOL.md): WEB_START / WEB_BATCH / WEB_ASSETS by session id."""
 
-DEFAULT_REGISTRY = ActorRegistry([WEB_ACTOR_TYPE])
-"""The registry the engine runs with: just the web type."""
+MOBILE_ACTOR_TYPE = ActorType(
+    name="mobile",
+    kinds=MOBILE_SESSION_KINDS,
+    key_of=_session_id_of,
+    new_state=_new_mobile_state,
+    is_fresh=_fresh_on(RecordKind.MOBILE_START),
+)
+"""The mobile session actor (MOBILE.md): MOBILE_START / MOBILE_BATCH / MOBILE_LATE by session id,
+ended after the supervisor's inactivity timeout as a web session is (MOBILE.md 5.5: 150 s)."""
+
+DEFAULT_REGISTRY = ActorRegistry([WEB_ACTOR_TYPE, MOBILE_ACTOR_TYPE])
+"""The registry the engine runs with: the web and the mobile types."""

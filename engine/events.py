@@ -13,6 +13,8 @@ OpenReplay backend numbers them, and the page URL current when the message was s
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import attrs
 
 from engine.start_info import StartInfo
@@ -113,8 +115,13 @@ class TabVisibilityChanged(DomainEvent):
 
 @attrs.frozen(slots=True, kw_only=True)
 class SessionEvent(DomainEvent):
-    """An event that becomes one row of the session's event list, by (timestamp, message_id)."""
+    """An event that becomes one row of the session's event list, by (timestamp, message_id).
 
+    ``COUNTED``: whether the row counts in the session's ``events_count`` (every web row does; a
+    mobile session counts only taps, swipes and inputs, MOBILE.md 5.2).
+    """
+
+    COUNTED: ClassVar[bool] = True
     message_id: int
     page_url: str = ""
 
@@ -249,6 +256,84 @@ class IssueDetected(SessionEvent):
     context_string: str = ""
     context: str = ""
     payload: str = ""
+
+
+# -- rows of mobile sessions (MOBILE.md 5.2) ------------------------------------------------------
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class Tapped(SessionEvent):
+    """TAP at (x, y), screen points."""
+
+    label: str
+    x: int = 0
+    y: int = 0
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class Swiped(SessionEvent):
+    """SWIPE: ``direction`` is "up", "down", "left" or "right"."""
+
+    label: str
+    direction: str = ""
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class MobileInputEntered(SessionEvent):
+    """INPUT of a mobile session: the field's label only, never the typed value."""
+
+    label: str
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class ViewComponentChanged(SessionEvent):
+    """VIEW: a view component of a screen appeared (``visible``) or disappeared."""
+
+    COUNTED: ClassVar[bool] = False
+    screen_name: str
+    view_name: str
+    visible: bool = True
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class Crashed(SessionEvent):
+    """CRASH: the app crashed (it counts as an error of the session)."""
+
+    COUNTED: ClassVar[bool] = False
+    name: str
+    reason: str = ""
+    stacktrace: str = ""
+
+
+# The web events a mobile session reuses, as rows that do not count in ``events_count``.
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class MobileRequestMade(RequestMade):
+    """REQUEST of a mobile session (``request_type`` is the SDK's, "request")."""
+
+    COUNTED: ClassVar[bool] = False
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class MobileCustomEventRecorded(CustomEventRecorded):
+    """CUSTOM of a mobile session."""
+
+    COUNTED: ClassVar[bool] = False
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class MobileGraphQLCalled(GraphQLCalled):
+    """GRAPHQL of a mobile session."""
+
+    COUNTED: ClassVar[bool] = False
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class MobileIssueDetected(IssueDetected):
+    """ISSUE of a mobile session: tap_rage, crash, bad_request."""
+
+    COUNTED: ClassVar[bool] = False
 
 
 # -- dead letters ------------------------------------------------------------------------------

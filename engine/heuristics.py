@@ -70,6 +70,7 @@ class ClickRageDetector:
     """
 
     __slots__ = ("_count", "_first_mid", "_first_ts", "_label", "_last_ts", "_selector", "_url")
+    ISSUE_TYPE = "click_rage"
 
     def __init__(self) -> None:
         self._reset()
@@ -127,7 +128,7 @@ class ClickRageDetector:
             self._reset()
             return None
         found = Detection(
-            issue_type="click_rage",
+            issue_type=self.ISSUE_TYPE,
             timestamp=self._first_ts,
             message_id=self._first_mid,
             page_url=self._url,
@@ -137,6 +138,19 @@ class ClickRageDetector:
         )
         self._reset()
         return found
+
+
+class TapRageDetector(ClickRageDetector):
+    """Tap rage of a mobile session (MOBILE.md 5.4): the click-rage rule on taps.
+
+    The reference's ``tapRage.go`` counts a tap only when it is *more* than 300 ms after the
+    previous one, the inverse of its web click-rage test; MOBILE.md reads the intended rule as
+    "three or more taps on the same label, each within 300 ms of the previous", which is the
+    click-rage rule, so this is that detector under the ``tap_rage`` issue type.
+    """
+
+    __slots__ = ()
+    ISSUE_TYPE = "tap_rage"
 
 
 class DeadClickDetector:

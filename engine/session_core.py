@@ -20,10 +20,24 @@ re-activation) without changing what happens to the state. No platform code is i
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
-from engine.events import DomainEvent, IssueDetected, RecordParked, SessionEnded, clamp_int64
+from engine.events import (
+    AnonymousIdSet,
+    DomainEvent,
+    IssueDetected,
+    MetadataSet,
+    RecordParked,
+    SessionEnded,
+    SessionStarted,
+    UserIdSet,
+    clamp_int64,
+)
+from engine.start_payload import WebStartPayload
 from storage.records import LogRecord
+
+if TYPE_CHECKING:  # the detectors are the platforms' (the core imports no web code)
+    from engine.heuristics import Detection
 
 __all__ = ["MAX_CLOCK_AHEAD_MS", "RecordApplier", "SessionCore"]
 
@@ -52,6 +66,8 @@ class SessionCore:
 
     RECORD_KINDS: ClassVar[Mapping[int, RecordApplier]]
     """Record kind -> the method applying it (``self, record``); other kinds are parked."""
+    ISSUE_EVENT: ClassVar[type[IssueDetected]] = IssueDetected
+    """The event class of the platform's issues (its ``COUNTED`` says if they are events)."""
 
     __slots__ = (
         "_latest",
@@ -145,6 +161,66 @@ class SessionCore:
         self.records_applied += 1
         return True
 
+    def _begin(self, record: LogRecord) -> WebStartPayload | None:
+        """Apply a start record (web and mobile share its payload) and emit ``SessionStarted``.
+
+        Returns the payload for the platform's own fields, or None when the session had already
+        started (a continued start: nothing new starts). A bad payload raises before any change.
+        """
+        start = WebStartPayload.from_bytes(record.payload)
+        if self.started:
+            return None
+        self.started = True
+        start_ts = start.start_timestamp
+        if start_ts > self._latest:  # not a time (MAX_CLOCK_AHEAD_MS): the receipt is
+            start_ts = record.received_at_ms
+        self.start_ts = start_ts
+        self.last_message_ts = max(self.last_message_ts, start_ts)
+        self.tracker_version = start.tracker_version
+        if start.user_id:
+            self.user_id = start.user_id
+        out = self._out
+        if out is not None:
+            out.append(
+                SessionStarted(
+                    position=record.position,
+                    session_id=self.session_id,
+                    project_id=self.project_id,
+                    timestamp=start_ts,
+                    start=start.start_info(),
+                )
+            )
+        return start
+
+    def _set_user_id(self, user_id: str) -> None:
+        """The SDK / tracker set the user id (at the message time ``_now``)."""
+        if user_id == self.user_id:
+            return  # re-sent after every start
+        self.user_id = user_id
+        out = self._out
+        if out is not None:
+            out.append(UserIdSet(**self._head(), timestamp=self._now, user_id=user_id))
+
+    def _set_anonymous_id(self, anonymous_id: str) -> None:
+        """The SDK / tracker set the anonymous id."""
+        if anonymous_id == self.anonymous_id:
+            return
+        self.anonymous_id = anonymous_id
+        out = self._out
+        if out is not None:
+            out.append(
+                AnonymousIdSet(**self._head(), timestamp=self._now, anonymous_id=anonymous_id)
+            )
+
+    def _set_metadata(self, key: str, value: str) -> None:
+        """The SDK / tracker set a metadata key."""
+        if self.metadata.get(key) == value:
+            return  # sent on assignment and again after start [observed]
+        self.metadata[key] = value
+        out = self._out
+        if out is not None:
+            out.append(MetadataSet(**self._head(), timestamp=self._now, key=key, value=value))
+
     def _apply_activity(self, record: LogRecord) -> None:
         """A record that only counts as activity: ``apply_record`` already took its time."""
 
@@ -174,6 +250,18 @@ class SessionCore:
     def _settle(self) -> None:
         """Emit what the platform's detectors still hold at the end (``_out`` and ``_pos`` set)."""
 
+    def _detected(self, d: Detection) -> None:
+        """Record the issue a detector found (see ``engine.heuristics``)."""
+        self._issue(
+            d.issue_type,
+            d.timestamp,
+            d.message_id,
+            d.page_url,
+            d.context_string,
+            d.context,
+            d.payload,
+        )
+
     def _park(self, position: int, timestamp: int, exc: Exception, kind: int, stage: str) -> None:
         out = self._out
         if out is not None:
@@ -201,11 +289,13 @@ class SessionCore:
     ) -> None:
         """Record an issue of the session (its type joins ``issue_types``) and emit it."""
         self.issue_types[issue_type] = None
-        self.events_count += 1
+        event_class = self.ISSUE_EVENT
+        if event_class.COUNTED:
+            self.events_count += 1
         out = self._out
         if out is not None:
             out.append(
-                IssueDetected(
+                event_class(
                     **self._head(),
                     timestamp=timestamp,
                     message_id=mid,

@@ -72,33 +72,27 @@ from engine.codec.web import (
 )
 from engine.events import (
     INT64_MAX,
-    AnonymousIdSet,
     Clicked,
     CustomEventRecorded,
     ErrorRaised,
     GraphQLCalled,
     InputChanged,
-    MetadataSet,
     PageTimingsReported,
     PageTitleChanged,
     PageVisited,
     RequestMade,
-    SessionStarted,
     StateActionDispatched,
     TabVisibilityChanged,
-    UserIdSet,
     WebVitalReported,
     clamp_int64,
 )
 from engine.heuristics import (
     ClickRageDetector,
     DeadClickDetector,
-    Detection,
     is_bad_request,
     tracker_detects_click_issues,
 )
 from engine.session_core import MAX_CLOCK_AHEAD_MS, RecordApplier, SessionCore
-from engine.start_payload import WebStartPayload
 from storage.records import LogRecord, RecordKind
 
 __all__ = [
@@ -272,33 +266,13 @@ class WebSessionState(SessionCore):
     # -- start -------------------------------------------------------------------------------
 
     def _apply_start(self, record: LogRecord) -> None:
-        start = WebStartPayload.from_bytes(record.payload)
-        if self.started:
+        start = self._begin(record)
+        if start is None:
             # A continued start (new page load, or a restart after a 401) of a session we know:
             # nothing new starts.
             return
-        self.started = True
-        start_ts = start.start_timestamp
-        if start_ts > self._latest:  # not a time (see the module docstring): the receipt is
-            start_ts = record.received_at_ms
-        self.start_ts = start_ts
-        self.last_message_ts = max(self.last_message_ts, start_ts)
         self.delay = start.delay
-        self.tracker_version = start.tracker_version
         self.server_heuristics = not tracker_detects_click_issues(start.tracker_version)
-        if start.user_id:
-            self.user_id = start.user_id
-        out = self._out
-        if out is not None:
-            out.append(
-                SessionStarted(
-                    position=record.position,
-                    session_id=self.session_id,
-                    project_id=self.project_id,
-                    timestamp=start_ts,
-                    start=start.start_info(),
-                )
-            )
 
     # -- batches -----------------------------------------------------------------------------
 
@@ -354,17 +328,6 @@ class WebSessionState(SessionCore):
 
     def _page_url(self) -> str:
         return self._tab.url or self._batch_url
-
-    def _detected(self, d: Detection) -> None:
-        self._issue(
-            d.issue_type,
-            d.timestamp,
-            d.message_id,
-            d.page_url,
-            d.context_string,
-            d.context,
-            d.payload,
-        )
 
     def _reaction(self) -> None:
         if self.server_heuristics:
@@ -561,47 +524,13 @@ class WebSessionState(SessionCore):
             )
 
     def _on_user_id(self, index: int, msg: UserID) -> None:
-        if msg.id == self.user_id:
-            return  # the tracker re-sends it after every start
-        self.user_id = msg.id
-        out = self._out
-        if out is not None:
-            out.append(
-                UserIdSet(
-                    **self._head(),
-                    timestamp=self._now,
-                    user_id=msg.id,
-                )
-            )
+        self._set_user_id(msg.id)
 
     def _on_anonymous_id(self, index: int, msg: UserAnonymousID) -> None:
-        if msg.id == self.anonymous_id:
-            return
-        self.anonymous_id = msg.id
-        out = self._out
-        if out is not None:
-            out.append(
-                AnonymousIdSet(
-                    **self._head(),
-                    timestamp=self._now,
-                    anonymous_id=msg.id,
-                )
-            )
+        self._set_anonymous_id(msg.id)
 
     def _on_metadata(self, index: int, msg: Metadata) -> None:
-        if self.metadata.get(msg.key) == msg.value:
-            return  # sent on assignment and again after start [observed]
-        self.metadata[msg.key] = msg.value
-        out = self._out
-        if out is not None:
-            out.append(
-                MetadataSet(
-                    **self._head(),
-                    timestamp=self._now,
-                    key=msg.key,
-                    value=msg.value,
-                )
-            )
+        self._set_metadata(msg.key, msg.value)
 
     def _on_js_exception(self, index: int, msg: JSException) -> None:
         mid = message_id(self._meta, index)

@@ -193,6 +193,8 @@ class Supervisor:
         # Resumed sessions (by session id) are web actors; other types resume by name.
         self._web_index = self._type_index.get(id(WEB_ACTOR_TYPE))
         self._index_by_name = {t.name: i for i, t in enumerate(types)}
+        # Types whose actors are sessions named by a session id (web, mobile).
+        self._id_indexes = frozenset(i for i, t in enumerate(types) if not t.keyed)
         self._mailbox_size = mailbox_size
         self._mailbox_bytes = ByteBudget(mailbox_bytes)
         self._counters = EngineCounters()
@@ -228,9 +230,9 @@ class Supervisor:
         return self._counters.messages_processed
 
     def live_session_ids(self) -> list[int]:
-        """Ids of the live web sessions, sorted."""
-        web = self._web_index
-        return sorted(key for index, key in self._live if index == web and isinstance(key, int))
+        """Ids of the live sessions named by a session id (web, mobile), sorted."""
+        ids = self._id_indexes
+        return sorted(key for index, key in self._live if index in ids and isinstance(key, int))
 
     def statistics(self) -> SupervisorStatistics:
         """Counters and mailbox usage."""
@@ -561,9 +563,21 @@ async def resume_point(
     )
 
 
-async def live_sessions_at(reader: SyncLogReader, upto_position: int, timeout_ms: int) -> list[int]:
-    """Ids of the sessions live right after ``upto_position`` (see :func:`resume_point`)."""
-    return list((await resume_point(reader, upto_position, timeout_ms)).live_sessions)
+async def live_sessions_at(
+    reader: SyncLogReader,
+    upto_position: int,
+    timeout_ms: int,
+    registry: ActorRegistry = DEFAULT_REGISTRY,
+) -> list[int]:
+    """Ids of the sessions (web, mobile: the types named by a session id) live right after
+    ``upto_position``, sorted (see :func:`resume_point`)."""
+    point = await resume_point(reader, upto_position, timeout_ms, registry)
+    by_id = {t.name for t in registry if not t.keyed}
+    ids = set(point.live_sessions)
+    for name, keys in point.live_actors:
+        if name in by_id:
+            ids.update(key for key in keys if isinstance(key, int))
+    return sorted(ids)
 
 
 # -- clock ticks ------------------------------------------------------------------------------

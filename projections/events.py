@@ -265,6 +265,7 @@ def _input(event: ev.InputChanged) -> RowFields:
     )
 
 
+@row_mapper(ev.MobileCustomEventRecorded, "CUSTOM")
 @row_mapper(ev.CustomEventRecorded, "CUSTOM")
 def _custom(event: ev.CustomEventRecorded) -> RowFields:
     return RowFields(name=event.name, data={"payload": event.payload})
@@ -279,6 +280,7 @@ def _error(event: ev.ErrorRaised) -> RowFields:
     )
 
 
+@row_mapper(ev.MobileRequestMade, "REQUEST")
 @row_mapper(ev.RequestMade, "REQUEST")
 def _request(event: ev.RequestMade) -> RowFields:
     return RowFields(
@@ -295,6 +297,7 @@ def _request(event: ev.RequestMade) -> RowFields:
     )
 
 
+@row_mapper(ev.MobileGraphQLCalled, "GRAPHQL")
 @row_mapper(ev.GraphQLCalled, "GRAPHQL")
 def _graphql(event: ev.GraphQLCalled) -> RowFields:
     return RowFields(
@@ -310,6 +313,7 @@ def _state_action(event: ev.StateActionDispatched) -> RowFields:
     return RowFields(name=event.action_type)
 
 
+@row_mapper(ev.MobileIssueDetected, "ISSUE")
 @row_mapper(ev.IssueDetected, "ISSUE")
 def _issue(event: ev.IssueDetected) -> RowFields:
     return RowFields(
@@ -320,6 +324,34 @@ def _issue(event: ev.IssueDetected) -> RowFields:
             "payload": event.payload,
         },
     )
+
+
+# -- rows of mobile sessions (MOBILE.md 5.2; the reused web events are registered above) ----------
+
+
+@row_mapper(ev.Tapped, "TAP")
+def _tap(event: ev.Tapped) -> RowFields:
+    return RowFields(label=event.label, data={"x": event.x, "y": event.y})
+
+
+@row_mapper(ev.Swiped, "SWIPE")
+def _swipe(event: ev.Swiped) -> RowFields:
+    return RowFields(label=event.label, value=event.direction)
+
+
+@row_mapper(ev.MobileInputEntered, "INPUT")
+def _mobile_input(event: ev.MobileInputEntered) -> RowFields:
+    return RowFields(label=event.label)  # the value is never stored (MOBILE.md 5.2)
+
+
+@row_mapper(ev.ViewComponentChanged, "VIEW")
+def _view(event: ev.ViewComponentChanged) -> RowFields:
+    return RowFields(name=event.screen_name, label=event.view_name, data={"visible": event.visible})
+
+
+@row_mapper(ev.Crashed, "CRASH")
+def _crash(event: ev.Crashed) -> RowFields:
+    return RowFields(name=event.name, value=event.reason, data={"stacktrace": event.stacktrace})
 
 
 def _row_params(event: ev.SessionEvent, mapper: RowMapper) -> tuple[Any, ...]:

@@ -219,10 +219,11 @@ def _fold(patch: _Patch, event: ev.DomainEvent) -> None:
         case ev.PageTitleChanged():
             patch.sets["page_title"] = event.title
         case ev.SessionEvent():
-            patch.events += 1
+            if event.COUNTED:
+                patch.events += 1
             if isinstance(event, ev.PageVisited):
                 patch.pages += 1
-            elif isinstance(event, ev.ErrorRaised):
+            elif isinstance(event, ev.ErrorRaised | ev.Crashed):
                 patch.errors += 1
             elif isinstance(event, ev.IssueDetected):
                 patch.issue_types.add(event.issue_type)

@@ -34,6 +34,7 @@ def test_every_row_type_the_projection_makes_has_a_serializer() -> None:
     assert row_types == {
         "LOCATION", "CLICK", "INPUT", "CUSTOM", "ERROR",
         "REQUEST", "GRAPHQL", "STATEACTION", "ISSUE",
+        "TAP", "SWIPE", "VIEW", "CRASH",  # mobile sessions (INPUT and the rest are shared)
     }  # fmt: skip
     assert set(public_v1.EVENT_SERIALIZERS) == row_types
 
@@ -45,7 +46,7 @@ def test_a_row_type_registered_twice_is_refused() -> None:
 
 
 @attrs.frozen(slots=True, kw_only=True)
-class Tapped(ev.SessionEvent):
+class Pinched(ev.SessionEvent):
     """A toy event type, registered by the test the way a new one would be."""
 
     label: str
@@ -53,34 +54,34 @@ class Tapped(ev.SessionEvent):
 
 
 @pytest.fixture
-def tap_registered() -> Iterator[None]:
-    @events.row_mapper(Tapped, "TAP")
-    def _tap_row(event: Tapped) -> events.RowFields:
+def pinch_registered() -> Iterator[None]:
+    @events.row_mapper(Pinched, "PINCH")
+    def _pinch_row(event: Pinched) -> events.RowFields:
         return events.RowFields(label=event.label, data={"x": event.x})
 
-    @public_v1.event_serializer("TAP")
-    def _tap_json(row: events.EventRow) -> dict[str, Any]:
+    @public_v1.event_serializer("PINCH")
+    def _pinch_json(row: events.EventRow) -> dict[str, Any]:
         return {"label": row.label, "x": row.data["x"]}
 
     try:
         yield
     finally:
-        events.ROW_MAPPERS.unregister(Tapped)
-        public_v1.EVENT_SERIALIZERS.unregister("TAP")
+        events.ROW_MAPPERS.unregister(Pinched)
+        public_v1.EVENT_SERIALIZERS.unregister("PINCH")
 
 
 def test_a_new_event_type_is_one_mapper_and_one_serializer(
-    conn: sqlite3.Connection, tap_registered: None
+    conn: sqlite3.Connection, pinch_registered: None
 ) -> None:
-    tap = Tapped(
+    pinch = Pinched(
         position=1, session_id=3, project_id=1, timestamp=1000, message_id=7, label="Pay", x=42
     )
     with atomic(conn):
-        events.apply(conn, [tap])
+        events.apply(conn, [pinch])
     (row,) = events.session_events(conn, 1, 3)
-    assert (row.type, row.label, row.data) == ("TAP", "Pay", {"x": 42})
+    assert (row.type, row.label, row.data) == ("PINCH", "Pay", {"x": 42})
     assert json.dumps(public_v1.event_json(row), separators=(",", ":")) == (
-        '{"sessionId":"3","messageId":7,"timestamp":1000,"type":"TAP","label":"Pay","x":42}'
+        '{"sessionId":"3","messageId":7,"timestamp":1000,"type":"PINCH","label":"Pay","x":42}'
     )
 
 

@@ -16,6 +16,7 @@ import trio
 from engine.actor import SessionHistory
 from engine.actor_types import (
     DEFAULT_REGISTRY,
+    MOBILE_ACTOR_TYPE,
     WEB_ACTOR_TYPE,
     ActorRegistry,
     ActorState,
@@ -151,7 +152,7 @@ def test_a_kind_claimed_twice_is_refused() -> None:
     assert registry.type_for(RecordKind.V3_EVENT) is None
     registry.register(TOY)
     assert registry.type_for(RecordKind.V3_EVENT) is TOY
-    assert list(DEFAULT_REGISTRY) == [WEB_ACTOR_TYPE]
+    assert list(DEFAULT_REGISTRY) == [WEB_ACTOR_TYPE, MOBILE_ACTOR_TYPE]
 
 
 async def test_records_route_by_kind_and_each_type_ends_on_its_own_timeout() -> None:

@@ -25,6 +25,16 @@ EXPECTED_ROW_TYPES = {
     ev.GraphQLCalled: "GRAPHQL",
     ev.StateActionDispatched: "STATEACTION",
     ev.IssueDetected: "ISSUE",
+    # Mobile sessions (MOBILE.md 5.2).
+    ev.Tapped: "TAP",
+    ev.Swiped: "SWIPE",
+    ev.MobileInputEntered: "INPUT",
+    ev.ViewComponentChanged: "VIEW",
+    ev.Crashed: "CRASH",
+    ev.MobileRequestMade: "REQUEST",
+    ev.MobileCustomEventRecorded: "CUSTOM",
+    ev.MobileGraphQLCalled: "GRAPHQL",
+    ev.MobileIssueDetected: "ISSUE",
 }
 
 
