@@ -95,6 +95,8 @@ class MobileIngest(Ingest):
             raise ApiError(400, "request body is empty")
         data = parse_json_object(await maybe_gunzip(body, self.config.json_size_limit))
         req = _start_request(data)
+        if legacy:  # the old route was iOS only (its UserOS was hard-coded "IOS")
+            req = attrs.evolve(req, platform="ios")
         project = await (self._legacy_project(data) if legacy else self._project(data))
         if project.platform not in MOBILE_PLATFORMS:
             raise ApiError(403, "project doesn't support mobile sessions")

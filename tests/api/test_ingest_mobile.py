@@ -427,13 +427,16 @@ async def test_old_ios_routes_with_project_key_and_encoded_project_id(harness: H
     )
     by_number = await started(harness, {**old_body, "projectID": encoded}, path="/v1/ios/start")
     by_text = await started(
-        harness, {**old_body, "projectID": str(encoded)}, path="/ingest/v1/ios/start"
+        harness,
+        {**old_body, "projectID": str(encoded), "platform": "android"},  # iOS all the same
+        path="/ingest/v1/ios/start",
     )
     for answer in (by_key, by_number, by_text):
         _check_answer_types(answer, project)
     starts = _payloads(await harness.records(), RecordKind.MOBILE_START)
     assert {r.project_id for r in starts} == {project.project_id}
     assert len({r.session_id for r in starts}) == 3
+    assert {WebStartPayload.from_bytes(r.payload).platform for r in starts} == {"ios"}
     device = WebStartPayload.from_bytes(starts[0].payload)
     assert (device.platform, device.user_device, device.user_device_type) == (
         "ios",
@@ -482,3 +485,16 @@ async def test_start_answers_match_the_described_schema(harness: Harness) -> Non
         schema = {**reply["content"]["application/json"]["schema"], **spec}
         errors = [str(e) for e in jsonschema_rs.validator_for(schema).iter_errors(answer)]
         assert not errors, (path, errors)
+
+
+async def test_country_comes_from_the_client_ip(server_factory: ServerFactory) -> None:
+    harness = await server_factory(trust_x_forwarded_for=True)
+    project = await mobile_project(harness, "ios")
+    response = await harness.client.post(
+        "/v1/mobile/start",
+        json=ios_start_body(project.project_key),
+        headers={"User-Agent": IOS_UA, "X-Forwarded-For": "81.2.69.160, 10.0.0.1"},
+    )
+    assert response.status_code == 200, response.text
+    [record] = _payloads(await harness.records(), RecordKind.MOBILE_START)
+    assert WebStartPayload.from_bytes(record.payload).user_country == "GB"
