@@ -7,8 +7,10 @@ Contract (scripts rely on it):
   listens, and prints both with the tracker snippet (a failed start creates neither).
   ``--workers N`` runs N ingest processes (``runtime.worker``); it exits with status 1 if one of
   them dies.
-* ``replayd project create NAME [--db PATH] [--platform web]`` and ``replayd api-key create
-  [--db PATH]`` print the new key ALONE on the LAST line of stdout.
+* ``replayd project create NAME [--db PATH] [--platform web|ios|android]`` and ``replayd api-key
+  create [--db PATH]`` print the new key ALONE on the LAST line of stdout.
+* ``replayd project list`` prints one project a line: id, key, platform, name, tab-separated; a
+  mobile project adds ``projectID=<n>``, the encoded id an old iOS SDK (``/v1/ios/start``) takes.
 * Only ``serve`` creates a database that does not exist; every other command refuses with "no
   database at PATH" (``--create`` on the two ``create`` commands makes one).
 * A failure is one line on stderr (``replayd COMMAND: what went wrong (the fix)``) and a non-zero
@@ -38,6 +40,7 @@ import attrs
 import trio
 
 from api.config import SETTINGS, ServerConfig, Setting, parse_bool
+from engine.mobile_start import MOBILE_PLATFORMS, encode_project_id
 from storage.catalog import PLATFORMS, Catalog, Project
 
 # argparse has no public name for the object add_subparsers() returns.
@@ -334,9 +337,16 @@ def run_project_create(args: argparse.Namespace) -> int:
         return 1
     with contextlib.closing(Catalog.open(db_path)) as catalog:
         project = catalog.create_project(args.name, args.platform)
-    print(f"created project {project.project_id} {project.name!r} ({project.platform})")
+    print(f"created project {project.project_id} {project.name!r} ({_platform_note(project)})")
     print(project.project_key)
     return 0
+
+
+def _platform_note(project: Project) -> str:
+    """The platform, and for a mobile project the number an old iOS SDK is configured with."""
+    if project.platform not in MOBILE_PLATFORMS:
+        return project.platform
+    return f"{project.platform}, old iOS SDK projectID {encode_project_id(project.project_id)}"
 
 
 def run_project_list(args: argparse.Namespace) -> int:
@@ -347,9 +357,11 @@ def run_project_list(args: argparse.Namespace) -> int:
         projects = catalog.list_projects()
     for project in projects:
         state = "" if project.active else " (inactive)"
-        print(
-            f"{project.project_id}\t{project.project_key}\t{project.platform}\t{project.name}{state}"
-        )
+        line = f"{project.project_id}\t{project.project_key}\t{project.platform}\t{project.name}"
+        if project.platform in MOBILE_PLATFORMS:
+            # What /v1/ios/start takes as projectID (the old README's encoded number).
+            line += f"\tprojectID={encode_project_id(project.project_id)}"
+        print(line + state)
     return 0
 
 

@@ -33,6 +33,7 @@ from api.openapi import error_reply, json_reply, operation
 from api.session_directory import SessionDirectory
 from engine import client_info, tokens
 from engine.ids import FlakeIdGenerator, flake_timestamp_ms
+from engine.mobile_start import semver_at_least
 from engine.start_info import StartInfo
 from engine.start_payload import WebStartPayload
 from storage.budget import ByteBudget
@@ -57,7 +58,6 @@ MAX_TIMEZONE_LENGTH = 64
 MAX_REFERRER_LENGTH = 4096  # what browsers themselves send at most (Chrome cuts at 4 KB)
 MAX_TRACKER_VERSION_LENGTH = 64
 MAX_PROJECT_KEY_LENGTH = 64  # keys are 20 characters; a longer one is refused before any lookup
-_MAX_VERSION_DIGITS = 9  # per semver part: int() of a 5,000-digit string raises ValueError
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # DataType header of a WEB_BATCH upload -> suffix of its batch key (assets/visual handled apart)
 _BATCH_DATATYPES = {
@@ -76,8 +76,8 @@ def _now_ms() -> int:
 
 
 @attrs.define(eq=False)
-class WebIngest:
-    """The state behind the web ingest routes (one per app)."""
+class Ingest:
+    """The state and the shared steps of an ingest surface (web, mobile): one per surface."""
 
     config: ServerConfig
     catalog: Catalog
@@ -115,7 +115,7 @@ class WebIngest:
     def require_valid_token(self) -> tokens.TokenData:
         check = self.check_token(self.clock())
         if check.status is not tokens.TokenStatus.VALID or check.data is None:
-            raise ApiError(401, _token_message(check.status))
+            raise ApiError(401, token_message(check.status))
         return check.data
 
     def client_ip(self) -> str:
@@ -144,6 +144,32 @@ class WebIngest:
             logger.exception("log append failed")
             raise ApiError(500, "could not store the data") from None
 
+    async def continued_session_of(
+        self, token: str, project: Project, now: int
+    ) -> tokens.TokenData | None:
+        """The session ``token`` continues, or None for a new session.
+
+        As in the reference backend the token must verify and not be expired (a just-expired token
+        starts a new session). One check more: the session must be recorded under this project
+        (a token of another project's session must not mix the two projects' data).
+        """
+        if not token:
+            return None
+        check = tokens.verify(self.secret, token, now)
+        if check.status is not tokens.TokenStatus.VALID or check.data is None:
+            return None
+        owner = await self.directory.project_of(check.data.session_id)
+        if owner != project.project_id:
+            # Another project's session, or one never recorded (a doNotRecord probe's token):
+            # a new session, so that every continued session has its first start in the log.
+            return None
+        return check.data
+
+
+@attrs.define(eq=False)
+class WebIngest(Ingest):
+    """The state behind the web ingest routes (one per app)."""
+
     # -- POST /v1/web/start ---------------------------------------------------------------------
 
     async def start(self) -> Response:
@@ -171,7 +197,7 @@ class WebIngest:
             raise ApiError(426, "please upgrade the tracker version")
         if not req.project_key:
             raise ApiError(403, "projectKey value required")
-        if not _may_be_project_key(req.project_key):
+        if not may_be_project_key(req.project_key):
             # No lookup: SQLite cannot bind a lone surrogate, and every unknown key is remembered
             # for a while (huge ones would fill memory).
             raise ApiError(400, "projectKey is not a valid project key")
@@ -207,7 +233,7 @@ class WebIngest:
             if 0 < req.buffer_diff < MAX_BUFFER_DIFF_MS:
                 session_start = now - req.buffer_diff  # cold start: the session began earlier
         token = tokens.sign(self.secret, tokens.TokenData(session_id, delay, expiry_ms))
-        user_uuid = _canonical_uuid(req.user_uuid) or str(uuid.uuid4())
+        user_uuid = canonical_uuid(req.user_uuid) or str(uuid.uuid4())
         info = await self.agents.parse(user_agent)
         country = client_info.country_of_ip(self.client_ip())
 
@@ -276,23 +302,10 @@ class WebIngest:
     async def continued_session(
         self, req: _StartRequest, project: Project, now: int
     ) -> tokens.TokenData | None:
-        """The session the request's token continues, or None for a new session.
-
-        As in the reference backend the token must verify and not be expired (a just-expired token
-        starts a new session). One check more: the session must be recorded under this project
-        (a token of another project's session must not mix the two projects' data).
-        """
-        if not req.token or req.reset:
+        """The session the request's token continues (none on ``reset``)."""
+        if req.reset:
             return None
-        check = tokens.verify(self.secret, req.token, now)
-        if check.status is not tokens.TokenStatus.VALID or check.data is None:
-            return None
-        owner = await self.directory.project_of(check.data.session_id)
-        if owner != project.project_id:
-            # Another project's session, or one never recorded (a doNotRecord probe's token):
-            # a new session, so that every continued session has its first start in the log.
-            return None
-        return check.data
+        return await self.continued_session_of(req.token, project, now)
 
     # -- POST /v1/web/i -------------------------------------------------------------------------
 
@@ -301,7 +314,7 @@ class WebIngest:
         now = self.clock()
         check = self.check_token(now)
         if not check.accepted or check.data is None:
-            raise ApiError(401, _token_message(check.status))
+            raise ApiError(401, token_message(check.status))
         session_id = check.data.session_id
         project_id = await self.directory.project_of(session_id)
         if project_id is None:
@@ -403,7 +416,7 @@ def _log_refused_start(error: ApiError, project_key: str | None, client: str) ->
     )
 
 
-def _token_message(status: tokens.TokenStatus) -> str:
+def token_message(status: tokens.TokenStatus) -> str:
     if status is tokens.TokenStatus.INVALID:
         return "missing or invalid token"
     return "token expired"
@@ -465,6 +478,11 @@ async def maybe_gunzip(body: bytes, limit: int) -> bytes:
         return body
     if encoding not in ("gzip", "x-gzip"):
         raise ApiError(415, f"unsupported Content-Encoding {encoding!r}")
+    return await gunzip_off_loop(body, limit)
+
+
+async def gunzip_off_loop(body: bytes, limit: int) -> bytes:
+    """``gunzip``, in a worker thread for a body big enough to stall the event loop."""
     if len(body) > _THREAD_GUNZIP_BYTES:
         return await trio.to_thread.run_sync(gunzip, body, limit)
     return gunzip(body, limit)
@@ -504,17 +522,10 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
 
 def tracker_version_ok(version: str) -> bool:
     """True for a semver ``>= 6.0.0`` (a ``-pre`` or ``+build`` suffix is cut off first)."""
-    core = version.strip().removeprefix("v").split("-", 1)[0].split("+", 1)[0]
-    parts = core.split(".")
-    if not 1 <= len(parts) <= 3 or not all(
-        p.isascii() and p.isdigit() and len(p) <= _MAX_VERSION_DIGITS for p in parts
-    ):
-        return False
-    numbers = tuple(int(p) for p in parts) + (0,) * (3 - len(parts))
-    return numbers >= MIN_TRACKER_VERSION
+    return semver_at_least(version, MIN_TRACKER_VERSION)
 
 
-def _canonical_uuid(value: str) -> str | None:
+def canonical_uuid(value: str) -> str | None:
     """``value`` as a canonical lower-case UUID, or None if it is not one (stored only so)."""
     try:
         return str(uuid.UUID(value))
@@ -535,13 +546,13 @@ def clean_text(value: str, limit: int) -> str:
     return value
 
 
-def _may_be_project_key(key: str) -> bool:
+def may_be_project_key(key: str) -> bool:
     return len(key) <= MAX_PROJECT_KEY_LENGTH and key.isascii() and key.isprintable()
 
 
-def _text(data: dict[str, Any], key: str, limit: int) -> str | None:
+def text_field(data: dict[str, Any], key: str, limit: int) -> str | None:
     """A string field cleaned for storage (see ``clean_text``), None when absent or null."""
-    value = _field(data, key, str, None)
+    value = typed_field(data, key, str, None)
     return None if value is None else clean_text(value, limit)
 
 
@@ -555,7 +566,9 @@ def _loggable(value: object) -> str | None:
     return f"<{type(value).__name__}>"
 
 
-def _field(data: dict[str, Any], key: str, types: type | tuple[type, ...], default: Any) -> Any:
+def typed_field(
+    data: dict[str, Any], key: str, types: type | tuple[type, ...], default: Any
+) -> Any:
     value = data.get(key)
     if value is None:
         return default
@@ -572,8 +585,8 @@ def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
 _INT64 = 1 << 63
 
 
-def _number(data: dict[str, Any], key: str) -> int:
-    value = _field(data, key, (int, float), 0)
+def number_field(data: dict[str, Any], key: str) -> int:
+    value = typed_field(data, key, (int, float), 0)
     try:
         number = int(value)
     except (OverflowError, ValueError):  # Infinity / NaN, which Python's json accepts
@@ -608,26 +621,26 @@ class _StartRequest:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> _StartRequest:
         return cls(
-            # Checked, never stored as given: the key must name a project (_may_be_project_key),
+            # Checked, never stored as given: the key must name a project (may_be_project_key),
             # the token must verify, the UUID is stored in canonical form or replaced.
-            project_key=_field(data, "projectKey", str, ""),
-            token=_field(data, "token", str, ""),
-            user_uuid=_field(data, "userUUID", str, ""),
+            project_key=typed_field(data, "projectKey", str, ""),
+            token=typed_field(data, "token", str, ""),
+            user_uuid=typed_field(data, "userUUID", str, ""),
             # Stored: cut and repaired (clean_text).
-            tracker_version=_text(data, "trackerVersion", MAX_TRACKER_VERSION_LENGTH) or "",
-            user_id=_text(data, "userID", MAX_USER_ID_LENGTH),
-            rev_id=_text(data, "revID", MAX_REV_ID_LENGTH) or "",
-            reset=_field(data, "reset", bool, False),
-            is_snippet=_field(data, "isSnippet", bool, False),
-            timestamp=_number(data, "timestamp"),
-            do_not_record=_field(data, "doNotRecord", bool, False),
-            buffer_diff=_number(data, "bufferDiff"),
-            device_memory=_number(data, "deviceMemory"),
-            js_heap_size_limit=_number(data, "jsHeapSizeLimit"),
-            timezone=_text(data, "timezone", MAX_TIMEZONE_LENGTH) or "",
-            width=_number(data, "width"),
-            height=_number(data, "height"),
-            referrer=_text(data, "referrer", MAX_REFERRER_LENGTH) or "",
+            tracker_version=text_field(data, "trackerVersion", MAX_TRACKER_VERSION_LENGTH) or "",
+            user_id=text_field(data, "userID", MAX_USER_ID_LENGTH),
+            rev_id=text_field(data, "revID", MAX_REV_ID_LENGTH) or "",
+            reset=typed_field(data, "reset", bool, False),
+            is_snippet=typed_field(data, "isSnippet", bool, False),
+            timestamp=number_field(data, "timestamp"),
+            do_not_record=typed_field(data, "doNotRecord", bool, False),
+            buffer_diff=number_field(data, "bufferDiff"),
+            device_memory=number_field(data, "deviceMemory"),
+            js_heap_size_limit=number_field(data, "jsHeapSizeLimit"),
+            timezone=text_field(data, "timezone", MAX_TIMEZONE_LENGTH) or "",
+            width=number_field(data, "width"),
+            height=number_field(data, "height"),
+            referrer=text_field(data, "referrer", MAX_REFERRER_LENGTH) or "",
         )
 
 

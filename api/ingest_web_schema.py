@@ -28,9 +28,9 @@ TOKEN = (SESSION_TOKEN,)
 
 _INT64 = 1 << 63
 # Numbers of a start request: any JSON number that fits int64 once truncated.
-_NUMBER = nullable({"type": "number", "minimum": -_INT64, "exclusiveMaximum": _INT64})
-_STRING = nullable(STRING)
-_BOOLEAN = nullable(BOOLEAN)
+NULLABLE_NUMBER = nullable({"type": "number", "minimum": -_INT64, "exclusiveMaximum": _INT64})
+NULLABLE_STRING = nullable(STRING)
+NULLABLE_BOOLEAN = nullable(BOOLEAN)
 
 START_REQUEST = component(
     "StartRequest",
@@ -38,21 +38,21 @@ START_REQUEST = component(
         {
             "projectKey": STRING,
             "trackerVersion": STRING,
-            "token": _STRING,
-            "reset": _BOOLEAN,
-            "userUUID": _STRING,
-            "userID": _STRING,
-            "revID": _STRING,
-            "isSnippet": _BOOLEAN,
-            "timestamp": _NUMBER,
-            "doNotRecord": _BOOLEAN,
-            "bufferDiff": _NUMBER,
-            "deviceMemory": _NUMBER,
-            "jsHeapSizeLimit": _NUMBER,
-            "timezone": _STRING,
-            "width": _NUMBER,
-            "height": _NUMBER,
-            "referrer": _STRING,
+            "token": NULLABLE_STRING,
+            "reset": NULLABLE_BOOLEAN,
+            "userUUID": NULLABLE_STRING,
+            "userID": NULLABLE_STRING,
+            "revID": NULLABLE_STRING,
+            "isSnippet": NULLABLE_BOOLEAN,
+            "timestamp": NULLABLE_NUMBER,
+            "doNotRecord": NULLABLE_BOOLEAN,
+            "bufferDiff": NULLABLE_NUMBER,
+            "deviceMemory": NULLABLE_NUMBER,
+            "jsHeapSizeLimit": NULLABLE_NUMBER,
+            "timezone": NULLABLE_STRING,
+            "width": NULLABLE_NUMBER,
+            "height": NULLABLE_NUMBER,
+            "referrer": NULLABLE_STRING,
         },
         ["projectKey", "trackerVersion"],
     ),

@@ -11,12 +11,12 @@ it by its name.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from quart_trio import QuartTrio
 
-from api import ingest_web, openapi, operations, public_v1
+from api import ingest_mobile, ingest_web, openapi, operations, public_v1
 from api.app import Surface, SurfaceParts, create_app
 from api.config import ServerConfig
 from api.disconnects import QuietDisconnects
@@ -29,26 +29,58 @@ from runtime.assembly import Assembly, EngineObjects, HostParts
 # Self-hosted OpenReplay puts the ingest routes under /ingest (trackers configured with
 # ingestPoint "https://host/ingest" keep working); plain "/v1/..." is what our snippet uses.
 INGEST_PREFIXES = ("", "/ingest")
+IngestT = TypeVar("IngestT", bound=ingest_web.Ingest)
 
 
-def _install_ingest_web(app: QuartTrio, parts: SurfaceParts) -> None:
+_INGEST_SHARED_KEY = "replayd.ingest_shared"
+
+
+@attrs.frozen(slots=True)
+class _IngestShared:
+    """What every ingest surface of one app shares: one flake id generator (two generators of
+    one shard would hand out the same id in the same millisecond) and one session directory."""
+
+    ids: FlakeIdGenerator
+    directory: SessionDirectory
+
+
+def _ingest_shared(app: QuartTrio, parts: SurfaceParts) -> _IngestShared:
+    shared = app.extensions.get(_INGEST_SHARED_KEY)
+    if shared is None:
+        lookup = LogProjectLookup(parts.process.log.path)
+        shared = _IngestShared(FlakeIdGenerator(parts.config.shard), SessionDirectory(lookup))
+        app.extensions[_INGEST_SHARED_KEY] = shared
+
+        @app.after_serving
+        async def close_lookup() -> None:
+            lookup.close()
+
+    return shared
+
+
+def _ingest_state(cls: type[IngestT], app: QuartTrio, parts: SurfaceParts) -> IngestT:
     process = parts.process
-    lookup = LogProjectLookup(process.log.path)
-    ingest = ingest_web.WebIngest(
+    shared = _ingest_shared(app, parts)
+    ingest = cls(
         config=parts.config,
         catalog=process.catalog,
         log=process.log,
-        directory=SessionDirectory(lookup),
-        ids=FlakeIdGenerator(parts.config.shard),
+        directory=shared.directory,
+        ids=shared.ids,
         bodies=parts.bodies,
     )
     if process.clock is not None:
         ingest.clock = process.clock
-    app.extensions[ingest_web.EXTENSION_KEY] = ingest
+    return ingest
 
-    @app.after_serving
-    async def close_lookup() -> None:
-        lookup.close()
+
+def _install_ingest_web(app: QuartTrio, parts: SurfaceParts) -> None:
+    app.extensions[ingest_web.EXTENSION_KEY] = _ingest_state(ingest_web.WebIngest, app, parts)
+
+
+def _install_ingest_mobile(app: QuartTrio, parts: SurfaceParts) -> None:
+    ingest = _ingest_state(ingest_mobile.MobileIngest, app, parts)
+    app.extensions[ingest_mobile.EXTENSION_KEY] = ingest
 
 
 def _provide_public_v1(app: QuartTrio, objects: EngineObjects) -> None:
@@ -73,6 +105,14 @@ SURFACES: tuple[Surface, ...] = (
         url_prefixes=INGEST_PREFIXES,
         cors_prefixes=ingest_web.CORS_PREFIXES,
         install=_install_ingest_web,
+    ),
+    # The mobile SDKs' routes (/v1/mobile/*, the old /v1/ios/*), also under /ingest.
+    Surface(
+        "ingest_mobile",
+        ingest_mobile.bp,
+        url_prefixes=INGEST_PREFIXES,
+        cors_prefixes=ingest_mobile.CORS_PREFIXES,
+        install=_install_ingest_mobile,
     ),
     Surface("public_v1", public_v1.bp, provide=_provide_public_v1),
     Surface("operations", operations.bp, install=_install_operations, provide=_provide_operations),

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from api.cli import build_parser, tracker_snippet
+from engine.mobile_start import decode_project_id
 from storage.catalog import Catalog
 from tests.api.conftest import CHROME_UA, start_body
 
@@ -52,6 +53,21 @@ def test_project_create_prints_the_key_alone_on_the_last_line(tmp_path: Path) ->
         ("My shop", "web", key),
         ("App", "ios", mobile.stdout.splitlines()[-1]),
     ]
+
+
+def test_project_list_prints_the_old_ios_project_id_of_mobile_projects(tmp_path: Path) -> None:
+    db = tmp_path / "cli.db"
+    assert replayd("project", "create", "Shop", "--db", str(db)).returncode == 0
+    created = replayd("project", "create", "App", "--db", str(db), "--platform", "android")
+    listing = replayd("project", "list", "--db", str(db))
+    assert listing.returncode == 0, listing.stderr
+    web_line, app_line = listing.stdout.splitlines()
+    assert "projectID" not in web_line
+    fields = app_line.split("\t")
+    assert fields[:4] == ["2", created.stdout.splitlines()[-1], "android", "App"]
+    encoded = int(fields[4].removeprefix("projectID="))
+    assert decode_project_id(encoded) == 2
+    assert f"old iOS SDK projectID {encoded}" in created.stdout.splitlines()[0]
 
 
 def test_api_key_create_prints_a_key_that_verifies(tmp_path: Path) -> None:

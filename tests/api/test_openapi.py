@@ -66,6 +66,11 @@ async def test_every_route_is_described(harness: Harness) -> None:
         for route in ("start", "i", "tags", "not-started", "feature-flags", "images"):
             assert f"{prefix}/v1/web/{route}" in paths
         assert f"{prefix}/v1/web/conditions/{{project_id}}" in paths
+        for route in ("mobile/start", "mobile/i", "mobile/late", "ios/start", "ios/append"):
+            assert f"{prefix}/v1/{route}" in paths
+        for route in ("ios/i", "ios/late", "mobile/conditions/{project_id}"):
+            assert f"{prefix}/v1/{route}" in paths
+    assert paths["/v1/mobile/late"]["post"]["security"] == [{"sessionToken": []}]
     assert paths["/v1/web/i"]["post"]["security"] == [{"sessionToken": []}]
     assert paths["/api/v1/projects"]["get"]["security"] == [{"orgApiKey": []}]
     assert paths["/v1/web/start"]["post"]["security"] == []
@@ -102,11 +107,11 @@ async def test_real_answers_match_the_described_schemas(harness: Harness) -> Non
     await check(f"{prefix}/users/{{user_id}}", f"{base}/users/ann")
 
 
-def _config(key: str, token: str, project_key: str) -> str:
+def _config(key: str, token: str, project_key: str, mobile_key: str) -> str:
     """schemathesis.toml: the checks, credentials per security scheme, the real project in every
-    path (and often in start bodies), and what two operations answer by design: canvas images are
-    not enabled (501, the one 5xx allowed, checked apart), and a start request's tracker version is
-    checked first (426)."""
+    path (and often, or the mobile project, in start bodies), and what operations answer by
+    design: canvas images are not enabled (501, the one 5xx allowed, checked apart), and a start
+    request's project and tracker version are checked first (403, 404, 426)."""
     checks = "\n".join(f"{name}.enabled = true" for name in CHECKS)
     return f"""
 [checks]
@@ -120,10 +125,10 @@ api_key = "{key}"
 bearer = "{token}"
 
 [dictionaries.project_keys]
-values = ["{project_key}"]
+values = ["{project_key}", "{mobile_key}"]
 
 [dictionaries.tracker_versions]
-values = ["19.0.1"]
+values = ["19.0.1", "1.0.14"]
 
 [parameters]
 "path.project_key" = "{project_key}"
@@ -137,7 +142,7 @@ include-path-regex = "/v1/web/images$"
 checks.not_a_server_error.enabled = false
 
 [[operations]]
-include-path-regex = "/v1/web/start$"
+include-path-regex = "/v1/(web|mobile|ios)/start$"
 checks.negative_data_rejection.expected-statuses = [400, 403, 404, 413, 415, 426]
 """
 
@@ -155,7 +160,8 @@ async def test_schemathesis_finds_nothing(server_factory: ServerFactory, tmp_pat
     assert images.status_code == 501  # the one 5xx schemathesis is told to accept, checked here
 
     config = tmp_path / "schemathesis.toml"
-    config.write_text(_config(key, token, harness.project.project_key))
+    mobile = harness.server.catalog.create_project("app", "ios")
+    config.write_text(_config(key, token, harness.project.project_key, mobile.project_key))
     junit = tmp_path / "junit.xml"
     command = [
         sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "--no-color",
@@ -188,7 +194,9 @@ async def test_schemathesis_finds_nothing(server_factory: ServerFactory, tmp_pat
     skipped = [case.get("name") for case in cases if case.find("skipped") is not None]
     assert not skipped, (skipped, output[-5_000:])
     # The fuzzer reached the real start path (sessions beyond the one started above).
-    starts = [r for r in await harness.records() if r.kind is RecordKind.WEB_START]
+    records = await harness.records()
+    starts = [r for r in records if r.kind is RecordKind.WEB_START]
     assert len(starts) > 1, output[-5_000:]
+    assert any(r.kind is RecordKind.MOBILE_START for r in records), output[-5_000:]
     # The server is still fine after all that.
     assert (await harness.client.get("/api/v1/projects", headers={"Authorization": key})).is_success

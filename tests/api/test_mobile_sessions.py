@@ -1,0 +1,98 @@
+"""A mobile session end to end: the SDK's routes in, the public API out (the engine side is the
+mobile session actor's): an iOS and an Android session, a late batch after the end."""
+
+from __future__ import annotations
+
+import gzip
+from typing import Any
+
+from engine.codec.mobile_messages import (
+    MobileBatchMeta,
+    MobileClickEvent,
+    MobileCrash,
+    MobileUserID,
+    encode_batch,
+    encode_message,
+)
+from tests.api.conftest import T0, Harness
+from tests.api.test_ingest_mobile import (
+    ANDROID_UA,
+    DEVICE_TS,
+    android_start_body,
+    ios_start_body,
+    mobile_project,
+    post_batch,
+    post_start,
+)
+from tests.api.test_public_v1 import api_key, end_all_sessions, get, projected
+
+
+async def _session(
+    harness: Harness, body: dict[str, Any], user_agent: str, user: str
+) -> tuple[str, str]:
+    response = await post_start(harness, body, user_agent=user_agent)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    token = answer["token"]
+    first = encode_batch(
+        [
+            MobileBatchMeta(DEVICE_TS + 10, 0),
+            MobileUserID(DEVICE_TS + 11, user),
+            MobileClickEvent(DEVICE_TS + 12, "Login", 150, 420),
+            MobileClickEvent(DEVICE_TS + 900, "Pay", 30, 700),
+        ]
+    )
+    headers = {"Content-Encoding": "gzip"}
+    assert (await post_batch(harness, token, gzip.compress(first), headers=headers)).is_success
+    return answer["sessionID"], token
+
+
+async def test_ios_and_android_sessions_with_a_late_batch_after_the_end(harness: Harness) -> None:
+    ios = await mobile_project(harness, "ios", max_session_duration_ms=60_000)
+    android = await mobile_project(harness, "android")
+    ios_id, ios_token = await _session(
+        harness, ios_start_body(ios.project_key), "App/1 CFNetwork/1410 Darwin/22.6.0", "ann"
+    )
+    android_id, _ = await _session(
+        harness, android_start_body(android.project_key), ANDROID_UA, "bob"
+    )
+    await end_all_sessions(harness, T0 + 600_000)
+
+    # The next app start: the previous run's last batch and its crash, with the old token.
+    harness.clock.now = T0 + 600_000
+    late = encode_batch(
+        [MobileBatchMeta(DEVICE_TS + 5_000, 3), MobileClickEvent(DEVICE_TS + 4_000, "Back", 5, 5)]
+    )
+    bare_crash = encode_message(MobileCrash(DEVICE_TS + 4_500, "SIGABRT", "abort", "#0 main"))
+    for body in (late, bare_crash):
+        response = await post_batch(harness, ios_token, body, path="/v1/mobile/late")
+        assert response.status_code == 200, response.text
+    await end_all_sessions(harness, T0 + 1_200_000)
+    await projected(harness)
+
+    key = await api_key(harness)
+    events = await get(harness, key, f"/api/v1/{ios.project_key}/sessions/{ios_id}/events")
+    assert events.status_code == 200, events.text
+    data = events.json()["data"]
+    taps = [e["label"] for e in data if e["type"] == "TAP"]
+    assert taps == ["Login", "Pay", "Back"]
+    crashes = [e for e in data if e["type"] == "CRASH"]
+    assert [(c["name"], c["reason"]) for c in crashes] == [("SIGABRT", "abort")]
+
+    sessions = await get(harness, key, f"/api/v1/{ios.project_key}/users/ann/sessions")
+    [ann] = sessions.json()["data"]
+    assert ann["sessionId"] == ios_id
+    assert (ann["userOs"], ann["startTs"]) == ("IOS", DEVICE_TS)  # the start's device time
+    assert ann["userDevice"] == "iPhone 14 Plus"
+    assert ann["eventsCount"] == 3
+    # Measured to the late batch's flush (its BatchMeta counts, MOBILE.md 5.5), on the device clock.
+    assert ann["duration"] == 5_000
+
+    sessions = await get(harness, key, f"/api/v1/{android.project_key}/users/bob/sessions")
+    [bob] = sessions.json()["data"]
+    assert (bob["sessionId"], bob["userOs"], bob["userDevice"]) == (
+        android_id,
+        "Android",
+        "panther",
+    )
+    assert bob["duration"] == 900
