@@ -57,7 +57,7 @@ def test_project_create_prints_the_key_alone_on_the_last_line(tmp_path: Path) ->
 
 def test_project_list_prints_the_old_ios_project_id_of_mobile_projects(tmp_path: Path) -> None:
     db = tmp_path / "cli.db"
-    assert replayd("project", "create", "Shop", "--db", str(db)).returncode == 0
+    assert replayd("project", "create", "Shop", "--db", str(db), "--create").returncode == 0
     created = replayd("project", "create", "App", "--db", str(db), "--platform", "android")
     listing = replayd("project", "list", "--db", str(db))
     assert listing.returncode == 0, listing.stderr
