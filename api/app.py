@@ -77,7 +77,7 @@ def create_app(process: HostParts, *, surfaces: Iterable[Surface]) -> QuartTrio:
     app = QuartTrio("replayd")
     # Upper bound of what Quart buffers for one request body, whatever the route; each route then
     # applies its own (smaller or equal) limit while reading.
-    max_body = max(config.beacon_size_limit, config.json_size_limit)
+    max_body = max(config.beacon_size_limit, config.json_size_limit, config.images_size_limit)
     app.config["MAX_CONTENT_LENGTH"] = max_body
 
     for surface in surfaces:

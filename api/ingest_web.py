@@ -106,16 +106,12 @@ class WebIngest:
     # -- shared steps --------------------------------------------------------------------------
 
     def check_token(self, now_ms: int) -> tokens.TokenCheck:
-        header = request.headers.get("Authorization", "")
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            return tokens.TokenCheck(tokens.TokenStatus.INVALID)
-        return tokens.verify(self.secret, value.strip(), now_ms)
+        return bearer_token_check(self.secret, now_ms)
 
     def require_valid_token(self) -> tokens.TokenData:
         check = self.check_token(self.clock())
         if check.status is not tokens.TokenStatus.VALID or check.data is None:
-            raise ApiError(401, _token_message(check.status))
+            raise ApiError(401, token_message(check.status))
         return check.data
 
     def client_ip(self) -> str:
@@ -290,16 +286,10 @@ class WebIngest:
         now = self.clock()
         check = self.check_token(now)
         if not check.accepted or check.data is None:
-            raise ApiError(401, _token_message(check.status))
+            raise ApiError(401, token_message(check.status))
         session_id = check.data.session_id
-        project_id = await self.directory.project_of(session_id)
-        if project_id is None:
-            # A token we signed for a session with no start record (e.g. a doNotRecord probe): make
-            # the tracker start again, which records a start.
-            raise ApiError(401, "unknown session")
-        project = await self.catalog.find_project(project_id)
-        if project is None or not project.active:
-            raise ApiError(401, "project doesn't exist")
+        project = await session_project(self.directory, self.catalog, session_id)
+        project_id = project.project_id
 
         body = await read_body(self.beacon_limit(project))
         if not body:
@@ -341,7 +331,32 @@ class WebIngest:
         return Response(b"", status=200)
 
 
-def _token_message(status: tokens.TokenStatus) -> str:
+def bearer_token_check(secret: bytes, now_ms: int) -> tokens.TokenCheck:
+    """The request's ``Authorization: Bearer <token>`` checked (INVALID when there is none)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return tokens.TokenCheck(tokens.TokenStatus.INVALID)
+    return tokens.verify(secret, value.strip(), now_ms)
+
+
+async def session_project(
+    directory: SessionDirectory, catalog: Catalog, session_id: int
+) -> Project:
+    """The active project of a token's session; 401 when there is none (start again)."""
+    project_id = await directory.project_of(session_id)
+    if project_id is None:
+        # A token we signed for a session with no start record (e.g. a doNotRecord probe): make
+        # the tracker start again, which records a start.
+        raise ApiError(401, "unknown session")
+    project = await catalog.find_project(project_id)
+    if project is None or not project.active:
+        raise ApiError(401, "project doesn't exist")
+    return project
+
+
+def token_message(status: tokens.TokenStatus) -> str:
+    """The 401 message for a token that was not accepted."""
     if status is tokens.TokenStatus.INVALID:
         return "missing or invalid token"
     return "token expired"

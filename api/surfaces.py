@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 from quart_trio import QuartTrio
 
-from api import ingest_web, openapi, operations, public_v1
+from api import ingest_mobile_images, ingest_web, openapi, operations, public_v1, public_v1_images
 from api.app import Surface, SurfaceParts, create_app
 from api.config import ServerConfig
 from api.disconnects import QuietDisconnects
@@ -33,12 +33,11 @@ INGEST_PREFIXES = ("", "/ingest")
 
 def _install_ingest_web(app: QuartTrio, parts: SurfaceParts) -> None:
     process = parts.process
-    lookup = LogProjectLookup(process.log.path)
     ingest = ingest_web.WebIngest(
         config=parts.config,
         catalog=process.catalog,
         log=process.log,
-        directory=SessionDirectory(lookup),
+        directory=_session_directory(app, parts),
         ids=FlakeIdGenerator(parts.config.shard),
         bodies=parts.bodies,
     )
@@ -46,9 +45,25 @@ def _install_ingest_web(app: QuartTrio, parts: SurfaceParts) -> None:
         ingest.clock = process.clock
     app.extensions[ingest_web.EXTENSION_KEY] = ingest
 
+
+def _session_directory(app: QuartTrio, parts: SurfaceParts) -> SessionDirectory:
+    """A session -> project directory whose log lookup closes when the app stops serving."""
+    lookup = LogProjectLookup(parts.process.log.path)
+
     @app.after_serving
     async def close_lookup() -> None:
         lookup.close()
+
+    return SessionDirectory(lookup)
+
+
+def _install_mobile_images(app: QuartTrio, parts: SurfaceParts) -> None:
+    process = parts.process
+    images = ingest_mobile_images.install(
+        app, parts.config, process.catalog, _session_directory(app, parts)
+    )
+    if process.clock is not None:
+        images.clock = process.clock
 
 
 def _provide_public_v1(app: QuartTrio, objects: EngineObjects) -> None:
@@ -74,7 +89,16 @@ SURFACES: tuple[Surface, ...] = (
         cors_prefixes=ingest_web.CORS_PREFIXES,
         install=_install_ingest_web,
     ),
+    # Mobile screenshots (its store also serves the images of the public API below).
+    Surface(
+        "ingest_mobile_images",
+        ingest_mobile_images.bp,
+        url_prefixes=INGEST_PREFIXES,
+        cors_prefixes=ingest_mobile_images.CORS_PREFIXES,
+        install=_install_mobile_images,
+    ),
     Surface("public_v1", public_v1.bp, provide=_provide_public_v1),
+    Surface("public_v1_images", public_v1_images.bp),
     Surface("operations", operations.bp, install=_install_operations, provide=_provide_operations),
     # GET /api/openapi.json: every route decorated with api.openapi.operation, whatever surface.
     Surface("openapi", openapi.bp),
