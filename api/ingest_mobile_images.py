@@ -60,7 +60,8 @@ logger = logging.getLogger(__name__)
 
 EXTENSION_KEY = "replayd.mobile_images"
 ROUTES = ("/v1/mobile/images", "/v1/ios/images")
-CORS_PREFIXES = (*ROUTES, *(f"/ingest{route}" for route in ROUTES))
+PATHS = (*ROUTES, *(f"/ingest{route}" for route in ROUTES))
+CORS_PREFIXES = PATHS
 # Text fields are tiny (projectKey, type); a longer one is cut, never kept whole in memory.
 MAX_FIELD_CHARS = 256
 # Parts of one body: the SDKs send two or three; the old route one per image.
@@ -222,6 +223,11 @@ async def _upload(*, max_files: int | None) -> tuple[MobileImages, int, Project,
 
 def _ingest() -> MobileImages:
     return current_app.extensions[EXTENSION_KEY]
+
+
+def body_limits(config: ServerConfig) -> dict[str, int]:
+    """The routes' body cap (the app's default is the batch limit, ten times smaller)."""
+    return dict.fromkeys(PATHS, config.images_size_limit)
 
 
 def opened_store() -> ImageStore:

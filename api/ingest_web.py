@@ -400,8 +400,8 @@ async def read_body(limit: int) -> bytes:
         raise ApiError(413, f"request body larger than {limit} bytes")
     buffer = bytearray()
     with trio.move_on_after(BODY_READ_TIMEOUT_S) as scope:
-        # The app-wide MAX_CONTENT_LENGTH (the largest limit of any route) caps what Quart buffers
-        # for a lying or missing Content-Length; this loop applies this route's own limit.
+        # The request's body cap (api.app: the app's largest limit, or its path's) caps what
+        # Quart buffers for a lying or missing Content-Length; this loop applies the route's.
         async for chunk in request.body:
             buffer += chunk
             if len(buffer) > limit:

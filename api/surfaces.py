@@ -96,6 +96,7 @@ SURFACES: tuple[Surface, ...] = (
         url_prefixes=INGEST_PREFIXES,
         cors_prefixes=ingest_mobile_images.CORS_PREFIXES,
         install=_install_mobile_images,
+        body_limits=ingest_mobile_images.body_limits,
     ),
     Surface("public_v1", public_v1.bp, provide=_provide_public_v1),
     Surface("public_v1_images", public_v1_images.bp),

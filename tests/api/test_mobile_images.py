@@ -311,3 +311,46 @@ async def test_the_old_ios_route_stores_files_named_by_hash(harness: Harness) ->
     assert sorted(
         (i["hash"], i["captureTime"]) for i in await listed(harness, key, session_id)
     ) == (sorted([(image_hash(JPEG_1), T0 + 42), (image_hash(JPEG_2), T0 + 42)]))
+
+
+async def test_the_answers_match_the_openapi_description(harness: Harness) -> None:
+    import jsonschema_rs
+
+    from tests.api.test_openapi import spec_of
+
+    spec = await spec_of(harness)
+    key = await api_key(harness)
+    token, session_id = await session(harness)
+    assert (
+        await upload(harness, token, screenshots((T0, JPEG_1), (T0 + 1, WEBP)))
+    ).status_code == 200
+    template = "/api/v1/{project_key}/sessions/{session_id}/images"
+    reply = spec["paths"][template]["get"]["responses"]["200"]
+    schema = {**reply["content"]["application/json"]["schema"], **spec}
+    answer = {"data": await listed(harness, key, session_id)}
+    assert len(answer["data"]) == 2
+    assert [str(e) for e in jsonschema_rs.validator_for(schema).iter_errors(answer)] == []
+    one = spec["paths"][f"{template}/{{image_hash}}"]["get"]["responses"]["200"]
+    assert set(one["content"]) >= {"image/jpeg", "image/webp"}
+    for prefix in ("", "/ingest"):
+        for route in ("mobile", "ios"):
+            operation = spec["paths"][f"{prefix}/v1/{route}/images"]["post"]
+            assert operation["security"] == [{"sessionToken": []}]
+            assert "multipart/form-data" in operation["requestBody"]["content"]
+
+
+async def test_uploads_larger_than_a_batch_are_accepted_up_to_the_images_limit(
+    harness: Harness,
+) -> None:
+    key = await api_key(harness)
+    token, session_id = await session(harness)
+    big = b"\xff\xd8\xff" + os.urandom(3_000_000)  # incompressible, three times a batch's limit
+    assert (await upload(harness, token, screenshots((T0, big)))).status_code == 200
+    assert [i["size"] for i in await listed(harness, key, session_id)] == [len(big)]
+    too_big = await upload(harness, token, os.urandom(10_000_000))  # plus the multipart framing
+    assert too_big.status_code == 413, too_big.text
+    # The public API keeps its own (the app's default) cap.
+    response = await harness.client.post(
+        "/api/v1/projects", content=b" " * 2_000_000, headers={"Authorization": key}
+    )
+    assert response.status_code == 413
