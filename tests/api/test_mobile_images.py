@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import trio
 
-from api.ingest_mobile_images import images_hash_list
+from api.ingest_mobile_images import EXTENSION_KEY, images_hash_list
 from engine import tokens
 from engine.codec.mobile_images import encode_frames
 from storage.images import CapturedImage, image_hash
@@ -354,3 +354,29 @@ async def test_uploads_larger_than_a_batch_are_accepted_up_to_the_images_limit(
         "/api/v1/projects", content=b" " * 2_000_000, headers={"Authorization": key}
     )
     assert response.status_code == 413
+
+
+async def test_a_full_images_database_answers_503_then_recovers(harness: Harness) -> None:
+    key = await api_key(harness)
+    token, session_id = await session(harness)
+    app = harness.server.app
+    assert app is not None
+    store = app.extensions[EXTENSION_KEY].store
+    assert store is not None
+    writer = store._writer  # the store's own connection: cap its file where it is now
+
+    def cap(pages: int | None) -> None:
+        with store._write_lock:
+            if pages is None:
+                (pages,) = writer.execute("PRAGMA page_count").fetchone()
+            writer.execute(f"PRAGMA max_page_count = {pages}")
+
+    await trio.to_thread.run_sync(cap, None)
+    big = b"\xff\xd8\xff" + os.urandom(200_000)
+    response = await upload(harness, token, screenshots((T0, big)))
+    assert response.status_code == 503, response.text
+    assert int(response.headers["Retry-After"]) >= 1
+    assert await listed(harness, key, session_id) == []
+    await trio.to_thread.run_sync(cap, 1_000_000)  # space again: the retry succeeds
+    assert (await upload(harness, token, screenshots((T0, big)))).status_code == 200
+    assert len(await listed(harness, key, session_id)) == 1
