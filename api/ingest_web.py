@@ -331,6 +331,12 @@ class WebIngest:
         return Response(b"", status=200)
 
 
+def token_message(status: tokens.TokenStatus) -> str:
+    if status is tokens.TokenStatus.INVALID:
+        return "missing or invalid token"
+    return "token expired"
+
+
 def bearer_token_check(secret: bytes, now_ms: int) -> tokens.TokenCheck:
     """The request's ``Authorization: Bearer <token>`` checked (INVALID when there is none)."""
     header = request.headers.get("Authorization", "")
@@ -353,13 +359,6 @@ async def session_project(
     if project is None or not project.active:
         raise ApiError(401, "project doesn't exist")
     return project
-
-
-def token_message(status: tokens.TokenStatus) -> str:
-    """The 401 message for a token that was not accepted."""
-    if status is tokens.TokenStatus.INVALID:
-        return "missing or invalid token"
-    return "token expired"
 
 
 def _parse_split(raw: str, length: int) -> int:
