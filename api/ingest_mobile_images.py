@@ -44,7 +44,7 @@ from api.ingest_web import (
     token_message,
 )
 from api.openapi import error_reply, operation
-from api.session_directory import SessionDirectory
+from api.session_directory import LogProjectLookup, SessionDirectory
 from engine import tokens
 from engine.codec.mobile_images import (
     ImageArchiveError,
@@ -55,6 +55,7 @@ from engine.codec.mobile_images import (
 from engine.supervisor import wall_clock_ms
 from storage.catalog import Catalog, Project
 from storage.images import CapturedImage, ImageStore, StoreResult
+from storage.log import EventLog
 
 logger = logging.getLogger(__name__)
 
@@ -240,16 +241,27 @@ async def images_hash_list(project_id: int) -> list[str]:
     return await trio.to_thread.run_sync(opened_store().frequent_hashes, project_id)
 
 
-def install(
-    app: QuartTrio, config: ServerConfig, catalog: Catalog, directory: SessionDirectory
-) -> MobileImages:
-    """The routes' state in ``app.extensions`` (the store opens when the app starts serving)."""
+def install(app: QuartTrio, config: ServerConfig, catalog: Catalog, log: EventLog) -> MobileImages:
+    """The routes' state in ``app.extensions``; the store opens when the app starts serving and
+    closes, with the session lookup in the log, when it stops."""
+    lookup = LogProjectLookup(log.path)
     images = MobileImages(
-        config=config, catalog=catalog, directory=directory, images_path=config.images_db_path
+        config=config,
+        catalog=catalog,
+        directory=SessionDirectory(lookup),
+        images_path=config.images_db_path,
     )
     app.extensions[EXTENSION_KEY] = images
-    app.before_serving(images.open)
-    app.after_serving(images.close)
+
+    @app.before_serving
+    async def open_store() -> None:
+        await images.open()
+
+    @app.after_serving
+    async def close_store() -> None:
+        await images.close()
+        lookup.close()
+
     return images
 
 

@@ -33,11 +33,12 @@ INGEST_PREFIXES = ("", "/ingest")
 
 def _install_ingest_web(app: QuartTrio, parts: SurfaceParts) -> None:
     process = parts.process
+    lookup = LogProjectLookup(process.log.path)
     ingest = ingest_web.WebIngest(
         config=parts.config,
         catalog=process.catalog,
         log=process.log,
-        directory=_session_directory(app, parts),
+        directory=SessionDirectory(lookup),
         ids=FlakeIdGenerator(parts.config.shard),
         bodies=parts.bodies,
     )
@@ -45,25 +46,17 @@ def _install_ingest_web(app: QuartTrio, parts: SurfaceParts) -> None:
         ingest.clock = process.clock
     app.extensions[ingest_web.EXTENSION_KEY] = ingest
 
-
-def _session_directory(app: QuartTrio, parts: SurfaceParts) -> SessionDirectory:
-    """A session -> project directory whose log lookup closes when the app stops serving."""
-    lookup = LogProjectLookup(parts.process.log.path)
-
     @app.after_serving
     async def close_lookup() -> None:
         lookup.close()
 
-    return SessionDirectory(lookup)
-
 
 def _install_mobile_images(app: QuartTrio, parts: SurfaceParts) -> None:
-    process = parts.process
     images = ingest_mobile_images.install(
-        app, parts.config, process.catalog, _session_directory(app, parts)
+        app, parts.config, parts.process.catalog, parts.process.log
     )
-    if process.clock is not None:
-        images.clock = process.clock
+    if parts.process.clock is not None:
+        images.clock = parts.process.clock
 
 
 def _provide_public_v1(app: QuartTrio, objects: EngineObjects) -> None:
