@@ -82,7 +82,8 @@ SURFACES: tuple[Surface, ...] = (
         cors_prefixes=ingest_web.CORS_PREFIXES,
         install=_install_ingest_web,
     ),
-    # Mobile screenshots (its store also serves the images of the public API below).
+    Surface("public_v1", public_v1.bp, provide=_provide_public_v1),
+    # Mobile screenshots (its store also serves the public API's images).
     Surface(
         "ingest_mobile_images",
         ingest_mobile_images.bp,
@@ -91,7 +92,6 @@ SURFACES: tuple[Surface, ...] = (
         install=_install_mobile_images,
         body_limits=ingest_mobile_images.body_limits,
     ),
-    Surface("public_v1", public_v1.bp, provide=_provide_public_v1),
     Surface("public_v1_images", public_v1_images.bp),
     Surface("operations", operations.bp, install=_install_operations, provide=_provide_operations),
     # GET /api/openapi.json: every route decorated with api.openapi.operation, whatever surface.
