@@ -93,8 +93,13 @@ def create_app(process: HostParts, *, surfaces: Iterable[Surface]) -> QuartTrio:
         if limit > default_max
     }
 
+    prefixes = tuple(larger)
+
     def max_body(path: str) -> int:
-        return next((v for prefix, v in larger.items() if path.startswith(prefix)), default_max)
+        # Called twice per request: one C-level startswith answers every path of the default.
+        if not path.startswith(prefixes):
+            return default_max
+        return next(v for prefix, v in larger.items() if path.startswith(prefix))
 
     app.request_class = _sized_requests(app.request_class, max_body)
 
