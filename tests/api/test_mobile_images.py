@@ -219,6 +219,17 @@ async def test_bad_bodies_get_a_clear_4xx(server_factory: ServerFactory) -> None
         (await upload(harness, token, bomb), 413),
         (await upload(harness, token, b"\0" * 13, fields={"type": "frames"}), 400),
     ]
+
+    async def chunks():  # no Content-Length: the cap applies while the body is read
+        for _ in range(10):
+            yield b"--x\r\n" + b"y" * 10_000
+
+    chunked = await harness.client.post(
+        "/v1/mobile/images",
+        content=chunks(),
+        headers={**auth, "Content-Type": "multipart/form-data; boundary=x"},
+    )
+    cases.append((chunked, 413))
     for response, status in cases:
         assert response.status_code == status, (status, response.text)
         assert response.headers["content-type"] == "application/json"
