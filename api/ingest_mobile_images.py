@@ -41,7 +41,6 @@ from api.ingest_web import (
     MAX_PROJECT_KEY_LENGTH,
     bearer_token_check,
     session_project,
-    token_message,
 )
 from api.openapi import error_reply, operation
 from api.session_directory import LogProjectLookup, SessionDirectory
@@ -106,7 +105,8 @@ class MobileImages:
         check = bearer_token_check(self.catalog.token_secret(), self.clock())
         # Unlike a batch, a just-expired token is refused too (the reference's images handler).
         if check.status is not tokens.TokenStatus.VALID or check.data is None:
-            raise ApiError(401, token_message(check.status))
+            invalid = check.status is tokens.TokenStatus.INVALID
+            raise ApiError(401, "missing or invalid token" if invalid else "token expired")
         session_id = check.data.session_id
         return session_id, await session_project(self.directory, self.catalog, session_id)
 

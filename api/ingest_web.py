@@ -111,7 +111,7 @@ class WebIngest:
     def require_valid_token(self) -> tokens.TokenData:
         check = self.check_token(self.clock())
         if check.status is not tokens.TokenStatus.VALID or check.data is None:
-            raise ApiError(401, token_message(check.status))
+            raise ApiError(401, _token_message(check.status))
         return check.data
 
     def client_ip(self) -> str:
@@ -286,7 +286,7 @@ class WebIngest:
         now = self.clock()
         check = self.check_token(now)
         if not check.accepted or check.data is None:
-            raise ApiError(401, token_message(check.status))
+            raise ApiError(401, _token_message(check.status))
         session_id = check.data.session_id
         project = await session_project(self.directory, self.catalog, session_id)
         project_id = project.project_id
@@ -331,10 +331,20 @@ class WebIngest:
         return Response(b"", status=200)
 
 
-def token_message(status: tokens.TokenStatus) -> str:
+def _token_message(status: tokens.TokenStatus) -> str:
     if status is tokens.TokenStatus.INVALID:
         return "missing or invalid token"
     return "token expired"
+
+
+def _parse_split(raw: str, length: int) -> int:
+    try:
+        split = int(raw)
+    except ValueError:
+        raise ApiError(400, "a visual batch needs a numeric split parameter") from None
+    if not 0 < split < length:
+        raise ApiError(400, "split must be inside the batch")
+    return split
 
 
 def bearer_token_check(secret: bytes, now_ms: int) -> tokens.TokenCheck:
@@ -359,16 +369,6 @@ async def session_project(
     if project is None or not project.active:
         raise ApiError(401, "project doesn't exist")
     return project
-
-
-def _parse_split(raw: str, length: int) -> int:
-    try:
-        split = int(raw)
-    except ValueError:
-        raise ApiError(400, "a visual batch needs a numeric split parameter") from None
-    if not 0 < split < length:
-        raise ApiError(400, "split must be inside the batch")
-    return split
 
 
 def batch_key(batch_param: str, payload: bytes, suffix: str = "") -> str:
