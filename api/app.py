@@ -12,11 +12,13 @@ included, in the envelope of the API generation its path belongs to (:mod:`api.e
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import attrs
 from quart import Blueprint, Response, request
 from quart_trio import QuartTrio
+from quart_trio.wrappers import TrioRequest
 from werkzeug.exceptions import HTTPException
 
 from api import cors
@@ -61,6 +63,9 @@ class Surface:
     install: Callable[[QuartTrio, SurfaceParts], None] | None = None
     # Gives the routes the projection services' objects, once those run.
     provide: Callable[[QuartTrio, EngineObjects], None] | None = None
+    # Path prefix -> the largest body its routes read, for routes that read more than the app's
+    # default (the larger of the batch and JSON limits); the request is capped at it.
+    body_limits: Callable[[ServerConfig], Mapping[str, int]] | None = None
 
 
 def _server_config(process: HostParts) -> ServerConfig:
@@ -75,10 +80,28 @@ def create_app(process: HostParts, *, surfaces: Iterable[Surface]) -> QuartTrio:
     config = _server_config(process)
     parts = SurfaceParts(process=process, bodies=ByteBudget(config.ingest_body_bytes))
     app = QuartTrio("replayd")
-    # Upper bound of what Quart buffers for one request body, whatever the route; each route then
-    # applies its own (smaller or equal) limit while reading.
-    max_body = max(config.beacon_size_limit, config.json_size_limit)
-    app.config["MAX_CONTENT_LENGTH"] = max_body
+    # Upper bound of what Quart buffers for one request body: the app's default, or the larger
+    # limit a surface declares for its paths; each route then applies its own (smaller or equal)
+    # limit while reading.
+    default_max = max(config.beacon_size_limit, config.json_size_limit)
+    app.config["MAX_CONTENT_LENGTH"] = default_max
+    larger = {
+        prefix: limit
+        for surface in surfaces
+        if surface.body_limits is not None
+        for prefix, limit in surface.body_limits(config).items()
+        if limit > default_max
+    }
+
+    prefixes = tuple(larger)
+
+    def max_body(path: str) -> int:
+        # Called twice per request: one C-level startswith answers every path of the default.
+        if not path.startswith(prefixes):
+            return default_max
+        return next(v for prefix, v in larger.items() if path.startswith(prefix))
+
+    app.request_class = _sized_requests(app.request_class, max_body)
 
     for surface in surfaces:
         if surface.install is not None:
@@ -155,3 +178,15 @@ def create_app(process: HostParts, *, surfaces: Iterable[Surface]) -> QuartTrio:
         return error_response(500, "internal server error", path=request.path)
 
     return app
+
+
+def _sized_requests(base: type[TrioRequest], max_body: Callable[[str], int]) -> type[TrioRequest]:
+    """``base`` (Quart's request class) with the body cap of each request's path, not the
+    app-wide ``MAX_CONTENT_LENGTH`` (a 10 MB image upload must not raise every route's cap)."""
+
+    class SizedRequest(base):  # type: ignore[misc,valid-type]  # a class made at run time
+        def __init__(self, method: str, scheme: str, path: str, *args: Any, **kwargs: Any) -> None:
+            kwargs["max_content_length"] = max_body(path)
+            super().__init__(method, scheme, path, *args, **kwargs)
+
+    return SizedRequest

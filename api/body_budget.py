@@ -3,7 +3,7 @@
 Quart starts buffering a request's body as soon as the request reaches it, whatever the route
 does, so a budget checked inside a route counts bodies that are already in memory: 300 trackers
 each sending a 900 KB batch were 300 buffered bodies at once. This gate sits in front of the app:
-a request with a body takes its size (its ``Content-Length``, else the app's largest body) from
+a request with a body takes its size (its ``Content-Length``, else its path's largest body) from
 the budget before the app sees it, and gives it back when the answer is done. While it waits the
 app reads nothing, so Hypercorn stops reading that connection once its small receive queue is full
 (TCP pushes back to the client), and the tracker, which keeps one batch in flight, simply waits
@@ -15,7 +15,7 @@ read and dropped first: answering before it arrived would wedge the keep-alive c
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 from hypercorn.typing import (
@@ -41,17 +41,19 @@ def admit_bodies_within(
     asgi_app: ASGIFramework,
     budget: ByteBudget,
     *,
-    max_body: int,
+    max_body: Callable[[str], int],
     wait_s: float,
     cors_prefixes: Sequence[str],
 ) -> ASGIFramework:
-    """Wrap ``asgi_app`` so that requests with a body wait for room in ``budget`` (see module)."""
+    """Wrap ``asgi_app`` so that requests with a body wait for room in ``budget`` (see module);
+    ``max_body(path)`` is the largest body a request to ``path`` may have."""
 
     async def gated(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         if scope["type"] != "http" or scope["method"] in _BODYLESS:
             await asgi_app(scope, receive, send)
             return
-        size = min(_content_length(scope, max_body), max_body)
+        largest = max_body(scope["path"])
+        size = min(_content_length(scope, largest), largest)
         if not budget.fits(size):
             with trio.move_on_after(wait_s):
                 await budget.wait_for_room(size)

@@ -26,8 +26,17 @@ def default_projections_path(db_path: str | os.PathLike[str]) -> str:
     ``./data/replayd.db`` -> ``./data/replayd-projections.db``. The one derivation used by
     ``serve`` and ``rebuild``, so both find the same file.
     """
+    return _beside(db_path, "projections")
+
+
+def default_images_path(db_path: str | os.PathLike[str]) -> str:
+    """Where the mobile screenshots live when not configured: ``<db stem>-images<suffix>``."""
+    return _beside(db_path, "images")
+
+
+def _beside(db_path: str | os.PathLike[str], name: str) -> str:
     path = PurePath(db_path)
-    derived = path.with_name(f"{path.stem}-projections{path.suffix or '.db'}")
+    derived = path.with_name(f"{path.stem}-{name}{path.suffix or '.db'}")
     # PurePath drops a leading "./"; keep the caller's spelling of the directory.
     text = os.fspath(db_path)
     if text.startswith("./") and not os.fspath(derived).startswith("./"):
@@ -40,6 +49,14 @@ def _apart_from_the_log(instance: ServerConfig, attribute: attrs.Attribute, path
     # SQLite file): the very thing the second file exists to avoid.
     if os.path.abspath(path) == os.path.abspath(instance.db_path):
         raise ValueError("the projections' file must not be the log's file (db_path)")
+
+
+def _images_apart(instance: ServerConfig, attribute: attrs.Attribute, path: str) -> None:
+    # The same reason as for the projections: a 10 MB image commit must not hold the log writer
+    # (or the projector) behind SQLite's one write lock per file.
+    taken = {os.path.abspath(instance.db_path), os.path.abspath(instance.projections_db_path)}
+    if os.path.abspath(path) in taken:
+        raise ValueError("the images' file must not be the log's or the projections' file")
 
 
 def _shards_fit(instance: ServerConfig, attribute: attrs.Attribute, workers: int) -> None:
@@ -60,6 +77,11 @@ class ServerConfig:
         default=attrs.Factory(lambda self: default_projections_path(self.db_path), takes_self=True),
         validator=_apart_from_the_log,
     )
+    # Mobile screenshots (storage.images), in a file of their own for the same reason.
+    images_db_path: str = attrs.field(
+        default=attrs.Factory(lambda self: default_images_path(self.db_path), takes_self=True),
+        validator=_images_apart,
+    )
     host: str = "127.0.0.1"
     port: int = attrs.field(default=8080, validator=[v.ge(0), v.le(65535)])  # 0 = any free port
     # Session token lifetime when the project sets none (projects carry their own, 2 h by default).
@@ -70,6 +92,9 @@ class ServerConfig:
     decompressed_size_limit: int = attrs.field(default=10_000_000, validator=_positive)
     # Largest /v1/web/start body (the reference backend's JSON_SIZE_LIMIT).
     json_size_limit: int = attrs.field(default=131_072, validator=_positive)
+    # Largest mobile screenshot upload (/v1/mobile/images), as sent: the reference's
+    # FILE_SIZE_LIMIT. Its unpacked images may be twice that in all (storage.images).
+    images_size_limit: int = attrs.field(default=10_000_000, validator=_positive)
     # The tracker gzips batches bigger than this.
     compression_threshold: int = attrs.field(default=20_000, validator=v.ge(0))
     # How long an upload may wait for room in the log queue before it is answered 503.
@@ -165,6 +190,13 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         "SQLite file of the projections (default: <db stem>-projections.db beside --db)",
     ),
+    Setting(
+        "images_db_path",
+        "REPLAYD_IMAGES_DB",
+        "--images-db",
+        str,
+        "SQLite file of the mobile screenshots (default: <db stem>-images.db beside --db)",
+    ),
     Setting("host", "REPLAYD_HOST", "--host", str, "address to listen on"),
     Setting("port", "REPLAYD_PORT", "--port", int, "port to listen on (0 = any free port)"),
     Setting(
@@ -194,6 +226,13 @@ SETTINGS: tuple[Setting, ...] = (
         "--json-size-limit",
         int,
         "largest /v1/web/start body in bytes",
+    ),
+    Setting(
+        "images_size_limit",
+        "REPLAYD_IMAGES_SIZE_LIMIT",
+        "--images-size-limit",
+        int,
+        "largest mobile screenshot upload in bytes, as sent",
     ),
     Setting(
         "compression_threshold",

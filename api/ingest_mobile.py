@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 from quart import Blueprint, Response, current_app, request
 
+from api import ingest_mobile_images
 from api import ingest_mobile_schema as docs
 from api import ingest_web_schema as web_docs
 from api.errors import ApiError, json_response
@@ -50,10 +51,11 @@ from api.openapi import operation
 from engine import client_info, tokens
 from engine.ids import flake_timestamp_ms
 from engine.mobile_start import (
+    LEGACY_PROJECT_ID_REFUSED,
     MOBILE_PLATFORMS,
     MobileStartRequest,
-    decode_project_id,
     mobile_tracker_version_ok,
+    parse_project_id,
     sampled_in,
     start_payload,
 )
@@ -71,13 +73,6 @@ MAX_DEVICE_TEXT_LENGTH = 128  # OS version, device identifier or type, platform
 _PROJECT_NOT_FOUND = "project doesn't exist or is not active"
 
 bp = Blueprint("ingest_mobile", __name__)
-
-
-async def images_hash_list(project_id: int) -> list[str]:
-    """The hashes of the images the project stores most often (at most 40), for the start answer:
-    an SDK may skip uploading those. This surface stores no image, so there are none; the images
-    surface (``api.ingest_mobile_images``) has the function that reads its store."""
-    return []
 
 
 @attrs.define(eq=False)
@@ -157,7 +152,7 @@ class MobileIngest(Ingest):
                 "quality": MOBILE_QUALITY,
                 "beaconSizeLimit": self.beacon_limit(project),
                 "framesSupport": True,
-                "imagesHashList": await images_hash_list(project.project_id),
+                "imagesHashList": await ingest_mobile_images.images_hash_list(project.project_id),
             }
         )
 
@@ -180,12 +175,9 @@ class MobileIngest(Ingest):
         raw = typed_field(data, "projectID", (int, str), None)
         if raw is None:
             raise ApiError(403, "projectKey or projectID value required")
-        encoded = raw if isinstance(raw, int) else _decimal(raw)
-        project_id = None if encoded is None else decode_project_id(encoded)
+        project_id = parse_project_id(raw)
         if project_id is None:
-            raise ApiError(
-                400, "projectID is not an encoded project id (replayd project list prints it)"
-            )
+            raise ApiError(400, LEGACY_PROJECT_ID_REFUSED)
         return _active(await self.catalog.find_project(project_id))
 
     # -- POST /v1/mobile/i, /v1/mobile/late (and the /v1/ios names) ---------------------------
@@ -229,11 +221,6 @@ def _active(project: Project | None) -> Project:
     if project is None or not project.active:
         raise ApiError(404, _PROJECT_NOT_FOUND)
     return project
-
-
-def _decimal(text: str) -> int | None:
-    text = text.strip()
-    return int(text) if text.isascii() and text.isdigit() and len(text) <= 20 else None
 
 
 def _start_request(data: dict[str, Any]) -> MobileStartRequest:

@@ -106,11 +106,7 @@ class Ingest:
     # -- shared steps --------------------------------------------------------------------------
 
     def check_token(self, now_ms: int) -> tokens.TokenCheck:
-        header = request.headers.get("Authorization", "")
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            return tokens.TokenCheck(tokens.TokenStatus.INVALID)
-        return tokens.verify(self.secret, value.strip(), now_ms)
+        return bearer_token_check(self.secret, now_ms)
 
     def require_valid_token(self) -> tokens.TokenData:
         check = self.check_token(self.clock())
@@ -316,14 +312,8 @@ class WebIngest(Ingest):
         if not check.accepted or check.data is None:
             raise ApiError(401, token_message(check.status))
         session_id = check.data.session_id
-        project_id = await self.directory.project_of(session_id)
-        if project_id is None:
-            # A token we signed for a session with no start record (e.g. a doNotRecord probe): make
-            # the tracker start again, which records a start.
-            raise ApiError(401, "unknown session")
-        project = await self.catalog.find_project(project_id)
-        if project is None or not project.active:
-            raise ApiError(401, "project doesn't exist")
+        project = await session_project(self.directory, self.catalog, session_id)
+        project_id = project.project_id
 
         body = await read_body(self.beacon_limit(project))
         if not body:
@@ -432,6 +422,30 @@ def _parse_split(raw: str, length: int) -> int:
     return split
 
 
+def bearer_token_check(secret: bytes, now_ms: int) -> tokens.TokenCheck:
+    """The request's ``Authorization: Bearer <token>`` checked (INVALID when there is none)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return tokens.TokenCheck(tokens.TokenStatus.INVALID)
+    return tokens.verify(secret, value.strip(), now_ms)
+
+
+async def session_project(
+    directory: SessionDirectory, catalog: Catalog, session_id: int
+) -> Project:
+    """The active project of a token's session; 401 when there is none (start again)."""
+    project_id = await directory.project_of(session_id)
+    if project_id is None:
+        # A token we signed for a session with no start record (e.g. a doNotRecord probe): make
+        # the tracker start again, which records a start.
+        raise ApiError(401, "unknown session")
+    project = await catalog.find_project(project_id)
+    if project is None or not project.active:
+        raise ApiError(401, "project doesn't exist")
+    return project
+
+
 def batch_key(batch_param: str, payload: bytes, suffix: str = "") -> str:
     """The dedupe key of a stored upload: ``"<pageNo>_<seq><suffix>#<payload digest>"``.
 
@@ -460,8 +474,8 @@ async def read_body(limit: int) -> bytes:
         raise ApiError(413, f"request body larger than {limit} bytes")
     buffer = bytearray()
     with trio.move_on_after(BODY_READ_TIMEOUT_S) as scope:
-        # The app-wide MAX_CONTENT_LENGTH (the largest limit of any route) caps what Quart buffers
-        # for a lying or missing Content-Length; this loop applies this route's own limit.
+        # The request's body cap (api.app: the app's largest limit, or its path's) caps what
+        # Quart buffers for a lying or missing Content-Length; this loop applies the route's.
         async for chunk in request.body:
             buffer += chunk
             if len(buffer) > limit:

@@ -144,6 +144,11 @@ async def _project(org_id: int, project_key: str) -> Project:
     return project
 
 
+async def authorized_project(project_key: str) -> Project:
+    """The project a v1 route names, for the request's API key (401, then 404 as above)."""
+    return await _project(await _organization(), project_key)
+
+
 _INTEGER_RE = re.compile(r"-?[0-9]+")
 # int() of a longer digit string raises (Python's int_max_str_digits); such a number is never an
 # int64, so it is refused before parsing.
@@ -159,6 +164,14 @@ def _int_param(raw: str | None, location: list[str]) -> int | None:
             location, "Input should be a valid integer, unable to parse string as an integer"
         )
     return int(raw)
+
+
+def path_session_id(raw: str) -> int | None:
+    """A session id of a path (422 when not an integer); None when outside int64, where no
+    session can be (SQLite integers are 64-bit)."""
+    sid = _int_param(raw, ["path", "sessionId"])
+    assert sid is not None
+    return sid if INT64_MIN <= sid <= INT64_MAX else None
 
 
 def _int64_param(raw: str | None, location: list[str]) -> int | None:
@@ -469,11 +482,9 @@ def _crash_json(row: event_rows.EventRow) -> dict[str, Any]:
     ),
 )
 async def session_events(project_key: str, session_id: str) -> Response:
-    org_id = await _organization()
-    project = await _project(org_id, project_key)
-    sid = _int_param(session_id, ["path", "sessionId"])
-    assert sid is not None
-    if not -(2**63) <= sid < 2**63:
+    project = await authorized_project(project_key)
+    sid = path_session_id(session_id)
+    if sid is None:
         return _data([])  # no such session can exist (SQLite integers are 64-bit)
     context = _context()
     # A small session's rows by primary key: answered on the trio thread (see

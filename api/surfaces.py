@@ -16,7 +16,15 @@ from typing import Any, TypeVar
 import attrs
 from quart_trio import QuartTrio
 
-from api import ingest_mobile, ingest_web, openapi, operations, public_v1
+from api import (
+    ingest_mobile,
+    ingest_mobile_images,
+    ingest_web,
+    openapi,
+    operations,
+    public_v1,
+    public_v1_images,
+)
 from api.app import Surface, SurfaceParts, create_app
 from api.config import ServerConfig
 from api.disconnects import QuietDisconnects
@@ -83,6 +91,14 @@ def _install_ingest_mobile(app: QuartTrio, parts: SurfaceParts) -> None:
     app.extensions[ingest_mobile.EXTENSION_KEY] = ingest
 
 
+def _install_mobile_images(app: QuartTrio, parts: SurfaceParts) -> None:
+    images = ingest_mobile_images.install(
+        app, parts.config, parts.process.catalog, parts.process.log
+    )
+    if parts.process.clock is not None:
+        images.clock = parts.process.clock
+
+
 def _provide_public_v1(app: QuartTrio, objects: EngineObjects) -> None:
     public_v1.install(app, objects.catalog, objects.reader)
 
@@ -115,6 +131,16 @@ SURFACES: tuple[Surface, ...] = (
         install=_install_ingest_mobile,
     ),
     Surface("public_v1", public_v1.bp, provide=_provide_public_v1),
+    # Mobile screenshots (its store also serves the public API's images).
+    Surface(
+        "ingest_mobile_images",
+        ingest_mobile_images.bp,
+        url_prefixes=INGEST_PREFIXES,
+        cors_prefixes=ingest_mobile_images.CORS_PREFIXES,
+        install=_install_mobile_images,
+        body_limits=ingest_mobile_images.body_limits,
+    ),
+    Surface("public_v1_images", public_v1_images.bp),
     Surface("operations", operations.bp, install=_install_operations, provide=_provide_operations),
     # GET /api/openapi.json: every route decorated with api.openapi.operation, whatever surface.
     Surface("openapi", openapi.bp),

@@ -78,6 +78,23 @@ def decode_project_id(encoded: int) -> int | None:
     return project_id if project_id <= _MAX_PROJECT_ID else None
 
 
+LEGACY_PROJECT_ID_REFUSED = (
+    "projectID is not an encoded project id (replayd project list prints it)"
+)
+"""What the old routes answer (400) for a ``projectID`` that :func:`parse_project_id` refuses."""
+
+
+def parse_project_id(raw: int | str) -> int | None:
+    """The project id an old SDK's ``projectID`` names, given as a JSON number or a decimal
+    string (a form field); None when it is neither or not a valid encoding."""
+    if isinstance(raw, str):
+        text = raw.strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= 20):
+            return None
+        raw = int(text)
+    return decode_project_id(raw)
+
+
 # -- device fields and the start payload --------------------------------------------------------
 
 

@@ -44,6 +44,10 @@ class CatalogUnavailable(StorageUnavailable):
     """A catalog write (project, API key) failed because the database cannot be written."""
 
 
+class ImagesUnavailable(StorageUnavailable):
+    """An image upload could not be stored because the images' database cannot be written."""
+
+
 def is_database_wide(error: BaseException) -> bool:
     """Whether ``error`` is a failure of the database as a whole (classified by its result code)."""
     code = getattr(error, "sqlite_errorcode", None)

@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -16,8 +17,27 @@ from storage.records import RecordKind
 from tests.api.conftest import CHROME_UA, make_batch, start_body
 from tests.soak.trackers import read_log, read_until_serving
 
+# A client of the burst: (base URL, project key, client number, set once enough was acknowledged).
+Client = Callable[[str, str, int, trio.Event], Awaitable[None]]
 CLIENTS = 8
 KILL_AFTER_ACKS = 80  # total acknowledged batches after which the server is killed
+
+
+async def start_session(http: httpx.AsyncClient, project_key: str) -> tuple[str, int]:
+    """A new session through ``/v1/web/start``: its token and id."""
+    start = await http.post(
+        "/v1/web/start",
+        content=json.dumps(start_body(project_key)),
+        headers={"User-Agent": CHROME_UA},
+    )
+    assert start.status_code == 200, start.text
+    return start.json()["token"], int(start.json()["sessionID"])
+
+
+def serve_command(db: Path) -> list[str]:
+    """``replayd serve`` on the given database, on a free port of 127.0.0.1."""
+    return [sys.executable, "-m", "api.cli", "serve", "--db", str(db), "--host", "127.0.0.1",
+            "--port", "0"]  # fmt: skip
 
 
 async def _client(
@@ -25,13 +45,7 @@ async def _client(
 ) -> None:
     async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as http:
         try:
-            start = await http.post(
-                "/v1/web/start",
-                content=json.dumps(start_body(project_key)),
-                headers={"User-Agent": CHROME_UA},
-            )
-            assert start.status_code == 200, start.text
-            token, session_id = start.json()["token"], int(start.json()["sessionID"])
+            token, session_id = await start_session(http, project_key)
             seq = 0
             while True:
                 seq += 1
@@ -50,21 +64,12 @@ async def _client(
             return  # the server died under us: expected, that is the test
 
 
-async def test_acknowledged_batches_survive_sigkill(tmp_path: Path) -> None:
+async def sigkill_during_burst(tmp_path: Path, client: Client, clients: int) -> Path:
+    """Serve a new database in ``tmp_path``, run ``clients`` copies of ``client`` (base URL,
+    project key, client number, the event it sets once enough was acknowledged) and SIGKILL the
+    server as soon as that event is set, requests in flight; returns the database's path."""
     db = tmp_path / "replayd.db"
-    command = [
-        sys.executable,
-        "-m",
-        "api.cli",
-        "serve",
-        "--db",
-        str(db),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-    ]
-    acked: list[tuple[int, bytes]] = []
+    command = serve_command(db)
     with (tmp_path / "stderr.log").open("wb") as stderr, trio.fail_after(60):
         process = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE, stderr=stderr)
         try:
@@ -74,8 +79,8 @@ async def test_acknowledged_batches_survive_sigkill(tmp_path: Path) -> None:
             assert project_key is not None
             enough = trio.Event()
             async with trio.open_nursery() as nursery:
-                for client_no in range(CLIENTS):
-                    nursery.start_soon(_client, base_url, project_key, client_no, acked, enough)
+                for client_no in range(clients):
+                    nursery.start_soon(client, base_url, project_key, client_no, enough)
                 await enough.wait()
                 process.send_signal(signal.SIGKILL)  # mid-burst: requests are in flight
                 await process.wait()
@@ -84,6 +89,16 @@ async def test_acknowledged_batches_survive_sigkill(tmp_path: Path) -> None:
                 process.kill()
                 await process.wait()
     assert process.returncode == -signal.SIGKILL
+    return db
+
+
+async def test_acknowledged_batches_survive_sigkill(tmp_path: Path) -> None:
+    acked: list[tuple[int, bytes]] = []
+
+    async def client(base_url: str, project_key: str, client_no: int, enough: trio.Event) -> None:
+        await _client(base_url, project_key, client_no, acked, enough)
+
+    db = await sigkill_during_burst(tmp_path, client, CLIENTS)
     assert len(acked) >= KILL_AFTER_ACKS
 
     records = read_log(db)

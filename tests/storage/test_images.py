@@ -1,0 +1,109 @@
+"""The images' store (storage.images): content addressing, links, the hash list, all-or-nothing."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from storage.images import (
+    HASH_LIST_MAX,
+    CapturedImage,
+    ImageStore,
+    image_hash,
+    sniff_content_type,
+)
+from storage.schema import schema_version
+
+JPEG = b"\xff\xd8\xff\xe0" + b"jpeg body"
+WEBP = b"RIFF\x10\x00\x00\x00WEBPVP8L" + b"webp body"
+PNG = b"\x89PNG\r\n\x1a\n" + b"png body"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ImageStore]:
+    opened = ImageStore.open(tmp_path / "replayd-images.db")
+    yield opened
+    opened.close()
+
+
+def count(path: Path, table: str) -> int:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def test_content_types_come_from_the_bytes() -> None:
+    assert sniff_content_type(JPEG) == "image/jpeg"
+    assert sniff_content_type(WEBP) == "image/webp"
+    assert sniff_content_type(PNG) == "image/png"
+    assert sniff_content_type(b"RIFF\x10\x00\x00\x00WAVE") == "application/octet-stream"
+    assert sniff_content_type(b"") == "application/octet-stream"
+
+
+def test_an_image_is_stored_once_and_linked_per_session_and_capture(
+    store: ImageStore, tmp_path: Path
+) -> None:
+    first = store.store(
+        1, 10, [CapturedImage(100, JPEG), CapturedImage(200, WEBP)], received_at_ms=5
+    )
+    assert (first.linked, first.new_blobs) == (2, 2)
+    again = store.store(1, 10, [CapturedImage(100, JPEG)], received_at_ms=6)  # a resend
+    assert (again.linked, again.new_blobs) == (0, 0)
+    other = store.store(1, 11, [CapturedImage(300, JPEG)], received_at_ms=7)
+    assert (other.linked, other.new_blobs) == (1, 0)
+
+    db = tmp_path / "replayd-images.db"
+    assert count(db, "image_blobs") == 2
+    assert count(db, "image_links") == 3
+    listed = store.session_images(1, 10)
+    assert [(i.hash, i.capture_ms, i.size, i.content_type) for i in listed] == [
+        (image_hash(JPEG), 100, len(JPEG), "image/jpeg"),
+        (image_hash(WEBP), 200, len(WEBP), "image/webp"),
+    ]
+    assert store.session_images(2, 10) == []  # another project sees nothing
+    found = store.image(1, 11, image_hash(JPEG))
+    assert found is not None and found[1] == JPEG and found[0].capture_ms == 300
+    assert store.image(2, 11, image_hash(JPEG)) is None
+    assert store.image(1, 11, image_hash(WEBP)) is None  # stored, but not in this session
+
+
+def test_a_failing_upload_stores_nothing(store: ImageStore) -> None:
+    def broken() -> Iterator[CapturedImage]:
+        yield CapturedImage(1, JPEG)
+        raise ValueError("the archive broke half-way")
+
+    with pytest.raises(ValueError, match="half-way"):
+        store.store(1, 10, broken(), received_at_ms=1)
+    assert store.session_images(1, 10) == []
+    assert store.frequent_hashes(1) == []
+
+
+def test_the_hash_list_is_the_most_linked_hashes_of_the_project(store: ImageStore) -> None:
+    assert store.frequent_hashes(1) == []  # a new project
+    images = [bytes([0xFF, 0xD8, 0xFF, n]) for n in range(HASH_LIST_MAX + 5)]
+    # Image n is linked n + 1 times (distinct sessions), the later ones more often.
+    for n, data in enumerate(images):
+        for session in range(n + 1):
+            store.store(1, session, [CapturedImage(n, data)], received_at_ms=n)
+    store.store(2, 1, [CapturedImage(0, images[0])], received_at_ms=0)
+    most = store.frequent_hashes(1)
+    assert most == [image_hash(data) for data in reversed(images)][:HASH_LIST_MAX]
+    assert store.frequent_hashes(2) == [image_hash(images[0])]
+    assert store.frequent_hashes(1, limit=3) == most[:3]
+
+
+def test_reopening_keeps_everything_and_migrates_once(tmp_path: Path) -> None:
+    path = tmp_path / "replayd-images.db"
+    first = ImageStore.open(path)
+    first.store(1, 10, [CapturedImage(100, JPEG)], received_at_ms=5)
+    first.close()
+    second = ImageStore.open(path)
+    try:
+        assert [i.hash for i in second.session_images(1, 10)] == [image_hash(JPEG)]
+    finally:
+        second.close()
+    with sqlite3.connect(path) as conn:
+        assert schema_version(conn, "images") == 1
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
