@@ -10,10 +10,13 @@ from engine.codec.mobile_messages import (
     MobileBatchMeta,
     MobileClickEvent,
     MobileCrash,
+    MobileNetworkCall,
     MobileUserID,
     encode_batch,
     encode_message,
 )
+from engine.mobile_start import encode_project_id
+from storage.images import image_hash
 from tests.api.conftest import T0, Harness
 from tests.api.test_ingest_mobile import (
     ANDROID_UA,
@@ -24,6 +27,7 @@ from tests.api.test_ingest_mobile import (
     post_batch,
     post_start,
 )
+from tests.api.test_mobile_images import JPEG_1, JPEG_2, screenshots
 from tests.api.test_public_v1 import api_key, end_all_sessions, get, projected
 
 
@@ -96,3 +100,92 @@ async def test_ios_and_android_sessions_with_a_late_batch_after_the_end(harness:
         "panther",
     )
     assert bob["duration"] == 900
+
+
+async def test_old_ios_routes_and_the_android_quirk_come_back_through_the_public_api(
+    harness: Harness,
+) -> None:
+    """The README's ``/v1/ios/*`` routes (encoded projectID, append, late, images) and an Android
+    ``MobileNetworkCall`` written the Android way (status as 4 big-endian bytes, request and
+    response swapped, MOBILE.md 3.7) read back as events, session fields and images."""
+    ios = await mobile_project(harness, "ios")
+    android = await mobile_project(harness, "android")
+    key = await api_key(harness)
+
+    # iOS through the old routes: the project named by its encoded projectID.
+    old_start = {
+        "projectID": encode_project_id(ios.project_id),
+        "trackerVersion": "1.0.14",
+        "userUUID": "6E0B0C8A-5C61-4A4B-9D3D-2F3C1C7C5E11",
+        "userOSVersion": "16.4",
+        "userDevice": "iPhone12,1",
+        "timestamp": DEVICE_TS,
+    }
+    response = await post_start(harness, old_start, path="/v1/ios/start")
+    assert response.status_code == 200, response.text
+    ios_id, ios_token = response.json()["sessionID"], response.json()["token"]
+    appended = encode_batch(
+        [MobileBatchMeta(DEVICE_TS + 10, 0), MobileClickEvent(DEVICE_TS + 20, "Open", 1, 2)]
+    )
+    response = await post_batch(harness, ios_token, appended, path="/v1/ios/append")
+    assert response.status_code == 200, response.text
+    images = screenshots((T0 + 30, JPEG_1), (T0 + 40, JPEG_2))
+    response = await harness.client.post(
+        "/v1/ios/images",
+        data={"projectKey": ios.project_key},
+        files={"file": (image_hash(JPEG_1), JPEG_1, "image/jpeg")},
+        headers={"Authorization": f"Bearer {ios_token}"},
+    )
+    assert response.status_code == 200, response.text
+    response = await harness.client.post(
+        "/v1/mobile/images",
+        data={"projectKey": ios.project_key},
+        files={"batch": (f"{ios_id}-1.tar.gz", images, "application/gzip")},
+        headers={"Authorization": f"Bearer {ios_token}"},
+    )
+    assert response.status_code == 200, response.text
+
+    # Android: a 404 network call in Android's encoding, gzipped.
+    android_id, android_token = await _session(
+        harness, android_start_body(android.project_key), ANDROID_UA, "cy"
+    )
+    call = MobileNetworkCall(
+        DEVICE_TS + 950,
+        "request",
+        "GET",
+        "https://api.example.com/cart",
+        '{"body":"q","headers":{}}',
+        '{"body":"missing","headers":{}}',
+        404,
+        87,
+        status_int32=True,
+    )
+    quirky = encode_batch([MobileBatchMeta(DEVICE_TS + 960, 3), call], platform="android")
+    assert quirky.endswith(b"\x00\x00\x01\x94\x57")  # the bytes MOBILE.md 3.7 describes
+    headers = {"Content-Encoding": "gzip"}
+    response = await post_batch(harness, android_token, gzip.compress(quirky), headers=headers)
+    assert response.status_code == 200, response.text
+
+    await end_all_sessions(harness, T0 + 600_000)
+    await projected(harness)
+
+    events = await get(harness, key, f"/api/v1/{ios.project_key}/sessions/{ios_id}/events")
+    assert [(e["type"], e.get("label")) for e in events.json()["data"]] == [("TAP", "Open")]
+    listed = await get(harness, key, f"/api/v1/{ios.project_key}/sessions/{ios_id}/images")
+    assert listed.status_code == 200, listed.text
+    assert sorted(i["hash"] for i in listed.json()["data"]) == sorted(
+        [image_hash(JPEG_1), image_hash(JPEG_1), image_hash(JPEG_2)]
+    )
+
+    events = await get(harness, key, f"/api/v1/{android.project_key}/sessions/{android_id}/events")
+    data = events.json()["data"]
+    [request] = [e for e in data if e["type"] == "REQUEST"]
+    assert (request["method"], request["url"], request["status"], request["duration"]) == (
+        "GET",
+        "https://api.example.com/cart",
+        404,
+        87,
+    )
+    assert request["success"] is False
+    assert [e["type"] for e in data].count("TAP") == 2  # what followed the call still decodes
+    assert any(e["type"] == "ISSUE" for e in data)  # a failed request is an issue

@@ -64,10 +64,14 @@ async def _client(
             return  # the server died under us: expected, that is the test
 
 
-async def sigkill_during_burst(tmp_path: Path, client: Client, clients: int) -> Path:
-    """Serve a new database in ``tmp_path``, run ``clients`` copies of ``client`` (base URL,
-    project key, client number, the event it sets once enough was acknowledged) and SIGKILL the
-    server as soon as that event is set, requests in flight; returns the database's path."""
+async def sigkill_during_burst(
+    tmp_path: Path, client: Client, clients: int, project_key: str | None = None
+) -> Path:
+    """Serve the database ``tmp_path/replayd.db`` (new unless the caller made it), run
+    ``clients`` copies of ``client`` (base URL, project key, client number, the event it sets once
+    enough was acknowledged) and SIGKILL the server as soon as that event is set, requests in
+    flight; returns the database's path. The project is ``project_key``, else the default project
+    the first start of a new database prints."""
     db = tmp_path / "replayd.db"
     command = serve_command(db)
     with (tmp_path / "stderr.log").open("wb") as stderr, trio.fail_after(60):
@@ -75,7 +79,7 @@ async def sigkill_during_burst(tmp_path: Path, client: Client, clients: int) -> 
         try:
             assert process.stdout is not None
             serving = await read_until_serving(process.stdout)
-            base_url, project_key = serving.url, serving.project_key
+            base_url, project_key = serving.url, project_key or serving.project_key
             assert project_key is not None
             enough = trio.Event()
             async with trio.open_nursery() as nursery:
