@@ -189,3 +189,23 @@ async def test_old_ios_routes_and_the_android_quirk_come_back_through_the_public
     assert request["success"] is False
     assert [e["type"] for e in data].count("TAP") == 2  # what followed the call still decodes
     assert any(e["type"] == "ISSUE" for e in data)  # a failed request is an issue
+
+
+async def test_assist_lists_a_live_mobile_session(harness: Harness) -> None:
+    ios = await mobile_project(harness, "ios")
+    session_id, _ = await _session(
+        harness, ios_start_body(ios.project_key), "App/1 CFNetwork/1410 Darwin/22.6.0", "dee"
+    )
+    await projected(harness)
+    key = await api_key(harness)
+    listed = await harness.client.get(
+        f"/api/v1/{ios.project_key}/assist/sessions", headers={"Authorization": key}
+    )
+    assert listed.status_code == 200, listed.text
+    [live] = listed.json()["data"]["sessions"]
+    assert (live["sessionID"], live["userOs"], live["userDevice"], live["userID"]) == (
+        session_id,
+        "IOS",
+        "iPhone 14 Plus",
+        "dee",
+    )
