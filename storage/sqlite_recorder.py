@@ -58,6 +58,10 @@ _SEQUENCE = "SELECT seq FROM sqlite_sequence WHERE name = 'log'"
 # Bounds that let one statement serve bounded and unbounded reads (LIMIT -1: no limit).
 _NO_POSITION_BOUND = 2**63 - 1
 _COLUMNS = "position, session_id, project_id, kind, received_at_ms, payload, batch_key, session_key"
+# The same row from a log not migrated to schema step 3 yet (no session_key column): readers
+# never migrate (a `replayd rebuild` right after an upgrade, with the server stopped, reads the
+# log as the old version left it), and such a log has no keyed record.
+_COLUMNS_BEFORE_KEYS = _COLUMNS.replace("session_key", "'' AS session_key")
 # One keyed session's records. The ``session_key <> ''`` term repeats the partial index's WHERE
 # (schema step 3): SQLite uses a partial index only when the query's WHERE implies it.
 _KEYED_SESSION = (
@@ -116,6 +120,12 @@ def _in_chunks(positions: Sequence[int]) -> Iterable[tuple[Sequence[int], str]]:
     for start in range(0, len(positions), _ERASE_CHUNK):
         chunk = positions[start : start + _ERASE_CHUNK]
         yield chunk, ",".join("?" * len(chunk))
+
+
+def _has_session_keys(conn: sqlite3.Connection) -> bool:
+    """Whether the log has schema step 3's ``session_key`` column (an empty file: it will)."""
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(log)")]
+    return not columns or "session_key" in columns
 
 
 def _max_position(conn: sqlite3.Connection) -> int:
@@ -177,6 +187,8 @@ class LogReader:
             create=False,
             query_only=True,
         )
+        self._keyed = _has_session_keys(self._conn)
+        self._columns = _COLUMNS if self._keyed else _COLUMNS_BEFORE_KEYS
 
     def read(self, after: int, limit: int, max_bytes: int | None = None) -> list[LogRecord]:
         """Up to ``limit`` committed records with ``position > after``, in position order.
@@ -185,7 +197,7 @@ class LogReader:
         at least one record, however big): a reader's memory is bounded in bytes as well.
         """
         cursor = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM log WHERE position > ? ORDER BY position LIMIT ?",
+            f"SELECT {self._columns} FROM log WHERE position > ? ORDER BY position LIMIT ?",
             (after, limit),
         )
         if max_bytes is None:
@@ -213,8 +225,8 @@ class LogReader:
         bound when ``before`` is None), at most ``limit`` of them (all when None): read a big
         session in pages by passing the last position read as ``after``."""
         cursor = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM log WHERE session_id = ? AND position > ? AND position < ?"
-            " ORDER BY position LIMIT ?",
+            f"SELECT {self._columns} FROM log"
+            " WHERE session_id = ? AND position > ? AND position < ? ORDER BY position LIMIT ?",
             (session_id, after, _NO_POSITION_BOUND if before is None else before,
              -1 if limit is None else limit),
         )  # fmt: skip
@@ -236,6 +248,8 @@ class LogReader:
         like :meth:`read_session`; one range of the partial index on (session_key, position)."""
         if not session_key:
             raise ValueError("an empty session key names no keyed session: use read_session")
+        if not self._keyed:
+            return []
         cursor = self._conn.execute(
             _KEYED_SESSION,
             (session_key, after, _NO_POSITION_BOUND if before is None else before,
@@ -270,6 +284,8 @@ class LogReader:
         if window is None:
             return 0, {}
         clock, low = window
+        if keyed and not self._keyed:
+            return clock, {}
         since = clock - window_ms
         kind_list = sorted({int(kind) for kind in kinds})
         rows = self._conn.execute(
