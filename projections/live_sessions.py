@@ -541,11 +541,16 @@ class LiveSessions:
             counts = counter.setdefault(name, {})
             postings = (self._meta_postings if in_meta else self._postings).get(project_id, {})
             attribute = postings.get(attr)
+            only = len(flt.values) == 1
             for value in flt.values:
                 if not value:
                     continue  # an empty value asks for the attribute, not for a value
                 if attribute is None or not matched:
                     counts[value] = 0
+                elif only:
+                    # The filter is this one value, so every match matched it: no second index
+                    # lookup and intersection (a "contains" lookup walks the attribute's values).
+                    counts[value] = len(matched)
                 else:
                     counts[value] = len(attribute.matching(flt, (value.lower(),)) & matched)
         return counter
