@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import string
 
 import pytest
 from hypothesis import given
@@ -24,21 +23,7 @@ from engine.v3_protocol import (
     session_id_of,
     signature,
 )
-
-_KEPT = set(string.ascii_letters + string.digits + ".-*_")
-
-
-def _urlencoder_reference(value: str) -> str:
-    """java.net.URLEncoder.encode(value, "UTF-8") written from its documented rules."""
-    out = []
-    for ch in value:
-        if ch in _KEPT:
-            out.append(ch)
-        elif ch == " ":
-            out.append("+")
-        else:
-            out.extend(f"%{b:02X}" for b in ch.encode("utf-8"))
-    return "".join(out)
+from tests.api.test_v3 import url_encoder
 
 
 def test_urlencoder_rules() -> None:
@@ -51,7 +36,7 @@ def test_urlencoder_rules() -> None:
 def test_urlencoder_matches_the_rules(value: str) -> None:
     if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
         return  # a lone surrogate has no UTF-8: Java writes '?', Python cannot send it at all
-    assert java_urlencode(value) == _urlencoder_reference(value)
+    assert java_urlencode(value) == url_encoder(value)
 
 
 def test_signature_formula() -> None:
