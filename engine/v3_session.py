@@ -13,7 +13,7 @@ payload. A v3 actor holds no heuristics: its end only frees memory, and the open
 on in the log, so a re-activation's replay (or a restart's keyed resume) opens them again.
 
 Time comes from the events (DESIGN.md invariant 7). A payload that is not what
-``engine.v3_protocol`` writes is parked (invariant 8): the actor carries on.
+``engine.v3_protocol.V3Record`` writes is parked (invariant 8): the actor carries on.
 """
 
 from __future__ import annotations
@@ -33,21 +33,18 @@ from engine.events import (
     clamp_int64,
     repair_text,
 )
+from engine.v3_protocol import (
+    ACTIONS,
+    MAX_EVENTS_PER_REQUEST,
+    Entity,
+    V3Record,
+    event_id,
+)
 from storage.records import LogRecord, RecordKind
 
-__all__ = ["V3_KINDS", "V3SessionState", "event_id_of"]
+__all__ = ["V3_KINDS", "V3SessionState"]
 
 V3_KINDS = frozenset({RecordKind.V3_EVENT, RecordKind.V3_DELETE})
-
-EVENTS_PER_RECORD = 1000
-"""An event's id is ``position * EVENTS_PER_RECORD + index``: a request holds at most that many."""
-
-_ACTIONS = frozenset({"START", "UPDATE", "END"})
-
-
-def event_id_of(position: int, index: int) -> int:
-    """The id of the ``index``-th event of the record at ``position``."""
-    return position * EVENTS_PER_RECORD + index
 
 
 @attrs.frozen(slots=True)
@@ -58,30 +55,44 @@ class _Open:
     ts: float
 
 
-def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"timestamp is not a number: {value!r}")
-    return value
+def _check(record: V3Record) -> V3Record:
+    """``record`` if its fields have the types ``V3Record.to_bytes`` writes (ValueError if not):
+    ``from_bytes`` trusts the writer, the fold must not (a payload may be anything)."""
+
+    def text(value: Any, what: str) -> None:
+        if not isinstance(value, str):
+            raise ValueError(f"{what} is not a string: {value!r}")
+
+    def number(value: Any, what: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{what} is not a number: {value!r}")
+
+    if isinstance(record.aid, bool) or not isinstance(record.aid, int):
+        raise ValueError(f"aid is not an integer: {record.aid!r}")
+    text(record.user, "user")
+    text(record.session, "session")
+    if len(record.events) > MAX_EVENTS_PER_REQUEST:
+        raise ValueError(f"more than {MAX_EVENTS_PER_REQUEST} events in one record")
+    for index, event in enumerate(record.events):
+        if event.action not in ACTIONS:
+            raise ValueError(f"event {index}: unknown action {event.action!r}")
+        text(event.type, f"event {index}: type")
+        text(event.category, f"event {index}: category")
+        number(event.timestamp, f"event {index}: timestamp")
+        for entity in event.entities:
+            text(entity.key, f"event {index}: an entity key")
+    return record
 
 
-def _text(body: dict[str, Any], name: str) -> str:
-    value = body.get(name)
-    if not isinstance(value, str):
-        raise ValueError(f"{name} is not a string: {value!r}")
-    return repair_text(value)
-
-
-def _entities(raw: Any) -> tuple[tuple[str, str | None], ...]:
-    if not isinstance(raw, list):
-        raise ValueError("entities is not an array")
-    out: list[tuple[str, str | None]] = []
-    for entity in raw:
-        if not isinstance(entity, dict):
-            raise ValueError("an entity is not an object")
-        value = entity.get("value")
-        text = None if value is None else json.dumps(value, separators=(",", ":"))
-        out.append((_text(entity, "key"), None if text is None else repair_text(text)))
-    return tuple(out)
+def _entities(entities: tuple[Entity, ...]) -> tuple[tuple[str, str | None], ...]:
+    """(key, value as compact JSON text or ``None`` for null), in the order sent."""
+    return tuple(
+        (
+            repair_text(e.key),
+            None if e.value is None else repair_text(json.dumps(e.value, separators=(",", ":"))),
+        )
+        for e in entities
+    )
 
 
 def _object(payload: bytes) -> dict[str, Any]:
@@ -160,40 +171,27 @@ class V3SessionState:
         """Inactive: nothing to settle, and open intervals stay open (the log keeps them)."""
 
     def _apply_events(self, record: LogRecord, out: list[DomainEvent]) -> None:
-        """Validate the whole record first, then fold it: a bad payload changes nothing."""
-        body = _object(record.payload)
-        aid = body.get("aid")
-        if isinstance(aid, bool) or not isinstance(aid, int):
-            raise ValueError(f"aid is not an integer: {aid!r}")
-        user, session = _text(body, "user"), _text(body, "session")
-        raw = body.get("events")
-        if not isinstance(raw, list) or len(raw) > EVENTS_PER_RECORD:
-            raise ValueError(f"events is not an array of at most {EVENTS_PER_RECORD} events")
-        parsed: list[V3EventRecorded] = []
-        for index, event in enumerate(raw):
-            if not isinstance(event, dict):
-                raise ValueError(f"event {index} is not an object")
-            action = _text(event, "action")
-            if action not in _ACTIONS:
-                raise ValueError(f"event {index}: unknown action {action!r}")
-            ts = _number(event.get("timestamp"))
-            parsed.append(
-                V3EventRecorded(
-                    position=record.position,
-                    session_id=self.session_id,
-                    project_id=self.project_id,
-                    timestamp=clamp_int64(round(ts * 1000)),
-                    event_id=event_id_of(record.position, index),
-                    aid=aid,
-                    user=user,
-                    session=session,
-                    action=action,
-                    type=_text(event, "type"),
-                    category=_text(event, "category"),
-                    ts=ts,
-                    entities=_entities(event.get("entities", [])),
-                )
+        """Check the whole record first, then fold it: a bad payload changes nothing."""
+        v3 = _check(V3Record.from_bytes(record.payload))
+        user, session = repair_text(v3.user), repair_text(v3.session)
+        parsed = [
+            V3EventRecorded(
+                position=record.position,
+                session_id=self.session_id,
+                project_id=self.project_id,
+                timestamp=clamp_int64(round(event.timestamp * 1000)),
+                event_id=event_id(record.position, index),
+                aid=v3.aid,
+                user=user,
+                session=session,
+                action=event.action,
+                type=repair_text(event.type),
+                category=repair_text(event.category),
+                ts=event.timestamp,
+                entities=_entities(event.entities),
             )
+            for index, event in enumerate(v3.events)
+        ]
         self.messages_walked += len(parsed)
         for event in parsed:
             self._fold(event, out)

@@ -16,13 +16,13 @@ from engine.events import (
     V3IntervalOpened,
 )
 from engine.supervisor import ResumePoint, Supervisor, history_from_reader, resume_point
-from engine.v3_session import V3SessionState, event_id_of
+from engine.v3_protocol import event_id, session_id_of
+from engine.v3_session import V3SessionState
 from storage.records import LogRecord, NewRecord, RecordKind
 from tests.engine.builders import T0, CollectingSink, MemoryLog, clock_tick, commit
 from tests.engine.v3_builders import (
     AID,
     PROJECT,
-    session_id_of,
     session_key,
     v3_delete,
     v3_event,
@@ -138,7 +138,7 @@ def test_a_deleted_start_drops_its_interval_and_a_deleted_end_reopens_it() -> No
     records = [
         v3_record("alice", SESSION, [v3_event("START", "SCREEN", 20)], received_at=T0),
         v3_record("alice", SESSION, [v3_event("END", "SCREEN", 25)], received_at=T0),
-        v3_delete("alice", SESSION, event_id_of(2, 0), received_at=T0),  # the END
+        v3_delete("alice", SESSION, event_id(2, 0), received_at=T0),  # the END
     ]
     state, out = fold(records)
     assert summary(out)[-2:] == [("deleted", 2000), ("opened", 1000, "SCREEN", 20)]
@@ -154,7 +154,7 @@ def test_a_deleted_start_drops_its_interval_and_a_deleted_end_reopens_it() -> No
         b"not json",
         b"[1, 2]",
         b'{"aid": "7", "user": "alice", "session": "", "events": []}',
-        b'{"aid": 7, "user": "alice", "session": "", "events": {}}',
+        b'{"aid": 7, "user": "alice", "session": "", "events": [1]}',
         b'{"aid": 7, "user": "alice", "session": "", "events": [{"action": "STOP"}]}',
         b'{"aid": 7, "user": "alice", "session": "", "events": [{"action": "END", "type": "A",'
         b' "category": "ACTIVITY", "timestamp": "soon"}]}',
