@@ -24,6 +24,7 @@ from api import (
     operations,
     public_v1,
     public_v1_images,
+    public_v1_v3,
 )
 from api.app import Surface, SurfaceParts, create_app
 from api.config import ServerConfig
@@ -141,6 +142,8 @@ SURFACES: tuple[Surface, ...] = (
         body_limits=ingest_mobile_images.body_limits,
     ),
     Surface("public_v1_images", public_v1_images.bp),
+    # Reports over the v3 generic events API: intervals and per-type totals.
+    Surface("public_v1_v3", public_v1_v3.bp),
     Surface("operations", operations.bp, install=_install_operations, provide=_provide_operations),
     # GET /api/openapi.json: every route decorated with api.openapi.operation, whatever surface.
     Surface("openapi", openapi.bp),

@@ -18,6 +18,9 @@ from typing import ClassVar
 import attrs
 
 from engine.start_info import StartInfo
+from storage.records import RecordKind
+
+_V3_KINDS = frozenset({int(RecordKind.V3_EVENT), int(RecordKind.V3_DELETE)})
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
@@ -343,7 +346,20 @@ class MobileIssueDetected(IssueDetected):
 
 
 @attrs.frozen(slots=True, kw_only=True)
-class V3EventRecorded(DomainEvent):
+class V3DomainEvent(DomainEvent):
+    """An event of a v3 session: not a web or mobile session, so the sessions' read models
+    leave it (and a v3 record parked, see :func:`is_v3`) to ``projections.v3``."""
+
+
+def is_v3(event: DomainEvent) -> bool:
+    """True for an event of a v3 session: a :class:`V3DomainEvent` or a parked v3 record."""
+    return isinstance(event, V3DomainEvent) or (
+        isinstance(event, RecordParked) and event.kind in _V3_KINDS
+    )
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class V3EventRecorded(V3DomainEvent):
     """One event of ``/3/events/update``; ``session_id`` = the hash of its (app, user, session).
 
     ``event_id`` = record position * 1000 + index in the record; ``ts`` = the client's time in
@@ -365,7 +381,7 @@ class V3EventRecorded(DomainEvent):
 
 
 @attrs.frozen(slots=True, kw_only=True)
-class V3IntervalOpened(DomainEvent):
+class V3IntervalOpened(V3DomainEvent):
     """A START opened an interval of ``type`` (``start_event_id``, at ``start_ts``)."""
 
     start_event_id: int
@@ -374,7 +390,7 @@ class V3IntervalOpened(DomainEvent):
 
 
 @attrs.frozen(slots=True, kw_only=True)
-class V3IntervalClosed(DomainEvent):
+class V3IntervalClosed(V3DomainEvent):
     """An END closed the open interval of ``type``: ``duration`` = end ts - start ts, seconds."""
 
     start_event_id: int
@@ -385,7 +401,7 @@ class V3IntervalClosed(DomainEvent):
 
 
 @attrs.frozen(slots=True, kw_only=True)
-class V3EventDeleted(DomainEvent):
+class V3EventDeleted(V3DomainEvent):
     """``POST /3/events/delete`` removed event ``event_id`` of this session from the read models."""
 
     event_id: int
