@@ -107,6 +107,10 @@ def _install_v3(app: QuartTrio, parts: SurfaceParts) -> None:
         api.clock = parts.process.clock
 
 
+def _provide_v3(app: QuartTrio, objects: EngineObjects) -> None:
+    v3.provide(app, objects.reader)
+
+
 def _provide_public_v1(app: QuartTrio, objects: EngineObjects) -> None:
     public_v1.install(app, objects.catalog, objects.reader)
 
@@ -150,7 +154,7 @@ SURFACES: tuple[Surface, ...] = (
     ),
     Surface("public_v1_images", public_v1_images.bp),
     # The version 3 generic events API (/3/*, V3.md): signed calls of the Learning Context client.
-    Surface("v3", v3.bp, install=_install_v3, body_limits=v3.body_limits),
+    Surface("v3", v3.bp, install=_install_v3, provide=_provide_v3, body_limits=v3.body_limits),
     # Reports over the v3 generic events API: intervals and per-type totals.
     Surface("public_v1_v3", public_v1_v3.bp),
     Surface("operations", operations.bp, install=_install_operations, provide=_provide_operations),

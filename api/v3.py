@@ -6,6 +6,8 @@ signs (:func:`engine.v3_protocol.signature`). Decisions where the original is un
 
 * **Methods.** Writes (``events/update``, ``events/delete``, ``user/new``) are POST only; reads
   (``user/test``, ``events/show``, ``entities/values``) GET only, as the client sends them.
+* **Scope.** Reads and deletions see only the signing app's user's events in the app's project;
+  another user's event id is unknown (404), as a missing one is.
 * **Nonces.** A nonce is refused when the same (app, user, nonce) was seen in the last 24 h of
   wall time (:data:`NONCE_WINDOW_MS`): replay protection is an HTTP concern, not a fold of
   the log, so it is not record time.
@@ -14,9 +16,10 @@ signs (:func:`engine.v3_protocol.signature`). Decisions where the original is un
 * **Statuses** (the client ignores them; curl users do not): 200 success; 400 bad ``data``
   (``invalid_json``, ``invalid_data``, ``invalid_event``, ``invalid_action``, ``unknown_type``,
   ``missing_required_entity``, ``invalid_session``, ``invalid_timestamp``, ``invalid_entities``,
-  with the bad event's ``index``); 403 authentication (``authentication_failed``,
-  ``unknown_app``, ``unknown_user``, ``bad_signature``, ``replayed_nonce``); 404 unknown
-  interface; 405 wrong method; 409 ``user_exists``; 413 past a cap; 503 overload.
+  with the bad event's ``index``; ``invalid_filter`` for a read); 403 authentication
+  (``authentication_failed``, ``unknown_app``, ``unknown_user``, ``bad_signature``,
+  ``replayed_nonce``); 404 unknown interface or event id (``unknown_event``); 405 wrong method;
+  409 ``user_exists``; 413 past a cap; 503 overload.
 * **Registration.** ``user/new`` is accepted signed with an empty user and password (the
   client library) or unsigned with only ``aid`` and ``data`` (another client sent no
   signature; without the app's id the server cannot know whose project the user joins).
@@ -25,6 +28,7 @@ signs (:func:`engine.v3_protocol.signature`). Decisions where the original is un
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -47,9 +51,12 @@ from engine.v3_protocol import (
     parse_events,
     parse_json,
     session_id_of,
+    session_key_of,
     sha1_hex,
     signature,
 )
+from projections.reader import ProjectionReader
+from projections.v3 import V3Entity, V3EventQuery, V3EventRow
 from storage.records import NewRecord, RecordKind
 from storage.v3_catalog import UserExists, V3App, V3Catalog, V3User
 
@@ -86,6 +93,12 @@ class V3Api:
     registry: TypeRegistry
     clock: Callable[[], int] = wall_clock_ms
     catalog: V3Catalog | None = None
+    reader: ProjectionReader | None = None  # given once the projection services run
+
+    def projections(self) -> ProjectionReader:
+        if self.reader is None:
+            raise V3Error(503, "unavailable", "the read models are not available yet")
+        return self.reader
 
     async def open(self) -> None:
         self.catalog = await trio.to_thread.run_sync(V3Catalog.open, self.config.db_path)
@@ -142,18 +155,35 @@ class V3Api:
         events = parse_events(data, self.registry)
         now = self.clock()
         records = [
-            NewRecord(
-                session_id=session_id_of(r.session_key),
-                project_id=caller.app.project_id,
-                kind=RecordKind.V3_EVENT,
-                received_at_ms=now,
-                payload=r.to_bytes(),
-                session_key=r.session_key,
-            )
+            _record(caller, RecordKind.V3_EVENT, r.session_key, r.to_bytes(), now)
             for r in group_records(caller.app.aid, caller.user.name, events)
         ]
         await self.ingest.append(records)
         return len(events)
+
+    async def delete(self, caller: Caller, event_id: int) -> None:
+        """Append one ``V3_DELETE`` on the session key of the caller's event ``event_id``
+        (the session's actor then drops it); an event that is not the caller's is a 404."""
+        assert caller.user is not None
+        found = await self.projections().v3_event_session(caller.app.project_id, event_id)
+        if found is None or found[:2] != (caller.app.aid, caller.user.name):
+            raise V3Error(404, "unknown_event", f"No event {event_id}")
+        payload = {"aid": caller.app.aid, "user": caller.user.name, "id": event_id}
+        key = session_key_of(*found)
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        await self.ingest.append([_record(caller, RecordKind.V3_DELETE, key, body, self.clock())])
+
+
+def _record(caller: Caller, kind: RecordKind, key: str, payload: bytes, now: int) -> NewRecord:
+    """A record of the caller's app's project on v3 session ``key``."""
+    return NewRecord(
+        session_id=session_id_of(key),
+        project_id=caller.app.project_id,
+        kind=kind,
+        received_at_ms=now,
+        payload=payload,
+        session_key=key,
+    )
 
 
 def _v3() -> V3Api:
@@ -172,6 +202,12 @@ async def _params() -> dict[str, str]:
     return params
 
 
+async def _signed() -> tuple[V3Api, Caller]:
+    """The v3 state and the authenticated call of a signed route (a named user)."""
+    api = _v3()
+    return api, await api.authenticate(await _params())
+
+
 @bp.errorhandler(V3Error)
 async def v3_error(error: V3Error) -> Response:
     return json_response(error.body(), error.status)
@@ -187,8 +223,7 @@ async def v3_error(error: V3Error) -> Response:
 )
 async def events_update() -> Response:
     """Append a batch of events (a JSON array in ``data``); all or nothing."""
-    api = _v3()
-    caller = await api.authenticate(await _params())
+    api, caller = await _signed()
     await api.append(caller, caller.data)
     return json_response(SUCCESS)
 
@@ -244,6 +279,130 @@ async def user_new() -> Response:
     return json_response(SUCCESS)
 
 
+def _bad_filter(reason: str) -> V3Error:
+    return V3Error(400, "invalid_filter", f"Wrong data: {reason}")
+
+
+def _object_data(data: str) -> dict[str, Any]:
+    """``data`` as a JSON object (empty ``data`` = ``{}``), or a 400."""
+    body = parse_json(data) if data.strip() else {}
+    if not isinstance(body, dict):
+        raise V3Error(400, "invalid_data", "Wrong data: data must be a JSON object")
+    return body
+
+
+def _optional(body: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise _bad_filter(f"{name} must be a {'number' if kind is not str else 'string'}")
+    return value
+
+
+def _show_query(data: str) -> V3EventQuery:
+    """The filter object of ``events/show`` (V3.md 6): every key optional, all ANDed."""
+    body = _object_data(data)
+    model = _optional(body, "model", str)
+    if model is not None and model.upper() != "COMPLETE":
+        raise _bad_filter("model must be COMPLETE")
+    raw_entities = body.get("entities") or []
+    if not isinstance(raw_entities, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("key"), str) for e in raw_entities
+    ):
+        raise _bad_filter('entities must be an array of {"key", "value"}')
+    return V3EventQuery(
+        start=_optional(body, "start", (int, float)),
+        end=_optional(body, "end", (int, float)),
+        type=_optional(body, "type", str),
+        category=_optional(body, "category", str),
+        source=_optional(body, "source", str),
+        entities=tuple(V3Entity(e["key"], e.get("value")) for e in raw_entities),
+    )
+
+
+def _shown(row: V3EventRow) -> dict[str, Any]:
+    """An event as the published client parses it: an entity whose value is null has no
+    ``value`` key; ``entities`` is always there (a missing array crashes the apps)."""
+    entities = [
+        {"key": e.key} if e.value is None else {"key": e.key, "value": e.value}
+        for e in row.entities
+    ]
+    return {
+        "id": row.id,
+        "action": row.action,
+        "type": row.type,
+        "timestamp": row.timestamp,
+        "session": row.session,
+        "entities": entities,
+    }
+
+
+@bp.route("/events/show", methods=["GET"])
+@operation(
+    "The signing user's events matching a filter (model, start, end, type, category, source, "
+    "entities: all ANDed)",
+    tags=docs.TAGS,
+    parameters=docs.SIGNED_QUERY,
+    responses={**docs.replies(400, 403, 404, 405, 503), 200: docs.SHOW_REPLY},
+)
+async def events_show() -> Response:
+    """``{"result":1, "total_events":N, "events":[...]}`` oldest first."""
+    api, caller = await _signed()
+    assert caller.user is not None
+    query = _show_query(caller.data)
+    total, rows = await api.projections().v3_show_events(
+        caller.app.project_id, caller.app.aid, caller.user.name, query
+    )
+    return json_response({**SUCCESS, "total_events": total, "events": [_shown(r) for r in rows]})
+
+
+def _event_id(data: str) -> int:
+    """The ``id`` of ``events/delete``: a number or a string of digits (clients send both)."""
+    raw = _object_data(data).get("id")
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 19:
+        raw = int(raw)
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 < raw < 2**63:
+        raise V3Error(400, "invalid_data", 'Wrong data: expected {"id": <event id>}')
+    return raw
+
+
+@bp.route("/events/delete", methods=["POST"])
+@operation(
+    "Delete one of the signing user's events by its id (data: {id: n}, number or string)",
+    tags=docs.TAGS,
+    body=docs.SIGNED_FORM,
+    body_required=True,
+    responses=docs.replies(400, 403, 404, 405, 413, 503),
+)
+async def events_delete() -> Response:
+    """Append the deletion; the event leaves every v3 read model once the engine applied it."""
+    api, caller = await _signed()
+    await api.delete(caller, _event_id(caller.data))
+    return json_response(SUCCESS)
+
+
+@bp.route("/entities/values", methods=["GET"])
+@operation(
+    "The distinct values of an entity key over the signing user's events of a type",
+    tags=docs.TAGS,
+    parameters=docs.SIGNED_QUERY,
+    responses={**docs.replies(400, 403, 404, 405, 503), 200: docs.VALUES_REPLY},
+)
+async def entities_values() -> Response:
+    """``{"result":1, "values":[...]}`` for ``data`` ``{"type", "key"}``."""
+    api, caller = await _signed()
+    assert caller.user is not None
+    body = _object_data(caller.data)
+    type_, key = body.get("type"), body.get("key")
+    if not isinstance(type_, str) or not isinstance(key, str):
+        raise _bad_filter('expected {"type", "key"}, both strings')
+    values = await api.projections().v3_entity_values(
+        caller.app.project_id, caller.app.aid, caller.user.name, type_, key
+    )
+    return json_response({**SUCCESS, "values": values})
+
+
 def install(app: QuartTrio, config: ServerConfig, ingest: WebIngest) -> V3Api:
     """Build the v3 state (the type registry is read now: a bad file fails the start)."""
     api = V3Api(config=config, ingest=ingest, registry=load_registry(config.v3_types or None))
@@ -258,6 +417,12 @@ def install(app: QuartTrio, config: ServerConfig, ingest: WebIngest) -> V3Api:
         await api.close()
 
     return api
+
+
+def provide(app: QuartTrio, reader: ProjectionReader) -> None:
+    """Give the reads and deletions the projections' reader, once the projection services run."""
+    api: V3Api = app.extensions[EXTENSION_KEY]
+    api.reader = reader
 
 
 def body_limits(config: ServerConfig) -> dict[str, int]:

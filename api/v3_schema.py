@@ -31,9 +31,9 @@ ANSWER = {
 }
 _REASONS = {
     200: "result 1: done",
-    400: "Bad data (invalid JSON, not an array, a bad event: its index is named)",
+    400: "Bad data (invalid JSON, not an array, a bad event: its index is named; a bad filter)",
     403: "Authentication failed (unknown app or user, wrong signature, replayed nonce)",
-    404: "No such interface",
+    404: "No such interface, or no such event of the user",
     405: "Wrong method",
     409: "User already exists",
     413: "Over the request's cap (1000 events, --v3-size-limit bytes)",
@@ -58,3 +58,37 @@ SIGNED_QUERY = tuple(
 def replies(*statuses: int) -> dict[int, Reply]:
     """The v3 answers of these statuses (200 always)."""
     return {s: json_reply(_REASONS[s], ANSWER) for s in (200, *statuses)}
+
+
+_NUMBER = {"type": "number"}
+_ENTITY = json_object({"key": STRING, "value": {}}, ["key"])  # no value: null
+_EVENT = json_object(
+    {
+        "id": INTEGER,
+        "action": STRING,
+        "type": STRING,
+        "timestamp": _NUMBER,
+        "session": STRING,
+        "entities": {"type": "array", "items": _ENTITY},
+    },
+    ["id", "action", "type", "timestamp", "session", "entities"],
+)
+SHOW_REPLY = json_reply(
+    "result 1: the matching events, oldest first",
+    json_object(
+        {
+            "APIVersion": INTEGER,
+            "result": INTEGER,
+            "total_events": INTEGER,
+            "events": {"type": "array", "items": _EVENT},
+        },
+        ["APIVersion", "result", "total_events", "events"],
+    ),
+)
+VALUES_REPLY = json_reply(
+    "result 1: the distinct values",
+    json_object(
+        {"APIVersion": INTEGER, "result": INTEGER, "values": {"type": "array", "items": {}}},
+        ["APIVersion", "result", "values"],
+    ),
+)

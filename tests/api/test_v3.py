@@ -20,6 +20,7 @@ from engine.v3_protocol import V3Record
 from storage.records import RecordKind
 from storage.v3_catalog import V3App, V3Catalog
 from tests.api.conftest import Harness, ServerFactory
+from tests.api.test_public_v1 import api_key, get, projected
 
 _KEPT = set(string.ascii_letters + string.digits + ".-*_")
 _NONCE_ALPHABET = string.digits + string.ascii_lowercase
@@ -259,3 +260,129 @@ async def test_registry_from_the_configured_file(
     assert (await client.post("events/update", json.dumps([beat]))).status_code == 200
     ((event,),) = [r.events for r in await _v3_records(harness)]
     assert event.category == "BIOLOGICAL"
+
+
+async def _shown(client: JavaClient, query: dict[str, Any]) -> dict[str, Any]:
+    response = await client.get("events/show", json.dumps(query))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert (body["APIVersion"], body["result"]) == (3, 1)
+    assert body["total_events"] == len(body["events"])
+    return body
+
+
+async def test_show_delete_and_values_over_the_seed_example(
+    harness: Harness, tmp_path: Path
+) -> None:
+    client = await _setup(harness, tmp_path)
+    screen = {"action": "UPDATE", "type": "SCREEN", "timestamp": 1_370_000_050,
+              "entities": [{"key": "screen_on", "value": None}]}  # fmt: skip
+    assert (await client.post("events/update", json.dumps([*seed_example(), screen]))).is_success
+    await projected(harness)
+
+    everything = await _shown(client, {"model": "COMPLETE"})
+    start, shown_screen, end = everything["events"]
+    assert [(e["action"], e["type"], e["timestamp"], e["session"]) for e in (start, end)] == [
+        ("START", "APPSTART", 1_370_000_000, SESSION),
+        ("END", "APPSTART", 1_370_000_106, SESSION),
+    ]
+    assert start["entities"] == end["entities"] == APPS
+    assert shown_screen["session"] == "" and shown_screen["entities"] == [{"key": "screen_on"}]
+    assert end["id"] == start["id"] + 1  # position * 1000 + index, one record for the session
+    only_apps = await _shown(
+        client,
+        {"type": "APPSTART", "category": "ACTIVITY", "source": "MOBILE",
+         "start": 1_370_000_000, "end": 1_370_000_100, "entities": APPS[:1]},
+    )  # fmt: skip
+    assert [e["id"] for e in only_apps["events"]] == [start["id"]]
+    assert (await _shown(client, {"entities": [{"key": "app", "value": "other"}]}))["events"] == []
+    assert (await _shown(client, {}))["total_events"] == 3
+    empty_data = await client.get("events/show", "")  # as an empty filter
+    assert empty_data.status_code == 200 and empty_data.json()["total_events"] == 3
+
+    key = await api_key(harness)
+    intervals = f"/api/v1/{harness.project.project_key}/v3/intervals"
+    (interval,) = (await get(harness, key, intervals, type="APPSTART")).json()["data"]["intervals"]
+    assert (interval["startEventId"], interval["endEventId"]) == (start["id"], end["id"])
+    assert interval["duration"] == 106 and interval["user"] == client.user
+
+    values = await client.get("entities/values", json.dumps({"type": "APPSTART", "key": "app"}))
+    assert values.status_code == 200, values.text
+    assert values.json() == {"APIVersion": 3, "result": 1, "values": ["BigBrother"]}
+
+    deleted = await client.post("events/delete", json.dumps({"id": str(end["id"])}))
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json() == {"APIVersion": 3, "result": 1}
+    (record,) = [r for r in await harness.records() if r.kind == RecordKind.V3_DELETE]
+    assert record.session_key == f"{client.app.aid}:{client.user}:{SESSION}"
+    assert json.loads(record.payload) == {"aid": client.app.aid, "user": client.user,
+                                          "id": end["id"]}  # fmt: skip
+    await projected(harness)
+    after = await _shown(client, {"type": "APPSTART"})
+    assert [e["id"] for e in after["events"]] == [start["id"]]
+    # the engine side reopens the interval of a deleted END
+    (reopened,) = (await get(harness, key, intervals)).json()["data"]["intervals"]
+    assert (reopened["startEventId"], reopened["end"], reopened["duration"]) == (
+        start["id"],
+        None,
+        None,
+    )
+    gone = await client.post("events/delete", json.dumps({"id": end["id"]}))
+    assert gone.status_code == 404 and gone.json()["code"] == "unknown_event"
+    assert gone.json()["result"] == 0 and gone.json()["reason"]
+    # another user of the project does not see, nor delete, these events
+    other = JavaClient(harness.client, client.app, "tt", "p")
+    registered = await harness.client.post(
+        "/3/user/new", data={"aid": str(client.app.aid), "data": '{"name":"tt","pass":"p"}'}
+    )
+    assert registered.is_success
+    assert (await _shown(other, {}))["events"] == []
+    refused = await other.post("events/delete", json.dumps({"id": start["id"]}))
+    assert refused.status_code == 404
+    assert len([r for r in await harness.records() if r.kind == RecordKind.V3_DELETE]) == 1
+
+
+BAD_READS = [
+    ("events/show", "[]", "invalid_data"),
+    ("events/show", "{", "invalid_json"),
+    ("events/show", '{"model":"SPECIFIC"}', "invalid_filter"),
+    ("events/show", '{"start":"yesterday"}', "invalid_filter"),
+    ("events/show", '{"entities":[{"value":1}]}', "invalid_filter"),
+    ("entities/values", '{"type":"APPSTART"}', "invalid_filter"),
+]
+
+
+@pytest.mark.parametrize(("interface", "data", "code"), BAD_READS)
+async def test_bad_filters_are_400(
+    harness: Harness, tmp_path: Path, interface: str, data: str, code: str
+) -> None:
+    client = await _setup(harness, tmp_path)
+    response = await client.get(interface, data)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == code and response.json()["result"] == 0
+
+
+@pytest.mark.parametrize("data", ['{"id":0}', '{"id":"12a"}', '{"id":true}', "{}", "[1]"])
+async def test_bad_delete_ids_are_400(harness: Harness, tmp_path: Path, data: str) -> None:
+    client = await _setup(harness, tmp_path)
+    response = await client.post("events/delete", data)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "invalid_data"
+
+
+async def test_reads_and_deletions_need_a_good_signature(harness: Harness, tmp_path: Path) -> None:
+    client = await _setup(harness, tmp_path)
+    wrong = "x" * 50
+    calls = [
+        await client.get("events/show", "{}", secret=wrong),
+        await client.get("entities/values", '{"type":"APPSTART","key":"app"}', secret=wrong),
+        await client.post("events/delete", '{"id":1000}', secret=wrong),
+        await JavaClient(harness.client, client.app, client.user, "no").get("events/show", "{}"),
+        await harness.client.get("/3/events/show", params={"data": "{}"}),
+    ]
+    for response in calls:
+        assert response.status_code == 403, response.text
+        assert response.json()["reason"].startswith("Authentication failed")
+    ok = await client.get("events/show", "{}")
+    replayed = await client.get("events/show", "{}", nonce=client.last_nonce)
+    assert ok.status_code == 200 and replayed.json()["code"] == "replayed_nonce"
