@@ -300,6 +300,15 @@ def _optional(body: Mapping[str, Any], name: str, kind: type | tuple[type, ...])
     return value
 
 
+def _seconds(body: Mapping[str, Any], name: str) -> float | None:
+    """A time bound as a float: an integer past SQLite's 64 bits would fail the query."""
+    value = _optional(body, name, (int, float))
+    try:
+        return None if value is None else float(value)
+    except OverflowError:
+        raise _bad_filter(f"{name} is out of range") from None
+
+
 def _show_query(data: str) -> V3EventQuery:
     """The filter object of ``events/show`` (V3.md 6): every key optional, all ANDed."""
     body = _object_data(data)
@@ -312,8 +321,8 @@ def _show_query(data: str) -> V3EventQuery:
     ):
         raise _bad_filter('entities must be an array of {"key", "value"}')
     return V3EventQuery(
-        start=_optional(body, "start", (int, float)),
-        end=_optional(body, "end", (int, float)),
+        start=_seconds(body, "start"),
+        end=_seconds(body, "end"),
         type=_optional(body, "type", str),
         category=_optional(body, "category", str),
         source=_optional(body, "source", str),

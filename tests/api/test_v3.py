@@ -347,6 +347,7 @@ BAD_READS = [
     ("events/show", "{", "invalid_json"),
     ("events/show", '{"model":"SPECIFIC"}', "invalid_filter"),
     ("events/show", '{"start":"yesterday"}', "invalid_filter"),
+    ("events/show", '{"end":1' + "0" * 400 + "}", "invalid_filter"),
     ("events/show", '{"entities":[{"value":1}]}', "invalid_filter"),
     ("entities/values", '{"type":"APPSTART"}', "invalid_filter"),
 ]
