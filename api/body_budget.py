@@ -107,7 +107,7 @@ async def _refuse(
             message = await receive()
             if message["type"] != "http.request" or not message.get("more_body", False):
                 break
-    body = json.dumps(error_body(scope["path"], "server busy, retry later")).encode()
+    body = json.dumps(error_body(scope["path"], "server busy, retry later", 503)).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

@@ -8,7 +8,8 @@ Contract (scripts rely on it):
   ``--workers N`` runs N ingest processes (``runtime.worker``); it exits with status 1 if one of
   them dies.
 * ``replayd project create NAME [--db PATH] [--platform web|ios|android]`` and ``replayd api-key
-  create [--db PATH]`` print the new key ALONE on the LAST line of stdout.
+  create [--db PATH]`` print the new key ALONE on the LAST line of stdout; ``replayd v3 app create
+  NAME --project KEY [--db PATH]`` prints ``<app id> <secret>`` alone on the last line.
 * ``replayd project list`` prints one project a line: id, key, platform, name, tab-separated; a
   mobile project adds ``projectID=<n>``, the encoded id an old iOS SDK (``/v1/ios/start``) takes.
 * Only ``serve`` creates a database that does not exist; every other command refuses with "no
@@ -42,6 +43,7 @@ import trio
 from api.config import SETTINGS, ServerConfig, Setting, parse_bool
 from engine.mobile_start import MOBILE_PLATFORMS, encode_project_id
 from storage.catalog import PLATFORMS, Catalog, Project
+from storage.v3_catalog import V3Catalog
 
 # argparse has no public name for the object add_subparsers() returns.
 SubParsers = argparse._SubParsersAction
@@ -462,6 +464,39 @@ def run_api_key_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- v3 apps -------------------------------------------------------------------------------------
+
+
+def add_v3_command(subparsers: SubParsers) -> None:
+    parser = subparsers.add_parser("v3", help="manage apps of the version 3 events API (/3/*)")
+    objects = parser.add_subparsers(dest="object", required=True, help="what to manage")
+    app = objects.add_parser("app", help="v3 apps").add_subparsers(
+        dest="action", required=True, help="what to do"
+    )
+    create = app.add_parser(
+        "create", help="register an app; prints `<app id> <secret>` on the last line"
+    )
+    create.add_argument("name", help="the app's name")
+    create.add_argument("--project", required=True, help="the key of the app's project")
+    _db_argument(create)
+    create.set_defaults(handler=run_v3_app_create)
+
+
+def run_v3_app_create(args: argparse.Namespace) -> int:
+    db_path = existing_db(args, "v3 app create")
+    if db_path is None:
+        return 1
+    with contextlib.closing(Catalog.open(db_path)) as catalog:
+        project = catalog.get_project_by_key(args.project)
+    if project is None:
+        return fail("v3 app create", f"no project with key {args.project} (see `project list`)")
+    with contextlib.closing(V3Catalog.open(db_path)) as v3:
+        app = v3.create_app(args.name, project.project_id)
+    print(f"created v3 app {app.aid} {app.name!r} of project {project.project_id} (aid secret):")
+    print(f"{app.aid} {app.secret}")
+    return 0
+
+
 # -- rebuild (projections) -----------------------------------------------------------------------
 
 
@@ -577,6 +612,7 @@ COMMANDS: list[Callable[..., None]] = [
     add_serve_command,
     add_project_command,
     add_api_key_command,
+    add_v3_command,
     add_rebuild_command,
     add_dead_letters_command,
 ]

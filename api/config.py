@@ -95,6 +95,12 @@ class ServerConfig:
     # Largest mobile screenshot upload (/v1/mobile/images), as sent: the reference's
     # FILE_SIZE_LIMIT. Its unpacked images may be twice that in all (storage.images).
     images_size_limit: int = attrs.field(default=10_000_000, validator=_positive)
+    # Largest /3/* request (form or query), as sent: PICTURE and VIDEO events carry base64, and
+    # 1000 events (the per-request cap of engine.v3_protocol) must fit (V3.md 9.5).
+    v3_size_limit: int = attrs.field(default=5_000_000, validator=_positive)
+    # A JSON or TOML file of extra v3 event types (engine.v3_protocol.load_registry); "" = the
+    # built-in types only.
+    v3_types: str = ""
     # The tracker gzips batches bigger than this.
     compression_threshold: int = attrs.field(default=20_000, validator=v.ge(0))
     # How long an upload may wait for room in the log queue before it is answered 503.
@@ -233,6 +239,20 @@ SETTINGS: tuple[Setting, ...] = (
         "--images-size-limit",
         int,
         "largest mobile screenshot upload in bytes, as sent",
+    ),
+    Setting(
+        "v3_size_limit",
+        "REPLAYD_V3_SIZE_LIMIT",
+        "--v3-size-limit",
+        int,
+        "largest /3/* request of the v3 events API in bytes",
+    ),
+    Setting(
+        "v3_types",
+        "REPLAYD_V3_TYPES",
+        "--v3-types",
+        str,
+        "JSON or TOML file of extra v3 event types (categories, required entities)",
     ),
     Setting(
         "compression_threshold",

@@ -5,6 +5,9 @@
   each message naming the field), unknown routes (404), wrong methods (405), oversized bodies
   (413), overload and storage trouble (503) and 500. (The reference answered FastAPI's
   ``{"detail": ...}`` for its 422s and unknown routes; one envelope is simpler to use.)
+* The version 3 events API (``/3/*``) answers ``{"APIVersion":3,"result":0,"reason":"...",
+  "code":"..."}`` (V3.md 9.2): its own errors carry their code (``api.v3``); the others (unknown
+  interface, wrong method, oversized body, overload) a code of their status.
 * Everything else (web ingest ``/v1/web/*``, operations, the OpenAPI document, unknown paths
   outside ``/api/v1``) answers ``{"error": "..."}``, the reference backend's Go envelope (the
   tracker reads only the status).
@@ -55,9 +58,26 @@ def v1_errors(message: str) -> dict[str, Any]:
     return {"errors": [message]}
 
 
+V3_PREFIX = "/3"
+# The v3 error code of an answer that no v3 route chose (the route's own errors carry theirs).
+V3_STATUS_CODES = {
+    400: "bad_request",
+    403: "authentication_failed",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    503: "unavailable",
+}
+
+
+def v3_errors(message: str, code: str = "") -> dict[str, Any]:
+    """``{"APIVersion":3,"result":0,"reason","code"}``: the v3 events API (V3.md 9.2)."""
+    return {"APIVersion": 3, "result": 0, "reason": message, "code": code or "internal_error"}
+
+
 Envelope = Callable[[str], dict[str, Any]]
 # Path prefix -> the envelope of the API generation mounted there; any other path: plain_error.
-ENVELOPES: tuple[tuple[str, Envelope], ...] = ((V1_PREFIX, v1_errors),)
+ENVELOPES: tuple[tuple[str, Envelope], ...] = ((V1_PREFIX, v1_errors), (V3_PREFIX, v3_errors))
 
 
 def envelope_for(path: str) -> Envelope:
@@ -68,9 +88,12 @@ def envelope_for(path: str) -> Envelope:
     return plain_error
 
 
-def error_body(path: str, message: str) -> dict[str, Any]:
-    """The JSON body of an error on ``path``."""
-    return envelope_for(path)(message)
+def error_body(path: str, message: str, status: int = 500) -> dict[str, Any]:
+    """The JSON body of an error on ``path`` (``status`` names the code of a v3 error)."""
+    envelope = envelope_for(path)
+    if envelope is v3_errors:
+        return v3_errors(message, V3_STATUS_CODES.get(status, "internal_error"))
+    return envelope(message)
 
 
 def error_response(
@@ -78,7 +101,7 @@ def error_response(
 ) -> Response:
     """An error answer with ``status`` in the envelope of ``path`` (``{"error": message}`` when
     no path is given: the ingest routes' own answers)."""
-    return json_response(error_body(path, message), status, headers)
+    return json_response(error_body(path, message, status), status, headers)
 
 
 def retry_after_header(seconds: float) -> dict[str, str]:

@@ -113,6 +113,11 @@ def _context() -> PublicV1Context:
     return current_app.extensions[EXTENSION_KEY]
 
 
+def projection_reader() -> ProjectionReader:
+    """The projections' reader of the app (for the v1 routes of other modules)."""
+    return _context().reader
+
+
 # -- auth and lookups ------------------------------------------------------------------------------
 
 
@@ -174,7 +179,7 @@ def path_session_id(raw: str) -> int | None:
     return sid if INT64_MIN <= sid <= INT64_MAX else None
 
 
-def _int64_param(raw: str | None, location: list[str]) -> int | None:
+def int64_param(raw: str | None, location: list[str]) -> int | None:
     """A query integer that SQLite binds: outside int64 it is a 422, not an OverflowError."""
     value = _int_param(raw, location)
     if value is not None and not INT64_MIN <= value <= INT64_MAX:
@@ -561,8 +566,8 @@ def user_json(summary: UserSummary) -> dict[str, Any]:
 async def user_sessions(project_key: str, user_id: str) -> Response:
     org_id = await _organization()
     project = await _project(org_id, project_key)
-    start_date = _int64_param(request.args.get("start_date"), ["query", "start_date"])
-    end_date = _int64_param(request.args.get("end_date"), ["query", "end_date"])
+    start_date = int64_param(request.args.get("start_date"), ["query", "start_date"])
+    end_date = int64_param(request.args.get("end_date"), ["query", "end_date"])
     rows = await _context().reader.user_sessions(
         project.project_id,
         user_id,

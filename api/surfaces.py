@@ -24,6 +24,8 @@ from api import (
     operations,
     public_v1,
     public_v1_images,
+    public_v1_v3,
+    v3,
 )
 from api.app import Surface, SurfaceParts, create_app
 from api.config import ServerConfig
@@ -99,6 +101,16 @@ def _install_mobile_images(app: QuartTrio, parts: SurfaceParts) -> None:
         images.clock = parts.process.clock
 
 
+def _install_v3(app: QuartTrio, parts: SurfaceParts) -> None:
+    api = v3.install(app, parts.config, _ingest_state(ingest_web.WebIngest, app, parts))
+    if parts.process.clock is not None:
+        api.clock = parts.process.clock
+
+
+def _provide_v3(app: QuartTrio, objects: EngineObjects) -> None:
+    v3.provide(app, objects.reader)
+
+
 def _provide_public_v1(app: QuartTrio, objects: EngineObjects) -> None:
     public_v1.install(app, objects.catalog, objects.reader)
 
@@ -141,6 +153,10 @@ SURFACES: tuple[Surface, ...] = (
         body_limits=ingest_mobile_images.body_limits,
     ),
     Surface("public_v1_images", public_v1_images.bp),
+    # The version 3 generic events API (/3/*, V3.md): signed calls of the Learning Context client.
+    Surface("v3", v3.bp, install=_install_v3, provide=_provide_v3, body_limits=v3.body_limits),
+    # Reports over the v3 generic events API: intervals and per-type totals.
+    Surface("public_v1_v3", public_v1_v3.bp),
     Surface("operations", operations.bp, install=_install_operations, provide=_provide_operations),
     # GET /api/openapi.json: every route decorated with api.openapi.operation, whatever surface.
     Surface("openapi", openapi.bp),

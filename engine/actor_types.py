@@ -21,11 +21,13 @@ from engine.events import DomainEvent
 from engine.mobile_session import MOBILE_SESSION_KINDS, MobileSessionState
 from engine.session_state import SESSION_KINDS, WebSessionState
 from engine.start_payload import WebStartPayload
+from engine.v3_session import V3_KINDS, V3SessionState
 from storage.records import LogRecord, RecordKind
 
 __all__ = [
     "DEFAULT_REGISTRY",
     "MOBILE_ACTOR_TYPE",
+    "V3_ACTOR_TYPE",
     "WEB_ACTOR_TYPE",
     "ActorRegistry",
     "ActorState",
@@ -168,5 +170,23 @@ MOBILE_ACTOR_TYPE = ActorType(
 """The mobile session actor (MOBILE.md): MOBILE_START / MOBILE_BATCH / MOBILE_LATE by session id,
 ended after the supervisor's inactivity timeout as a web session is (MOBILE.md 5.5: 150 s)."""
 
-DEFAULT_REGISTRY = ActorRegistry([WEB_ACTOR_TYPE, MOBILE_ACTOR_TYPE])
-"""The registry the engine runs with: the web and the mobile types."""
+
+def _new_v3_state(key: Hashable, record: LogRecord | None) -> ActorState:
+    assert isinstance(key, str)
+    if record is None:  # a restart's re-activation: the replayed history sets the ids
+        return V3SessionState(key)
+    return V3SessionState(key, record.session_id, record.project_id)
+
+
+V3_ACTOR_TYPE = ActorType(
+    name="v3",
+    kinds=V3_KINDS,
+    key_of=session_key_of,
+    new_state=_new_v3_state,
+    keyed=True,
+)
+"""The v3 session actor (V3.md): V3_EVENT / V3_DELETE by ``"aid:user:session"`` session key. Its
+end only frees memory (no heuristics), so the supervisor's timeout is as good as any."""
+
+DEFAULT_REGISTRY = ActorRegistry([WEB_ACTOR_TYPE, MOBILE_ACTOR_TYPE, V3_ACTOR_TYPE])
+"""The registry the engine runs with: the web, mobile and v3 types."""

@@ -18,6 +18,9 @@ from typing import ClassVar
 import attrs
 
 from engine.start_info import StartInfo
+from storage.records import RecordKind
+
+_V3_KINDS = frozenset({int(RecordKind.V3_EVENT), int(RecordKind.V3_DELETE)})
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
@@ -337,6 +340,71 @@ class MobileIssueDetected(IssueDetected):
 
 
 # -- dead letters ------------------------------------------------------------------------------
+
+
+# -- v3 generic events (V3.md) ------------------------------------------------------------------
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class V3DomainEvent(DomainEvent):
+    """An event of a v3 session: not a web or mobile session, so the sessions' read models
+    leave it (and a v3 record parked, see :func:`is_v3`) to ``projections.v3``."""
+
+
+def is_v3(event: DomainEvent) -> bool:
+    """True for an event of a v3 session: a :class:`V3DomainEvent` or a parked v3 record."""
+    return isinstance(event, V3DomainEvent) or (
+        isinstance(event, RecordParked) and event.kind in _V3_KINDS
+    )
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class V3EventRecorded(V3DomainEvent):
+    """One event of ``/3/events/update``; ``session_id`` = the hash of its (app, user, session).
+
+    ``event_id`` = record position * 1000 + index in the record; ``ts`` = the client's time in
+    unix seconds as sent (``timestamp`` = the same in ms); ``entities`` = (key, value as JSON
+    text, ``None`` for a null value) in the order sent. ``orphan``: an END with no open START of
+    its type, or a second START while one is open (stored, never an error: V3.md 9.4).
+    """
+
+    event_id: int
+    aid: int
+    user: str
+    session: str
+    action: str
+    type: str
+    category: str
+    ts: float
+    entities: tuple[tuple[str, str | None], ...] = ()
+    orphan: bool = False
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class V3IntervalOpened(V3DomainEvent):
+    """A START opened an interval of ``type`` (``start_event_id``, at ``start_ts``)."""
+
+    start_event_id: int
+    type: str
+    start_ts: float
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class V3IntervalClosed(V3DomainEvent):
+    """An END closed the open interval of ``type``: ``duration`` = end ts - start ts, seconds."""
+
+    start_event_id: int
+    end_event_id: int
+    type: str
+    end_ts: float
+    duration: float
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class V3EventDeleted(V3DomainEvent):
+    """``POST /3/events/delete`` removed event ``event_id`` of this session from the read models."""
+
+    event_id: int
 
 
 @attrs.frozen(slots=True, kw_only=True)

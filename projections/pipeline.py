@@ -51,7 +51,7 @@ import attrs
 import trio
 
 from engine.events import DomainEvent, clamp_int64, repair_text
-from projections import dead_letters, events, sessions, users
+from projections import dead_letters, events, sessions, users, v3
 from projections.base import (
     SqlProjection,
     migrate_checkpoints,
@@ -68,6 +68,7 @@ ALL_PROJECTIONS: tuple[SqlProjection, ...] = (
     sessions.PROJECTION,
     events.PROJECTION,
     users.PROJECTION,
+    v3.PROJECTION,
     dead_letters.PROJECTION,
 )
 PROJECTIONS_BY_NAME: dict[str, SqlProjection] = {p.name: p for p in ALL_PROJECTIONS}

@@ -19,7 +19,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 import attrs
 import trio
 
-from projections import dead_letters, events, sessions, users
+from projections import dead_letters, events, sessions, users, v3
 from projections.base import read_checkpoints
 from projections.pipeline import ALL_PROJECTIONS
 from storage.sqlite import connect
@@ -130,6 +130,34 @@ class ProjectionReader:
     async def first_session_starts(self, project_ids: list[int]) -> dict[int, int]:
         """Per project, when its first session was recorded (projects without one left out)."""
         return await self.run(sessions.first_session_starts, project_ids)
+
+    # -- the v3 generic events API (``/3/*`` and the public v1 ``/v3/*`` routes) -----------------
+
+    async def v3_show_events(
+        self, project_id: int, aid: int, user: str, query: v3.V3EventQuery
+    ) -> tuple[int, list[v3.V3EventRow]]:
+        """(total, page) of one app's user's events (see :func:`projections.v3.show_events`)."""
+        return await self.run(v3.show_events, project_id, aid, user, query)
+
+    async def v3_entity_values(
+        self, project_id: int, aid: int, user: str, type_: str, key: str
+    ) -> list[object]:
+        """Distinct values of an entity key (see :func:`projections.v3.entity_values`)."""
+        return await self.run(v3.entity_values, project_id, aid, user, type_, key)
+
+    async def v3_event_session(self, project_id: int, event_id: int) -> tuple[int, str, str] | None:
+        """(aid, user, session) of a v3 event, or None."""
+        return await self.run(v3.event_session, project_id, event_id)
+
+    async def v3_intervals(
+        self, project_id: int, filters: v3.IntervalFilter, *, limit: int, offset: int
+    ) -> tuple[int, list[v3.V3Interval]]:
+        """(total, page) of intervals (see :func:`projections.v3.intervals`)."""
+        return await self.run(v3.intervals, project_id, filters, limit=limit, offset=offset)
+
+    async def v3_totals(self, project_id: int, filters: v3.IntervalFilter) -> list[v3.V3TypeTotal]:
+        """Per-type interval totals (see :func:`projections.v3.totals`)."""
+        return await self.run(v3.totals, project_id, filters)
 
     async def dead_letter_count(self, project_id: int | None = None) -> int:
         """How many records are parked."""

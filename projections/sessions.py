@@ -276,6 +276,8 @@ def apply(conn: sqlite3.Connection, events: Sequence[ev.DomainEvent]) -> None:
     """
     patches: dict[int, _Patch] = {}
     for event in events:
+        if ev.is_v3(event):  # a v3 session is not a session of this table (projections.v3)
+            continue
         patch = patches.get(event.session_id)
         if patch is None:
             patch = patches[event.session_id] = _Patch(

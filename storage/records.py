@@ -17,7 +17,8 @@ class RecordKind(enum.IntEnum):
     MOBILE_START = 10
     MOBILE_BATCH = 11
     MOBILE_LATE = 12
-    V3_EVENT = 20
+    V3_EVENT = 20  # payload: JSON {aid, user, session, events} of one v3 session (V3.md)
+    V3_DELETE = 21  # payload: JSON {aid, user, id}: POST /3/events/delete of one event
     # Only advances the engine's log clock (session_id 0, project_id 0, empty payload): appended
     # every ~10 s while sessions are live, so inactive sessions end without new traffic and a
     # replay of the log ends them at exactly the same positions.

@@ -20,6 +20,7 @@ import pytest
 from api.cli import build_parser, tracker_snippet
 from engine.mobile_start import decode_project_id
 from storage.catalog import Catalog
+from storage.v3_catalog import V3Catalog
 from tests.api.conftest import CHROME_UA, start_body
 
 
@@ -430,3 +431,21 @@ def test_no_access_log(tmp_path: Path) -> None:
     lines = _json_log_of_one_start(tmp_path, "--no-access-log")
     assert [line for line in lines if line["logger"] == "replayd.access"] == []
     assert any(line.get("event") == "session_started" for line in lines)
+
+
+def test_v3_app_create_prints_the_app_id_and_secret_alone_on_the_last_line(tmp_path: Path) -> None:
+    db = tmp_path / "cli.db"
+    created = replayd("project", "create", "Shop", "--db", str(db), "--create")
+    key = created.stdout.splitlines()[-1]
+    result = replayd("v3", "app", "create", "BigBrother", "--project", key, "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    aid, secret = result.stdout.splitlines()[-1].split(" ")
+    assert int(aid) > 0 and len(secret) == 50 and secret.isalnum() and secret.islower()
+    v3 = V3Catalog.open(db)
+    try:
+        app = v3.get_app(int(aid))
+    finally:
+        v3.close()
+    assert app is not None and (app.name, app.secret, app.project_id) == ("BigBrother", secret, 1)
+    unknown = replayd("v3", "app", "create", "X", "--project", "nope", "--db", str(db))
+    assert unknown.returncode == 1 and "no project with key nope" in unknown.stderr

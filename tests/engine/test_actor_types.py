@@ -17,6 +17,7 @@ from engine.actor import SessionHistory
 from engine.actor_types import (
     DEFAULT_REGISTRY,
     MOBILE_ACTOR_TYPE,
+    V3_ACTOR_TYPE,
     WEB_ACTOR_TYPE,
     ActorRegistry,
     ActorState,
@@ -152,7 +153,7 @@ def test_a_kind_claimed_twice_is_refused() -> None:
     assert registry.type_for(RecordKind.V3_EVENT) is None
     registry.register(TOY)
     assert registry.type_for(RecordKind.V3_EVENT) is TOY
-    assert list(DEFAULT_REGISTRY) == [WEB_ACTOR_TYPE, MOBILE_ACTOR_TYPE]
+    assert list(DEFAULT_REGISTRY) == [WEB_ACTOR_TYPE, MOBILE_ACTOR_TYPE, V3_ACTOR_TYPE]
 
 
 async def test_records_route_by_kind_and_each_type_ends_on_its_own_timeout() -> None:
@@ -180,7 +181,7 @@ async def test_records_route_by_kind_and_each_type_ends_on_its_own_timeout() -> 
 
 async def test_a_record_of_an_unregistered_kind_only_moves_the_clock() -> None:
     records = mixed_log()
-    sink = await run(records, DEFAULT_REGISTRY)
+    sink = await run(records, ActorRegistry([WEB_ACTOR_TYPE, MOBILE_ACTOR_TYPE]))
     assert not [e for e in sink.events if isinstance(e, (ClientSeen, ClientEnded))]
     ended = [e for e in sink.events if isinstance(e, SessionEnded)]
     assert [(e.session_id, e.position) for e in ended] == [(1, 7)]
@@ -311,8 +312,12 @@ async def test_a_keyed_type_needs_a_history_that_reads_by_key() -> None:
     registry = ActorRegistry([WEB_ACTOR_TYPE, TOY])
     with pytest.raises(ValueError, match="'toy' reads its history by session key"):
         Supervisor(history=log_history(log), sink=CollectingSink(), registry=registry)
-    # A web-only supervisor takes any session history, as before.
-    Supervisor(history=log_history(log), sink=CollectingSink())
+    # A supervisor without keyed types takes any session history, as before.
+    Supervisor(
+        history=log_history(log),
+        sink=CollectingSink(),
+        registry=ActorRegistry([WEB_ACTOR_TYPE, MOBILE_ACTOR_TYPE]),
+    )
 
 
 def log_history(log: MemoryLog) -> SessionHistory:
@@ -359,7 +364,8 @@ async def test_resume_point_knows_the_live_actors_of_every_type() -> None:
         live_sessions=(),
         live_actors=(("toy", ("client-bbbbbbbb",)), ("mobile", (9,))),
     )
-    # The web-only registry answers as before.
-    assert await resume_point(log, 5, TIMEOUT) == ResumePoint(
+    # A registry without the toy's kind answers as before (the default one parks its records).
+    web_only = ActorRegistry([WEB_ACTOR_TYPE, MOBILE_ACTOR_TYPE])
+    assert await resume_point(log, 5, TIMEOUT, web_only) == ResumePoint(
         position=5, clock_ms=T0 + 40, live_sessions=(1,)
     )

@@ -282,7 +282,11 @@ async def test_live_tail_and_rebuild_give_the_same_events(tmp_path: Path) -> Non
     path = tmp_path / "log.db"
     live_sink = CollectingSink()
     log = EventLog(path)
-    supervisor = Supervisor(history=log.read_session, sink=live_sink)
+    supervisor = Supervisor(
+        history=log.read_session,
+        sink=live_sink,
+        histories={"v3": log.read_keyed_session},  # a keyed type reads its history by key
+    )
     async with (
         contextlib.aclosing(log.tail(0, batch_size=2)) as tail,
         trio.open_nursery() as nursery,

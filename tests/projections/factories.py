@@ -18,6 +18,9 @@ PROJECTION_TABLES: tuple[str, ...] = (
     "session_events",
     "end_users",
     "end_user_sessions",
+    "v3_events",
+    "v3_entities",
+    "v3_intervals",
     "dead_letters",
     "projection_checkpoints",
 )

@@ -11,6 +11,7 @@ exactly the same afterwards.
 from __future__ import annotations
 
 import io
+import json
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 
 from api.config import default_projections_path
 from engine.supervisor import Supervisor, history_from_reader, resume_point
+from engine.v3_protocol import event_id
 from projections.base import SqlProjection
 from projections.live_sessions import LiveSessions
 from projections.pipeline import ALL_PROJECTIONS, ProjectionsBusy, Projector, acquire_lock
@@ -33,6 +35,7 @@ from storage.sqlite import connect
 from tests.engine.builders import T0, clock_tick
 from tests.engine.builders import SessionScript as TrackerScript
 from tests.engine.mobile_builders import MobileScript
+from tests.engine.v3_builders import v3_delete, v3_event, v3_record
 
 from .factories import dump_tables
 
@@ -113,7 +116,7 @@ def live_equals_rebuild(
         live, rebuilt = trio.run(scenario, Path(directory) / "replayd.db")
     assert live == rebuilt
     assert live["projection_checkpoints"] == [
-        (name, head) for name in ("dead_letters", "events", "sessions", "users")
+        (name, head) for name in ("dead_letters", "events", "sessions", "users", "v3")
     ]
     return live
 
@@ -150,7 +153,7 @@ async def test_rebuild_reports_and_matches_the_live_path(
     )
     assert dump_tables(projections_db) == before
     assert result.records == len(records) and result.events > 0
-    assert result.projections == ("sessions", "events", "users", "dead_letters")
+    assert result.projections == ("sessions", "events", "users", "v3", "dead_letters")
     assert "records/s" in result.summary() and "events/s" in result.summary()
     out = stream.getvalue()
     assert out.startswith("\r") and out.endswith("\n")
@@ -205,6 +208,7 @@ def test_choose_projections() -> None:
         "sessions",
         "events",
         "users",
+        "v3",
         "dead_letters",
     ]
     assert [p.name for p in choose_projections(["users", "sessions", "users"])] == [
@@ -423,11 +427,71 @@ def mobile_records(number: int, session: tuple) -> list[NewRecord]:
     return records
 
 
+v3_event_strategy = st.tuples(
+    st.sampled_from(["START", "UPDATE", "END"]),
+    st.sampled_from(["APPSTART", "SCREEN"]),
+    st.integers(0, 200),  # seconds after the previous event
+    st.sampled_from([None, "a", 1, [1, 2]]),  # an entity value (None: no entity)
+)
+v3_request_strategy = st.tuples(
+    st.integers(0, 30_000),  # ms after the previous request
+    st.lists(v3_event_strategy, max_size=4),
+    st.none() | st.integers(0, 50),  # then delete the n-th (mod count) event sent so far
+)
+v3_session_strategy = st.tuples(
+    st.sampled_from(["alice", "bob"]),
+    st.sampled_from(["", "session-one", "session-two"]),
+    st.lists(v3_request_strategy, min_size=1, max_size=4),
+)
+_PICK = "pick"  # a deletion placeholder: the event it deletes is known once positions are
+
+
+def v3_records(session: tuple, offset: int) -> list[NewRecord]:
+    """One v3 session's records (deletions as placeholders naming an earlier event)."""
+    user, name, requests = session
+    now, ts, records = T0 + offset, 1_700_000_000, []
+    for gap, events, delete in requests:
+        now += gap
+        batch = []
+        for action, type_, step, value in events:
+            ts += step
+            batch.append(v3_event(action, type_, ts, {} if value is None else {"k": value}))
+        records.append(v3_record(user, name, batch, received_at=now))
+        if delete is not None:
+            mark = v3_delete(user, name, 0, received_at=now)
+            records.append(attrs.evolve(mark, batch_key=f"{_PICK}:{delete}"))
+    return records
+
+
+def resolve_deletions(records: list[NewRecord]) -> list[NewRecord]:
+    """Give each deletion placeholder the id of an event its session appended before it (the
+    log numbers records from 1); one with no earlier event deletes an id that does not exist."""
+    sent: dict[str, list[int]] = {}
+    out: list[NewRecord] = []
+    for position, record in enumerate(records, start=1):
+        ids = sent.setdefault(record.session_key, [])
+        if record.kind == RecordKind.V3_EVENT:
+            count = len(json.loads(record.payload)["events"])
+            ids.extend(event_id(position, i) for i in range(count))
+        elif record.batch_key and record.batch_key.startswith(_PICK):
+            n = int(record.batch_key.split(":")[1])
+            target = ids[n % len(ids)] if ids else 999
+            body = json.loads(record.payload) | {"id": target}
+            record = attrs.evolve(record, batch_key=None, payload=json.dumps(body).encode())
+        out.append(record)
+    return out
+
+
 def build_records(
-    sessions: list[tuple], ticks: list[int], mobile: Sequence[tuple] = ()
+    sessions: list[tuple],
+    ticks: list[int],
+    mobile: Sequence[tuple] = (),
+    v3: Sequence[tuple] = (),
 ) -> list[NewRecord]:
     """All sessions' records and the clock ticks, in receive-time order (per-session order kept)."""
     timed: list[tuple[int, int, NewRecord]] = []
+    for number, session in enumerate(v3):
+        timed.extend((r.received_at_ms, len(timed), r) for r in v3_records(session, number * 7))
     for number, session in enumerate(mobile):
         timed.extend((r.received_at_ms, len(timed), r) for r in mobile_records(number, session))
     for number, (project_id, offset, user, batches) in enumerate(sessions):
@@ -441,7 +505,7 @@ def build_records(
         timed.extend((r.received_at_ms, len(timed), r) for r in records)
     timed.extend((T0 + t, len(timed) + i, clock_tick(T0 + t)) for i, t in enumerate(ticks))
     timed.sort(key=lambda item: (item[0], item[1]))
-    return [record for _, _, record in timed]
+    return resolve_deletions([record for _, _, record in timed])
 
 
 @settings(
@@ -455,6 +519,7 @@ def build_records(
     cut_fractions=st.lists(st.floats(0, 1), max_size=3),
     chunk_size=st.integers(1, 6),
     mobile=st.lists(mobile_session_strategy, max_size=2),
+    v3=st.lists(v3_session_strategy, max_size=3),
 )
 def test_live_path_with_restarts_equals_rebuild(
     sessions: list[tuple],
@@ -462,11 +527,15 @@ def test_live_path_with_restarts_equals_rebuild(
     cut_fractions: list[float],
     chunk_size: int,
     mobile: list[tuple],
+    v3: list[tuple],
 ) -> None:
-    records = build_records(sessions, ticks, mobile)
+    records = build_records(sessions, ticks, mobile, v3)
     live = live_equals_rebuild(records, cut_fractions, chunk_size)
-    assert len(live["sessions"]) == len(sessions) + len(mobile)
-    assert not live["dead_letters"]  # every mobile upload shape is applied, none parked
+    assert len(live["sessions"]) == len(sessions) + len(mobile)  # v3 sessions are not sessions
+    assert not live["dead_letters"]  # every mobile upload and v3 shape is applied, none parked
+    sent = sum(len(events) for _, _, requests in v3 for _, events, _ in requests)
+    deleted = {json.loads(r.payload)["id"] for r in records if r.kind == RecordKind.V3_DELETE}
+    assert len(live["v3_events"]) == sent - len(deleted - {999})
 
 
 # -- the command line ------------------------------------------------------------------------------
