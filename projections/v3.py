@@ -285,6 +285,15 @@ def _entities_of(conn: sqlite3.Connection, event_ids: list[int]) -> dict[int, li
     return out
 
 
+def _add_given(where: list[str], args: list[Any], *conditions: tuple[str, str, Any]) -> None:
+    """Append ``column op ?`` to ``where`` (and its value to ``args``) for each condition whose
+    value was given (not None): the optional filters of the reads."""
+    for column, op, value in conditions:
+        if value is not None:
+            where.append(f"{column} {op} ?")
+            args.append(value)
+
+
 def show_events(
     conn: sqlite3.Connection, project_id: int, aid: int, user: str, query: V3EventQuery
 ) -> tuple[int, list[V3EventRow]]:
@@ -293,15 +302,14 @@ def show_events(
         return 0, []
     where = ["project_id = ?", "aid = ?", "user = ?"]
     args: list[Any] = [project_id, aid, user]
-    for column, op, value in (
+    _add_given(
+        where,
+        args,
         ("ts", ">=", query.start),
         ("ts", "<=", query.end),
         ("type", "=", query.type),
         ("category", "=", query.category),
-    ):
-        if value is not None:
-            where.append(f"{column} {op} ?")
-            args.append(value)
+    )
     for entity in query.entities:
         text = None if entity.value is None else json.dumps(entity.value, separators=(",", ":"))
         where.append(
@@ -371,15 +379,14 @@ class IntervalFilter:
         """The SQL condition over ``v3_intervals`` and its arguments."""
         where = ["project_id = ?"]
         args: list[Any] = [project_id]
-        for column, op, value in (
+        _add_given(
+            where,
+            args,
             ("type", "=", self.type),
             ("user", "=", self.user),
             ("start_ts", ">=", self.start),
             ("start_ts", "<=", self.end),
-        ):
-            if value is not None:
-                where.append(f"{column} {op} ?")
-                args.append(value)
+        )
         return " AND ".join(where), args
 
 
