@@ -25,6 +25,7 @@ from api import (
     public_v1,
     public_v1_images,
     public_v1_v3,
+    public_v2,
     v3,
 )
 from api.app import Surface, SurfaceParts, create_app
@@ -143,6 +144,8 @@ SURFACES: tuple[Surface, ...] = (
         install=_install_ingest_mobile,
     ),
     Surface("public_v1", public_v1.bp, provide=_provide_public_v1),
+    # The public API v2 (/v2/api/public/*, /public/*): the v1 handlers, v2's auth and envelope.
+    Surface("public_v2", public_v2.bp, url_prefixes=public_v2.URL_PREFIXES),
     # Mobile screenshots (its store also serves the public API's images).
     Surface(
         "ingest_mobile_images",

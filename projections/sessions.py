@@ -393,17 +393,45 @@ def user_sessions(
 
     ``start_date``/``end_date`` (epoch ms) bound ``start_ts``, both inclusive.
     """
-    sql = f"{_SELECT} WHERE project_id = ? AND user_id = ?"
+    where, params = _user_where(project_id, user_id, start_date, end_date)
+    rows = conn.execute(f"{_SELECT} {where} ORDER BY session_id LIMIT ?", [*params, limit])
+    return [_row(r) for r in rows]
+
+
+def _user_where(
+    project_id: int, user_id: str, start_date: int | None, end_date: int | None
+) -> tuple[str, list[Any]]:
+    where = "WHERE project_id = ? AND user_id = ?"
     params: list[Any] = [project_id, user_id]
     if start_date is not None:
-        sql += " AND start_ts >= ?"
+        where += " AND start_ts >= ?"
         params.append(start_date)
     if end_date is not None:
-        sql += " AND start_ts <= ?"
+        where += " AND start_ts <= ?"
         params.append(end_date)
-    sql += " ORDER BY session_id LIMIT ?"
-    params.append(limit)
-    return [_row(r) for r in conn.execute(sql, params)]
+    return where, params
+
+
+def user_sessions_page(
+    conn: sqlite3.Connection,
+    project_id: int,
+    user_id: str,
+    *,
+    start_date: int | None = None,
+    end_date: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    newest_first: bool = False,
+) -> tuple[int, list[SessionRow]]:
+    """How many sessions of ``user_id`` match (bounds as :func:`user_sessions`), and the page of
+    them ``limit``/``offset`` names, by session id (oldest first unless ``newest_first``)."""
+    where, params = _user_where(project_id, user_id, start_date, end_date)
+    (total,) = conn.execute(f"SELECT count(*) FROM sessions {where}", params).fetchone()
+    order = "DESC" if newest_first else "ASC"
+    rows = conn.execute(
+        f"{_SELECT} {where} ORDER BY session_id {order} LIMIT ? OFFSET ?", [*params, limit, offset]
+    )
+    return int(total), [_row(r) for r in rows]
 
 
 def first_session_starts(conn: sqlite3.Connection, project_ids: Sequence[int]) -> dict[int, int]:

@@ -121,6 +121,9 @@ enabled = false
 [auth.openapi.orgApiKey]
 api_key = "{key}"
 
+[auth.openapi.orgApiKeyBearer]
+bearer = "{key}"
+
 [auth.openapi.sessionToken]
 bearer = "{token}"
 
