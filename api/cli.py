@@ -606,6 +606,93 @@ def run_dead_letters_retry(args: argparse.Namespace) -> int:
     return run_retry_command(config.db_path, config.projections_db_path, args.project_id)
 
 
+# -- backup, export, restore ---------------------------------------------------------------------
+
+
+def add_backup_commands(subparsers: SubParsers) -> None:
+    backup_text = (
+        "copy every SQLite file of the database (log and catalog, projections, images) into DIR"
+        " under the same file names, with SQLite's online backup API: the server may run"
+    )
+    restore_text = (
+        "copy a backup made by `replayd backup` over the database, then rebuild the projections"
+        " from the restored log (stop the server first)"
+    )
+    for name, text, directory, handler in (
+        ("backup", backup_text, "where the copies go (created if missing)", run_backup),
+        ("restore", restore_text, "the directory `replayd backup` wrote", run_restore),
+    ):
+        parser = subparsers.add_parser(name, help=text, description=text)
+        parser.add_argument("directory", metavar="DIR", help=directory)
+        _db_argument(parser)
+        parser.set_defaults(handler=handler)
+
+    from api.export import FORMATS
+
+    export_text = (
+        'write a project\'s sessions and their events as NDJSON: a {"session": ...} line, then'
+        ' one {"event": ...} line per event (the objects of the public API v1); the server'
+        " may run"
+    )
+    export = subparsers.add_parser("export", help=export_text, description=export_text)
+    export.add_argument("--project", required=True, metavar="KEY", help="the project's key")
+    export.add_argument(
+        "--since", default=None, help="only sessions started then or later: epoch ms or ISO date"
+    )
+    export.add_argument("--format", choices=FORMATS, default="ndjson", help="only ndjson")
+    export.add_argument("--output", default=None, metavar="FILE", help="default: stdout")
+    _db_argument(export)
+    export.set_defaults(handler=run_export)
+
+
+def _database_files(args: argparse.Namespace, command: str) -> tuple[ServerConfig | None, int]:
+    """The configuration naming the database's files, or None and the exit code."""
+    try:
+        config = ServerConfig.from_env(db_path=args.db)
+    except (ValueError, TypeError) as error:
+        fail(command, config_error_text(error))
+        return None, 2
+    return config, 0
+
+
+def run_backup(args: argparse.Namespace) -> int:
+    from runtime.backup import run_backup as backup
+
+    return _run_on_files(args, "backup", backup)
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    from runtime.backup import run_restore as restore
+
+    return _run_on_files(args, "restore", restore)
+
+
+def _run_on_files(args: argparse.Namespace, command: str, run: Callable[..., int]) -> int:
+    from runtime.backup import DatabaseFiles
+
+    config, code = _database_files(args, command)
+    if config is None:
+        return code
+    files = DatabaseFiles(config.db_path, config.projections_db_path, config.images_db_path)
+    return run(args.directory, files)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from api.export import parse_since
+    from api.export import run_command as export
+
+    config, code = _database_files(args, "export")
+    if config is None:
+        return code
+    if existing_db(args, "export") is None:
+        return 1
+    try:
+        since = 0 if args.since is None else parse_since(args.since)
+    except ValueError as error:
+        return fail("export", str(error), 2)
+    return export(config.db_path, config.projections_db_path, args.project, since, args.output)
+
+
 # -- entry point ---------------------------------------------------------------------------------
 
 COMMANDS: list[Callable[..., None]] = [
@@ -615,6 +702,7 @@ COMMANDS: list[Callable[..., None]] = [
     add_v3_command,
     add_rebuild_command,
     add_dead_letters_command,
+    add_backup_commands,
 ]
 
 

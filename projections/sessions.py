@@ -434,6 +434,34 @@ def user_sessions_page(
     return int(total), [_row(r) for r in rows]
 
 
+def count_project_sessions(conn: sqlite3.Connection, project_id: int, since: int = 0) -> int:
+    """How many sessions of a project started at ``since`` (epoch ms) or later."""
+    (count,) = conn.execute(
+        "SELECT count(*) FROM sessions WHERE project_id = ? AND start_ts >= ?", (project_id, since)
+    ).fetchone()
+    return int(count)
+
+
+def project_sessions_after(
+    conn: sqlite3.Connection,
+    project_id: int,
+    *,
+    since: int = 0,
+    after: tuple[int, int] | None = None,
+    limit: int = 500,
+) -> list[SessionRow]:
+    """Up to ``limit`` sessions of a project started at ``since`` or later, by (start, id),
+    from just past ``after`` (the (start_ts, session_id) of the last one read): pages of a walk
+    over a whole project that never holds more than one page."""
+    sql = f"{_SELECT} WHERE project_id = ? AND start_ts >= ?"
+    params: list[Any] = [project_id, since]
+    if after is not None:
+        sql += " AND (start_ts, session_id) > (?, ?)"
+        params += list(after)
+    sql += " ORDER BY start_ts, session_id LIMIT ?"
+    return [_row(r) for r in conn.execute(sql, [*params, limit])]
+
+
 def first_session_starts(conn: sqlite3.Connection, project_ids: Sequence[int]) -> dict[int, int]:
     """Per project, the start (epoch ms) of its earliest recorded session: the project's
     ``firstRecordedSessionAt``. Projects without a session are left out.
