@@ -262,3 +262,35 @@ async def test_unknown_paths_and_bad_json_use_the_v2_envelope(harness: Harness) 
         content=b"{not json",
     )  # fmt: skip
     assert broken.status_code == 400 and broken.json()["error"].startswith("body: ")
+
+
+async def test_real_v2_answers_match_the_described_schemas(harness: Harness) -> None:
+    """Answers carrying recorded data fit the OpenAPI description (the fuzzer mostly sees
+    empty pages: it cannot record a session)."""
+    import jsonschema_rs
+
+    spec = (await harness.client.get("/api/openapi.json")).json()
+    key = await api_key(harness)
+    project = harness.project.project_key
+    session_id, _ = await record_session(harness, user_id="ann")
+    await end_all_sessions(harness, T0 + 600_000)
+    prefix = "/v2/api/public/{project_key}"
+    for method, template, path, body in (
+        ("GET", "/v2/api/public/projects", "/projects", None),
+        ("POST", f"{prefix}/users", f"/{project}/users", {}),
+        ("GET", f"{prefix}/users/{{user_id}}", f"/{project}/users/ann", None),
+        ("POST", f"{prefix}/users/{{user_id}}/sessions", f"/{project}/users/ann/sessions", WINDOW),
+        (
+            "POST",
+            f"{prefix}/sessions/{{session_id}}/events",
+            f"/{project}/sessions/{session_id}/events",
+            {**WINDOW, "limit": 200, "page": 1},
+        ),
+    ):
+        data = await v2_data(harness, key, method, path, body)
+        assert data, path  # something real was checked
+        reply = spec["paths"][template][method.lower()]["responses"]["200"]
+        schema = {**reply["content"]["application/json"]["schema"], **spec}
+        validator = jsonschema_rs.validator_for(schema)
+        errors = [str(e) for e in validator.iter_errors({"data": data})]
+        assert not errors, (path, errors)
