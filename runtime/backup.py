@@ -52,6 +52,14 @@ def _names(files: Sequence[str]) -> dict[str, str] | None:
     return names if len(names) == len(files) else None
 
 
+def _same_directory(directory: Path, database: str) -> bool:
+    """Whether ``directory`` is where ``database`` lives (a copy there would replace it)."""
+    home = os.path.dirname(os.path.abspath(database))
+    if not (directory.exists() and os.path.exists(home)):
+        return False
+    return os.path.samefile(directory, home)
+
+
 def run_backup(directory: str, files: DatabaseFiles) -> int:
     """``replayd backup DIR``: the exit code (one line on stderr when it fails)."""
     if not os.path.isfile(files.log):
@@ -60,6 +68,8 @@ def run_backup(directory: str, files: DatabaseFiles) -> int:
     if _names(ordered) is None:
         return _fail("backup", "two database files have the same name: set them apart")
     target = Path(directory)
+    if _same_directory(target, files.log):
+        return _fail("backup", f"{directory} holds the database itself: back up somewhere else")
     try:
         target.mkdir(parents=True, exist_ok=True)
         for path in ordered:
@@ -76,6 +86,8 @@ def run_backup(directory: str, files: DatabaseFiles) -> int:
 def run_restore(directory: str, files: DatabaseFiles) -> int:
     """``replayd restore DIR``: copy the backup's files over the database's, then rebuild."""
     source = Path(directory)
+    if _same_directory(source, files.log):
+        return _fail("restore", f"{directory} holds the database itself, not a backup of it")
     backup_of = {path: source / os.path.basename(path) for path in files.in_backup_order()}
     if not backup_of[files.log].is_file():
         return _fail("restore", f"no backup of {os.path.basename(files.log)} in {directory}")

@@ -71,7 +71,7 @@ async def test_backup_while_ingesting_then_restore_answers_the_same(
     before = {user: await answers(source, key, user) for user in ("ann", "bob")}
 
     backup_dir = tmp_path / "backup"
-    db = source.server.log.path
+    db = Path(source.server.log.path)
     busy: list[str] = []
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ingest_until_cancelled, source, busy)
@@ -93,6 +93,11 @@ async def test_backup_while_ingesting_then_restore_answers_the_same(
         finally:
             conn.close()
 
+    # A backup into the database's own directory would replace the files it copies.
+    code, _, err = await replayd("backup", str(db.parent), "--db", str(db))
+    assert code == 1 and "back up somewhere else" in err, err
+    code, _, err = await replayd("restore", str(db.parent), "--db", str(db))
+    assert code == 1 and "not a backup" in err, err
     # Restoring over a database a server holds is refused, in one line.
     code, _, err = await replayd("restore", str(backup_dir), "--db", str(db))
     assert code == 1 and err.count("\n") == 1 and "stop the server" in err, err
@@ -121,8 +126,10 @@ async def test_backup_of_a_missing_database_is_one_line(tmp_path: Path) -> None:
     assert code == 1 and out == ""
     assert err == f"replayd backup: no database at {tmp_path / 'no.db'}\n"
     assert not (tmp_path / "b").exists()
-    code, _, err = await replayd("restore", str(tmp_path), "--db", str(tmp_path / "x.db"))
-    assert code == 1 and err == f"replayd restore: no backup of x.db in {tmp_path}\n"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = await replayd("restore", str(empty), "--db", str(tmp_path / "x.db"))
+    assert code == 1 and err == f"replayd restore: no backup of x.db in {empty}\n"
 
 
 def test_a_copy_replaces_the_destination_whole(tmp_path: Path) -> None:
