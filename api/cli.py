@@ -658,6 +658,8 @@ def _database_files(args: argparse.Namespace, command: str) -> tuple[ServerConfi
 def run_backup(args: argparse.Namespace) -> int:
     from runtime.backup import run_backup as backup
 
+    if existing_db(args, "backup") is None:  # the one-line refusal of every other command
+        return 1
     return _run_on_files(args, "backup", backup)
 
 

@@ -10,6 +10,11 @@ field; the app answers its own 404/405/413/503 under ``/api/v1`` the same way, s
 A key only sees its own organization's projects: another organization's project key answers 404,
 as an unknown key does (the reference's v1 did not check the owner; v2 does; we do).
 
+The public API v2 (:mod:`api.public_v2`) serves the same handlers: a request it marks as
+:data:`V2` (:class:`ApiGeneration`) takes only ``Bearer`` keys and answers a project the key does
+not own 401; the functions below the routes (``organization_projects``, ``user_session_page``,
+``live_sessions_page``, ...) are what both generations answer from.
+
 Reads go through :class:`projections.reader.ProjectionReader` and the catalog; no SQL here. The
 objects this blueprint needs live in ``app.extensions[EXTENSION_KEY]`` (see :func:`install`).
 """

@@ -124,7 +124,8 @@ async def test_backup_while_ingesting_then_restore_answers_the_same(
 async def test_backup_of_a_missing_database_is_one_line(tmp_path: Path) -> None:
     code, out, err = await replayd("backup", str(tmp_path / "b"), "--db", str(tmp_path / "no.db"))
     assert code == 1 and out == ""
-    assert err == f"replayd backup: no database at {tmp_path / 'no.db'}\n"
+    assert err.startswith(f"replayd backup: no database at {tmp_path / 'no.db'} (")
+    assert err.count("\n") == 1 and err.endswith("\n")
     assert not (tmp_path / "b").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
