@@ -2,8 +2,9 @@
 
 Pages are one HTML shell each (a title, the stylesheet, one ES module): they carry no data, so no
 recorded string is ever part of our markup; each page's module reads the public API v1 with the
-session cookie and builds its DOM with ``createElement``/``textContent``. A page needs a signed-in
-user (else 303 to ``/login``), and a project page a project of the user's organization (else 404).
+session cookie and builds its DOM with ``createElement``/``textContent``. A page needs a
+signed-in user (else 303 to ``/login?next=<path>``), and a project page a project of the user's
+organization (else 404).
 
 ``POST /auth/login`` with ``{"email", "password"}`` sets the session cookie (401 on bad
 credentials, 429 after too many failures for that email or address); ``POST /auth/logout`` ends
@@ -18,6 +19,7 @@ import hashlib
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import attrs
 import trio
@@ -120,7 +122,9 @@ def _page(page: Page, status: int = 200, policy: str | None = None) -> Response:
 async def _signed_in() -> LoginSession | Response:
     session = await request_login_session()
     if session is None:
-        return Response(b"", status=303, headers={"Location": "/login"})
+        # Back to this page once signed in (the login page takes only a path of ours).
+        location = "/login?" + urlencode({"next": request.path})
+        return Response(b"", status=303, headers={"Location": location})
     return session
 
 

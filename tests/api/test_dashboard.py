@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from http.cookies import SimpleCookie
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -99,6 +100,12 @@ async def test_bad_credentials_are_401_and_bad_bodies_400(harness: Harness) -> N
         assert response.status_code == 401
         assert response.json() == {"error": "wrong email or password"}
         assert "set-cookie" not in response.headers
+    foreign = await harness.client.post(
+        "/auth/login",
+        json={"email": "ann@example.test", "password": PASSWORD},
+        headers={"Origin": "http://evil.test"},
+    )
+    assert (foreign.status_code, foreign.json()) == (403, {"error": "cross-origin request refused"})
     for body in (b"", b"[1]", b'{"email": 1, "password": "x"}', b"\xff", b'{"email": "a"}'):
         response = await harness.client.post("/auth/login", content=body)
         assert response.status_code == 400, body
@@ -204,7 +211,8 @@ async def test_pages_need_a_signed_in_user(harness: Harness) -> None:
     pages = ("/", f"/projects/{key}", f"/projects/{key}/live", f"/projects/{key}/sessions/7")
     for page in pages:
         response = await harness.client.get(page)
-        assert (response.status_code, response.headers["location"]) == (303, "/login")
+        assert response.status_code == 303
+        assert response.headers["location"] == "/login?" + urlencode({"next": page})
     assert (await harness.client.get("/login")).status_code == 200
     browser = await signed_in(harness)
     for page in pages:

@@ -103,17 +103,19 @@ def dashboard_stack(
     run = browser_factory()
     run.context.add_init_script(WATCH_CSP)
     page = run.page
-    page.goto(replayd.base_url + "/")
-    page.wait_for_url(replayd.base_url + "/login")  # signed out: sent to the login page
+    page.goto(f"{replayd.base_url}/projects/{replayd.project_key}/live")
+    # Signed out: sent to the login page, and back to the page asked for once signed in.
+    page.wait_for_url(f"{replayd.base_url}/login?next=*")
     page.fill("#email", EMAIL)
     page.fill("#password", "not the password")
     page.click("button[type=submit]")
     page.wait_for_function("() => document.getElementById('login-error').textContent !== ''")
     page.fill("#password", password)
     page.click("button[type=submit]")
-    page.wait_for_url(replayd.base_url + "/")
-    page.wait_for_selector("#projects")
+    page.wait_for_url(f"{replayd.base_url}/projects/{replayd.project_key}/live")
     assert page.text_content("#who") == EMAIL
+    page.click("a.brand")
+    page.wait_for_selector("#projects")
     return replayd, session_id, run
 
 
@@ -187,7 +189,7 @@ def test_dashboard_pages_show_hostile_strings_as_text(
     page.click("#logout")
     page.wait_for_url(replayd.base_url + "/login")
     page.goto(f"{replayd.base_url}/projects/{key}")
-    page.wait_for_url(replayd.base_url + "/login")
+    page.wait_for_url(f"{replayd.base_url}/login?next=*")
 
 
 def test_sessions_list_shows_hostile_strings_as_text(
