@@ -27,7 +27,11 @@ from engine.codec.web_messages import (
     TabData,
     Timestamp,
 )
+from storage.images import image_hash
 from tests.api.conftest import CHROME_UA, start_body
+from tests.api.test_ingest_mobile import IOS_UA, ios_start_body
+from tests.api.test_mobile_images import JPEG_1 as JPEG
+from tests.api.test_mobile_images import member, tar_gz
 from tests.e2e.harness import BrowserRun, ReplaydServer, poll
 
 pytestmark = pytest.mark.e2e
@@ -100,7 +104,11 @@ def dashboard_stack(
     password = replayd.cli("user", "create", EMAIL)  # the generated one, on the last line
     replayd.start()
     session_id = record_hostile_session(replayd)
-    run = browser_factory()
+    return replayd, session_id, sign_in(replayd, password, browser_factory())
+
+
+def sign_in(replayd: ReplaydServer, password: str, run: BrowserRun) -> BrowserRun:
+    """Sign in through the login page (a wrong password first), from a page that needs it."""
     run.context.add_init_script(WATCH_CSP)
     page = run.page
     page.goto(f"{replayd.base_url}/projects/{replayd.project_key}/live")
@@ -116,7 +124,7 @@ def dashboard_stack(
     assert page.text_content("#who") == EMAIL
     page.click("a.brand")
     page.wait_for_selector("#projects")
-    return replayd, session_id, run
+    return run
 
 
 def assert_safe(run: BrowserRun) -> None:
@@ -211,3 +219,56 @@ def test_sessions_list_shows_hostile_strings_as_text(
     page.click("#filters button[type=submit]")
     row.wait_for()
     assert_safe(run)
+
+
+def test_a_mobile_sessions_page_shows_its_screenshots_in_time(
+    replayd_factory: Callable[..., ReplaydServer], browser_factory: Callable[[], BrowserRun]
+) -> None:
+    replayd = replayd_factory().setup()
+    app_key = replayd.cli("project", "create", "ios app", "--platform", "ios")
+    password = replayd.cli("user", "create", EMAIL)
+    replayd.start()
+    first, second = JPEG + b"first", JPEG + b"second"
+    with httpx.Client(base_url=replayd.base_url, timeout=10.0) as client:
+        start = client.post(
+            "/v1/mobile/start", json=ios_start_body(app_key), headers={"User-Agent": IOS_UA}
+        )
+        assert start.status_code == 200, start.text
+        session_id, token = start.json()["sessionID"], start.json()["token"]
+        now = int(time.time() * 1000)
+        archive = tar_gz(
+            member(f"{now}_1_{now}.jpeg", first), member(f"{now}_1_{now + 3000}.jpeg", second)
+        )
+        upload = client.post(
+            "/v1/mobile/images",
+            data={"projectKey": app_key},
+            files={"batch": ("1-2.tar.gz", archive, "application/gzip")},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert upload.status_code == 200, upload.text
+    with replayd.api() as api:
+        path = f"/api/v1/{app_key}/sessions/{session_id}"
+        assert poll(
+            lambda: (
+                api.get(path).status_code == 200
+                and len(api.get(path + "/images").json()["data"]) == 2
+            )
+        )
+    run = browser_factory()
+    page = run.page
+    run.context.add_init_script(WATCH_CSP)
+    page.goto(f"{replayd.base_url}/projects/{app_key}/sessions/{session_id}")
+    sign_in_here = page.url
+    assert "/login?next=" in sign_in_here
+    page.fill("#email", EMAIL)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#screen")
+    assert page.get_attribute("#screen", "src").endswith("/images/" + image_hash(first))
+    assert page.text_content("#session-meta dd[data-fact=Platform]") == "ios"
+    # Moving through time shows the screenshot of that moment.
+    page.locator("#screen-time").evaluate(
+        "(slider) => { slider.value = slider.max; slider.dispatchEvent(new Event('input')); }"
+    )
+    assert page.get_attribute("#screen", "src").endswith("/images/" + image_hash(second))
+    assert page.evaluate("window.__pwned") is None and page.evaluate("window.__csp") == []

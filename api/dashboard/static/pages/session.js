@@ -245,7 +245,8 @@ async function mountScreens() {
     return;
   }
   const last = images[images.length - 1].captureTime - origin;
-  const end = Math.max(session.duration || 0, last);
+  // A range input snaps to its step: the end rounded up, so that the last screenshot is reached.
+  const end = Math.ceil(Math.max(session.duration || 0, last) / 100) * 100;
   const picture = el("img", { class: "screen", id: "screen", alt: "screenshot" });
   const slider = el("input", { type: "range", min: 0, max: end, step: 100, value: 0, id: "screen-time" });
   const clock = el("span", { class: "at" });
