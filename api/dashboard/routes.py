@@ -7,10 +7,11 @@ signed-in user (else 303 to ``/login?next=<path>``), and a project page a projec
 organization (else 404).
 
 ``POST /auth/login`` with ``{"email", "password"}`` sets the session cookie (401 on bad
-credentials, 429 after too many failures for that email or address); ``POST /auth/logout`` ends
-the session (CSRF token required); ``GET /auth/me`` says who is signed in, in which organization,
-and the CSRF token. Errors answer ``{"error": "..."}`` (:mod:`api.errors`). Every answer under
-these paths carries the headers of :mod:`api.dashboard.headers`.
+credentials, 429 after too many failures in 5 minutes: 10 for that email, 100 for that address);
+``POST /auth/logout`` ends the session (CSRF token required); ``GET /auth/me`` says who is signed
+in, in which organization, and the CSRF token. Errors answer ``{"error": "..."}``
+(:mod:`api.errors`). Every answer under these paths carries the headers of
+:mod:`api.dashboard.headers`.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ from api.dashboard.headers import (
     add_security_headers,
     is_dashboard_path,
 )
+from api.dashboard.throttle import ADDRESS, EMAIL
 from api.errors import ApiError, json_response
-from storage.catalog import DashboardUser
+from storage.catalog import DashboardUser, email_key
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # What /static serves, by suffix; any other file is a 404 (nothing is served as a guessed type).
@@ -207,7 +209,7 @@ async def login() -> Response:
     if problem is not None:
         raise ApiError(403, problem)
     email, password = await _login_fields()
-    keys = [("email", email.strip().casefold()), ("ip", _client_address())]
+    keys = [(EMAIL, email_key(email)), (ADDRESS, _client_address())]
     wait = auth.throttle.retry_after(keys, auth.monotonic())
     if wait is not None:
         raise ApiError(

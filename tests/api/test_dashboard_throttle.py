@@ -12,7 +12,7 @@ ADDRESS = ("ip", "192.0.2.1")
 
 
 def test_the_attempt_after_max_failures_waits_for_the_oldest_to_leave_the_window() -> None:
-    throttle = LoginThrottle(max_failures=3, window_s=60.0)
+    throttle = LoginThrottle(max_failures=3, max_address_failures=3, window_s=60.0)
     for t in (0.0, 10.0, 20.0):
         assert throttle.retry_after([EMAIL, ADDRESS], t) is None
         throttle.failed([EMAIL, ADDRESS], t)
@@ -23,12 +23,21 @@ def test_the_attempt_after_max_failures_waits_for_the_oldest_to_leave_the_window
 
 
 def test_a_success_forgets_the_email_not_the_address() -> None:
-    throttle = LoginThrottle(max_failures=2, window_s=60.0)
+    throttle = LoginThrottle(max_failures=2, max_address_failures=2, window_s=60.0)
     throttle.failed([EMAIL, ADDRESS], 0.0)
     throttle.failed([EMAIL, ADDRESS], 1.0)
     throttle.succeeded(EMAIL)
     assert throttle.retry_after([EMAIL], 2.0) is None
     assert throttle.retry_after([ADDRESS], 2.0) == 58.0
+
+
+def test_an_address_may_fail_more_often_than_an_email() -> None:
+    throttle = LoginThrottle(max_failures=2, max_address_failures=5, window_s=60.0)
+    for i in range(4):
+        throttle.failed([("email", f"user{i}@example.test"), ADDRESS], float(i))
+    assert throttle.retry_after([("email", "new@example.test"), ADDRESS], 4.0) is None
+    throttle.failed([("email", "new@example.test"), ADDRESS], 4.0)
+    assert throttle.retry_after([("email", "other@example.test"), ADDRESS], 5.0) == 55.0
 
 
 def test_remembered_keys_are_bounded() -> None:
