@@ -1,11 +1,12 @@
 """The public API v1 (API.md 1.1, 1.2, 2.1): projects, a session's events, a user's sessions.
 
 Routes under ``/api/v1``, authenticated by an organization API key in ``Authorization`` (the raw
-key as the reference expects, or ``Bearer <key>``). Answers ``{"data": ...}``; every error answers
-``{"errors": ["..."]}`` (401 "Not authenticated" / "Invalid API Key", 404 "project not found.",
-400 "name already exists.", 422 for a malformed path, query or body, the message naming the
-field; the app answers its own 404/405/413/503 under ``/api/v1`` the same way, see
-:mod:`api.errors`). Session ids are strings in JSON.
+key as the reference expects, or ``Bearer <key>``) or, without one, by the dashboard's session
+cookie (``api.dashboard.auth``; non-GET calls then need its ``X-CSRF-Token``, else 403).
+Answers ``{"data": ...}``; every error answers ``{"errors": ["..."]}`` (401 "Not authenticated" /
+"Invalid API Key", 404 "project not found.", 400 "name already exists.", 422 for a malformed
+path, query or body, the message naming the field; the app answers its own 404/405/413/503
+under ``/api/v1`` the same way, see :mod:`api.errors`). Session ids are strings in JSON.
 
 A key only sees its own organization's projects: another organization's project key answers 404,
 as an unknown key does (the reference's v1 did not check the owner; v2 does; we do).
@@ -34,6 +35,7 @@ from quart import Blueprint, Response, current_app, g, request
 from quart_trio import QuartTrio
 
 from api import public_v1_schema as schema
+from api.dashboard.auth import csrf_problem, request_login_session
 from api.errors import json_response, v1_errors
 from api.openapi import json_reply
 from api.public_v1_schema import (
@@ -171,7 +173,17 @@ async def _organization() -> int:
     header = request.headers.get("Authorization")
     key = api_key_from_header(header, bearer_only=current_generation().bearer_only)
     if key is None:
-        raise V1Error(401, "Not authenticated")
+        if current_generation().bearer_only:  # v2 takes its Bearer key and nothing else
+            raise V1Error(401, "Not authenticated")
+        # No API key: the dashboard's session cookie is a credential too (its user's
+        # organization); a state-changing call with it needs the session's CSRF token.
+        session = await request_login_session()
+        if session is None:
+            raise V1Error(401, "Not authenticated")
+        problem = csrf_problem(session)
+        if problem is not None:
+            raise V1Error(403, problem)
+        return session.user.org_id
     # A key seen before answers from memory: no thread hop and no SQLite on every API call.
     org_id = await _context().catalog.find_api_key(key)
     if org_id is None:
@@ -187,8 +199,9 @@ async def _project(org_id: int, project_key: str, *, unowned_status: int = 404) 
 
 
 async def authorized_project(project_key: str) -> Project:
-    """The project a v1 route names, for the request's API key (401, then 404 as above; under
-    v2 a project the key does not own is a 401, as v2's authorizer answers)."""
+    """The project a route names, for the request's API key or (v1 only) dashboard session cookie
+    (401, 403 for a cookie call without its CSRF token, then 404 as above; under v2 a project the
+    key does not own is a 401, as v2's authorizer answers)."""
     status = current_generation().unowned_project_status
     return await _project(await _organization(), project_key, unowned_status=status)
 
