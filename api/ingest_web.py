@@ -19,7 +19,7 @@ import re
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -306,24 +306,39 @@ class WebIngest(Ingest):
     # -- POST /v1/web/i -------------------------------------------------------------------------
 
     async def upload(self) -> Response:
-        """Store one batch (two records for a "visual" one), then answer 200 with an empty body."""
+        """Store one batch (two records for a "visual" one), then answer 200 with an empty body.
+
+        Served by Quart only when the raw ASGI route (:mod:`api.ingest_raw`) is not in front.
+        """
+        await self.store_batch(BatchUpload.of_request(), read_body)
+        return Response(b"", status=200)
+
+    async def store_batch(self, upload: BatchUpload, body_of: BodyReader) -> None:
+        """Check one upload, read its body with ``body_of(limit)`` and append it; returns once
+        the records committed. Every refusal is an :class:`ApiError` (a just-expired token: after
+        the batch is stored)."""
         now = self.clock()
-        check = self.check_token(now)
+        check = tokens.verify_bearer(self.secret, upload.authorization, now)
         if not check.accepted or check.data is None:
             raise ApiError(401, token_message(check.status))
         session_id = check.data.session_id
         project = await session_project(self.directory, self.catalog, session_id)
         project_id = project.project_id
 
-        body = await read_body(self.beacon_limit(project))
+        limit = self.beacon_limit(project)
+        if upload.content_length is not None and upload.content_length > limit:
+            raise ApiError(413, f"request body larger than {limit} bytes")
+        body = await body_of(limit)
         if not body:
             raise ApiError(400, "request body is empty")
-        body = await maybe_gunzip(body, self.config.decompressed_size_limit)
+        body = await decode_content(
+            body, upload.content_encoding, self.config.decompressed_size_limit
+        )
         if not body:
             raise ApiError(400, "request body is empty")
 
-        data_type = request.headers.get("DataType", "").strip().lower()
-        batch_param = request.args.get("batch", "")
+        data_type = upload.data_type.strip().lower()
+        batch_param = upload.batch
 
         def record(kind: RecordKind, payload: bytes, suffix: str) -> NewRecord:
             return NewRecord(
@@ -338,7 +353,7 @@ class WebIngest(Ingest):
         if data_type == "assets":
             records = [record(RecordKind.WEB_ASSETS, body, ":assets")]
         elif data_type == "visual":
-            split = _parse_split(request.args.get("split", ""), len(body))
+            split = _parse_split(upload.split, len(body))
             records = [
                 record(RecordKind.WEB_BATCH, body[:split], ""),
                 record(RecordKind.WEB_ASSETS, body[split:], ":assets"),
@@ -366,7 +381,36 @@ class WebIngest(Ingest):
         if check.status is tokens.TokenStatus.JUST_EXPIRED:
             # Stored, but the tracker must start a new session now (as the reference backend does).
             raise ApiError(401, "token expired")
-        return Response(b"", status=200)
+
+
+BodyReader = Callable[[int], Awaitable[bytes]]
+"""Reads a request's whole body, refusing more than the given limit (413) or a trickle (408)."""
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class BatchUpload:
+    """What ``POST /v1/web/i`` says besides its body (headers and query), parsed by either the
+    Quart route or the raw ASGI route."""
+
+    authorization: str = ""
+    content_encoding: str = ""
+    data_type: str = ""
+    batch: str = ""  # the ``batch`` query parameter (dedupe counters)
+    split: str = ""  # the ``split`` query parameter of a visual batch
+    content_length: int | None = None
+
+    @classmethod
+    def of_request(cls) -> BatchUpload:
+        """The upload of Quart's current request."""
+        headers = request.headers
+        return cls(
+            authorization=headers.get("Authorization", ""),
+            content_encoding=headers.get("Content-Encoding", ""),
+            data_type=headers.get("DataType", ""),
+            batch=request.args.get("batch", ""),
+            split=request.args.get("split", ""),
+            content_length=request.content_length,
+        )
 
 
 @attrs.define
@@ -424,11 +468,7 @@ def _parse_split(raw: str, length: int) -> int:
 
 def bearer_token_check(secret: bytes, now_ms: int) -> tokens.TokenCheck:
     """The request's ``Authorization: Bearer <token>`` checked (INVALID when there is none)."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        return tokens.TokenCheck(tokens.TokenStatus.INVALID)
-    return tokens.verify(secret, value.strip(), now_ms)
+    return tokens.verify_bearer(secret, request.headers.get("Authorization", ""), now_ms)
 
 
 async def session_project(
@@ -487,7 +527,12 @@ async def read_body(limit: int) -> bytes:
 
 async def maybe_gunzip(body: bytes, limit: int) -> bytes:
     """Undo ``Content-Encoding: gzip`` (capping the output at ``limit``); other bodies unchanged."""
-    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    return await decode_content(body, request.headers.get("Content-Encoding", ""), limit)
+
+
+async def decode_content(body: bytes, content_encoding: str, limit: int) -> bytes:
+    """``body`` with its ``Content-Encoding`` undone (gzip only; 415 for others)."""
+    encoding = content_encoding.strip().lower()
     if encoding in ("", "identity"):
         return body
     if encoding not in ("gzip", "x-gzip"):

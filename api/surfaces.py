@@ -19,6 +19,7 @@ from quart_trio import QuartTrio
 from api import (
     ingest_mobile,
     ingest_mobile_images,
+    ingest_raw,
     ingest_web,
     openapi,
     operations,
@@ -88,6 +89,16 @@ def _install_ingest_web(app: QuartTrio, parts: SurfaceParts) -> None:
     app.extensions[ingest_web.EXTENSION_KEY] = _ingest_state(ingest_web.WebIngest, app, parts)
 
 
+def _raw_ingest_web(app: QuartTrio) -> dict[str, ingest_raw.RawRoute]:
+    # Counted in /metrics like the Quart routes (whose counting hook this route bypasses).
+    ops: operations.Operations | None = app.extensions.get(operations.EXTENSION_KEY)
+    ingest = app.extensions[ingest_web.EXTENSION_KEY]
+    return {
+        path: ingest_raw.web_batch_route(ingest, None if ops is None else ops.metrics.observe)
+        for path in (f"{prefix}/v1/web/i" for prefix in INGEST_PREFIXES)
+    }
+
+
 def _install_ingest_mobile(app: QuartTrio, parts: SurfaceParts) -> None:
     ingest = _ingest_state(ingest_mobile.MobileIngest, app, parts)
     app.extensions[ingest_mobile.EXTENSION_KEY] = ingest
@@ -133,6 +144,7 @@ SURFACES: tuple[Surface, ...] = (
         url_prefixes=INGEST_PREFIXES,
         cors_prefixes=ingest_web.CORS_PREFIXES,
         install=_install_ingest_web,
+        raw_routes=_raw_ingest_web,
     ),
     # The mobile SDKs' routes (/v1/mobile/*, the old /v1/ios/*), also under /ingest.
     Surface(
