@@ -1,11 +1,11 @@
-"""The hottest ingest route, ``POST /v1/web/i``, served as raw ASGI in front of Quart.
+"""The hottest ingest routes, ``POST /v1/web/i`` and ``/v1/web/start``, as raw ASGI before Quart.
 
 Under 32 trackers Quart's per-request machinery (a request object, a body-reading task and its
 nursery, the app and request contexts, the before/after hooks, a response object) cost more than
-the append itself. This route does only what the upload needs: it parses the few headers and the
-query string into a :class:`api.ingest_web.BatchUpload`, reads the body straight from ``receive``,
-and lets :meth:`api.ingest_web.WebIngest.store_batch` (the same code the Quart route runs) check
-and append it; the 200 goes out only after the commit. Everything else about the request stays as
+the append itself. These routes do only what they need: they parse the few headers and the
+query string into an :class:`api.ingest_web.IngestRequest`, read the body straight from
+``receive``, and let :class:`api.ingest_web.WebIngest` (the same code Quart's routes run) check
+and append; the answer goes out only after the commit. Everything else about the request stays as
 it was: the byte budget and the early-answer hold of :func:`api.app.create_app` wrap this route
 too, and the access log and the quiet disconnects wrap the whole app. Answers carry the CORS
 header, errors the ingest envelope (``{"error": ...}``) with their headers (``Retry-After``).
@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl
 
 import trio
@@ -30,7 +31,7 @@ from hypercorn.typing import (
 
 from api import cors
 from api.errors import ApiError, plain_error, retry_after_header
-from api.ingest_web import BODY_READ_TIMEOUT_S, BatchUpload, WebIngest
+from api.ingest_web import BODY_READ_TIMEOUT_S, BodyReader, IngestRequest, WebIngest
 from storage.errors import StorageUnavailable
 
 logger = logging.getLogger(__name__)
@@ -84,48 +85,60 @@ class _Body:
         return bytes(message.get("body", b""))
 
 
-def batch_upload_of(scope: HTTPScope) -> BatchUpload:
-    """The headers and query parameters of an upload, as the Quart route reads them (first
-    value of each; header names compared case-insensitively)."""
-    wanted = {b"authorization": "", b"content-encoding": "", b"datatype": "", b"content-length": ""}
+_HEADERS = {
+    b"authorization": "authorization",
+    b"content-encoding": "content_encoding",
+    b"datatype": "data_type",
+    b"user-agent": "user_agent",
+    b"x-forwarded-for": "forwarded_for",
+}
+
+
+def ingest_request_of(scope: HTTPScope) -> IngestRequest:
+    """The headers and query parameters an ingest route reads, as Quart would give them (the
+    first value of each; header names compared case-insensitively)."""
+    fields: dict[str, str] = {}
+    length: int | None = None
+    seen_length = False
     for raw_name, raw_value in scope["headers"]:
         name = raw_name.lower()
-        if name in wanted and not wanted[name]:
-            wanted[name] = raw_value.decode("latin-1")
-    length: int | None
-    try:
-        length = int(wanted[b"content-length"]) if wanted[b"content-length"] else None
-    except ValueError:
-        length = None
-    batch = split = ""
+        field = _HEADERS.get(name)
+        if field is not None:
+            fields.setdefault(field, raw_value.decode("latin-1"))
+        elif name == b"content-length" and not seen_length:
+            seen_length = True
+            try:
+                length = int(raw_value)
+            except ValueError:
+                length = None
+            if length is not None and length < 0:
+                length = None
     query = scope["query_string"]
     if query:
         params: dict[str, str] = {}
         for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
             params.setdefault(key, value)
-        batch, split = params.get("batch", ""), params.get("split", "")
-    return BatchUpload(
-        authorization=wanted[b"authorization"],
-        content_encoding=wanted[b"content-encoding"],
-        data_type=wanted[b"datatype"],
-        batch=batch,
-        split=split,
-        content_length=length if length is None or length >= 0 else None,
-    )
+        fields["batch"], fields["split"] = params.get("batch", ""), params.get("split", "")
+    client = scope.get("client")
+    return IngestRequest(content_length=length, remote_addr=client[0] if client else "", **fields)
 
 
-def web_batch_route(ingest: WebIngest, observe: Observe | None = None) -> RawRoute:
-    """The raw ASGI handler of ``POST /v1/web/i`` for ``ingest``; each answer is reported to
-    ``observe`` under the request's path (the route's template: it has no parameters)."""
+# Reads the body (given the reader), returns the answer's JSON object, or None for an empty 200.
+Handler = Callable[[IngestRequest, BodyReader], Awaitable[dict[str, Any] | None]]
 
-    async def serve_batch(
-        scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
+
+def raw_route(handle: Handler, observe: Observe | None = None) -> RawRoute:
+    """A raw ASGI handler around ``handle``; each answer is reported to ``observe`` under the
+    request's path (the routes served so have no parameters: the path is the template)."""
+
+    async def serve(scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         began = time.perf_counter()
         body = _Body(receive)
         status, payload, extra = 200, b"", {}
         try:
-            await ingest.store_batch(batch_upload_of(scope), body.read)
+            answer = await handle(ingest_request_of(scope), body.read)
+            if answer is not None:
+                payload = json.dumps(answer, separators=(",", ":")).encode()
         except ClientGone:
             return
         except ApiError as error:
@@ -155,7 +168,19 @@ def web_batch_route(ingest: WebIngest, observe: Observe | None = None) -> RawRou
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload, "more_body": False})
 
-    return serve_batch
+    return serve
+
+
+def web_ingest_routes(ingest: WebIngest, observe: Observe | None = None) -> dict[str, RawRoute]:
+    """``/v1/web/start`` and ``/v1/web/i`` of ``ingest`` as raw routes (paths without prefix)."""
+
+    async def store(head: IngestRequest, body_of: BodyReader) -> None:
+        await ingest.store_batch(head, body_of)
+
+    return {
+        "/v1/web/start": raw_route(ingest.start_session, observe),
+        "/v1/web/i": raw_route(store, observe),
+    }
 
 
 def raw_routes_in_front(app: ASGIFramework, routes: Mapping[str, RawRoute]) -> ASGIFramework:

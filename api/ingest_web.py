@@ -115,11 +115,14 @@ class Ingest:
         return check.data
 
     def client_ip(self) -> str:
-        if self.config.trust_x_forwarded_for:
-            forwarded = request.headers.get("X-Forwarded-For", "")
-            if forwarded:
-                return forwarded.split(",")[0].strip()
-        return request.remote_addr or ""
+        """The client address of Quart's current request (see :meth:`client_ip_of`)."""
+        return self.client_ip_of(IngestRequest.of_request())
+
+    def client_ip_of(self, head: IngestRequest) -> str:
+        """The client's address: the first of ``X-Forwarded-For`` behind a trusted proxy."""
+        if self.config.trust_x_forwarded_for and head.forwarded_for:
+            return head.forwarded_for.split(",")[0].strip()
+        return head.remote_addr
 
     async def append(self, records: list[NewRecord]) -> None:
         try:
@@ -169,23 +172,33 @@ class WebIngest(Ingest):
     # -- POST /v1/web/start ---------------------------------------------------------------------
 
     async def start(self) -> Response:
-        """Start (or continue) a session; a refusal is logged with its reason (is the site
-        sending, with the right key? is the operator's first question)."""
+        """Start (or continue) a session: Quart's route, when the raw one is not in front."""
+        return json_response(await self.start_session(IngestRequest.of_request(), read_body))
+
+    async def start_session(self, head: IngestRequest, body_of: BodyReader) -> dict[str, Any]:
+        """Start (or continue) a session; the answer's JSON object. A refusal is an ApiError,
+        logged with its reason (is the site sending, with the right key? is the operator's
+        first question)."""
         attempt = _StartAttempt()
         try:
-            return await self._start(attempt)
+            return await self._start(head, body_of, attempt)
         except ApiError as error:
-            _log_refused_start(error, attempt.project_key, self.client_ip())
+            _log_refused_start(error, attempt.project_key, self.client_ip_of(head))
             raise
 
-    async def _start(self, attempt: _StartAttempt) -> Response:
+    async def _start(
+        self, head: IngestRequest, body_of: BodyReader, attempt: _StartAttempt
+    ) -> dict[str, Any]:
         """Checks in the reference backend's order, log, answer."""
-        if request.content_length == 0:
+        limit = self.config.json_size_limit
+        if head.content_length == 0:
             raise ApiError(400, "request body is empty")
-        body = await read_body(self.config.json_size_limit)
+        if head.content_length is not None and head.content_length > limit:
+            raise ApiError(413, f"request body larger than {limit} bytes")
+        body = await body_of(limit)
         if not body:
             raise ApiError(400, "request body is empty")
-        body = await maybe_gunzip(body, self.config.json_size_limit)
+        body = await decode_content(body, head.content_encoding, limit)
         data = parse_json_object(body)
         req = _StartRequest.from_json(data)
         attempt.project_key = req.project_key
@@ -203,7 +216,7 @@ class WebIngest(Ingest):
         if project.platform != "web":
             raise ApiError(403, "project is not a web project")
         # Only the first 1 KB of the agent is parsed and stored (engine.client_info).
-        user_agent = client_info.cap_user_agent(request.headers.get("User-Agent", ""))
+        user_agent = client_info.cap_user_agent(head.user_agent)
         # An empty User-Agent is refused (the reference backend refuses any UA it cannot parse).
         # A non-empty one that ua-parser calls "Other" is accepted on purpose: new or rare browsers
         # must not lose their sessions because a regex list is behind.
@@ -231,7 +244,7 @@ class WebIngest(Ingest):
         token = tokens.sign(self.secret, tokens.TokenData(session_id, delay, expiry_ms))
         user_uuid = canonical_uuid(req.user_uuid) or str(uuid.uuid4())
         info = await self.agents.parse(user_agent)
-        country = client_info.country_of_ip(self.client_ip())
+        country = client_info.country_of_ip(self.client_ip_of(head))
 
         if not req.do_not_record:
             start = info.applied_to(
@@ -293,7 +306,7 @@ class WebIngest(Ingest):
         # Absent means protocol 1 to the tracker (one "player" stream); 2 only when configured.
         if self.config.protocol_version != 1:
             answer["protocolVersion"] = self.config.protocol_version
-        return json_response(answer)
+        return answer
 
     async def continued_session(
         self, req: _StartRequest, project: Project, now: int
@@ -310,10 +323,10 @@ class WebIngest(Ingest):
 
         Served by Quart only when the raw ASGI route (:mod:`api.ingest_raw`) is not in front.
         """
-        await self.store_batch(BatchUpload.of_request(), read_body)
+        await self.store_batch(IngestRequest.of_request(), read_body)
         return Response(b"", status=200)
 
-    async def store_batch(self, upload: BatchUpload, body_of: BodyReader) -> None:
+    async def store_batch(self, upload: IngestRequest, body_of: BodyReader) -> None:
         """Check one upload, read its body with ``body_of(limit)`` and append it; returns once
         the records committed. Every refusal is an :class:`ApiError` (a just-expired token: after
         the batch is stored)."""
@@ -388,28 +401,34 @@ BodyReader = Callable[[int], Awaitable[bytes]]
 
 
 @attrs.frozen(slots=True, kw_only=True)
-class BatchUpload:
-    """What ``POST /v1/web/i`` says besides its body (headers and query), parsed by either the
-    Quart route or the raw ASGI route."""
+class IngestRequest:
+    """What an ingest request (a start, an upload) says besides its body: the headers and query
+    parameters the routes read, parsed by either Quart's routes or the raw ASGI ones."""
 
     authorization: str = ""
     content_encoding: str = ""
+    content_length: int | None = None
     data_type: str = ""
+    user_agent: str = ""
+    forwarded_for: str = ""  # X-Forwarded-For (used behind a trusted proxy only)
+    remote_addr: str = ""  # the peer's address
     batch: str = ""  # the ``batch`` query parameter (dedupe counters)
     split: str = ""  # the ``split`` query parameter of a visual batch
-    content_length: int | None = None
 
     @classmethod
-    def of_request(cls) -> BatchUpload:
-        """The upload of Quart's current request."""
+    def of_request(cls) -> IngestRequest:
+        """The head of Quart's current request."""
         headers = request.headers
         return cls(
             authorization=headers.get("Authorization", ""),
             content_encoding=headers.get("Content-Encoding", ""),
+            content_length=request.content_length,
             data_type=headers.get("DataType", ""),
+            user_agent=headers.get("User-Agent", ""),
+            forwarded_for=headers.get("X-Forwarded-For", ""),
+            remote_addr=request.remote_addr or "",
             batch=request.args.get("batch", ""),
             split=request.args.get("split", ""),
-            content_length=request.content_length,
         )
 
 

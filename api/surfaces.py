@@ -93,10 +93,8 @@ def _raw_ingest_web(app: QuartTrio) -> dict[str, ingest_raw.RawRoute]:
     # Counted in /metrics like the Quart routes (whose counting hook this route bypasses).
     ops: operations.Operations | None = app.extensions.get(operations.EXTENSION_KEY)
     ingest = app.extensions[ingest_web.EXTENSION_KEY]
-    return {
-        path: ingest_raw.web_batch_route(ingest, None if ops is None else ops.metrics.observe)
-        for path in (f"{prefix}/v1/web/i" for prefix in INGEST_PREFIXES)
-    }
+    routes = ingest_raw.web_ingest_routes(ingest, None if ops is None else ops.metrics.observe)
+    return {prefix + path: route for prefix in INGEST_PREFIXES for path, route in routes.items()}
 
 
 def _install_ingest_mobile(app: QuartTrio, parts: SurfaceParts) -> None:
