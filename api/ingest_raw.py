@@ -1,4 +1,4 @@
-"""The hottest ingest routes, ``POST /v1/web/i`` and ``/v1/web/start``, as raw ASGI before Quart.
+"""The hottest ingest routes (the web and mobile starts and batches) as raw ASGI before Quart.
 
 Under 32 trackers Quart's per-request machinery (a request object, a body-reading task and its
 nursery, the app and request contexts, the before/after hooks, a response object) cost more than
@@ -31,6 +31,7 @@ from hypercorn.typing import (
 
 from api import cors
 from api.errors import ApiError, plain_error, retry_after_header
+from api.ingest_mobile import MobileIngest
 from api.ingest_web import BODY_READ_TIMEOUT_S, BodyReader, IngestRequest, WebIngest
 from storage.errors import StorageUnavailable
 
@@ -180,6 +181,20 @@ def web_ingest_routes(ingest: WebIngest, observe: Observe | None = None) -> dict
     return {
         "/v1/web/start": raw_route(ingest.start_session, observe),
         "/v1/web/i": raw_route(store, observe),
+    }
+
+
+def mobile_ingest_routes(
+    ingest: MobileIngest, observe: Observe | None = None
+) -> dict[str, RawRoute]:
+    """``/v1/mobile/start`` and ``/v1/mobile/i`` of ``ingest`` as raw routes (without prefix)."""
+
+    async def store(head: IngestRequest, body_of: BodyReader) -> None:
+        await ingest.store_batch(head, body_of)
+
+    return {
+        "/v1/mobile/start": raw_route(ingest.start_session, observe),
+        "/v1/mobile/i": raw_route(store, observe),
     }
 
 

@@ -97,6 +97,14 @@ def _raw_ingest_web(app: QuartTrio) -> dict[str, ingest_raw.RawRoute]:
     return {prefix + path: route for prefix in INGEST_PREFIXES for path, route in routes.items()}
 
 
+def _raw_ingest_mobile(app: QuartTrio) -> dict[str, ingest_raw.RawRoute]:
+    ops: operations.Operations | None = app.extensions.get(operations.EXTENSION_KEY)
+    ingest = app.extensions[ingest_mobile.EXTENSION_KEY]
+    observe = None if ops is None else ops.metrics.observe
+    routes = ingest_raw.mobile_ingest_routes(ingest, observe)
+    return {prefix + path: route for prefix in INGEST_PREFIXES for path, route in routes.items()}
+
+
 def _install_ingest_mobile(app: QuartTrio, parts: SurfaceParts) -> None:
     ingest = _ingest_state(ingest_mobile.MobileIngest, app, parts)
     app.extensions[ingest_mobile.EXTENSION_KEY] = ingest
@@ -108,6 +116,9 @@ def _install_mobile_images(app: QuartTrio, parts: SurfaceParts) -> None:
     )
     if parts.process.clock is not None:
         images.clock = parts.process.clock
+    mobile = app.extensions.get(ingest_mobile.EXTENSION_KEY)
+    if mobile is not None:
+        mobile.images_hash_list = images.frequent_hashes
 
 
 def _install_v3(app: QuartTrio, parts: SurfaceParts) -> None:
@@ -151,6 +162,7 @@ SURFACES: tuple[Surface, ...] = (
         url_prefixes=INGEST_PREFIXES,
         cors_prefixes=ingest_mobile.CORS_PREFIXES,
         install=_install_ingest_mobile,
+        raw_routes=_raw_ingest_mobile,
     ),
     Surface("public_v1", public_v1.bp, provide=_provide_public_v1),
     # Mobile screenshots (its store also serves the public API's images).
