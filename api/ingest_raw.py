@@ -30,16 +30,13 @@ from hypercorn.typing import (
 )
 
 from api import cors
+from api.body_drain import BODY_DRAIN_TIMEOUT_S
 from api.errors import ApiError, plain_error, retry_after_header
 from api.ingest_mobile import MobileIngest
 from api.ingest_web import BODY_READ_TIMEOUT_S, BodyReader, IngestRequest, WebIngest
 from storage.errors import StorageUnavailable
 
 logger = logging.getLogger(__name__)
-
-# How long a refused request's body may take to arrive before it is answered anyway (as
-# api.body_drain waits for Quart's answers given before their body).
-_DRAIN_TIMEOUT_S = 10.0
 
 RawRoute = Callable[[HTTPScope, ASGIReceiveCallable, ASGISendCallable], Awaitable[None]]
 # (route, method, status, seconds): what /metrics counts of every answered request.
@@ -73,7 +70,8 @@ class _Body:
 
     async def drain(self) -> None:
         """Read and drop what is left, so that an early answer keeps the connection usable."""
-        with trio.move_on_after(_DRAIN_TIMEOUT_S):
+        # As long as api.body_drain holds Quart's answers given before their body.
+        with trio.move_on_after(BODY_DRAIN_TIMEOUT_S):
             while not self.complete:
                 await self._next()
 
