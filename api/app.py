@@ -26,6 +26,7 @@ from api.body_budget import admit_bodies_within
 from api.body_drain import hold_answer_until_body_received
 from api.config import ServerConfig
 from api.errors import ApiError, error_response, retry_after_header
+from api.ingest_raw import RawRoute, raw_routes_in_front
 from runtime.assembly import EngineObjects, HostParts
 from storage.budget import ByteBudget
 from storage.errors import StorageUnavailable
@@ -66,6 +67,9 @@ class Surface:
     # Path prefix -> the largest body its routes read, for routes that read more than the app's
     # default (the larger of the batch and JSON limits); the request is capped at it.
     body_limits: Callable[[ServerConfig], Mapping[str, int]] | None = None
+    # Path -> a raw ASGI handler answering its POSTs in front of Quart (the hottest ingest
+    # routes, api.ingest_raw), made after ``install``; the body budget and hold still apply.
+    raw_routes: Callable[[QuartTrio], Mapping[str, RawRoute]] | None = None
 
 
 def _server_config(process: HostParts) -> ServerConfig:
@@ -107,6 +111,12 @@ def create_app(process: HostParts, *, surfaces: Iterable[Surface]) -> QuartTrio:
     for surface in surfaces:
         if surface.install is not None:
             surface.install(app, parts)
+    raw = {
+        path: route
+        for surface in surfaces
+        if surface.raw_routes is not None
+        for path, route in surface.raw_routes(app).items()
+    }
     cors_prefixes = tuple(prefix for surface in surfaces for prefix in surface.cors_prefixes)
     app.extensions[CORS_PREFIXES_KEY] = list(cors_prefixes)
     # Outermost: early answers wait for their body (api.body_drain); then bodies are admitted
@@ -116,7 +126,7 @@ def create_app(process: HostParts, *, surfaces: Iterable[Surface]) -> QuartTrio:
     # and what Hypercorn calls) says Awaitable.
     app.asgi_app = hold_answer_until_body_received(  # type: ignore[method-assign,assignment]
         admit_bodies_within(
-            app.asgi_app,
+            raw_routes_in_front(app.asgi_app, raw) if raw else app.asgi_app,
             parts.bodies,
             max_body=max_body,
             wait_s=config.append_wait_timeout,

@@ -141,6 +141,9 @@ class ServerConfig:
     access_log: bool = True
     # "text" for people, "json" (one object per line) for log shippers.
     log_format: str = attrs.field(default="text", validator=v.in_(LOG_FORMATS))
+    # Count the SQL statements of every connection (storage.sqlite.STATEMENTS, in /metrics): a
+    # diagnostic for the benchmark's statements per request; it costs a call per statement.
+    count_sql_statements: bool = False
 
     @classmethod
     def from_env(
@@ -367,5 +370,12 @@ SETTINGS: tuple[Setting, ...] = (
         "--log-format",
         str,
         "text, or json: one object per line (time, level, logger, message and fields)",
+    ),
+    Setting(
+        "count_sql_statements",
+        "REPLAYD_COUNT_SQL_STATEMENTS",
+        "--count-sql-statements",
+        parse_bool,
+        "count the SQL statements of each connection, reported in /metrics (a diagnostic)",
     ),
 )

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response, current_app
 
 from api import ingest_mobile_images
 from api import ingest_mobile_schema as docs
@@ -35,11 +36,13 @@ from api.ingest_web import (
     MAX_REV_ID_LENGTH,
     MAX_TIMEZONE_LENGTH,
     MAX_TRACKER_VERSION_LENGTH,
+    BodyReader,
     Ingest,
+    IngestRequest,
     canonical_uuid,
+    decode_content,
     gunzip_off_loop,
     may_be_project_key,
-    maybe_gunzip,
     number_field,
     parse_json_object,
     read_body,
@@ -79,16 +82,30 @@ bp = Blueprint("ingest_mobile", __name__)
 class MobileIngest(Ingest):
     """The state behind the mobile ingest routes (one per app)."""
 
+    # The start answer's imagesHashList of a project; the app's image store once it is wired
+    # (api.surfaces), outside a request context too (the raw routes have none).
+    images_hash_list: Callable[[int], Awaitable[list[str]]] = ingest_mobile_images.images_hash_list
+
     # -- POST /v1/mobile/start, /v1/ios/start --------------------------------------------------
 
     async def start(self, *, legacy: bool) -> Response:
-        """Start (or continue) a mobile session; ``legacy`` for the old ``/v1/ios/start``."""
-        if request.content_length == 0:
+        """Start (or continue) a mobile session: Quart's route (``legacy``: ``/v1/ios/start``)."""
+        answer = await self.start_session(IngestRequest.of_request(), read_body, legacy=legacy)
+        return json_response(answer)
+
+    async def start_session(
+        self, head: IngestRequest, body_of: BodyReader, *, legacy: bool = False
+    ) -> dict[str, Any]:
+        """Start (or continue) a mobile session; the answer's JSON object (refusals: ApiError)."""
+        limit = self.config.json_size_limit
+        if head.content_length == 0:
             raise ApiError(400, "request body is empty")
-        body = await read_body(self.config.json_size_limit)
+        if head.content_length is not None and head.content_length > limit:
+            raise ApiError(413, f"request body larger than {limit} bytes")
+        body = await body_of(limit)
         if not body:
             raise ApiError(400, "request body is empty")
-        data = parse_json_object(await maybe_gunzip(body, self.config.json_size_limit))
+        data = parse_json_object(await decode_content(body, head.content_encoding, limit))
         req = _start_request(data)
         if legacy:  # the old route was iOS only (its UserOS was hard-coded "IOS")
             req = attrs.evolve(req, platform="ios")
@@ -101,7 +118,7 @@ class MobileIngest(Ingest):
         now = self.clock()
         previous = await self.continued_session_of(req.token, project, now)
         user_uuid = canonical_uuid(req.user_uuid) or str(uuid.uuid4())
-        user_agent = client_info.cap_user_agent(request.headers.get("User-Agent", ""))
+        user_agent = client_info.cap_user_agent(head.user_agent)
         if previous is not None:
             session_id, expiry_ms = previous.session_id, previous.expiry_ms
             start_timestamp = flake_timestamp_ms(session_id)
@@ -128,7 +145,7 @@ class MobileIngest(Ingest):
                 continued=previous is not None,
                 user_uuid=user_uuid,
                 user_agent=user_agent,
-                user_country=client_info.country_of_ip(self.client_ip()),
+                user_country=client_info.country_of_ip(self.client_ip_of(head)),
             )
             record = NewRecord(
                 session_id=session_id,
@@ -142,19 +159,17 @@ class MobileIngest(Ingest):
 
         # Every key the iOS decoder requires, with its type (MOBILE.md 2.2): a missing or
         # mistyped one makes the SDK stop silently.
-        return json_response(
-            {
-                "token": token,
-                "userUUID": user_uuid,
-                "sessionID": str(session_id),
-                "projectID": str(project.project_id),
-                "fps": MOBILE_FPS,
-                "quality": MOBILE_QUALITY,
-                "beaconSizeLimit": self.beacon_limit(project),
-                "framesSupport": True,
-                "imagesHashList": await ingest_mobile_images.images_hash_list(project.project_id),
-            }
-        )
+        return {
+            "token": token,
+            "userUUID": user_uuid,
+            "sessionID": str(session_id),
+            "projectID": str(project.project_id),
+            "fps": MOBILE_FPS,
+            "quality": MOBILE_QUALITY,
+            "beaconSizeLimit": self.beacon_limit(project),
+            "framesSupport": True,
+            "imagesHashList": await self.images_hash_list(project.project_id),
+        }
 
     async def _project(self, data: dict[str, Any]) -> Project:
         key = typed_field(data, "projectKey", str, "")
@@ -184,8 +199,16 @@ class MobileIngest(Ingest):
 
     async def upload(self, *, late: bool) -> Response:
         """Store one batch (MOBILE_BATCH, or MOBILE_LATE when ``late``), then 200 empty."""
+        await self.store_batch(IngestRequest.of_request(), read_body, late=late)
+        return Response(b"", status=200)
+
+    async def store_batch(
+        self, head: IngestRequest, body_of: BodyReader, *, late: bool = False
+    ) -> None:
+        """Check one upload, read its body with ``body_of(limit)`` and append it; returns once
+        it committed (refusals: ApiError)."""
         now = self.clock()
-        check = self.check_token(now)
+        check = tokens.verify_bearer(self.secret, head.authorization, now)
         if check.data is None or not (late or check.status is tokens.TokenStatus.VALID):
             # /i wants a live token (a just-expired one too is refused, as in Go: iOS then starts
             # a new session); /late takes any token we signed, expired or not.
@@ -199,7 +222,10 @@ class MobileIngest(Ingest):
         if project is None or not project.active or project.platform not in MOBILE_PLATFORMS:
             raise ApiError(401, "not a session of an active mobile project")
 
-        body = await read_body(self.beacon_limit(project))
+        limit = self.beacon_limit(project)
+        if head.content_length is not None and head.content_length > limit:
+            raise ApiError(413, f"request body larger than {limit} bytes")
+        body = await body_of(limit)
         if body.startswith(GZIP_MAGIC):
             body = await gunzip_off_loop(body, self.config.decompressed_size_limit)
         if not body:
@@ -214,7 +240,6 @@ class MobileIngest(Ingest):
             batch_key=hashlib.blake2b(body, digest_size=16).hexdigest(),
         )
         await self.append([record])
-        return Response(b"", status=200)
 
 
 def _active(project: Project | None) -> Project:

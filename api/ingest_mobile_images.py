@@ -96,6 +96,10 @@ class MobileImages:
             store, self.store = self.store, None
             await trio.to_thread.run_sync(store.close)
 
+    async def frequent_hashes(self, project_id: int) -> list[str]:
+        """``imagesHashList`` for a mobile start answer: the project's most stored hashes."""
+        return await trio.to_thread.run_sync(self.opened().frequent_hashes, project_id)
+
     def opened(self) -> ImageStore:
         if self.store is None:
             raise ApiError(503, "server starting or stopping", {"Retry-After": "1"})
@@ -239,7 +243,7 @@ def opened_store() -> ImageStore:
 
 async def images_hash_list(project_id: int) -> list[str]:
     """``imagesHashList`` for a mobile start answer: the project's most stored hashes (<= 40)."""
-    return await trio.to_thread.run_sync(opened_store().frequent_hashes, project_id)
+    return await _ingest().frequent_hashes(project_id)
 
 
 def install(app: QuartTrio, config: ServerConfig, catalog: Catalog, log: EventLog) -> MobileImages:

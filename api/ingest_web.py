@@ -19,7 +19,7 @@ import re
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -115,11 +115,14 @@ class Ingest:
         return check.data
 
     def client_ip(self) -> str:
-        if self.config.trust_x_forwarded_for:
-            forwarded = request.headers.get("X-Forwarded-For", "")
-            if forwarded:
-                return forwarded.split(",")[0].strip()
-        return request.remote_addr or ""
+        """The client address of Quart's current request (see :meth:`client_ip_of`)."""
+        return self.client_ip_of(IngestRequest.of_request())
+
+    def client_ip_of(self, head: IngestRequest) -> str:
+        """The client's address: the first of ``X-Forwarded-For`` behind a trusted proxy."""
+        if self.config.trust_x_forwarded_for and head.forwarded_for:
+            return head.forwarded_for.split(",")[0].strip()
+        return head.remote_addr
 
     async def append(self, records: list[NewRecord]) -> None:
         try:
@@ -169,23 +172,33 @@ class WebIngest(Ingest):
     # -- POST /v1/web/start ---------------------------------------------------------------------
 
     async def start(self) -> Response:
-        """Start (or continue) a session; a refusal is logged with its reason (is the site
-        sending, with the right key? is the operator's first question)."""
+        """Start (or continue) a session: Quart's route, when the raw one is not in front."""
+        return json_response(await self.start_session(IngestRequest.of_request(), read_body))
+
+    async def start_session(self, head: IngestRequest, body_of: BodyReader) -> dict[str, Any]:
+        """Start (or continue) a session; the answer's JSON object. A refusal is an ApiError,
+        logged with its reason (is the site sending, with the right key? is the operator's
+        first question)."""
         attempt = _StartAttempt()
         try:
-            return await self._start(attempt)
+            return await self._start(head, body_of, attempt)
         except ApiError as error:
-            _log_refused_start(error, attempt.project_key, self.client_ip())
+            _log_refused_start(error, attempt.project_key, self.client_ip_of(head))
             raise
 
-    async def _start(self, attempt: _StartAttempt) -> Response:
+    async def _start(
+        self, head: IngestRequest, body_of: BodyReader, attempt: _StartAttempt
+    ) -> dict[str, Any]:
         """Checks in the reference backend's order, log, answer."""
-        if request.content_length == 0:
+        limit = self.config.json_size_limit
+        if head.content_length == 0:
             raise ApiError(400, "request body is empty")
-        body = await read_body(self.config.json_size_limit)
+        if head.content_length is not None and head.content_length > limit:
+            raise ApiError(413, f"request body larger than {limit} bytes")
+        body = await body_of(limit)
         if not body:
             raise ApiError(400, "request body is empty")
-        body = await maybe_gunzip(body, self.config.json_size_limit)
+        body = await decode_content(body, head.content_encoding, limit)
         data = parse_json_object(body)
         req = _StartRequest.from_json(data)
         attempt.project_key = req.project_key
@@ -203,7 +216,7 @@ class WebIngest(Ingest):
         if project.platform != "web":
             raise ApiError(403, "project is not a web project")
         # Only the first 1 KB of the agent is parsed and stored (engine.client_info).
-        user_agent = client_info.cap_user_agent(request.headers.get("User-Agent", ""))
+        user_agent = client_info.cap_user_agent(head.user_agent)
         # An empty User-Agent is refused (the reference backend refuses any UA it cannot parse).
         # A non-empty one that ua-parser calls "Other" is accepted on purpose: new or rare browsers
         # must not lose their sessions because a regex list is behind.
@@ -231,7 +244,7 @@ class WebIngest(Ingest):
         token = tokens.sign(self.secret, tokens.TokenData(session_id, delay, expiry_ms))
         user_uuid = canonical_uuid(req.user_uuid) or str(uuid.uuid4())
         info = await self.agents.parse(user_agent)
-        country = client_info.country_of_ip(self.client_ip())
+        country = client_info.country_of_ip(self.client_ip_of(head))
 
         if not req.do_not_record:
             start = info.applied_to(
@@ -293,7 +306,7 @@ class WebIngest(Ingest):
         # Absent means protocol 1 to the tracker (one "player" stream); 2 only when configured.
         if self.config.protocol_version != 1:
             answer["protocolVersion"] = self.config.protocol_version
-        return json_response(answer)
+        return answer
 
     async def continued_session(
         self, req: _StartRequest, project: Project, now: int
@@ -306,24 +319,39 @@ class WebIngest(Ingest):
     # -- POST /v1/web/i -------------------------------------------------------------------------
 
     async def upload(self) -> Response:
-        """Store one batch (two records for a "visual" one), then answer 200 with an empty body."""
+        """Store one batch (two records for a "visual" one), then answer 200 with an empty body.
+
+        Served by Quart only when the raw ASGI route (:mod:`api.ingest_raw`) is not in front.
+        """
+        await self.store_batch(IngestRequest.of_request(), read_body)
+        return Response(b"", status=200)
+
+    async def store_batch(self, upload: IngestRequest, body_of: BodyReader) -> None:
+        """Check one upload, read its body with ``body_of(limit)`` and append it; returns once
+        the records committed. Every refusal is an :class:`ApiError` (a just-expired token: after
+        the batch is stored)."""
         now = self.clock()
-        check = self.check_token(now)
+        check = tokens.verify_bearer(self.secret, upload.authorization, now)
         if not check.accepted or check.data is None:
             raise ApiError(401, token_message(check.status))
         session_id = check.data.session_id
         project = await session_project(self.directory, self.catalog, session_id)
         project_id = project.project_id
 
-        body = await read_body(self.beacon_limit(project))
+        limit = self.beacon_limit(project)
+        if upload.content_length is not None and upload.content_length > limit:
+            raise ApiError(413, f"request body larger than {limit} bytes")
+        body = await body_of(limit)
         if not body:
             raise ApiError(400, "request body is empty")
-        body = await maybe_gunzip(body, self.config.decompressed_size_limit)
+        body = await decode_content(
+            body, upload.content_encoding, self.config.decompressed_size_limit
+        )
         if not body:
             raise ApiError(400, "request body is empty")
 
-        data_type = request.headers.get("DataType", "").strip().lower()
-        batch_param = request.args.get("batch", "")
+        data_type = upload.data_type.strip().lower()
+        batch_param = upload.batch
 
         def record(kind: RecordKind, payload: bytes, suffix: str) -> NewRecord:
             return NewRecord(
@@ -338,7 +366,7 @@ class WebIngest(Ingest):
         if data_type == "assets":
             records = [record(RecordKind.WEB_ASSETS, body, ":assets")]
         elif data_type == "visual":
-            split = _parse_split(request.args.get("split", ""), len(body))
+            split = _parse_split(upload.split, len(body))
             records = [
                 record(RecordKind.WEB_BATCH, body[:split], ""),
                 record(RecordKind.WEB_ASSETS, body[split:], ":assets"),
@@ -366,7 +394,42 @@ class WebIngest(Ingest):
         if check.status is tokens.TokenStatus.JUST_EXPIRED:
             # Stored, but the tracker must start a new session now (as the reference backend does).
             raise ApiError(401, "token expired")
-        return Response(b"", status=200)
+
+
+BodyReader = Callable[[int], Awaitable[bytes]]
+"""Reads a request's whole body, refusing more than the given limit (413) or a trickle (408)."""
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class IngestRequest:
+    """What an ingest request (a start, an upload) says besides its body: the headers and query
+    parameters the routes read, parsed by either Quart's routes or the raw ASGI ones."""
+
+    authorization: str = ""
+    content_encoding: str = ""
+    content_length: int | None = None
+    data_type: str = ""
+    user_agent: str = ""
+    forwarded_for: str = ""  # X-Forwarded-For (used behind a trusted proxy only)
+    remote_addr: str = ""  # the peer's address
+    batch: str = ""  # the ``batch`` query parameter (dedupe counters)
+    split: str = ""  # the ``split`` query parameter of a visual batch
+
+    @classmethod
+    def of_request(cls) -> IngestRequest:
+        """The head of Quart's current request."""
+        headers = request.headers
+        return cls(
+            authorization=headers.get("Authorization", ""),
+            content_encoding=headers.get("Content-Encoding", ""),
+            content_length=request.content_length,
+            data_type=headers.get("DataType", ""),
+            user_agent=headers.get("User-Agent", ""),
+            forwarded_for=headers.get("X-Forwarded-For", ""),
+            remote_addr=request.remote_addr or "",
+            batch=request.args.get("batch", ""),
+            split=request.args.get("split", ""),
+        )
 
 
 @attrs.define
@@ -424,11 +487,7 @@ def _parse_split(raw: str, length: int) -> int:
 
 def bearer_token_check(secret: bytes, now_ms: int) -> tokens.TokenCheck:
     """The request's ``Authorization: Bearer <token>`` checked (INVALID when there is none)."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        return tokens.TokenCheck(tokens.TokenStatus.INVALID)
-    return tokens.verify(secret, value.strip(), now_ms)
+    return tokens.verify_bearer(secret, request.headers.get("Authorization", ""), now_ms)
 
 
 async def session_project(
@@ -487,7 +546,12 @@ async def read_body(limit: int) -> bytes:
 
 async def maybe_gunzip(body: bytes, limit: int) -> bytes:
     """Undo ``Content-Encoding: gzip`` (capping the output at ``limit``); other bodies unchanged."""
-    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    return await decode_content(body, request.headers.get("Content-Encoding", ""), limit)
+
+
+async def decode_content(body: bytes, content_encoding: str, limit: int) -> bytes:
+    """``body`` with its ``Content-Encoding`` undone (gzip only; 415 for others)."""
+    encoding = content_encoding.strip().lower()
     if encoding in ("", "identity"):
         return body
     if encoding not in ("gzip", "x-gzip"):

@@ -36,6 +36,7 @@ from api.health import EngineFigures
 from engine.supervisor import SupervisorStatistics
 from projections.pipeline import ProjectorStatistics
 from storage.log import LogStatistics
+from storage.sqlite import STATEMENTS
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # A hostile client can send any method name; a label per name would grow without bound.
@@ -132,6 +133,15 @@ class _SnapshotCollector(Collector):
             )
         yield from _families(_SUPERVISOR, snap.supervisor)
         yield from _families(_PROJECTOR, snap.projector)
+        if STATEMENTS.enabled:  # serve --count-sql-statements
+            family = CounterMetricFamily(
+                "replayd_sqlite_statements",
+                "SQL statements run by this process, by connection and first keyword",
+                labels=("connection", "statement"),
+            )
+            for (label, keyword), count in sorted(STATEMENTS.snapshot().items()):
+                family.add_metric((label, keyword), count)
+            yield family
 
 
 class Metrics:

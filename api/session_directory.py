@@ -70,7 +70,7 @@ class LogProjectLookup:
 
     def _project_of(self, session_id: int) -> int | None:
         if self._lookup is None:
-            self._lookup = LogReader(self._db_path)
+            self._lookup = LogReader(self._db_path, label="session directory")
         return self._lookup.project_of_session(session_id)
 
     async def __call__(self, session_id: int) -> int | None:

@@ -19,6 +19,7 @@ from quart_trio import QuartTrio
 from api import (
     ingest_mobile,
     ingest_mobile_images,
+    ingest_raw,
     ingest_web,
     openapi,
     operations,
@@ -92,6 +93,22 @@ def _install_ingest_web(app: QuartTrio, parts: SurfaceParts) -> None:
     app.extensions[ingest_web.EXTENSION_KEY] = _ingest_state(ingest_web.WebIngest, app, parts)
 
 
+def _raw_ingest_web(app: QuartTrio) -> dict[str, ingest_raw.RawRoute]:
+    # Counted in /metrics like the Quart routes (whose counting hook this route bypasses).
+    ops: operations.Operations | None = app.extensions.get(operations.EXTENSION_KEY)
+    ingest = app.extensions[ingest_web.EXTENSION_KEY]
+    routes = ingest_raw.web_ingest_routes(ingest, None if ops is None else ops.metrics.observe)
+    return {prefix + path: route for prefix in INGEST_PREFIXES for path, route in routes.items()}
+
+
+def _raw_ingest_mobile(app: QuartTrio) -> dict[str, ingest_raw.RawRoute]:
+    ops: operations.Operations | None = app.extensions.get(operations.EXTENSION_KEY)
+    ingest = app.extensions[ingest_mobile.EXTENSION_KEY]
+    observe = None if ops is None else ops.metrics.observe
+    routes = ingest_raw.mobile_ingest_routes(ingest, observe)
+    return {prefix + path: route for prefix in INGEST_PREFIXES for path, route in routes.items()}
+
+
 def _install_ingest_mobile(app: QuartTrio, parts: SurfaceParts) -> None:
     ingest = _ingest_state(ingest_mobile.MobileIngest, app, parts)
     app.extensions[ingest_mobile.EXTENSION_KEY] = ingest
@@ -103,6 +120,9 @@ def _install_mobile_images(app: QuartTrio, parts: SurfaceParts) -> None:
     )
     if parts.process.clock is not None:
         images.clock = parts.process.clock
+    mobile = app.extensions.get(ingest_mobile.EXTENSION_KEY)
+    if mobile is not None:
+        mobile.images_hash_list = images.frequent_hashes
 
 
 def _install_v3(app: QuartTrio, parts: SurfaceParts) -> None:
@@ -141,6 +161,7 @@ SURFACES: tuple[Surface, ...] = (
         url_prefixes=INGEST_PREFIXES,
         cors_prefixes=ingest_web.CORS_PREFIXES,
         install=_install_ingest_web,
+        raw_routes=_raw_ingest_web,
     ),
     # The mobile SDKs' routes (/v1/mobile/*, the old /v1/ios/*), also under /ingest.
     Surface(
@@ -149,6 +170,7 @@ SURFACES: tuple[Surface, ...] = (
         url_prefixes=INGEST_PREFIXES,
         cors_prefixes=ingest_mobile.CORS_PREFIXES,
         install=_install_ingest_mobile,
+        raw_routes=_raw_ingest_mobile,
     ),
     Surface("public_v1", public_v1.bp, provide=_provide_public_v1),
     # The public API v2 (/v2/api/public/*, /public/*): the v1 handlers, v2's auth and envelope.

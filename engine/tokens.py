@@ -135,3 +135,11 @@ def verify(secret: bytes, token: str, now_ms: int) -> TokenCheck:
     if now_ms - data.expiry_ms < JUST_EXPIRED_GRACE_MS:
         return TokenCheck(TokenStatus.JUST_EXPIRED, data)
     return TokenCheck(TokenStatus.EXPIRED, data)
+
+
+def verify_bearer(secret: bytes, authorization: str, now_ms: int) -> TokenCheck:
+    """``verify`` of an ``Authorization: Bearer <token>`` header's token (INVALID without one)."""
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return TokenCheck(TokenStatus.INVALID)
+    return verify(secret, value.strip(), now_ms)

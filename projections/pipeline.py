@@ -251,7 +251,9 @@ class Projector:
         # synchronous=NORMAL: in WAL mode a power cut may lose the last commits, but never tears
         # one; a lost commit takes its checkpoint with it, so the engine re-delivers those events.
         # The projections are rebuildable; the log (FULL) is the source of truth.
-        conn = connect(self.db_path, synchronous="NORMAL", check_same_thread=False)
+        conn = connect(
+            self.db_path, label="projector", synchronous="NORMAL", check_same_thread=False
+        )
         try:
             migrate_checkpoints(conn)
             for projection in self.projections:

@@ -65,7 +65,9 @@ class ProjectionReader:
         self._closed = False
 
     def _connect(self) -> sqlite3.Connection:
-        return connect(self.db_path, check_same_thread=False, query_only=True)
+        return connect(
+            self.db_path, label="projection reader", check_same_thread=False, query_only=True
+        )
 
     async def run(
         self,

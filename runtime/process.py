@@ -59,6 +59,7 @@ from runtime.logs import access_logged
 from runtime.pool import run_pool
 from storage.catalog import Catalog
 from storage.log import EventLog
+from storage.sqlite import STATEMENTS
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +144,8 @@ async def serve_process(
     """Run one process of replayd in ``role`` (``serve`` picks SINGLE or ENGINE; the ingest
     processes of ``--workers`` run INGEST with the parent's socket as ``listen_fd``)."""
     shutdown = shutdown_event if shutdown_event is not None else trio.Event()
+    # Before any connection opens: each is watched from its opening on.
+    STATEMENTS.enabled = STATEMENTS.enabled or config.count_sql_statements
     stopped = trio.Event()
     hard = trio.Event()  # a second signal: stop without grace
     # Projections: the projector fed by the engine supervisor starts first among the services

@@ -268,7 +268,7 @@ class Catalog:
         """Open (creating if needed) the catalog in the SQLite database at ``path``."""
         # check_same_thread=False: the server calls in from worker threads (trio.to_thread);
         # self._lock serialises every use of the connection.
-        return cls(connect(path, check_same_thread=False))
+        return cls(connect(path, label="catalog", check_same_thread=False))
 
     def close(self) -> None:
         """Close the connection."""

@@ -13,6 +13,8 @@ import contextlib
 import itertools
 import os
 import sqlite3
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,9 +26,47 @@ DEFAULT_BUSY_TIMEOUT_MS = 5000
 _savepoint_ids = itertools.count(1)
 
 
+class StatementCounts:
+    """How many SQL statements the connections of this process ran, by what each connection is
+    for (its ``label``) and the statement's first keyword (SELECT, INSERT, BEGIN...).
+
+    A diagnostic (``serve --count-sql-statements``, the benchmark's statements per request):
+    while off, connections are opened without a trace callback and nothing is counted. SQLite
+    calls the callback once per statement run (each row of an ``executemany`` included), in
+    whatever thread runs it, hence the lock.
+    """
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+
+    def watch(self, conn: sqlite3.Connection, label: str) -> None:
+        """Count the statements of ``conn`` under ``label`` (when counting is on)."""
+        if not self.enabled:
+            return
+
+        def counted(statement: str) -> None:
+            keyword = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
+            with self._lock:
+                self._counts[(label, keyword)] += 1
+
+        conn.set_trace_callback(counted)
+
+    def snapshot(self) -> dict[tuple[str, str], int]:
+        """``(label, keyword) -> statements run`` so far."""
+        with self._lock:
+            return dict(self._counts)
+
+
+STATEMENTS = StatementCounts()
+"""The process's statement counts (off unless the server was started to count them)."""
+
+
 def connect(
     path: str | os.PathLike[str],
     *,
+    label: str = "other",
     synchronous: str = "FULL",
     busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
     check_same_thread: bool = True,
@@ -39,6 +79,7 @@ def connect(
     database). ``query_only=True`` makes SQLite refuse every write on this connection.
     ``check_same_thread=False`` is for a connection owned by one logical user that hops between
     worker threads (``trio.to_thread``), never for sharing a connection between concurrent users.
+    ``label`` says what the connection is for in :data:`STATEMENTS`.
     """
     mode = synchronous.upper()
     if mode not in SYNCHRONOUS_MODES:
@@ -73,6 +114,7 @@ def connect(
     except BaseException:
         conn.close()
         raise
+    STATEMENTS.watch(conn, label)
     return conn
 
 

@@ -177,11 +177,16 @@ class LogReader:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        label: str = "log reader",
     ) -> None:
         # check_same_thread=False: a reader moves between trio worker threads, one call at a time.
         self._conn = connect(
             path,
+            label=label,
             busy_timeout_ms=busy_timeout_ms,
             check_same_thread=False,
             create=False,
@@ -404,7 +409,11 @@ class SqliteRecorder(LogReader):
     ) -> None:
         # LogReader.__init__ is not called: the writer's connection may create the file and write.
         self._conn = connect(
-            path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms, check_same_thread=False
+            path,
+            label="log writer",
+            synchronous=synchronous,
+            busy_timeout_ms=busy_timeout_ms,
+            check_same_thread=False,
         )
 
     def migrate(self) -> int:

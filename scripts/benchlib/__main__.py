@@ -1,6 +1,8 @@
 """The benchmark driver behind ``scripts/bench``: runs the sections, prints ONE table, writes it.
 
-Sections: ingest, engine, rebuild, queries, memory (issue 5); hostile (issue 8: an unrelated
+Sections: ingest, engine, rebuild, queries, memory (issue 5); starts (issue 16: the web and mobile
+session starts against a fixed-answer start handler, and the SQLite statements per start and per
+upload from the server's own counters); hostile (issue 8: an unrelated
 tracker's latency while starts with huge User-Agents arrive); stalls (issue 9: the loop's
 latency while a 20,000-event session is read, and in ``--workers`` over 10,000 live sessions).
 ``--only a,b`` runs a subset and ``--quick`` shrinks every size (for a try-out in about a minute
@@ -30,10 +32,11 @@ from benchlib import (
     rebuild,
     report,
     stalls,
+    starts,
 )
 from benchlib.common import log
 
-SECTIONS = ("ingest", "engine", "rebuild", "queries", "memory", "hostile", "stalls")
+SECTIONS = ("ingest", "engine", "starts", "rebuild", "queries", "memory", "hostile", "stalls")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--workers",
         default="auto",
         help="also run ingest against `replayd serve --workers N` (split ingest/engine "
-        "mode): N, 0 = never, auto = 1 when the server supports it",
+        "mode): N or N,M,..., 0 = never, auto = 1,2 when the server supports it",
     )
     p.add_argument("--sizes", default=None, help="ingest body sizes in KB, e.g. 1,16,64")
     p.add_argument(
@@ -106,16 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         drain_timeout_s=10.0 if quick else 30.0,
         repeat=args.repeat or (1 if quick else 2),
     )
-    workers = 0
+    workers: tuple[int, ...] = ()
     if args.workers == "auto":
-        workers = (
-            1
-            if ("ingest" in args.sections or "engine" in args.sections)
-            and common.supports_workers()
-            else 0
-        )
+        if ("ingest" in args.sections or "engine" in args.sections) and common.supports_workers():
+            workers = (1, 2)
     else:
-        workers = int(args.workers)
+        workers = tuple(n for n in (int(w) for w in args.workers.split(",")) if n > 0)
 
     def section(name: str, fn) -> None:
         if name not in args.sections:
@@ -142,12 +141,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def do_ingest() -> list[report.Row]:
         cases.extend(ingest.run(ing))
-        if workers:
-            ceilings = {c.body_size: c.ceiling for c in cases}
-            cases.extend(ingest.run(_with_workers(ing, workers), ceilings))
-        single = [c for c in cases if not c.workers]
-        split = [c for c in cases if c.workers]
-        return report.ingest_rows(single, ing.trackers) + report.ingest_rows(split, ing.trackers)
+        ceilings = {c.body_size: c.ceiling for c in cases}
+        for n in workers:
+            cases.extend(ingest.run(_with_workers(ing, n), ceilings))
+        rows_ = report.ingest_rows([c for c in cases if not c.workers], ing.trackers)
+        for n in workers:
+            rows_ += report.ingest_rows([c for c in cases if c.workers == n], ing.trackers)
+        return rows_
 
     def do_engine() -> list[report.Row]:
         if not cases:  # engine without the ingest section: replayd at the largest size only
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         split = [
             (f"{c.body_size // 1024} KB, --workers {c.workers}", c.engine, c.replayd.server_cpu)
             for c in cases
-            if c.workers
+            if c.workers == 1  # the engine row of the split mode, as before
         ]
         rows_ = report.engine_rows(watched, ceiling)
         if split:
@@ -170,6 +170,18 @@ def main(argv: list[str] | None = None) -> int:
 
     section("ingest", do_ingest)
     section("engine", do_engine)
+
+    def do_starts() -> list[report.Row]:
+        settings = starts.StartSettings(
+            trackers=ing.trackers,
+            warmup_s=ing.warmup_s,
+            duration_s=ing.duration_s,
+            repeat=ing.repeat,
+        )
+        counts = starts.statements(attrs.evolve(settings, duration_s=min(3.0, ing.duration_s)))
+        return report.start_rows(starts.run(settings), ing.trackers) + report.statement_rows(counts)
+
+    section("starts", do_starts)
 
     section(
         "rebuild",
@@ -232,6 +244,15 @@ def main(argv: list[str] | None = None) -> int:
         "per tracker on keep-alive connections; replayd answers after the record's commit "
         f"(durable ack). Per size the ceiling and replayd run alternately, {ing.repeat} time(s) "
         "each, and the best run of each is kept; replayd gets a fresh database every run.",
+        "Ingest, split mode: `--workers N` rows are the same load against N ingest processes "
+        "(and the engine in the parent), compared with the single process's ceiling runs.",
+        "Starts: every tracker posts new-session starts back to back (the real tracker's start "
+        "body; the iOS SDK's for the mobile start) to the ceiling's fixed-answer start handler "
+        "and to replayd on a fresh database, alternately, best run of each kept. Statements: a "
+        "separate `serve --count-sql-statements` (sqlite3's trace callback on every connection) "
+        "is loaded with starts and then with 1 KB uploads; the statements each connection ran "
+        "in the window over the requests the server counted on that route (both from its "
+        "/metrics). The engine's connections are shown apart: they follow the log.",
         "Latencies are client-side (request sent -> response parsed), so the ingest rows include "
         "queueing behind the other trackers' requests; the query rows send one request at a time.",
         "Engine: the projections' lowest checkpoint is sampled every 100 ms while replayd is under "

@@ -1,7 +1,8 @@
 """The framework ceiling: an EMPTY quart-trio POST handler on Hypercorn, one process.
 
-It answers the same routes the load generator calls on replayd (``/v1/web/start`` with a fixed,
-tracker-valid JSON answer, ``/v1/web/i`` with an empty 200) and does nothing else: it reads the
+It answers the same routes the load generator calls on replayd (``/v1/web/start`` and
+``/v1/mobile/start`` with a fixed, tracker-valid JSON answer, ``/v1/web/i`` with an empty 200) and
+does nothing else: it reads the
 body (replayd must, and Hypercorn receives it either way) and throws it away. Whatever replayd
 achieves is measured against what this achieves on the same machine, in the same run.
 
@@ -32,13 +33,28 @@ _START_ANSWER = {
 }
 
 
+_MOBILE_START_ANSWER = {
+    "token": "bench.token.not-checked",
+    "userUUID": "29374deb-28cf-4df5-bac6-be92151294f4",
+    "sessionID": "4117431117823344641",
+    "projectID": "1",
+    "beaconSizeLimit": 1000000,
+    "imageQuality": "standard",
+    "frameRate": 1,
+}
+
+
 def create_app() -> QuartTrio:
-    """The ceiling app: the two ingest routes (with and without ``/ingest``) and an empty GET."""
+    """The ceiling app: the ingest routes (with and without ``/ingest``) and an empty GET."""
     app = QuartTrio(__name__)
 
     async def start():
         await request.get_data()
         return _START_ANSWER
+
+    async def mobile_start():
+        await request.get_data()
+        return _MOBILE_START_ANSWER
 
     async def batch():
         await request.get_data()
@@ -51,6 +67,9 @@ def create_app() -> QuartTrio:
     for prefix in ("", "/ingest"):
         app.add_url_rule(f"{prefix}/v1/web/start", f"start{prefix}", start, methods=["POST"])
         app.add_url_rule(f"{prefix}/v1/web/i", f"batch{prefix}", batch, methods=["POST"])
+        app.add_url_rule(
+            f"{prefix}/v1/mobile/start", f"mobile_start{prefix}", mobile_start, methods=["POST"]
+        )
     return app
 
 

@@ -40,6 +40,8 @@ class LoadSpec:
     max_requests: int = 2_000_000
     seed: int = 0  # distinguishes generator processes (user ids, batch contents)
     # "batches": start once per tracker, then upload (the ingest benchmark);
+    # "starts" / "mobile-starts": each tracker posts new-session starts back to back on its
+    # connection (web: the tracker's body; mobile: the SDK's), measured like the uploads;
     # "sessions": each tracker starts ``sessions / trackers`` sessions one after the other, each
     # with one first batch, and leaves them live (the live-session benchmarks)
     mode: str = "batches"
@@ -128,6 +130,30 @@ _BROWSER_HEADERS = [
     ("Sec-Fetch-Mode", "cors"),
     ("Sec-Fetch-Site", "cross-site"),
 ]
+
+
+def mobile_start_body(project_key: str, user_id: str) -> bytes:
+    """The JSON of a first ``/v1/mobile/start`` of the iOS SDK (MOBILE.md 2.2)."""
+    return json.dumps(
+        {
+            "projectKey": project_key,
+            "trackerVersion": "1.0.15",
+            "revID": "rev-1",
+            "userUUID": "",
+            "userOSVersion": "17.4",
+            "userDevice": "iPhone15,2",
+            "userDeviceType": "mobile",
+            "timestamp": int(time.time() * 1000),
+            "timezone": "UTC+01:00",
+            "deviceMemory": 6144,
+            "doNotRecord": False,
+            "platform": "ios",
+            "width": 393,
+            "height": 852,
+            "userID": user_id,
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 def start_body(project_key: str, user_id: str) -> bytes:
@@ -250,6 +276,21 @@ class LoadGenerator:
 
     # -- phases --------------------------------------------------------------------------------
 
+    def _start_request(self, t: _Tracker) -> bytes:
+        """A new session's start (no token), of the web tracker or of the mobile SDK."""
+        spec = self.spec
+        mobile = spec.mode == "mobile-starts"
+        body = (mobile_start_body if mobile else start_body)(
+            spec.project_key, f"user-{spec.seed}-{t.idx}"
+        )
+        return request_bytes(
+            "POST",
+            f"{spec.prefix}/v1/{'mobile' if mobile else 'web'}/start",
+            self.hostport,
+            [("Content-Type", "application/json"), *self.headers],
+            body,
+        )
+
     def _reconnect(self, t: _Tracker) -> None:
         """Replace a connection the server closed (idle keep-alive timeout, or an error)."""
         self.sel.unregister(t.sock)
@@ -345,7 +386,7 @@ class LoadGenerator:
         def send_next(t: _Tracker) -> None:
             if counters["sent"] >= spec.max_requests:
                 return
-            req = self._batch_request(t)
+            req = self._batch_request(t) if spec.mode == "batches" else self._start_request(t)
             body_len[t.idx] = len(req) - req.find(b"\r\n\r\n") - 4
             counters["sent"] += 1
             self._send(t, req)
@@ -356,7 +397,8 @@ class LoadGenerator:
                 if 200 <= status < 300:
                     counters["requests"] += 1
                     counters["bytes"] += body_len[t.idx]
-                    counters["messages"] += self.msgs_per_batch[t.idx]
+                    if self.msgs_per_batch:  # none for starts
+                        counters["messages"] += self.msgs_per_batch[t.idx]
                     lat.append((done - t.sent_ns) // 1000)
                 else:
                     errors[str(status)] = errors.get(str(status), 0) + 1
@@ -511,6 +553,12 @@ def main() -> None:
             if sys.stdin.readline().strip() != "GO":
                 return
             result = gen.run_sessions()
+        elif spec.mode in ("starts", "mobile-starts"):
+            gen.trackers = [gen._connect(i) for i in range(spec.trackers)]
+            print("READY", flush=True)
+            if sys.stdin.readline().strip() != "GO":
+                return
+            result = gen.run()
         else:
             gen.start_sessions()
             print("READY", flush=True)

@@ -105,10 +105,11 @@ def machine() -> dict[str, str]:
 # -- rows per section --------------------------------------------------------------------------
 
 
-def _load_cell(run) -> str:
+def _load_cell(run, *, volume: bool = True) -> str:
     lat = run.latencies_ms
+    mb = f" · {run.mb_per_s:.1f} MB/s" if volume else ""
     return (
-        f"{run.req_per_s:,.0f} req/s · {run.mb_per_s:.1f} MB/s · p50 {ms(percentile(lat, 50))}"
+        f"{run.req_per_s:,.0f} req/s{mb} · p50 {ms(percentile(lat, 50))}"
         f" · p99 {ms(percentile(lat, 99))}"
     )
 
@@ -147,6 +148,47 @@ def ingest_rows(cases, trackers: int) -> list[Row]:
                 "",
                 "ceiling > replayd, generator < 0.8 core",
                 "PASS" if harder and gen_cpu < 0.8 else "CHECK",
+            )
+        )
+    return rows
+
+
+def start_rows(cases, trackers: int) -> list[Row]:
+    """Session starts against the ceiling's fixed-answer start handler (target 0.8x)."""
+    rows = []
+    for c in cases:
+        errs = c.replayd.errors
+        rows.append(
+            Row(
+                "Starts",
+                f"`{c.route}` new sessions, {trackers} trackers",
+                _load_cell(c.replayd, volume=False) + (f" · errors {errs}" if errs else ""),
+                "fixed-answer start: " + _load_cell(c.ceiling, volume=False),
+                ratio(c.replayd.req_per_s, c.ceiling.req_per_s),
+                ">= 0.80x",
+                verdict(c.ratio >= 0.8 and not errs),
+            )
+        )
+    return rows
+
+
+def statement_rows(counts) -> list[Row]:
+    """SQLite statements per request, from the server's counters (target: only the append)."""
+    rows = []
+    for c in counts:
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in sorted(c.by_keyword.items()))
+        engine = ", ".join(f"{k} {v:.2f}" for k, v in sorted(c.engine.items()))
+        upload = c.route.endswith("/i")
+        rows.append(
+            Row(
+                "Statements",
+                f"SQLite statements per `{c.route}` ({c.requests:,} requests counted)",
+                f"{c.total:.2f} per request: {parts or 'none'}",
+                f"besides the log writer's append: {c.besides_append():.2f}"
+                + (f"; the engine meanwhile, per request: {engine}" if engine else ""),
+                "",
+                "only the append" if upload else "",
+                verdict(c.besides_append() == 0) if upload else "",
             )
         )
     return rows

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from benchlib import batches, common, hostile, ingest, memory, report, stalls
+from benchlib import batches, common, hostile, ingest, memory, report, stalls, starts
 from benchlib.loadgen import (
     HTTPError,
     LoadGenerator,
@@ -199,6 +199,23 @@ def test_load_generator_runs_trackers_against_the_ceiling_server():
     assert result.sessions == ["4117431117823344641"] * 3  # the ceiling's fixed answer
 
 
+@pytest.mark.parametrize("mode", ["starts", "mobile-starts"])
+def test_load_generator_posts_starts_back_to_back(mode):
+    with common.ceiling_server() as (_child, port):
+        gen = LoadGenerator(
+            LoadSpec(
+                port=port, project_key="k", trackers=2, warmup_s=0.1, duration_s=0.4, mode=mode
+            )
+        )
+        try:
+            gen.trackers = [gen._connect(i) for i in range(2)]
+            result = gen.run()
+        finally:
+            gen.close()
+    assert result.errors == {}
+    assert result.requests > 2 and len(result.lat_us) == result.requests
+
+
 # -- verdicts ----------------------------------------------------------------------------------
 
 
@@ -303,3 +320,63 @@ def test_big_session_records_hold_the_clicks_asked_for_with_distinct_message_ids
     assert clicks == 450 and len(records) == 1 + 3
     # Each batch's messages fit before the next batch's first index: no message id is shared.
     assert starts == sorted(starts) and min(b - a for a, b in pairwise(starts)) > 2 * 200 + 3
+
+
+def test_start_verdict_is_the_ratio_to_the_fixed_answer_start():
+    cases = [
+        starts.StartCase("starts", ceiling=_run(800), replayd=_run(660)),
+        starts.StartCase("mobile-starts", ceiling=_run(800), replayd=_run(600)),
+    ]
+    rows = report.start_rows(cases, trackers=32)
+    assert [(r.ratio, r.result) for r in rows] == [("0.82x", "PASS"), ("0.75x", "MISS")]
+    assert "/v1/mobile/start" in rows[1].measure
+
+
+def _metric(name: str, value: float, **labels: str):
+    return (name, tuple(sorted(labels.items()))), value
+
+
+def test_statements_per_request_are_deltas_of_the_servers_counters():
+    stmt, req = "replayd_sqlite_statements_total", "replayd_http_requests_total"
+    before = dict(
+        [
+            _metric(req, 10, route="/v1/web/i", method="POST", status="200"),
+            _metric(stmt, 100, connection="log writer", statement="INSERT"),
+        ]
+    )
+    after = dict(
+        [
+            _metric(req, 110, route="/v1/web/i", method="POST", status="200"),
+            _metric(req, 5, route="/v1/web/start", method="POST", status="200"),
+            _metric(stmt, 200, connection="log writer", statement="INSERT"),
+            _metric(stmt, 25, connection="log writer", statement="COMMIT"),
+            _metric(stmt, 300, connection="projector", statement="INSERT"),
+        ]
+    )
+    counts = starts._statements_between(before, after, "/v1/web/i")
+    assert counts.requests == 100
+    assert counts.per_connection == {"log writer": 1.25}
+    assert counts.besides_append() == 0
+    assert counts.engine == {"projector": 3.0}
+    row = report.statement_rows([counts])[0]
+    assert row.result == "PASS" and "log writer COMMIT 0.25" in row.replayd
+    counts = starts._statements_between(
+        before, {**after, **dict([_metric(stmt, 50, connection="catalog", statement="SELECT")])},
+        "/v1/web/i",
+    )  # fmt: skip
+    assert counts.besides_append() == 0.5
+    assert report.statement_rows([counts])[0].result == "MISS"
+
+
+def test_metrics_lines_parse_into_named_labelled_samples():
+    text = (
+        "# HELP x y\n"
+        'replayd_sqlite_statements_total{connection="log writer",statement="BEGIN"} 4.0\n'
+        "process_open_fds 12.0\n"
+    )
+    assert starts.parse_metrics(text) == {
+        (
+            "replayd_sqlite_statements_total",
+            (("connection", "log writer"), ("statement", "BEGIN")),
+        ): 4.0
+    }

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.sqlite import atomic, connect
+from storage.sqlite import StatementCounts, atomic, connect
 
 
 @pytest.fixture
@@ -102,3 +102,26 @@ def test_atomic_takes_the_write_lock_up_front(
         assert not other.in_transaction
     finally:
         other.close()
+
+
+def test_statement_counts_count_each_run_by_connection_label_and_keyword(tmp_path: Path) -> None:
+    counts = StatementCounts()
+    off = connect(tmp_path / "off.db")
+    counts.watch(off, "off")  # counting is off: nothing is attached
+    off.execute("SELECT 1")
+    counts.enabled = True
+    conn = connect(tmp_path / "db.sqlite")
+    counts.watch(conn, "log writer")
+    conn.execute("CREATE TABLE t (x INTEGER)")
+    with atomic(conn):
+        conn.executemany("INSERT INTO t VALUES (?)", [(1,), (2,), (3,)])
+    conn.execute("  select count(*) from t").fetchone()
+    assert counts.snapshot() == {
+        ("log writer", "CREATE"): 1,
+        ("log writer", "BEGIN"): 1,
+        ("log writer", "INSERT"): 3,  # one per row run, as SQLite reports them
+        ("log writer", "COMMIT"): 1,
+        ("log writer", "SELECT"): 1,
+    }
+    off.close()
+    conn.close()
