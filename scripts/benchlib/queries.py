@@ -170,7 +170,7 @@ class StoredSet:
     note: str
     append_s: float = 0.0  # appending them through the log
     rebuild_run: rebuild.RebuildRun | None = None  # the full rebuild (its peak RSS)
-    probe: rebuild.RebuildRun | None = None  # the probe's rebuild of a 10,000-session log
+    probe: rebuild.RebuildRun | None = None  # the probe's rebuild of a smaller log
     probe_sessions: int = 0
 
 
@@ -188,8 +188,8 @@ def prepare_stored(
 
 def build_stored(db: Path, project_id: int, s: QuerySettings) -> StoredSet:
     """Append ``s.stored_sessions`` through the log (``EventLog.append_many``, groups of 20,000,
-    ``synchronous=OFF``) and project them with ``replayd rebuild``; a probe of 10,000 sessions
-    first, so that the data set shrinks if the rebuild would not fit ``s.rebuild_budget_s``."""
+    ``synchronous=OFF``) and project them with ``replayd rebuild``; a probe of 50,000 sessions
+    first, so that the data set shrinks if its rebuild would not fit ``s.rebuild_budget_s``."""
     from engine.ids import FlakeIdGenerator
 
     gen = FlakeIdGenerator(shard=9)
@@ -197,7 +197,9 @@ def build_stored(db: Path, project_id: int, s: QuerySettings) -> StoredSet:
     note = ""
     ids = [gen.next_id(base + i) for i in range(s.stored_sessions)]
     n = s.stored_sessions
-    probe_n = min(10_000, n // 10)
+    # 50,000: a probe whose rebuild is not mostly the command's fixed cost (opening, emptying
+    # the projections), and the small rebuild the big one's memory is compared with.
+    probe_n = min(50_000, n // 10)
     probe = None
     if probe_n >= 1_000:
         # Probe the projection rate on a small log first, so the real one fits the budget.
