@@ -110,6 +110,16 @@ class ActorRegistry:
         """The type owning records of ``kind``, or ``None`` (the record only moves the clock)."""
         return self._by_kind.get(kind)
 
+    def timeouts_ms(self, default_ms: int) -> list[int]:
+        """Each type's inactivity timeout in registry order (``default_ms`` unless it has one).
+
+        ValueError when one is negative: the schedulers (supervisor, rebuild fold) check it once.
+        """
+        timeouts = [t.timeout_ms(default_ms) for t in self._types]
+        if min(timeouts, default=0) < 0:
+            raise ValueError("an actor type's inactivity timeout must be >= 0")
+        return timeouts
+
     def __iter__(self) -> Iterator[ActorType]:
         return iter(self._types)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from engine.events import clamp_int64, repair_text
+from engine.events import INT64_MAX, INT64_MIN, clamp_int64, repair_text
 from engine.start_info import START_FIELDS, StartInfo
 
 
@@ -43,24 +43,54 @@ class WebStartPayload(StartInfo):
         Raises ``ValueError`` (the actor parks the record) for a payload that is not a JSON object
         or whose known fields have a JSON type no server writes: such a value would otherwise
         reach the engine's arithmetic or SQLite.
+
+        The last payload parsed is remembered: the engine reads a start record's payload twice
+        (is it a fresh session? then the state's start), and a rebuild does that for every one
+        of a million sessions. The result is frozen, so sharing it is safe.
         """
+        global _last_parsed
+        last = _last_parsed
+        if last is not None and last[0] == data:
+            return last[1]
         raw = json.loads(data)
         if not isinstance(raw, dict):
             raise ValueError("start payload is not a JSON object")
-        return cls(**{k: _checked(k, v) for k, v in raw.items() if k in _FIELD_TYPES})
+        shape = (tuple(raw), tuple(map(type, raw.values())))
+        int_fields = _KNOWN_SHAPES.get(shape)
+        if (
+            int_fields is not None
+            and data.isascii()
+            and b"\\u" not in data  # ASCII without escapes: no lone surrogate in any string
+            and all(INT64_MIN <= raw[name] <= INT64_MAX for name in int_fields)
+        ):
+            # The keys and value types of payloads this server writes, seen before and checked
+            # then: nothing to check or repair field by field.
+            parsed = cls(**raw)
+        else:
+            fields: dict[str, Any] = {}
+            for name, value in raw.items():
+                allowed = _FIELD_TYPES.get(name)
+                if allowed is not None:
+                    fields[name] = _checked(name, value, allowed)
+            parsed = cls(**fields)
+            if len(fields) == len(raw) and len(_KNOWN_SHAPES) < _MAX_SHAPES:
+                _KNOWN_SHAPES[shape] = tuple(n for n, v in fields.items() if type(v) is int)
+        _last_parsed = (bytes(data), parsed)
+        return parsed
 
 
-def _checked(name: str, value: Any) -> Any:
+def _checked(name: str, value: Any, allowed: tuple[type, ...]) -> Any:
     """A field's JSON value checked against its type and made storable: strings without lone
     surrogates, integers within int64."""
-    allowed = _FIELD_TYPES[name]
+    kind = type(value)
     # type() rather than isinstance: a JSON true is a bool, never an int field's value.
-    if type(value) not in allowed:
-        raise ValueError(f"start payload field {name!r} is a {type(value).__name__}")
-    if type(value) is str:
-        return repair_text(value)
-    if type(value) is int:
-        return clamp_int64(value)
+    if kind not in allowed:
+        raise ValueError(f"start payload field {name!r} is a {kind.__name__}")
+    if kind is str:
+        # ASCII text holds no surrogate: skip the encode attempt for the common case.
+        return value if value.isascii() else repair_text(value)
+    if kind is int:
+        return value if INT64_MIN <= value <= INT64_MAX else clamp_int64(value)
     return value
 
 
@@ -78,3 +108,11 @@ _JSON_ORDER: tuple[str, ...] = (
     *(f.name for f in attrs.fields(WebStartPayload) if f.name not in START_FIELDS),
     *START_FIELDS,
 )
+_last_parsed: tuple[bytes, WebStartPayload] | None = None
+"""The last payload ``from_bytes`` parsed, with its result (one entry: a start is read twice in a
+row, then never again)."""
+_KNOWN_SHAPES: dict[tuple[tuple[str, ...], tuple[type, ...]], tuple[str, ...]] = {}
+"""(keys, value types) of payloads parsed field by field without an unknown key or a bad type,
+to their integer fields (still range-checked); a few shapes only (optional fields missing or
+null), bounded so that hostile variety cannot grow it."""
+_MAX_SHAPES = 64

@@ -37,6 +37,7 @@ from collections.abc import (
     Callable,
     Hashable,
     Iterable,
+    Iterator,
     Mapping,
     Sequence,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "Supervisor",
     "SupervisorStatistics",
     "clock_ticker",
+    "due_actors",
     "history_from_reader",
     "live_sessions_at",
     "reader_source",
@@ -185,9 +187,7 @@ class Supervisor:
         self._registry = registry
         self._types = types = list(registry)
         self._type_index = {id(t): i for i, t in enumerate(types)}
-        self._timeouts = [t.timeout_ms(inactivity_timeout_ms) for t in types]
-        if min(self._timeouts, default=0) < 0:
-            raise ValueError("an actor type's inactivity timeout must be >= 0")
+        self._timeouts = registry.timeouts_ms(inactivity_timeout_ms)
         named = histories or {}
         self._histories = [named.get(t.name) or _history_of(t, history) for t in types]
         # Resumed sessions (by session id) are web actors; other types resume by name.
@@ -370,15 +370,14 @@ class Supervisor:
     async def _end_stale(
         self, position: int, slots: list[list[DomainEvent]], touched: list[SessionActor]
     ) -> None:
-        clock = self._clock
-        deadlines = self._deadlines
         live = self._live
-        timeouts = self._timeouts
-        while deadlines and deadlines[0][0] < clock:
-            deadline, index, key = heapq.heappop(deadlines)
+
+        def last_record_ms(index: int, key: Hashable) -> int | None:
             actor = live.get((index, key))
-            if actor is None or actor.last_record_ms + timeouts[index] != deadline:
-                continue  # an older entry of an actor that was active since, or already ended
+            return None if actor is None else actor.last_record_ms
+
+        for index, key in due_actors(self._deadlines, self._clock, self._timeouts, last_record_ms):
+            actor = live[index, key]
             out: list[DomainEvent] = []
             slots.append(out)
             await actor.send.send(End(position, out))
@@ -445,6 +444,27 @@ class Supervisor:
         self._counters.records_processed += len(chunk)
         self._counters.events_emitted += len(events)
         await self._sink(events, chunk[-1].position)
+
+
+def due_actors(
+    deadlines: list[tuple[int, int, Hashable]],
+    clock: int,
+    timeouts: Sequence[int],
+    last_record_ms: Callable[[int, Hashable], int | None],
+) -> Iterator[tuple[int, Hashable]]:
+    """Pop from the heap ``deadlines`` the live actors inactive at ``clock``, in end order.
+
+    Entries are (latest record time + the type's timeout, type index, key); an entry is stale
+    (skipped) when ``last_record_ms(index, key)`` says the actor ended (None) or was active since.
+    The caller ends each actor yielded before asking for the next. Shared with the rebuild's
+    fold (``engine.fold``) so both end the same sessions at the same positions.
+    """
+    while deadlines and deadlines[0][0] < clock:
+        deadline, index, key = heapq.heappop(deadlines)
+        last = last_record_ms(index, key)
+        if last is None or last + timeouts[index] != deadline:
+            continue  # an older entry of an actor that was active since, or already ended
+        yield index, key
 
 
 # -- sources, history and resume --------------------------------------------------------------

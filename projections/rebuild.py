@@ -1,9 +1,10 @@
 """Rebuild: drop projections and replay the whole log into them through the engine.
 
-The replay goes through the same code as the live path (``engine.supervisor.Supervisor`` reading
-the log with a ``LogReader`` up to the head found at the start) into the same sink
-(:class:`projections.pipeline.Projector`), so the result equals what the live path produced
-(DESIGN.md invariant 6), provided the inactivity timeout is the server's.
+The replay folds the log (read with a ``LogReader`` up to the head found at the start) through the
+same session states as the live path's actors, scheduled by :class:`engine.fold.LogFold` (the
+supervisor's rules without a trio task per session, in a worker thread), into the same sink
+(:class:`projections.pipeline.Projector`, in large deliveries), so the result equals what the
+live path produced (DESIGN.md invariant 6), provided the inactivity timeout is the server's.
 
 Two files: the log is read from ``db_path`` (read-only: never written, not even migrated) and the
 projections are emptied and rewritten in ``projections_db_path``, their own file (the server keeps
@@ -31,12 +32,19 @@ import trio
 
 from engine.actor_types import DEFAULT_REGISTRY, ActorRegistry
 from engine.events import DomainEvent
-from engine.supervisor import DEFAULT_INACTIVITY_TIMEOUT_MS, Supervisor, history_from_reader
+from engine.fold import LogFold
+from engine.supervisor import DEFAULT_INACTIVITY_TIMEOUT_MS
 from projections.base import SqlProjection
 from projections.pipeline import ALL_PROJECTIONS, PROJECTIONS_BY_NAME, ProjectionsBusy, Projector
 from storage.schema import LOG_COMPONENT, schema_version
 from storage.sqlite import connect
 from storage.sqlite_recorder import LogReader
+
+# A delivery (one projector transaction and checkpoint) per this many records or payload bytes:
+# large, because a rebuild's cost per delivery (a commit, the statements' set-up) is paid once
+# for thousands of short sessions; bounded, so that memory does not grow with the log.
+DEFAULT_CHUNK_RECORDS = 10_000
+DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -138,7 +146,8 @@ async def rebuild(
     *,
     inactivity_timeout_ms: int = DEFAULT_INACTIVITY_TIMEOUT_MS,
     registry: ActorRegistry = DEFAULT_REGISTRY,
-    chunk_size: int = 1000,
+    chunk_size: int = DEFAULT_CHUNK_RECORDS,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     progress: TextIO | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> RebuildResult:
@@ -175,25 +184,28 @@ async def rebuild(
         try:
             head = await trio.to_thread.run_sync(source.head)
             bar = Progress(progress, head, clock=clock) if progress is not None else None
+            fold = LogFold(
+                history=history, inactivity_timeout_ms=inactivity_timeout_ms, registry=registry
+            )
 
-            async def sink(events: list[DomainEvent], upto_position: int) -> None:
-                await projector.sink(events, upto_position)
+            def read_and_fold(after: int) -> tuple[int, list[DomainEvent]]:
+                records = source.read(after, min(chunk_size, head - after), chunk_bytes)
+                records = [r for r in records if r.position <= head]
+                return (records[-1].position if records else head), fold.fold(records)
+
+            position = 0
+            while position < head:
+                # The fold of the next chunk (a worker thread) overlaps the projector's write of
+                # this one (its own thread): sqlite3 releases the GIL while SQLite works.
+                position, events = await trio.to_thread.run_sync(read_and_fold, position)
+                await projector.sink(events, position)
                 counts["events"] += len(events)
                 if bar is not None:
-                    messages = supervisor.messages_processed
-                    bar.update(upto_position, counts["events"], messages)
-
-            supervisor = Supervisor(
-                history=history_from_reader(history),
-                sink=sink,
-                inactivity_timeout_ms=inactivity_timeout_ms,
-                registry=registry,
-            )
-            await supervisor.run_until(source, head, chunk_size=chunk_size)
+                    bar.update(position, counts["events"], fold.counters.messages_processed)
             await projector.drain()
-            counts["messages"] = supervisor.messages_processed
+            counts["messages"] = fold.counters.messages_processed
             # Records replayed, not the head: erased records leave gaps in positions.
-            counts["records"] = supervisor.statistics().records_processed
+            counts["records"] = fold.counters.records_processed
             if bar is not None:
                 bar.finish(head, counts["events"], counts["messages"])
         finally:

@@ -13,6 +13,7 @@ sorted JSON array of distinct issue types, ``issue_score`` the sum of per-type w
 from __future__ import annotations
 
 import json
+import operator
 import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -291,6 +292,23 @@ def apply(conn: sqlite3.Connection, events: Sequence[ev.DomainEvent]) -> None:
     if not patches:
         return
 
+    # Sessions without a row yet (every session of a rebuild, a new one live) get their whole
+    # row in one INSERT, computed here as the three statements below would make it from the
+    # table's defaults: one statement per session instead of three.
+    existing = {
+        sid
+        for (sid,) in conn.execute(
+            "SELECT session_id FROM sessions WHERE session_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(patches)),),
+        )
+    }
+    fresh = [p for p in patches.values() if p.session_id not in existing]
+    if fresh:
+        conn.executemany(_INSERT_WHOLE, [_whole_row(p) for p in fresh])
+        if len(fresh) == len(patches):
+            return
+        patches = {sid: p for sid, p in patches.items() if sid in existing}
+
     # A session normally starts with SessionStarted; a skeleton row keeps events of a session
     # whose start record was parked (or lies before a retention cut) instead of losing them.
     conn.executemany(
@@ -319,6 +337,62 @@ def apply(conn: sqlite3.Connection, events: Sequence[ev.DomainEvent]) -> None:
     conn.executemany(_UPDATE_COMMON, [_common_params(p) for p in patches.values()])
 
 
+# The defaults of the table for what a patch may leave unset (the set columns).
+_SET_DEFAULTS: dict[str, Any] = {
+    "user_id": None,
+    "user_anonymous_id": None,
+    "duration": None,
+    "end_ts": None,
+    "page_title": "",
+}
+# Start facts as the table holds them before a SessionStarted: the columns' defaults.
+_NO_START = tuple(getattr(StartInfo(), c) for c in _START_COLUMNS)
+_WHOLE_COLUMNS: tuple[str, ...] = (
+    "session_id",
+    "project_id",
+    "start_ts",
+    *_START_COLUMNS,
+    *_SET_COLUMNS,
+    "pages_count",
+    "events_count",
+    "errors_count",
+    "issue_score",
+    "issue_types",
+    "metadata",
+    "first_position",
+    "last_position",
+)
+_INSERT_WHOLE = (
+    f"INSERT INTO sessions ({', '.join(_WHOLE_COLUMNS)})"
+    f" VALUES ({', '.join('?' for _ in _WHOLE_COLUMNS)})"
+)
+_start_values = operator.attrgetter(*_START_COLUMNS)
+
+
+def _whole_row(patch: _Patch) -> tuple[Any, ...]:
+    """The row a session without one gets from ``patch``: what the skeleton insert and the
+    two updates of :func:`apply` would leave in it."""
+    sets = patch.sets
+    return (
+        patch.session_id,
+        patch.project_id,
+        patch.start_ts if patch.start is not None else patch.first_ts,
+        *(_start_values(patch.start) if patch.start is not None else _NO_START),
+        *(sets.get(c, _SET_DEFAULTS[c]) if sets else _SET_DEFAULTS[c] for c in _SET_COLUMNS),
+        patch.pages,
+        patch.events,
+        patch.errors,
+        patch.issue_score,
+        # json_group_array's text: compact, the distinct types sorted.
+        json.dumps(sorted(patch.issue_types), ensure_ascii=False, separators=(",", ":"))
+        if patch.issue_types
+        else "[]",
+        _metadata_text(patch.metadata) if patch.metadata else "{}",
+        patch.first_position,
+        patch.last_position,
+    )
+
+
 def _merge_stored_metadata(conn: sqlite3.Connection, patches: Iterable[_Patch]) -> None:
     """Make each patch's metadata the whole object: the stored one updated by the patch.
 
@@ -345,11 +419,7 @@ def _common_params(patch: _Patch) -> dict[str, Any]:
         "errors": patch.errors,
         "issue_score": patch.issue_score,
         "issue_types": json.dumps(sorted(patch.issue_types)),
-        # ensure_ascii=False: a lone surrogate then fails here (the event is parked) instead of
-        # SQLite turning its escape into invalid UTF-8 that no read could decode.
-        "metadata": json.dumps(
-            patch.metadata, sort_keys=True, ensure_ascii=False, separators=(",", ":")
-        ),
+        "metadata": _metadata_text(patch.metadata),
         "first_position": patch.first_position,
         "last_position": patch.last_position,
     }
@@ -357,6 +427,12 @@ def _common_params(patch: _Patch) -> dict[str, Any]:
         params[f"has_{column}"] = column in patch.sets
         params[column] = patch.sets.get(column)
     return params
+
+
+def _metadata_text(metadata: dict[str, str]) -> str:
+    # ensure_ascii=False: a lone surrogate then fails here (the event is parked) instead of
+    # SQLite turning its escape into invalid UTF-8 that no read could decode.
+    return json.dumps(metadata, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def forget_sessions(conn: sqlite3.Connection, session_ids: Sequence[int]) -> None:

@@ -155,13 +155,17 @@ def _is_busy(error: BaseException) -> bool:
     )
 
 
+# Enum construction by value is a slow path of its own; a rebuild reads millions of records.
+_KIND_BY_VALUE: dict[int, RecordKind] = {int(k): k for k in RecordKind}
+
+
 def _record_from_row(row: tuple[Any, ...]) -> LogRecord:
     position, session_id, project_id, kind, received_at_ms, payload, batch_key, session_key = row
     return LogRecord(
         position=position,
         session_id=session_id,
         project_id=project_id,
-        kind=RecordKind(kind),
+        kind=_KIND_BY_VALUE.get(kind) or RecordKind(kind),
         received_at_ms=received_at_ms,
         payload=bytes(payload),
         batch_key=batch_key,

@@ -185,7 +185,12 @@ def main(argv: list[str] | None = None) -> int:
 
     section(
         "rebuild",
-        lambda: report.rebuild_rows(rebuild.run(min_messages=200_000 if quick else 1_000_000)),
+        lambda: report.rebuild_rows(
+            rebuild.run(
+                min_messages=200_000 if quick else 1_000_000,
+                short_sessions=20_000 if quick else 200_000,
+            )
+        ),
     )
     query_result: list[queries.QueryResult] = []
 
@@ -208,16 +213,21 @@ def main(argv: list[str] | None = None) -> int:
         return report.query_rows(query_result[0])
 
     section("queries", do_queries)
+
     # the query server already held the live sessions: its RSS is the "live" memory figure
-    section(
-        "memory",
-        lambda: report.memory_rows(
-            memory.run(
-                live=1_000 if quick else 10_000,
-                from_queries=query_result[0] if query_result else None,
-            )
-        ),
-    )
+    def do_memory() -> list[report.Row]:
+        result = memory.run(
+            live=1_000 if quick else 10_000,
+            from_queries=query_result[0] if query_result else None,
+        )
+        largest = [c for c in cases if not c.workers and c.body_size == max(ing.sizes)]
+        return report.memory_rows(
+            result,
+            ingest_rss=largest[0].engine.peak_rss if largest and largest[0].engine else 0,
+            stored=query_result[0].stored_set if query_result else None,
+        )
+
+    section("memory", do_memory)
 
     section(
         "hostile",

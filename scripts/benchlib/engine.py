@@ -32,6 +32,7 @@ class EngineWatch:
     final_head: int = 0
     final_checkpoint: int = 0
     wired: bool = True  # False when no projection checkpoint exists (engine not running)
+    peak_rss: int = 0  # the server tree's largest RSS sampled during the window
 
     @property
     def max_lag_records(self) -> int:
@@ -107,7 +108,7 @@ def watch(
     server_pid: int,
 ) -> tuple[threading.Thread, EngineWatch]:
     """Start a thread that samples progress during [w_start, w_end] then waits for the drain."""
-    from benchlib.common import tree_cpu
+    from benchlib.common import tree_cpu, tree_rss
 
     result = EngineWatch(msgs_per_record=msgs_per_record)
 
@@ -117,6 +118,7 @@ def watch(
             while time.monotonic() < w_end:
                 head, ckpt = probe.sample()
                 result.samples.append((time.monotonic(), head, ckpt or 0))
+                result.peak_rss = max(result.peak_rss, tree_rss(server_pid))
                 time.sleep(0.1)
             head, ckpt = probe.sample()
             t_end, cpu_end = time.monotonic(), tree_cpu(server_pid)

@@ -142,6 +142,7 @@ class QueryResult:
     live_rss: int  # RSS of the server once the live sessions were started and projected
     caught_up: bool  # whether the engine had reached the log head when the RSS was taken
     note: str = ""
+    stored_set: StoredSet | None = None
 
 
 def _stored_records(project_id: int, n: int, with_events: int, ids: list[int]) -> Iterator:
@@ -159,13 +160,36 @@ def _stored_records(project_id: int, n: int, with_events: int, ids: list[int]) -
             )
 
 
+@attrs.frozen
+class StoredSet:
+    """The stored sessions of the query data set, and how they were made."""
+
+    sessions: int  # sessions projected
+    rebuild_s: float
+    with_events: list[int]  # ids of the sessions that have events
+    note: str
+    append_s: float = 0.0  # appending them through the log
+    rebuild_run: rebuild.RebuildRun | None = None  # the full rebuild (its peak RSS)
+    probe: rebuild.RebuildRun | None = None  # the probe's rebuild of a smaller log
+    probe_sessions: int = 0
+
+
 def prepare_stored(
     db: Path, project_id: int, s: QuerySettings
 ) -> tuple[int, float, list[int], str]:
     """Append and project stored sessions; scale down if a probe shows the budget is too short.
 
-    Returns (sessions projected, rebuild seconds, ids of sessions with events, note).
+    Returns (sessions projected, rebuild seconds, ids of sessions with events, note); see
+    :func:`build_stored` for the whole story.
     """
+    built = build_stored(db, project_id, s)
+    return built.sessions, built.rebuild_s, built.with_events, built.note
+
+
+def build_stored(db: Path, project_id: int, s: QuerySettings) -> StoredSet:
+    """Append ``s.stored_sessions`` through the log (``EventLog.append_many``, groups of 20,000,
+    ``synchronous=OFF``) and project them with ``replayd rebuild``; a probe of 50,000 sessions
+    first, so that the data set shrinks if its rebuild would not fit ``s.rebuild_budget_s``."""
     from engine.ids import FlakeIdGenerator
 
     gen = FlakeIdGenerator(shard=9)
@@ -173,7 +197,10 @@ def prepare_stored(
     note = ""
     ids = [gen.next_id(base + i) for i in range(s.stored_sessions)]
     n = s.stored_sessions
-    probe_n = min(10_000, n // 10)
+    # 50,000: a probe whose rebuild is not mostly the command's fixed cost (opening, emptying
+    # the projections), and the small rebuild the big one's memory is compared with.
+    probe_n = min(50_000, n // 10)
+    probe = None
     if probe_n >= 1_000:
         # Probe the projection rate on a small log first, so the real one fits the budget.
         probe_db = db.with_name("probe.db")
@@ -182,9 +209,10 @@ def prepare_stored(
             probe_db,
             _stored_records(keys.project_id, probe_n, probe_n // 100, ids[:probe_n]),
             chunk=5000,
+            synchronous="OFF",
         )
-        run = rebuild.run_rebuild(probe_db)
-        per_s = probe_n / (run.own_s or run.wall_s)
+        probe = rebuild.run_rebuild(probe_db)
+        per_s = probe_n / (probe.own_s or probe.wall_s)
         fit = int(per_s * s.rebuild_budget_s)
         log(f"queries: probe projected {per_s:,.0f} sessions/s")
         if fit < n:
@@ -197,11 +225,27 @@ def prepare_stored(
     with_events = min(s.sessions_with_events, n)
     log(f"queries: appending {n:,} sessions ({with_events:,} with events) through the log")
     t0 = time.perf_counter()
-    rebuild.append_records(db, _stored_records(project_id, n, with_events, ids[:n]), chunk=5000)
-    log(f"queries: appended in {time.perf_counter() - t0:.1f} s; replayd rebuild")
+    rebuild.append_records(
+        db,
+        _stored_records(project_id, n, with_events, ids[:n]),
+        chunk=20_000,
+        synchronous="OFF",
+    )
+    append_s = time.perf_counter() - t0
+    log(f"queries: appended in {append_s:.1f} s; replayd rebuild")
     run = rebuild.run_rebuild(db)
+    log(f"queries: rebuilt in {run.wall_s:.1f} s wall, peak RSS {run.peak_rss / 1e6:.0f} MB")
     events_every = max(1, n // max(with_events, 1))
-    return n, run.own_s or run.wall_s, ids[:n:events_every], note
+    return StoredSet(
+        sessions=n,
+        rebuild_s=run.own_s or run.wall_s,
+        with_events=ids[:n:events_every],
+        note=note,
+        append_s=append_s,
+        rebuild_run=run,
+        probe=probe,
+        probe_sessions=probe_n if probe is not None else 0,
+    )
 
 
 def start_live(port: int, project_key: str, n: int, s: QuerySettings) -> tuple[list[str], float]:
@@ -313,7 +357,13 @@ def run(s: QuerySettings) -> QueryResult:
     with tempfile.TemporaryDirectory(prefix="replayd-bench-") as tmp:
         db = Path(tmp) / "queries.db"
         keys = common.create_keys(db)
-        stored, rebuild_s, with_events, note = prepare_stored(db, keys.project_id, s)
+        stored_set = build_stored(db, keys.project_id, s)
+        stored, rebuild_s, with_events, note = (
+            stored_set.sessions,
+            stored_set.rebuild_s,
+            stored_set.with_events,
+            stored_set.note,
+        )
         log(f"queries: {stored:,} sessions projected in {rebuild_s:.1f} s; starting replayd")
         with common.replayd_server(db) as (child, port):
             live_ids, live_s = start_live(port, keys.project_key, s.live_sessions, s)
@@ -365,4 +415,5 @@ def run(s: QuerySettings) -> QueryResult:
         live_rss=live_rss,
         caught_up=caught_up,
         note=note,
+        stored_set=stored_set,
     )

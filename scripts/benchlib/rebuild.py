@@ -157,11 +157,11 @@ def batch_record(project_id: int, session_id: int, ts: int, seq: int, body: byte
     )
 
 
-async def _append(db: Path, records: Iterable, chunk: int) -> int:
+async def _append(db: Path, records: Iterable, chunk: int, synchronous: str) -> int:
     from storage.log import EventLog
 
-    # NORMAL, not FULL: generating test data needs no power-cut durability; same code path.
-    event_log = EventLog(db, synchronous="NORMAL", max_batch_records=chunk, queue_size=8)
+    # Not FULL: generating test data needs no power-cut durability; same code path.
+    event_log = EventLog(db, synchronous=synchronous, max_batch_records=chunk, queue_size=8)
     n = 0
     async with trio.open_nursery() as nursery:
         await nursery.start(event_log.run)
@@ -179,9 +179,15 @@ async def _append(db: Path, records: Iterable, chunk: int) -> int:
     return n
 
 
-def append_records(db: Path, records: Iterable, chunk: int = 500) -> int:
-    """Append records through ``EventLog.append_many`` (one transaction per chunk)."""
-    return trio.run(_append, db, records, chunk)
+def append_records(
+    db: Path, records: Iterable, chunk: int = 500, synchronous: str = "NORMAL"
+) -> int:
+    """Append records through ``EventLog.append_many`` (one transaction per chunk).
+
+    ``synchronous="OFF"`` for a large data set: still the log's own writer and transactions,
+    without an fsync per group (the bench never pulls the power).
+    """
+    return trio.run(_append, db, records, chunk, synchronous)
 
 
 def build_message_log(
@@ -231,6 +237,7 @@ class RebuildRun:
     records: int
     events: int | None
     output: str
+    peak_rss: int = 0  # the command's largest RSS, sampled every 50 ms
 
 
 def _number(pattern: str, text: str) -> float | None:
@@ -239,19 +246,138 @@ def _number(pattern: str, text: str) -> float | None:
 
 
 def run_rebuild(db: Path) -> RebuildRun:
-    """``replayd rebuild --db`` as a subprocess, timed (and its own summary line parsed)."""
+    """``replayd rebuild --db`` as a subprocess, timed, its RSS sampled (its summary parsed)."""
+    import subprocess
+    import threading
+
     t0 = time.perf_counter()
-    out = common.replayd("rebuild", "--db", str(db), timeout=900)
+    child = subprocess.Popen(
+        [common.PY, "-m", "api.cli", "rebuild", "--db", str(db)],
+        cwd=common.ROOT,
+        env=common.child_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    peak = [0]
+
+    def sample() -> None:
+        while child.poll() is None:
+            peak[0] = max(peak[0], common.tree_rss(child.pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        stdout, stderr = child.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        raise
     wall = time.perf_counter() - t0
-    text = "\n".join(out)
-    records = _number(r"(\d+) records", text)
-    events = _number(r"(\d+) events", text)
+    sampler.join()
+    if child.returncode != 0:
+        raise RuntimeError(f"replayd rebuild failed ({child.returncode}):\n{stderr[-3000:]}")
+    records = _number(r"(\d+) records", stdout)
+    events = _number(r"(\d+) events", stdout)
     return RebuildRun(
         wall_s=wall,
-        own_s=_number(r" in ([\d.]+) s", text),
+        own_s=_number(r" in ([\d.]+) s", stdout),
         records=int(records or 0),
         events=int(events) if events is not None else None,
-        output=text[-500:],
+        output=stdout[-500:],
+        peak_rss=peak[0],
+    )
+
+
+def net_seconds(run: RebuildRun, empty_wall_s: float) -> float:
+    """The command's wall time less its fixed cost (start-up, opening, migrations), measured as
+    the same command's wall time on an empty log.
+
+    Its own summary line has a 0.1 s resolution, too coarse for a one-second rebuild; it is the
+    fallback when the difference is implausible.
+    """
+    net = run.wall_s - empty_wall_s
+    if net > 0.2 * run.wall_s:
+        return net
+    return run.own_s or run.wall_s
+
+
+# -- short sessions --------------------------------------------------------------------------
+
+
+@attrs.frozen
+class ShortSessionsRun:
+    """``replayd rebuild`` of a log of short sessions (a start and one ~1 KB batch each)."""
+
+    sessions: int
+    records: int
+    rebuild: RebuildRun
+    empty_wall_s: float
+    read_s: float  # the same records read back through LogReader in this process: the floor
+
+    @property
+    def seconds(self) -> float:
+        return net_seconds(self.rebuild, self.empty_wall_s)
+
+    @property
+    def sessions_per_s(self) -> float:
+        return self.sessions / self.seconds if self.seconds else 0.0
+
+    @property
+    def read_sessions_per_s(self) -> float:
+        return self.sessions / self.read_s if self.read_s else 0.0
+
+
+def short_session_records(project_id: int, sessions: int) -> Iterator:
+    """Sessions of a start record and one small batch, 200 ms apart (about 750 live at a time:
+    each ends 150 s of record time after its batch, as on a server)."""
+    from engine.ids import FlakeIdGenerator
+
+    tails = [batches.make_batch(1024, seed=7000 + i) for i in range(8)]
+    ids = FlakeIdGenerator(shard=5)
+    payloads = StartPayloads(project_id)
+    ts = BASE_TS
+    for i in range(sessions):
+        sid = ids.next_id(ts)
+        yield start_record(project_id, sid, ts, i, payloads)
+        body = batches.encode_header(0, 0, ts + 100) + tails[i % len(tails)].tail
+        yield batch_record(project_id, sid, ts + 100, 1, body)
+        ts += 200
+
+
+def read_all(db: Path) -> float:
+    """Seconds to read every record of the log through ``LogReader`` in chunks of 10,000."""
+    from storage.log import LogReader
+
+    reader = LogReader(db)
+    try:
+        t0 = time.perf_counter()
+        position, head = 0, reader.head()
+        while position < head:
+            records = reader.read(position, 10_000)
+            if not records:
+                break
+            position = records[-1].position
+        return time.perf_counter() - t0
+    finally:
+        reader.close()
+
+
+def run_short_sessions(sessions: int, workdir: Path, empty_wall_s: float) -> ShortSessionsRun:
+    """Build a log of ``sessions`` short sessions through the log, rebuild it, read it back."""
+    db = workdir / "short.db"
+    keys = common.create_keys(db)
+    t0 = time.perf_counter()
+    n = append_records(
+        db, short_session_records(keys.project_id, sessions), chunk=5000, synchronous="OFF"
+    )
+    log(f"rebuild: {sessions:,} short sessions appended in {time.perf_counter() - t0:.1f} s")
+    run = run_rebuild(db)
+    read_s = min(read_all(db) for _ in range(2))
+    log(f"rebuild: short sessions rebuilt in {run.wall_s:.1f} s wall (read back {read_s:.2f} s)")
+    return ShortSessionsRun(
+        sessions=sessions, records=n, rebuild=run, empty_wall_s=empty_wall_s, read_s=read_s
     )
 
 
@@ -368,18 +494,11 @@ class RebuildResult:
     ceiling: engine.DecodeCeiling
     eventsourcing: EventsourcingRun
     empty_wall_s: float  # the same command on a database with an empty log: its fixed cost
+    short: ShortSessionsRun | None = None
 
     @property
     def seconds(self) -> float:
-        """The command's wall time less its fixed cost (start-up, opening, migrations).
-
-        Its own summary line has a 0.1 s resolution, too coarse for a one-second rebuild; it is
-        the fallback when the difference is implausible.
-        """
-        net = self.rebuild.wall_s - self.empty_wall_s
-        if net > 0.2 * self.rebuild.wall_s:
-            return net
-        return self.rebuild.own_s or self.rebuild.wall_s
+        return net_seconds(self.rebuild, self.empty_wall_s)
 
     @property
     def msgs_per_s(self) -> float:
@@ -390,8 +509,10 @@ class RebuildResult:
         return self.log.messages / self.rebuild.wall_s if self.rebuild.wall_s else 0.0
 
 
-def run(min_messages: int = 1_000_000, es_events: int | None = None) -> RebuildResult:
-    """Build the log, rebuild it, and measure both references."""
+def run(
+    min_messages: int = 1_000_000, es_events: int | None = None, short_sessions: int = 200_000
+) -> RebuildResult:
+    """Build the logs (long sessions, short sessions), rebuild them, measure the references."""
     with tempfile.TemporaryDirectory(prefix="replayd-bench-") as tmp:
         db = Path(tmp) / "rebuild.db"
         keys = common.create_keys(db)
@@ -427,6 +548,14 @@ def run(min_messages: int = 1_000_000, es_events: int | None = None) -> RebuildR
             f"rebuild: eventsourcing replay {es.replay_per_s:,.0f} events/s "
             f"(insert {es.insert_s:.1f} s)"
         )
+        short = (
+            run_short_sessions(short_sessions, Path(tmp), empty_wall) if short_sessions else None
+        )
         return RebuildResult(
-            log=stats, rebuild=rb, ceiling=ceiling, eventsourcing=es, empty_wall_s=empty_wall
+            log=stats,
+            rebuild=rb,
+            ceiling=ceiling,
+            eventsourcing=es,
+            empty_wall_s=empty_wall,
+            short=short,
         )

@@ -266,7 +266,7 @@ def rebuild_rows(r) -> list[Row]:
         f"{r.seconds:.2f} s = {r.rebuild.wall_s:.2f} s wall - {r.empty_wall_s:.2f} s for an "
         f"empty log{own}"
     )
-    return [
+    rows = [
         Row(
             "Rebuild",
             f"`replayd rebuild` of {r.log.messages:,} msgs ({r.log.records:,} records)",
@@ -286,6 +286,23 @@ def rebuild_rows(r) -> list[Row]:
             verdict(r.msgs_per_s >= 10 * r.eventsourcing.replay_per_s),
         ),
     ]
+    if r.short is not None:
+        sh = r.short
+        rows.append(
+            Row(
+                "Rebuild",
+                f"`replayd rebuild` of {sh.sessions:,} short sessions (a start and one ~1 KB batch"
+                f" each, {sh.records:,} records)",
+                f"{rate(sh.sessions_per_s, ' sessions/s')} ({sh.seconds:.2f} s ="
+                f" {sh.rebuild.wall_s:.2f} s wall - {sh.empty_wall_s:.2f} s for an empty log)",
+                f"the same records read through `LogReader`: "
+                f"{rate(sh.read_sessions_per_s, ' sessions/s')}",
+                ratio(sh.sessions_per_s, sh.read_sessions_per_s),
+                ">= 50k sessions/s",
+                verdict(sh.sessions_per_s >= 50_000),
+            )
+        )
+    return rows
 
 
 def _lat(lat, empty_label: str = "") -> str:
@@ -324,20 +341,83 @@ def query_rows(q) -> list[Row]:
             verdict(ok_live and q.live >= q.live_wanted * 0.99 and q.live_search.p99_ms < 10),
         ),
     ]
+    st = q.stored_set
+    if st is not None and st.rebuild_run is not None:
+        per_s = st.sessions / st.rebuild_s if st.rebuild_s else 0.0
+        probe = (
+            f"{st.probe_sessions:,}-session probe: "
+            f"{rate(st.probe_sessions / (st.probe.own_s or st.probe.wall_s), ' sessions/s')}"
+            if st.probe is not None
+            else ""
+        )
+        probe_rate = (
+            st.probe_sessions / (st.probe.own_s or st.probe.wall_s) if st.probe is not None else 0
+        )
+        rows.append(
+            Row(
+                "Rebuild",
+                f"`replayd rebuild` of the query data set: {st.sessions:,} stored sessions"
+                f" ({len(st.with_events):,} with a batch)",
+                f"{st.rebuild_s:.1f} s ({rate(per_s, ' sessions/s')};"
+                f" {st.rebuild_run.wall_s:.1f} s wall)",
+                probe,
+                ratio(per_s, probe_rate) if probe_rate else "",
+                "1,000,000 sessions in < 30 s",
+                verdict(st.sessions >= 1_000_000 and st.rebuild_s < 30),
+            )
+        )
     if q.note:
         rows.append(Row("Queries", "data set", q.note))
     rows.append(
         Row(
             "Queries",
             "data set build",
-            f"{q.stored:,} sessions projected by `replayd rebuild` in {q.rebuild_s:.1f} s; "
+            f"{q.stored:,} sessions appended through the log"
+            + (f" in {st.append_s:.1f} s" if st is not None else "")
+            + f" and projected by `replayd rebuild` in {q.rebuild_s:.1f} s; "
             f"{q.live_wanted:,} live sessions started over HTTP in {q.live_start_s:.1f} s",
         )
     )
     return rows
 
 
-def memory_rows(m) -> list[Row]:
+def memory_rows(m, ingest_rss: int = 0, stored=None) -> list[Row]:
+    """Idle and live RSS; with ``ingest_rss`` (peak during the 64 KB ingest run) and ``stored``
+    (the query data set's ``StoredSet``: its full rebuild and its probe) their rows too."""
+    rows = _memory_base_rows(m)
+    if ingest_rss:
+        rows.append(
+            Row(
+                "Memory",
+                "RSS during the 64 KB ingest run (peak, sampled every 100 ms)",
+                mb(ingest_rss),
+                f"idle: {mb(m.idle_rss)}",
+                ratio(ingest_rss, m.idle_rss),
+                "< 300 MB",
+                verdict(ingest_rss < 300e6),
+            )
+        )
+    if stored is not None and stored.rebuild_run is not None and stored.rebuild_run.peak_rss:
+        probe_rss = stored.probe.peak_rss if stored.probe is not None else 0
+        reference = f"idle server: {mb(m.idle_rss)}"
+        if probe_rss:
+            reference += f"; rebuild of {stored.probe_sessions:,} sessions: {mb(probe_rss)}"
+        rows.append(
+            Row(
+                "Memory",
+                f"RSS during `replayd rebuild` of {stored.sessions:,} sessions (peak, every 50 ms)",
+                mb(stored.rebuild_run.peak_rss),
+                reference,
+                ratio(stored.rebuild_run.peak_rss, probe_rss or m.idle_rss)
+                + (" (vs the small rebuild)" if probe_rss else ""),
+                "does not grow with the log: <= 1.5x the small rebuild's",
+                verdict(bool(probe_rss) and stored.rebuild_run.peak_rss <= 1.5 * probe_rss),
+            )
+        )
+    return rows
+
+
+def _memory_base_rows(m) -> list[Row]:
     listed = (
         "live count not verifiable (no Assist list)"
         if m.live_listed < 0
