@@ -17,6 +17,7 @@ import attrs
 from quart_trio import QuartTrio
 
 from api import (
+    assets,
     ingest_mobile,
     ingest_mobile_images,
     ingest_web,
@@ -153,6 +154,8 @@ SURFACES: tuple[Surface, ...] = (
         body_limits=ingest_mobile_images.body_limits,
     ),
     Surface("public_v1_images", public_v1_images.bp),
+    # GET /assets/<sha256>: the asset cache's stylesheets, fonts and images (cookie-less).
+    Surface("assets", assets.bp, install=assets.install),
     # The version 3 generic events API (/3/*, V3.md): signed calls of the Learning Context client.
     Surface("v3", v3.bp, install=_install_v3, provide=_provide_v3, body_limits=v3.body_limits),
     # Reports over the v3 generic events API: intervals and per-type totals.
