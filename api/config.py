@@ -113,6 +113,8 @@ class ServerConfig:
     asset_max_bytes: int = attrs.field(default=DEFAULT_MAX_ASSET_BYTES, validator=_positive)
     asset_project_bytes: int = attrs.field(default=DEFAULT_MAX_PROJECT_BYTES, validator=_positive)
     asset_timeout: float = attrs.field(default=10.0, validator=v.gt(0))
+    # canvasEnabled in the start answer: the tracker then uploads canvas frames (api.ingest_canvas).
+    record_canvas: bool = False
     host: str = "127.0.0.1"
     port: int = attrs.field(default=8080, validator=[v.ge(0), v.le(65535)])  # 0 = any free port
     # Session token lifetime when the project sets none (projects carry their own, 2 h by default).
@@ -276,6 +278,13 @@ SETTINGS: tuple[Setting, ...] = (
         "--asset-timeout",
         float,
         "seconds one asset fetch (every redirect included) may take",
+    ),
+    Setting(
+        "record_canvas",
+        "REPLAYD_RECORD_CANVAS",
+        "--record-canvas",
+        parse_bool,
+        "ask the tracker to record canvases as images (canvasEnabled; POST /v1/web/images)",
     ),
     Setting("host", "REPLAYD_HOST", "--host", str, "address to listen on"),
     Setting("port", "REPLAYD_PORT", "--port", int, "port to listen on (0 = any free port)"),

@@ -18,6 +18,7 @@ from quart_trio import QuartTrio
 
 from api import (
     assets,
+    ingest_canvas,
     ingest_mobile,
     ingest_mobile_images,
     ingest_web,
@@ -154,6 +155,13 @@ SURFACES: tuple[Surface, ...] = (
         body_limits=ingest_mobile_images.body_limits,
     ),
     Surface("public_v1_images", public_v1_images.bp),
+    # The web tracker's canvas frames (POST /v1/web/images), into the images' store above.
+    Surface(
+        "ingest_canvas",
+        ingest_canvas.bp,
+        url_prefixes=INGEST_PREFIXES,
+        body_limits=ingest_canvas.body_limits,
+    ),
     # GET /assets/<sha256>: the asset cache's stylesheets, fonts and images (cookie-less).
     Surface("assets", assets.bp, install=assets.install),
     # The version 3 generic events API (/3/*, V3.md): signed calls of the Learning Context client.
