@@ -100,6 +100,13 @@ def install(app: QuartTrio, parts: SurfaceParts) -> None:
         await served.close()
 
 
+def opened_store() -> AssetStore | None:
+    """The app's asset cache (None when this server has none): for the replay stream, which
+    rewrites the URL-based messages with :meth:`storage.assets.AssetStore.paths_of`."""
+    served: ServedAssets = current_app.extensions[EXTENSION_KEY]
+    return served.store
+
+
 def asset_cache_services(config: ServerConfig) -> list[Service]:
     """The services ``serve`` runs for the asset cache: its fetcher when ``cache_assets``."""
     if not config.cache_assets:
@@ -126,8 +133,7 @@ def asset_cache_services(config: ServerConfig) -> list[Service]:
     },
 )
 async def asset(asset_hash: str) -> Response:
-    served: ServedAssets = current_app.extensions[EXTENSION_KEY]
-    store = served.store
+    store = opened_store()
     found = (
         await trio.to_thread.run_sync(store.blob, asset_hash)
         if store is not None and _HASH_RE.fullmatch(asset_hash)

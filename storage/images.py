@@ -88,6 +88,8 @@ _MIGRATIONS: list[str] = [
         PRIMARY KEY (project_id, session_id, node_id, capture_ms, hash)
     ) WITHOUT ROWID;
     CREATE INDEX canvas_frames_hash ON canvas_frames (project_id, session_id, hash);
+    -- Erasure asks whether any frame still names a blob.
+    CREATE INDEX canvas_frames_by_hash ON canvas_frames (hash);
     """,
 ]
 
@@ -269,6 +271,41 @@ class ImageStore:
                 (project_id, session_id, digest),
             ).fetchone()
         return None if row is None else (row[0], row[1])
+
+    def forget_canvas(self, project_id: int, session_ids: Iterable[int]) -> int:
+        """Erase the canvas frames of these sessions of the project; returns the frames removed.
+
+        A blob goes too when no screenshot link or canvas frame names it any more. The hook the
+        delete-user jobs and retention call for the web sessions they erase.
+        """
+        ids = sorted(set(session_ids))
+        removed = 0
+        with (
+            self._write_lock,
+            _unavailable_on_database_errors("erase the canvas frames"),
+            atomic(self._writer) as conn,
+        ):
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                hashes = [
+                    row[0]
+                    for row in conn.execute(
+                        "DELETE FROM canvas_frames"
+                        f" WHERE project_id = ? AND session_id IN ({marks}) RETURNING hash",
+                        (project_id, *chunk),
+                    )
+                ]
+                removed += len(hashes)
+                for digest in set(hashes):
+                    conn.execute(
+                        "DELETE FROM image_blobs WHERE hash = ?"
+                        " AND NOT EXISTS (SELECT 1 FROM canvas_frames"
+                        " INDEXED BY canvas_frames_by_hash WHERE hash = ?)"
+                        " AND NOT EXISTS (SELECT 1 FROM image_links WHERE hash = ?)",
+                        (digest, digest, digest),
+                    )
+        return removed
 
     def session_images(self, project_id: int, session_id: int) -> list[StoredImage]:
         """A session's images in capture order (then by hash); [] for an unknown session."""
