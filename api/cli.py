@@ -250,11 +250,15 @@ def run_serve(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         # Imported late: `replayd project ...` needs no web stack.
+        from api.assets import asset_cache_services
         from api.surfaces import ASSEMBLY
         from runtime.process import serve
 
         async with trio.open_nursery() as nursery:
-            server = await nursery.start(partial(serve, config, assembly=ASSEMBLY))
+            services = asset_cache_services(config)  # none unless --cache-assets
+            server = await nursery.start(
+                partial(serve, config, assembly=ASSEMBLY, extra_services=services)
+            )
             first = await trio.to_thread.run_sync(bootstrap, server.catalog)
             if first is not None:
                 host = server.host if server.host not in ("0.0.0.0", "::") else "localhost"

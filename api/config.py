@@ -13,7 +13,9 @@ from pathlib import PurePath
 import attrs
 from attrs import validators as v
 
+from engine.asset_policy import AllowList
 from engine.supervisor import DEFAULT_INACTIVITY_TIMEOUT_MS
+from storage.assets import DEFAULT_MAX_ASSET_BYTES, DEFAULT_MAX_PROJECT_BYTES
 
 _positive = v.gt(0)
 MAX_WORKERS = 64
@@ -32,6 +34,11 @@ def default_projections_path(db_path: str | os.PathLike[str]) -> str:
 def default_images_path(db_path: str | os.PathLike[str]) -> str:
     """Where the mobile screenshots live when not configured: ``<db stem>-images<suffix>``."""
     return _beside(db_path, "images")
+
+
+def default_assets_path(db_path: str | os.PathLike[str]) -> str:
+    """Where the asset cache lives when not configured: ``<db stem>-assets<suffix>``."""
+    return _beside(db_path, "assets")
 
 
 def _beside(db_path: str | os.PathLike[str], name: str) -> str:
@@ -59,6 +66,18 @@ def _images_apart(instance: ServerConfig, attribute: attrs.Attribute, path: str)
         raise ValueError("the images' file must not be the log's or the projections' file")
 
 
+def _assets_apart(instance: ServerConfig, attribute: attrs.Attribute, path: str) -> None:
+    # Fetched assets are written as they arrive: in the log's, the projections' or the images'
+    # file they would queue behind (and hold up) those writers.
+    taken = {instance.db_path, instance.projections_db_path, instance.images_db_path}
+    if os.path.abspath(path) in {os.path.abspath(p) for p in taken}:
+        raise ValueError("the asset cache's file must be a file of its own")
+
+
+def _allow_list(instance: ServerConfig, attribute: attrs.Attribute, text: str) -> None:
+    AllowList.parse(text)  # ValueError names the bad entry
+
+
 def _shards_fit(instance: ServerConfig, attribute: attrs.Attribute, workers: int) -> None:
     # Ingest process i of ``--workers N`` generates session ids with shard ``shard + i``.
     if workers > 0 and instance.shard + workers - 1 > 0xFFFF:
@@ -82,6 +101,20 @@ class ServerConfig:
         default=attrs.Factory(lambda self: default_images_path(self.db_path), takes_self=True),
         validator=_images_apart,
     )
+    # The asset cache (runtime.asset_fetcher): off unless asked for; its own SQLite file.
+    cache_assets: bool = False
+    assets_db_path: str = attrs.field(
+        default=attrs.Factory(lambda self: default_assets_path(self.db_path), takes_self=True),
+        validator=_assets_apart,
+    )
+    # Hosts, addresses and networks the asset fetcher may reach although they are private,
+    # loopback or link-local (engine.asset_policy), e.g. "127.0.0.1" or "10.1.0.0/16".
+    asset_allow: str = attrs.field(default="", validator=_allow_list)
+    asset_max_bytes: int = attrs.field(default=DEFAULT_MAX_ASSET_BYTES, validator=_positive)
+    asset_project_bytes: int = attrs.field(default=DEFAULT_MAX_PROJECT_BYTES, validator=_positive)
+    asset_timeout: float = attrs.field(default=10.0, validator=v.gt(0))
+    # canvasEnabled in the start answer: the tracker then uploads canvas frames (api.ingest_canvas).
+    record_canvas: bool = False
     host: str = "127.0.0.1"
     port: int = attrs.field(default=8080, validator=[v.ge(0), v.le(65535)])  # 0 = any free port
     # Session token lifetime when the project sets none (projects carry their own, 2 h by default).
@@ -205,6 +238,56 @@ SETTINGS: tuple[Setting, ...] = (
         "--images-db",
         str,
         "SQLite file of the mobile screenshots (default: <db stem>-images.db beside --db)",
+    ),
+    Setting(
+        "cache_assets",
+        "REPLAYD_CACHE_ASSETS",
+        "--cache-assets",
+        parse_bool,
+        "fetch and keep the stylesheets, fonts and images recordings reference (asset cache)",
+    ),
+    Setting(
+        "assets_db_path",
+        "REPLAYD_ASSETS_DB",
+        "--assets-db",
+        str,
+        "SQLite file of the asset cache (default: <db stem>-assets.db beside --db)",
+    ),
+    Setting(
+        "asset_allow",
+        "REPLAYD_ASSET_ALLOW",
+        "--asset-allow",
+        str,
+        "comma-separated hosts, addresses or networks the asset cache may fetch from although"
+        " private or loopback (e.g. 127.0.0.1)",
+    ),
+    Setting(
+        "asset_max_bytes",
+        "REPLAYD_ASSET_MAX_BYTES",
+        "--asset-max-bytes",
+        int,
+        "largest asset the cache keeps, in bytes",
+    ),
+    Setting(
+        "asset_project_bytes",
+        "REPLAYD_ASSET_PROJECT_BYTES",
+        "--asset-project-bytes",
+        int,
+        "bytes of cached assets per project at most",
+    ),
+    Setting(
+        "asset_timeout",
+        "REPLAYD_ASSET_TIMEOUT",
+        "--asset-timeout",
+        float,
+        "seconds one asset fetch (every redirect included) may take",
+    ),
+    Setting(
+        "record_canvas",
+        "REPLAYD_RECORD_CANVAS",
+        "--record-canvas",
+        parse_bool,
+        "ask the tracker to record canvases as images (canvasEnabled; POST /v1/web/images)",
     ),
     Setting("host", "REPLAYD_HOST", "--host", str, "address to listen on"),
     Setting("port", "REPLAYD_PORT", "--port", int, "port to listen on (0 = any free port)"),

@@ -119,13 +119,20 @@ class MobileImages:
         self, project: Project, session_id: int, images: Callable[[], Iterator[CapturedImage]]
     ) -> StoreResult:
         """Unpack and store in a worker thread; 200-worthy only once this returns (committed)."""
+        return await self.write(
+            lambda store, received_at_ms: store.store(
+                project.project_id, session_id, images(), received_at_ms=received_at_ms
+            )
+        )
+
+    async def write(self, write: Callable[[ImageStore, int], StoreResult]) -> StoreResult:
+        """Run ``write(store, received_at_ms)`` (unpacking and storing) in a worker thread; bad
+        archives are 400, oversized ones 413."""
         store = self.opened()
         received_at_ms = self.clock()
 
         def unpack_and_store() -> StoreResult:
-            return store.store(
-                project.project_id, session_id, images(), received_at_ms=received_at_ms
-            )
+            return write(store, received_at_ms)
 
         try:
             return await trio.to_thread.run_sync(unpack_and_store, limiter=self.writers)
@@ -140,7 +147,7 @@ class MobileImages:
 
 
 @attrs.define
-class _Form:
+class UploadForm:
     """A multipart body as far as the routes need it: text fields (cut) and kept file parts."""
 
     received: int = 0
@@ -148,6 +155,8 @@ class _Form:
     # The kept file parts, each as the chunks it arrived in (joined once, when it is unpacked:
     # one copy of the bytes, not one per chunk).
     files: list[list[bytes]] = attrs.field(factory=list)
+    # The kept file parts' names (the filename of their part header), in the same order.
+    file_names: list[str] = attrs.field(factory=list)
 
 
 def _boundary() -> bytes:
@@ -161,9 +170,9 @@ def _boundary() -> bytes:
     return boundary.encode("ascii")
 
 
-async def _read_form(boundary: bytes, limit: int, *, max_files: int | None) -> _Form:
+async def _read_form(boundary: bytes, limit: int, *, max_files: int | None) -> UploadForm:
     """Decode the body as it arrives: at most ``limit`` bytes (413), 408 when it trickles in."""
-    form = _Form()
+    form = UploadForm()
     decoder = MultipartDecoder(boundary, max_parts=MAX_PARTS)
     field: tuple[str, bytearray] | None = None  # the text field being read: (name, value)
     file: list[bytes] | None = None  # the kept file part being read (None: its data is dropped)
@@ -177,6 +186,7 @@ async def _read_form(boundary: bytes, limit: int, *, max_files: int | None) -> _
             if max_files is None or len(form.files) < max_files:
                 file = []
                 form.files.append(file)
+                form.file_names.append(event.filename or "")
         elif isinstance(event, Data) and field is not None:
             name, value = field
             value += event.data[: max(MAX_FIELD_CHARS - len(value), 0)]
@@ -213,7 +223,7 @@ async def _read_form(boundary: bytes, limit: int, *, max_files: int | None) -> _
     return form
 
 
-async def _upload(*, max_files: int | None) -> tuple[MobileImages, int, Project, _Form]:
+async def read_upload(*, max_files: int | None) -> tuple[MobileImages, int, Project, UploadForm]:
     """The checks of both routes in the reference's order (token 401, empty 400, too large 413,
     not multipart 415), then the body: the state, the session, its project and the form."""
     ingest = _ingest()
@@ -283,7 +293,7 @@ def install(app: QuartTrio, config: ServerConfig, catalog: Catalog, log: EventLo
     responses=docs.replies(*(400, 401, 404, 408, 413, 415, 503)),
 )
 async def mobile_images() -> Response:
-    ingest, session_id, project, form = await _upload(max_files=1)
+    ingest, session_id, project, form = await read_upload(max_files=1)
     if not form.files:
         # The reference answers 200 too (and logs it): there is nothing to store.
         logger.warning("image upload without a file part (session %d)", session_id)
@@ -315,7 +325,7 @@ async def mobile_images() -> Response:
     ),
 )
 async def ios_images() -> Response:
-    ingest, session_id, project, form = await _upload(max_files=None)
+    ingest, session_id, project, form = await read_upload(max_files=None)
     named = await _form_project(ingest.catalog, form.fields)
     if named.project_id != project.project_id:
         raise ApiError(403, "the project named is not the session's project")

@@ -298,7 +298,8 @@ class WebIngest(Ingest):
             "userCountry": country,
             "userState": "",
             "userCity": "",
-            "canvasEnabled": False,
+            # The tracker records canvases (and POSTs /v1/web/images) only when this is true.
+            "canvasEnabled": self.config.record_canvas,
             "canvasQuality": "low",
             "canvasFPS": 1,
             "framesSupport": True,
@@ -821,18 +822,3 @@ async def not_started() -> Response:
         *(_loggable(data.get(key)) for key in ("projectKey", "trackerVersion", "reason")),
     )
     return json_response({})
-
-
-@bp.post("/v1/web/images")
-@operation(
-    "Canvas images (not enabled)",
-    tags=docs.TAGS,
-    responses={
-        501: error_reply("Canvas recording is not enabled on this server"),
-        404: docs.NOT_FOUND,
-        413: docs.TOO_LARGE,
-    },
-)
-async def images() -> Response:
-    # The start answer says canvasEnabled: false, so trackers never call this.
-    raise ApiError(501, "canvas recording is not enabled on this server")

@@ -17,6 +17,8 @@ import attrs
 from quart_trio import QuartTrio
 
 from api import (
+    assets,
+    ingest_canvas,
     ingest_mobile,
     ingest_mobile_images,
     ingest_raw,
@@ -187,6 +189,15 @@ SURFACES: tuple[Surface, ...] = (
     Surface("public_v1_images", public_v1_images.bp),
     # GET /api/v1/:projectKey/sessions/:sessionId (the dashboard's session page reads it).
     Surface("public_v1_session", public_v1_session.bp),
+    # The web tracker's canvas frames (POST /v1/web/images), into the images' store above.
+    Surface(
+        "ingest_canvas",
+        ingest_canvas.bp,
+        url_prefixes=INGEST_PREFIXES,
+        body_limits=ingest_canvas.body_limits,
+    ),
+    # GET /assets/<sha256>: the asset cache's stylesheets, fonts and images (cookie-less).
+    Surface("assets", assets.bp, install=assets.install),
     # The version 3 generic events API (/3/*, V3.md): signed calls of the Learning Context client.
     Surface("v3", v3.bp, install=_install_v3, provide=_provide_v3, body_limits=v3.body_limits),
     # Reports over the v3 generic events API: intervals and per-type totals.

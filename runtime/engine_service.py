@@ -181,7 +181,7 @@ class _SeenPosition:
 
 
 @contextlib.asynccontextmanager
-async def _log_tail(
+async def log_tail(
     ctx: ServiceContext, after: int
 ) -> AsyncGenerator[tuple[AsyncIterable[list[LogRecord]], Callable[[], int]], None]:
     """The live tail of the log after ``after`` and a function giving the newest position seen.
@@ -264,7 +264,7 @@ async def projections_service(
                 ctx.host.provide_live(live)
             # The supervisor stops before the tail closes, and both before the projector.
             async with (
-                _log_tail(ctx, after) as (source, head),
+                log_tail(ctx, after) as (source, head),
                 trio.open_nursery() as engine_nursery,
             ):
                 await engine_nursery.start(

@@ -1,6 +1,8 @@
-"""Mobile screenshots, content-addressed: each image stored once, linked to sessions by time.
+"""Mobile screenshots and web canvas frames, content-addressed: each image stored once, linked
+to sessions by time.
 
-Owns the tables ``image_blobs``, ``image_links`` and ``image_usage`` (migrated through
+Owns the tables ``image_blobs``, ``image_links``, ``image_usage`` and ``canvas_frames`` (the web
+tracker's canvas uploads: a frame is linked to a canvas node of a session) (migrated through
 ``storage.schema.apply_migrations`` under the component name ``images``) in a SQLite file of their
 own (``<db stem>-images.db`` beside the log by default). Why a file apart from the log's: SQLite
 has one writer per file, and writing a 10 MB upload (with its fsync) in the log's file would hold
@@ -73,6 +75,22 @@ _MIGRATIONS: list[str] = [
     -- the hash too: the primary key of a WITHOUT ROWID table is part of every index on it).
     CREATE INDEX image_usage_most_used ON image_usage (project_id, uses DESC, last_used_ms DESC);
     """,
+    # 2: the web tracker's canvas frames (/v1/web/images): the same blobs, linked to a session's
+    # canvas node by capture time. Not counted in image_usage: imagesHashList is the mobile SDKs'.
+    """
+    CREATE TABLE canvas_frames (
+        project_id INTEGER NOT NULL,
+        session_id INTEGER NOT NULL,
+        node_id TEXT NOT NULL,
+        capture_ms INTEGER NOT NULL,
+        hash TEXT NOT NULL REFERENCES image_blobs (hash),
+        received_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (project_id, session_id, node_id, capture_ms, hash)
+    ) WITHOUT ROWID;
+    CREATE INDEX canvas_frames_hash ON canvas_frames (project_id, session_id, hash);
+    -- Erasure asks whether any frame still names a blob.
+    CREATE INDEX canvas_frames_by_hash ON canvas_frames (hash);
+    """,
 ]
 
 
@@ -90,6 +108,17 @@ class StoredImage:
 
     hash: str
     capture_ms: int
+    size: int
+    content_type: str
+
+
+@attrs.frozen(slots=True)
+class CanvasFrame:
+    """One frame of a session's canvas: the canvas node, capture time (epoch ms), its image."""
+
+    node_id: str
+    capture_ms: int
+    hash: str
     size: int
     content_type: str
 
@@ -188,6 +217,96 @@ class ImageStore:
                 linked += link
         return StoreResult(linked=linked, new_blobs=new_blobs)
 
+    def store_canvas(
+        self,
+        project_id: int,
+        session_id: int,
+        frames: Iterable[tuple[str, CapturedImage]],
+        *,
+        received_at_ms: int,
+    ) -> StoreResult:
+        """Store the ``(canvas node id, image)`` frames of one canvas upload in one transaction.
+
+        As :meth:`store`: consumed inside the transaction, all or nothing, durable on return.
+        """
+        linked = new_blobs = 0
+        with (
+            self._write_lock,
+            _unavailable_on_database_errors("store the canvas frames"),
+            atomic(self._writer) as conn,
+        ):
+            for node_id, image in frames:
+                digest, blob = _store_blob(conn, image, received_at_ms)
+                new_blobs += blob
+                linked += conn.execute(
+                    "INSERT INTO canvas_frames"
+                    " (project_id, session_id, node_id, capture_ms, hash, received_at_ms)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (project_id, session_id, node_id, image.capture_ms, digest, received_at_ms),
+                ).rowcount
+        return StoreResult(linked=linked, new_blobs=new_blobs)
+
+    def session_canvas(self, project_id: int, session_id: int) -> list[CanvasFrame]:
+        """A session's canvas frames by node id, then capture time; [] for an unknown session."""
+        with self._read_lock:
+            rows = self._reader.execute(
+                "SELECT f.node_id, f.capture_ms, f.hash, b.size, b.content_type"
+                " FROM canvas_frames AS f JOIN image_blobs AS b ON b.hash = f.hash"
+                " WHERE f.project_id = ? AND f.session_id = ?"
+                " ORDER BY f.node_id, f.capture_ms, f.hash",
+                (project_id, session_id),
+            ).fetchall()
+        return [CanvasFrame(*row) for row in rows]
+
+    def canvas_image(
+        self, project_id: int, session_id: int, digest: str
+    ) -> tuple[str, bytes] | None:
+        """(content type, bytes) of one canvas frame of this session by hash, or None."""
+        with self._read_lock:
+            row = self._reader.execute(
+                "SELECT b.content_type, b.data"
+                " FROM canvas_frames AS f INDEXED BY canvas_frames_hash"
+                " JOIN image_blobs AS b ON b.hash = f.hash"
+                " WHERE f.project_id = ? AND f.session_id = ? AND f.hash = ? LIMIT 1",
+                (project_id, session_id, digest),
+            ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def forget_canvas(self, project_id: int, session_ids: Iterable[int]) -> int:
+        """Erase the canvas frames of these sessions of the project; returns the frames removed.
+
+        A blob goes too when no screenshot link or canvas frame names it any more. The hook the
+        delete-user jobs and retention call for the web sessions they erase.
+        """
+        ids = sorted(set(session_ids))
+        removed = 0
+        with (
+            self._write_lock,
+            _unavailable_on_database_errors("erase the canvas frames"),
+            atomic(self._writer) as conn,
+        ):
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                hashes = [
+                    row[0]
+                    for row in conn.execute(
+                        "DELETE FROM canvas_frames"
+                        f" WHERE project_id = ? AND session_id IN ({marks}) RETURNING hash",
+                        (project_id, *chunk),
+                    )
+                ]
+                removed += len(hashes)
+                for digest in set(hashes):
+                    conn.execute(
+                        "DELETE FROM image_blobs WHERE hash = ?"
+                        " AND NOT EXISTS (SELECT 1 FROM canvas_frames"
+                        " INDEXED BY canvas_frames_by_hash WHERE hash = ?)"
+                        " AND NOT EXISTS (SELECT 1 FROM image_links WHERE hash = ?)",
+                        (digest, digest, digest),
+                    )
+        return removed
+
     def session_images(self, project_id: int, session_id: int) -> list[StoredImage]:
         """A session's images in capture order (then by hash); [] for an unknown session."""
         with self._read_lock:
@@ -238,12 +357,7 @@ def _store_one(
     received_at_ms: int,
 ) -> tuple[bool, bool]:
     """Store one image (unless its hash is stored) and link it; (new blob?, new link?)."""
-    digest = image_hash(image.data)
-    new_blob = conn.execute(
-        "INSERT INTO image_blobs (hash, size, content_type, stored_at_ms, data)"
-        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING",
-        (digest, len(image.data), sniff_content_type(image.data), received_at_ms, image.data),
-    ).rowcount
+    digest, new_blob = _store_blob(conn, image, received_at_ms)
     new_link = conn.execute(
         "INSERT INTO image_links (project_id, session_id, hash, capture_ms, received_at_ms)"
         " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -256,4 +370,17 @@ def _store_one(
             " last_used_ms = max(last_used_ms, excluded.last_used_ms)",
             (project_id, digest, received_at_ms),
         )
-    return new_blob > 0, new_link > 0
+    return new_blob, new_link > 0
+
+
+def _store_blob(
+    conn: sqlite3.Connection, image: CapturedImage, received_at_ms: int
+) -> tuple[str, bool]:
+    """Store the image's bytes unless its hash is stored; (its hash, new blob?)."""
+    digest = image_hash(image.data)
+    new_blob = conn.execute(
+        "INSERT INTO image_blobs (hash, size, content_type, stored_at_ms, data)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING",
+        (digest, len(image.data), sniff_content_type(image.data), received_at_ms, image.data),
+    ).rowcount
+    return digest, new_blob > 0

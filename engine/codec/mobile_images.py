@@ -103,6 +103,14 @@ def unpack_frames(gzipped: BinaryIO, *, max_image: int, max_total: int) -> Itera
     return _reading("frames stream", _frame_images(_unpacked(gzipped, max_total), max_image))
 
 
+def unpack_plain_frames(
+    raw: BinaryIO, *, max_image: int, max_total: int
+) -> Iterator[CapturedImage]:
+    """The images of a frames stream that is not gzipped (the web tracker's canvas uploads)."""
+    stream: io.BufferedReader = io.BufferedReader(_Bounded(raw, max_total))
+    return _reading("frames stream", _frame_images(stream, max_image))
+
+
 def _reading(what: str, images: Iterator[CapturedImage]) -> Iterator[CapturedImage]:
     """``images``, the standard library's errors for bad bytes raised as ImageArchiveError."""
     try:

@@ -19,6 +19,7 @@ import httpx
 import pytest
 import trio
 
+from api.assets import asset_cache_services
 from api.config import ServerConfig
 from api.surfaces import ASSEMBLY
 from engine.codec.web import encode_batch
@@ -141,7 +142,15 @@ async def server_factory(tmp_path: Path) -> AsyncIterator[ServerFactory]:
             clock = FakeClock()
             config = ServerConfig(db_path=str(tmp_path / db_name), port=0, **overrides)
             server = await nursery.start(
-                partial(serve, config, assembly=ASSEMBLY, handle_signals=False, clock=clock)
+                partial(
+                    serve,
+                    config,
+                    assembly=ASSEMBLY,
+                    handle_signals=False,
+                    clock=clock,
+                    # What `replayd serve` adds: the asset cache's fetcher with cache_assets.
+                    extra_services=asset_cache_services(config),
+                )
             )
             client = httpx.AsyncClient(base_url=server.url, timeout=10.0)
             projects = server.catalog.list_projects()

@@ -40,6 +40,18 @@ def serve_command(db: Path) -> list[str]:
             "--port", "0"]  # fmt: skip
 
 
+async def restart_once(tmp_path: Path, db: Path) -> None:
+    """Start `replayd serve` on the crashed files (it recovers them), then stop it cleanly."""
+    with (tmp_path / "restart.log").open("wb") as stderr, trio.fail_after(30):
+        restarted = await trio.lowlevel.open_process(
+            serve_command(db), stdout=subprocess.PIPE, stderr=stderr
+        )
+        assert restarted.stdout is not None
+        await read_until_serving(restarted.stdout)
+        restarted.send_signal(signal.SIGTERM)
+        assert await restarted.wait() == 0
+
+
 async def _client(
     base_url: str, project_key: str, client_no: int, acked: list, enough: trio.Event
 ) -> None:

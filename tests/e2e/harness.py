@@ -99,11 +99,14 @@ def build_bundle() -> Path:
 
 
 class SiteServer:
-    """Serves ``site/`` plus a per-run ``/config.js``; any unknown path is a 404."""
+    """Serves ``site/`` plus a per-run ``/config.js`` and ``files``; any unknown path is a 404."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         self.hits: list[tuple[str, int]] = []
+        # Paths served from memory, which a test may change while the site runs: path ->
+        # (content type, body). The asset cache test restyles the page this way.
+        self.files: dict[str, tuple[str, bytes]] = {}
         site = self
 
         class Handler(http.server.SimpleHTTPRequestHandler):
@@ -112,7 +115,10 @@ class SiteServer:
 
             def do_GET(self) -> None:  # http.server names its handlers do_<METHOD>
                 path = urlsplit(self.path).path
-                if path == "/config.js":
+                if path in site.files:
+                    site.hits.append((path, 200))
+                    self._reply(200, *site.files[path])
+                elif path == "/config.js":
                     body = f"window.E2E_CONFIG = {json.dumps(site.config)};\n".encode()
                     self._reply(200, "application/javascript", body)
                 elif path == "/" or (SITE_DIR / path.lstrip("/")).is_file():

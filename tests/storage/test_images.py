@@ -105,5 +105,36 @@ def test_reopening_keeps_everything_and_migrates_once(tmp_path: Path) -> None:
     finally:
         second.close()
     with sqlite3.connect(path) as conn:
-        assert schema_version(conn, "images") == 1
+        assert schema_version(conn, "images") == 2  # 2: canvas_frames
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_canvas_frames_share_the_blobs_and_are_erased_by_session(tmp_path: Path) -> None:
+    store = ImageStore.open(tmp_path / "replayd-images.db")
+    try:
+        frame_a, frame_b = b"RIFF\0\0\0\0WEBPaaaa", b"RIFF\0\0\0\0WEBPbbbb"
+        store.store(1, 10, [CapturedImage(100, JPEG)], received_at_ms=5)  # a screenshot
+        result = store.store_canvas(
+            1,
+            20,
+            [("3", CapturedImage(200, frame_a)), ("3", CapturedImage(300, JPEG))],
+            received_at_ms=5,
+        )
+        assert (result.linked, result.new_blobs) == (2, 1)
+        store.store_canvas(1, 21, [("4", CapturedImage(400, frame_b))], received_at_ms=5)
+        assert [(f.node_id, f.capture_ms, f.content_type) for f in store.session_canvas(1, 20)] == [
+            ("3", 200, "image/webp"),
+            ("3", 300, "image/jpeg"),
+        ]
+        assert store.session_canvas(2, 20) == []  # another project's session
+        assert store.canvas_image(1, 21, image_hash(frame_a)) is None  # another session's frame
+        assert store.forget_canvas(1, [20, 21]) == 3
+        assert store.session_canvas(1, 20) == [] and store.session_canvas(1, 21) == []
+        assert store.canvas_image(1, 20, image_hash(frame_a)) is None
+        # The screenshot still names the JPEG blob; the frames' own blobs are gone.
+        assert store.image(1, 10, image_hash(JPEG)) is not None
+    finally:
+        store.close()
+    with sqlite3.connect(tmp_path / "replayd-images.db") as conn:
+        blobs = {row[0] for row in conn.execute("SELECT hash FROM image_blobs")}
+    assert blobs == {image_hash(JPEG)}
