@@ -22,18 +22,19 @@ writer).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from os import PathLike
 
 import attrs
 
 from storage.errors import ImagesUnavailable, is_database_wide
 from storage.schema import apply_migrations
-from storage.sqlite import atomic, connect
+from storage.sqlite import atomic, connect, wal_truncate
 
 IMAGES_COMPONENT = "images"
 HASH_LIST_MAX = 40  # the reference's MAX_RETURNING_COUNT (MOBILE.md 2.9)
@@ -72,6 +73,11 @@ _MIGRATIONS: list[str] = [
     -- imagesHashList: a project's most used hashes, read from the front of this index (it holds
     -- the hash too: the primary key of a WITHOUT ROWID table is part of every index on it).
     CREATE INDEX image_usage_most_used ON image_usage (project_id, uses DESC, last_used_ms DESC);
+    """,
+    # 2: erasing a session's images (forget_sessions) drops a blob no link names any more: this
+    # index answers "is this hash linked anywhere" without a scan of every link.
+    """
+    CREATE INDEX image_links_hash ON image_links (hash);
     """,
 ]
 
@@ -228,6 +234,47 @@ class ImageStore:
                 (project_id, min(limit, HASH_LIST_MAX)),
             ).fetchall()
         return [row[0] for row in rows]
+
+
+    def forget_sessions(self, project_id: int, session_ids: Sequence[int]) -> int:
+        """Erase the images of these sessions of the project (the data lifecycle: user deletion,
+        retention): their links, their share of the usage counts, and every blob no other link
+        names; one transaction. Returns the links removed. ``secure_delete`` (storage.sqlite)
+        zeroes the freed bytes; :meth:`checkpoint` then empties the WAL."""
+        removed = 0
+        with (
+            self._write_lock,
+            _unavailable_on_database_errors("erase the images"),
+            atomic(self._writer) as conn,
+        ):
+            for session_id in session_ids:
+                rows = conn.execute(
+                    "DELETE FROM image_links WHERE project_id = ? AND session_id = ?"
+                    " RETURNING hash",
+                    (project_id, session_id),
+                ).fetchall()
+                removed += len(rows)
+                uses = collections.Counter(str(row[0]) for row in rows)
+                for digest, count in uses.items():
+                    conn.execute(
+                        "UPDATE image_usage SET uses = uses - ? WHERE project_id = ? AND hash = ?",
+                        (count, project_id, digest),
+                    )
+                    conn.execute(
+                        "DELETE FROM image_usage WHERE project_id = ? AND hash = ? AND uses <= 0",
+                        (project_id, digest),
+                    )
+                    conn.execute(
+                        "DELETE FROM image_blobs WHERE hash = ? AND NOT EXISTS"
+                        " (SELECT 1 FROM image_links WHERE hash = ?)",
+                        (digest, digest),
+                    )
+        return removed
+
+    def checkpoint(self) -> bool:
+        """Empty the images' WAL into their file (:func:`storage.sqlite.wal_truncate`)."""
+        with self._write_lock, _unavailable_on_database_errors("checkpoint the images"):
+            return wal_truncate(self._writer)
 
 
 def _store_one(
