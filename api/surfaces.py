@@ -24,6 +24,7 @@ from api import (
     operations,
     public_v1,
     public_v1_images,
+    public_v1_jobs,
     public_v1_v3,
     v3,
 )
@@ -115,6 +116,11 @@ def _provide_public_v1(app: QuartTrio, objects: EngineObjects) -> None:
     public_v1.install(app, objects.catalog, objects.reader)
 
 
+def _install_jobs(app: QuartTrio, parts: SurfaceParts) -> None:
+    process = parts.process
+    public_v1_jobs.install(app, process.log, process.clock or wall_clock_ms)
+
+
 def _install_operations(app: QuartTrio, parts: SurfaceParts) -> None:
     operations.install(app, parts.config, parts.process.log)  # /healthz, /readyz, /metrics
 
@@ -153,6 +159,8 @@ SURFACES: tuple[Surface, ...] = (
         body_limits=ingest_mobile_images.body_limits,
     ),
     Surface("public_v1_images", public_v1_images.bp),
+    # Delete-user jobs (runtime.erasure runs them).
+    Surface("public_v1_jobs", public_v1_jobs.bp, install=_install_jobs),
     # The version 3 generic events API (/3/*, V3.md): signed calls of the Learning Context client.
     Surface("v3", v3.bp, install=_install_v3, provide=_provide_v3, body_limits=v3.body_limits),
     # Reports over the v3 generic events API: intervals and per-type totals.

@@ -185,10 +185,16 @@ class JobRecorded(DomainEvent):
 
 @attrs.frozen(slots=True, kw_only=True)
 class SessionsErased(DomainEvent):
-    """An ``ERASURE`` record: every projection forgets ``sessions`` (all of their rows)."""
+    """An ``ERASURE`` record: every projection forgets ``sessions`` (all of their rows).
+
+    ``records`` erased records, for delete-user job ``job`` (0: the retention sweep's);
+    ``request_erased``: the job's own request record was among them."""
 
     sessions: tuple[int, ...]
     reason: str
+    records: int = 0
+    job: int = 0
+    request_erased: bool = False
 
 
 def lifecycle_event(record: LogRecord) -> DomainEvent | None:
@@ -206,6 +212,9 @@ def lifecycle_event(record: LogRecord) -> DomainEvent | None:
             timestamp=record.received_at_ms,
             sessions=erasure.sessions,
             reason=erasure.reason,
+            records=erasure.count,
+            job=erasure.job,
+            request_erased=any(first <= erasure.job <= last for first, last in erasure.ranges),
         )
     if record.kind in JOB_KINDS:
         payload = parse_job_payload(record.kind, record.payload)

@@ -41,11 +41,11 @@ class SqlProjection:
     splits a delivery to isolate an event that fails). ``forget_sessions`` removes what the
     projection derived from those sessions (``replayd dead-letters retry`` re-applies them;
     an erasure, ``engine.lifecycle.SessionsErased``, calls it at the erasure's place in the
-    events: the projector never hands that event to ``apply``).
+    events).
 
-    ``lifecycle``: the projection reads the data lifecycle's job events
-    (``engine.lifecycle.JobRecorded``) and ``apply`` gets only those; every other projection
-    never sees them.
+    ``lifecycle``: the projection reads the data lifecycle's events
+    (``engine.lifecycle.JobRecorded`` and ``SessionsErased``) and ``apply`` gets only those;
+    every other projection never sees them.
     """
 
     name: str

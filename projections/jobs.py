@@ -26,6 +26,7 @@ from engine.lifecycle import (
     JobRequested,
     JobStarted,
     JobStatus,
+    SessionsErased,
     next_status,
 )
 from projections.base import SqlProjection, forget_checkpoint
@@ -82,7 +83,7 @@ def _row(values: Sequence[object]) -> JobRow:
         job_id=int(values[0]),  # type: ignore[call-overload]
         project_id=int(values[1]),  # type: ignore[call-overload]
         user_id=None if values[2] is None else str(values[2]),
-        status=JobStatus(values[3]),
+        status=JobStatus(str(values[3])),
         created_at_ms=int(values[4]),  # type: ignore[call-overload]
         updated_at_ms=int(values[5]),  # type: ignore[call-overload]
         start_at_ms=int(values[6]),  # type: ignore[call-overload]
@@ -109,10 +110,21 @@ def forget_sessions(conn: sqlite3.Connection, session_ids: Sequence[int]) -> Non
 
 
 def apply(conn: sqlite3.Connection, events: Sequence[ev.DomainEvent]) -> None:
-    """Fold job events into the table (the projector hands this projection only those)."""
+    """Fold job events and the erasures of jobs into the table (the projector hands this
+    projection only lifecycle events): a running job's counts grow with each of its steps."""
     for event in events:
         if isinstance(event, JobRecorded):
             _apply_one(conn, event)
+        elif isinstance(event, SessionsErased) and event.job:
+            conn.execute(
+                "UPDATE jobs SET sessions_erased = sessions_erased + ?,"
+                " records_erased = records_erased + ?,"
+                " erasures = json_insert(erasures, '$[#]', ?),"
+                # The request record was the last one naming the user: so is this row.
+                " user_id = CASE WHEN ? THEN NULL ELSE user_id END WHERE job_id = ?",
+                (len(event.sessions), event.records, event.position, event.request_erased,
+                 event.job),
+            )  # fmt: skip
 
 
 def _apply_one(conn: sqlite3.Connection, event: JobRecorded) -> None:

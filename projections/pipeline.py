@@ -573,7 +573,9 @@ class Projector:
 _LIFECYCLE_EVENTS = frozenset({SessionsErased, JobRecorded})
 
 
-def _apply(conn: sqlite3.Connection, projection: SqlProjection, events: Sequence[DomainEvent]) -> None:
+def _apply(
+    conn: sqlite3.Connection, projection: SqlProjection, events: Sequence[DomainEvent]
+) -> None:
     """A delivery without lifecycle events: a lifecycle projection has nothing in it."""
     if not projection.lifecycle:
         projection.apply(conn, events)
@@ -584,8 +586,8 @@ def apply_with_erasures(
 ) -> None:
     """``projection.apply``, with each :class:`SessionsErased` among ``events`` turned into
     ``projection.forget_sessions`` of its sessions at its place in the order (what the
-    projection derived from them before the erasure goes, what a later event derives stays),
-    and the job events only for a lifecycle projection (which gets nothing else)."""
+    projection derived from them before the erasure goes, what a later event derives stays);
+    a lifecycle projection gets the erasures too and the job events, nothing else."""
     part: list[DomainEvent] = []
     for event in events:
         kind = type(event)
@@ -594,6 +596,8 @@ def apply_with_erasures(
                 projection.apply(conn, part)
                 part = []
             projection.forget_sessions(conn, cast(SessionsErased, event).sessions)
+            if projection.lifecycle:
+                part.append(event)
         elif (kind is JobRecorded) is projection.lifecycle:
             part.append(event)
     if part:

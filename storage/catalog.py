@@ -389,6 +389,16 @@ class Catalog:
                 self._remember(project)
             return projects
 
+    def projects_with_retention(self) -> list[Project]:
+        """Every project (of any organization) with a retention period, from SQLite: what the
+        retention sweep works through (a change by the CLI counts from its next sweep)."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE retention_days > 0"
+                " ORDER BY project_id"
+            ).fetchall()
+        return [_project(row) for row in rows]
+
     # -- API keys --------------------------------------------------------------------------------
 
     def create_api_key(self, org_id: int = DEFAULT_ORG_ID, label: str = "") -> str:

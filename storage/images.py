@@ -235,7 +235,6 @@ class ImageStore:
             ).fetchall()
         return [row[0] for row in rows]
 
-
     def forget_sessions(self, project_id: int, session_ids: Sequence[int]) -> int:
         """Erase the images of these sessions of the project (the data lifecycle: user deletion,
         retention): their links, their share of the usage counts, and every blob no other link

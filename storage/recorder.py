@@ -21,7 +21,15 @@ from typing import Protocol, runtime_checkable
 import attrs
 
 from storage.errors import LogError
-from storage.records import AppendResult, Erasure, ErasureRequest, ErasureResult, LogRecord, NewRecord, RecordKind
+from storage.records import (
+    AppendResult,
+    Erasure,
+    ErasureRequest,
+    ErasureResult,
+    LogRecord,
+    NewRecord,
+    RecordKind,
+)
 
 # One request's outcome: its results (in order), or the error that kept all its records out.
 Outcome = list[AppendResult] | LogError

@@ -108,5 +108,5 @@ async def test_the_engine_takes_an_erasure_record_like_a_clock_tick(tmp_path: Pa
     ]
     assert events[-1] == SessionsErased(
         position=4, session_id=0, project_id=0, timestamp=erasure_at, sessions=(2,),
-        reason="user-deletion",
+        reason="user-deletion", records=1,
     )  # fmt: skip
