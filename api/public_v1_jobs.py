@@ -119,7 +119,12 @@ JOB = component(
 JOB_ID = Parameter("job_id", "path", {"type": "string", "pattern": "^-?[0-9]+$"}, "The job's id")
 START_AT_BODY = nullable(
     json_object(
-        {"startAt": {**schema.INT64, "description": "Not before this (epoch ms); default now"}}
+        {
+            "startAt": {
+                **nullable(schema.INT64),
+                "description": "Not before this (epoch ms); null or absent: now",
+            }
+        }
     )
 )
 CONFLICT = json_reply("A job for this user is already scheduled or running", schema.V1_ERRORS)
