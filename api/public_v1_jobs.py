@@ -1,10 +1,11 @@
 """Delete-user jobs in the public API v1 (API.md 1.2 #7-#10, with the 409 of 1.3).
 
 - ``DELETE /api/v1/<projectKey>/users/<userId>`` (optional body ``{"startAt": epoch ms}``)
-  schedules a job and answers the job object (status ``scheduled``). Unlike the reference (next
-  UTC midnight) ``startAt`` is now unless the body asks for later; the executor
-  (``runtime.erasure``) starts it within ``lifecycle_interval_s``. A second job for a user whose
-  job is still scheduled or running answers **409** ``{"errors": ["a job for this user is
+  schedules a job and answers the job object (status ``scheduled``, or already ``running``
+  when the executor took it before the answer was made: the answer is the jobs projection's).
+  Unlike the reference (next UTC midnight) ``startAt`` is now unless the body asks for later; the
+  executor (``runtime.erasure``) starts it within ``lifecycle_interval_s``. A second job for a
+  user whose job is still scheduled or running answers **409** ``{"errors": ["a job for this user is
   already scheduled or running"]}`` on v1 as on v2 (the reference's v1 scheduled duplicates; a
   duplicate would only find nothing to erase).
 - ``GET .../jobs`` lists the project's jobs, newest first (v2's order; all of them, or a page with

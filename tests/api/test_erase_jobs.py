@@ -136,7 +136,10 @@ async def test_a_deleted_user_leaves_no_byte_others_stay_and_rebuild_agrees(
     )
     assert response.status_code == 200, response.text
     scheduled = response.json()["data"]
-    assert scheduled["status"] == "scheduled" and scheduled["referenceId"] == VICTIM
+    # The job as the projections have it when the answer is made: the executor may have taken
+    # it already (it looks every 50 ms here).
+    assert scheduled["status"] in ("scheduled", "running")
+    assert scheduled["referenceId"] == VICTIM
     assert scheduled["action"] == "delete_user_data"
     assert scheduled["startAt"] == scheduled["createdAt"] == harness.clock.now
     job = await job_reaches(harness, key, scheduled["jobId"], "completed")
