@@ -332,6 +332,17 @@ def add_project_command(subparsers: SubParsers) -> None:
     listing = actions.add_parser("list", help="list projects")
     _db_argument(listing)
     listing.set_defaults(handler=run_project_list)
+    set_text = "change a project's settings (a running server applies them at its next sweep)"
+    settings = actions.add_parser("set", help=set_text, description=set_text)
+    settings.add_argument("key", help="the project's key (see `replayd project list`)")
+    settings.add_argument(
+        "--retention-days",
+        type=_retention_days,
+        required=True,
+        help="erase sessions that started more than N days ago; 0 or none keeps them forever",
+    )
+    _db_argument(settings)
+    settings.set_defaults(handler=run_project_set)
     delete_text = (
         "delete a project that has recorded nothing (stop the server first); a project with"
         " recorded sessions is refused until the data lifecycle can erase them"
@@ -340,6 +351,34 @@ def add_project_command(subparsers: SubParsers) -> None:
     delete.add_argument("key", help="the project's key (see `replayd project list`)")
     _db_argument(delete)
     delete.set_defaults(handler=run_project_delete)
+
+
+def _retention_days(raw: str) -> int:
+    """``--retention-days``: a whole number of days >= 0, or ``none`` (= 0, forever)."""
+    if raw.strip().lower() in {"none", "forever"}:
+        return 0
+    try:
+        days = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {raw!r}") from None
+    if days < 0:
+        raise argparse.ArgumentTypeError("retention days must be >= 0 (0 = keep forever)")
+    return days
+
+
+def run_project_set(args: argparse.Namespace) -> int:
+    db_path = existing_db(args, "project set")
+    if db_path is None:
+        return 1
+    with contextlib.closing(Catalog.open(db_path)) as catalog:
+        project = catalog.get_project_by_key(args.key)
+        if project is None:
+            return fail("project set", f"no project with key {args.key} (see `project list`)")
+        project = catalog.set_retention_days(project.project_id, args.retention_days)
+    assert project is not None
+    kept = f"{project.retention_days} day(s)" if project.retention_days else "forever"
+    print(f"project {project.project_id} {project.name!r}: sessions are kept {kept}")
+    return 0
 
 
 def run_project_create(args: argparse.Namespace) -> int:

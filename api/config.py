@@ -170,6 +170,10 @@ class ServerConfig:
     inactivity_timeout_ms: int = attrs.field(
         default=DEFAULT_INACTIVITY_TIMEOUT_MS, validator=_positive
     )
+    # The data lifecycle (runtime.erasure): how often due delete-user jobs are looked for, and
+    # how often expired sessions (a project's retention) are swept.
+    lifecycle_interval_s: float = attrs.field(default=1.0, validator=v.gt(0))
+    retention_interval_s: float = attrs.field(default=300.0, validator=v.gt(0))
     # One line per answered request (runtime.logs.AccessLog); off for very busy servers.
     access_log: bool = True
     # "text" for people, "json" (one object per line) for log shippers.
@@ -439,6 +443,20 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         "a session ends after this many ms without a record of it (the tracker's heartbeat is"
         " 2 min)",
+    ),
+    Setting(
+        "lifecycle_interval_s",
+        "REPLAYD_LIFECYCLE_INTERVAL_S",
+        "--lifecycle-interval-s",
+        float,
+        "seconds between looks for due delete-user jobs",
+    ),
+    Setting(
+        "retention_interval_s",
+        "REPLAYD_RETENTION_INTERVAL_S",
+        "--retention-interval-s",
+        float,
+        "seconds between sweeps that erase sessions older than their project's retention",
     ),
     Setting(
         "access_log",

@@ -285,6 +285,7 @@ def project_json(project: Project, first_recorded_at: int | None) -> dict[str, A
         "createdAt": project.created_at_ms,
         "sampleRate": project.sample_rate,
         "conditionsCount": 0,  # no conditional recording yet
+        "retentionDays": project.retention_days,  # `replayd project set KEY --retention-days`
         "gdpr": {**GDPR_DEFAULTS, "sampleRate": project.sample_rate},
     }
 

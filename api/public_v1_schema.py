@@ -134,6 +134,8 @@ _PROJECT_FIELDS: dict[str, dict[str, Any]] = {
     "createdAt": INTEGER,
     "sampleRate": {"type": "integer", "minimum": 0, "maximum": 100},
     "conditionsCount": INTEGER,
+    # Days a session is kept (runtime.erasure erases older ones); 0 = forever.
+    "retentionDays": {"type": "integer", "minimum": 0},
     "gdpr": json_object(
         {
             "maskEmails": BOOLEAN,

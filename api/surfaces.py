@@ -27,6 +27,7 @@ from api import (
     operations,
     public_v1,
     public_v1_images,
+    public_v1_jobs,
     public_v1_session,
     public_v1_v3,
     public_v2,
@@ -145,6 +146,11 @@ def _install_dashboard(app: QuartTrio, parts: SurfaceParts) -> None:
     dashboard_auth.install(app, parts.process.catalog, parts.process.clock)
 
 
+def _install_jobs(app: QuartTrio, parts: SurfaceParts) -> None:
+    process = parts.process
+    public_v1_jobs.install(app, process.log, process.clock or wall_clock_ms)
+
+
 def _install_operations(app: QuartTrio, parts: SurfaceParts) -> None:
     operations.install(app, parts.config, parts.process.log)  # /healthz, /readyz, /metrics
 
@@ -198,6 +204,8 @@ SURFACES: tuple[Surface, ...] = (
     ),
     # GET /assets/<sha256>: the asset cache's stylesheets, fonts and images (cookie-less).
     Surface("assets", assets.bp, install=assets.install),
+    # Delete-user jobs (runtime.erasure runs them).
+    Surface("public_v1_jobs", public_v1_jobs.bp, install=_install_jobs),
     # The version 3 generic events API (/3/*, V3.md): signed calls of the Learning Context client.
     Surface("v3", v3.bp, install=_install_v3, provide=_provide_v3, body_limits=v3.body_limits),
     # Reports over the v3 generic events API: intervals and per-type totals.

@@ -30,9 +30,10 @@ import attrs
 
 from engine.actor import EngineCounters, replay_history
 from engine.actor_types import DEFAULT_REGISTRY, ActorRegistry, ActorState
-from engine.events import DomainEvent
+from engine.events import DomainEvent, RecordParked
+from engine.lifecycle import lifecycle_outcome
 from engine.supervisor import due_actors
-from storage.records import LogRecord
+from storage.records import LogRecord, RecordKind
 
 __all__ = ["FoldHistory", "LogFold"]
 
@@ -79,6 +80,7 @@ class LogFold:
         self._types = types = list(registry)
         self._type_index = {id(t): i for i, t in enumerate(types)}
         self._timeouts = registry.timeouts_ms(inactivity_timeout_ms)
+        self._id_indexes = tuple(i for i, t in enumerate(types) if not t.keyed)
         self.counters = EngineCounters()
         self._live: dict[ActorId, _Live] = {}
         # (latest record time + timeout, type index, key); stale entries are skipped on pop.
@@ -122,12 +124,25 @@ class LogFold:
                 if not state.apply_record(record, out):
                     counters.parked_records += 1
                 counters.messages_processed += state.messages_walked - walked
+            elif record.kind >= RecordKind.ERASURE:
+                self._lifecycle(record, out)
         self._clock = clock
         if chunk:
             self.last_position = chunk[-1].position
         counters.records_processed += len(chunk)
         counters.events_emitted += len(out)
         return out
+
+    def _lifecycle(self, record: LogRecord, out: list[DomainEvent]) -> None:
+        """A data-lifecycle record, as the supervisor takes it: its events, and an erasure drops
+        the live states of its sessions without an end (a later record starts afresh)."""
+        events, dropped = lifecycle_outcome(record)
+        if any(isinstance(event, RecordParked) for event in events):
+            self.counters.parked_records += 1
+        for index in self._id_indexes:
+            for session_id in dropped:
+                self._live.pop((index, session_id), None)  # its deadline entry goes stale
+        out.extend(events)
 
     def _end_stale(self, clock: int, position: int, out: list[DomainEvent]) -> None:
         live = self._live

@@ -57,7 +57,8 @@ from engine.actor import (
     SessionHistory,
 )
 from engine.actor_types import DEFAULT_REGISTRY, WEB_ACTOR_TYPE, ActorRegistry, ActorType
-from engine.events import DomainEvent
+from engine.events import DomainEvent, RecordParked
+from engine.lifecycle import lifecycle_outcome
 from storage.budget import ByteBudget
 from storage.errors import LogOverloaded
 from storage.log import DEFAULT_READ_BYTES
@@ -388,6 +389,21 @@ class Supervisor:
                 touched.append(actor)
             # The task stays until the chunk's flush (it must answer the marker), then is closed.
 
+    def _lifecycle(self, record: LogRecord) -> list[DomainEvent]:
+        """The events of a data-lifecycle record (engine.lifecycle); an erasure also drops the
+        live actors of its sessions, without an end: their rows are being forgotten, and a later
+        record of such a session starts a fresh actor that sees only what the log still holds,
+        as a rebuild's does. A payload that does not parse is parked."""
+        events, dropped = lifecycle_outcome(record)
+        if any(isinstance(event, RecordParked) for event in events):
+            self._counters.parked_records += 1
+        for index in self._id_indexes:
+            for session_id in dropped:
+                actor = self._live.pop((index, session_id), None)
+                if actor is not None and not actor.touched:
+                    actor.send.close()  # a touched one is closed after this chunk's flush
+        return events
+
     async def _process_chunk(self, chunk: Sequence[LogRecord]) -> None:
         slots: list[list[DomainEvent]] = []
         touched: list[SessionActor] = []
@@ -429,6 +445,8 @@ class Supervisor:
                 if not actor.touched:
                     actor.touched = True
                     touched.append(actor)
+            elif record.kind >= RecordKind.ERASURE:
+                slots.append(self._lifecycle(record))
             self._last_position = record.position
 
         # End of the epoch: wait until every actor that got mail has processed it.

@@ -39,7 +39,13 @@ class SqlProjection:
     :func:`unapplied`); it must not commit: the caller commits its rows and the new checkpoint
     together. The result must not depend on how the events are split into calls (the projector
     splits a delivery to isolate an event that fails). ``forget_sessions`` removes what the
-    projection derived from those sessions (``replayd dead-letters retry`` re-applies them).
+    projection derived from those sessions (``replayd dead-letters retry`` re-applies them;
+    an erasure, ``engine.lifecycle.SessionsErased``, calls it at the erasure's place in the
+    events).
+
+    ``lifecycle``: the projection reads the data lifecycle's events
+    (``engine.lifecycle.JobRecorded`` and ``SessionsErased``) and ``apply`` gets only those;
+    every other projection never sees them.
     """
 
     name: str
@@ -47,6 +53,7 @@ class SqlProjection:
     apply: Callable[[sqlite3.Connection, Sequence[DomainEvent]], None]
     reset: Callable[[sqlite3.Connection], None]
     forget_sessions: Callable[[sqlite3.Connection, Sequence[int]], None]
+    lifecycle: bool = False
 
 
 def migrate_checkpoints(conn: sqlite3.Connection) -> None:

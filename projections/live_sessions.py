@@ -28,6 +28,7 @@ from typing import Any
 import attrs
 
 from engine import events as ev
+from engine.lifecycle import SessionsErased
 from engine.start_info import LIVE_VIEW, StartInfo
 from projections.sessions import SessionRow, country_or_unknown, read_live
 
@@ -385,6 +386,9 @@ class LiveSessions:
                     self._start(event)
                 case ev.SessionEnded():
                     self._remove(event.session_id)
+                case SessionsErased():
+                    for session_id in event.sessions:
+                        self._remove(session_id)
                 case ev.PageTitleChanged():
                     self._update(event.session_id, page_title=event.title)
                 case ev.UserIdSet():

@@ -45,13 +45,14 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Self, TypeVar
+from typing import Self, TypeVar, cast
 
 import attrs
 import trio
 
 from engine.events import DomainEvent, clamp_int64, repair_text
-from projections import dead_letters, events, sessions, users, v3
+from engine.lifecycle import JobRecorded, SessionsErased
+from projections import dead_letters, events, jobs, sessions, users, v3
 from projections.base import (
     SqlProjection,
     migrate_checkpoints,
@@ -69,6 +70,7 @@ ALL_PROJECTIONS: tuple[SqlProjection, ...] = (
     events.PROJECTION,
     users.PROJECTION,
     v3.PROJECTION,
+    jobs.PROJECTION,
     dead_letters.PROJECTION,
 )
 PROJECTIONS_BY_NAME: dict[str, SqlProjection] = {p.name: p for p in ALL_PROJECTIONS}
@@ -528,11 +530,14 @@ class Projector:
         if not todo:
             return
         moved = {p.name: max(self._checkpoints[p.name], upto_position) for p, _ in todo}
+        # Lifecycle events are rare: one look per delivery keeps the common path a plain apply.
+        lifecycle = any(type(e) in _LIFECYCLE_EVENTS for e in events)
+        apply = apply_with_erasures if lifecycle else _apply
         try:
             with atomic(conn):
                 for projection, fresh in todo:
                     if fresh:
-                        projection.apply(conn, fresh)
+                        apply(conn, projection, fresh)
                     write_checkpoint(conn, projection.name, moved[projection.name])
         except Exception as error:
             if is_database_wide(error):
@@ -567,6 +572,40 @@ class Projector:
             )
 
 
+_LIFECYCLE_EVENTS = frozenset({SessionsErased, JobRecorded})
+
+
+def _apply(
+    conn: sqlite3.Connection, projection: SqlProjection, events: Sequence[DomainEvent]
+) -> None:
+    """A delivery without lifecycle events: a lifecycle projection has nothing in it."""
+    if not projection.lifecycle:
+        projection.apply(conn, events)
+
+
+def apply_with_erasures(
+    conn: sqlite3.Connection, projection: SqlProjection, events: Sequence[DomainEvent]
+) -> None:
+    """``projection.apply``, with each :class:`SessionsErased` among ``events`` turned into
+    ``projection.forget_sessions`` of its sessions at its place in the order (what the
+    projection derived from them before the erasure goes, what a later event derives stays);
+    a lifecycle projection gets the erasures too and the job events, nothing else."""
+    part: list[DomainEvent] = []
+    for event in events:
+        kind = type(event)
+        if kind is SessionsErased:
+            if part:
+                projection.apply(conn, part)
+                part = []
+            projection.forget_sessions(conn, cast(SessionsErased, event).sessions)
+            if projection.lifecycle:
+                part.append(event)
+        elif (kind is JobRecorded) is projection.lifecycle:
+            part.append(event)
+    if part:
+        projection.apply(conn, part)
+
+
 def apply_isolating(
     conn: sqlite3.Connection, projection: SqlProjection, events: Sequence[DomainEvent]
 ) -> list[dead_letters.DeadLetter]:
@@ -584,7 +623,7 @@ def apply_isolating(
         part = parts.pop()
         try:
             with atomic(conn):  # a savepoint: the caller's transaction is open
-                projection.apply(conn, part)
+                apply_with_erasures(conn, projection, part)
         except Exception as error:
             if is_database_wide(error):
                 raise

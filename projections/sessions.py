@@ -538,6 +538,34 @@ def project_sessions_after(
     return [_row(r) for r in conn.execute(sql, [*params, limit])]
 
 
+def user_session_ids(
+    conn: sqlite3.Connection, project_id: int, user_id: str, *, limit: int
+) -> list[int]:
+    """Up to ``limit`` ids of the sessions attributed to ``user_id`` (its current user id, exact
+    match), live ones included, smallest first: the steps of a delete-user job."""
+    rows = conn.execute(
+        "SELECT session_id FROM sessions INDEXED BY sessions_project_user"
+        " WHERE project_id = ? AND user_id = ? ORDER BY session_id LIMIT ?",
+        (project_id, user_id, limit),
+    )
+    return [int(r[0]) for r in rows]
+
+
+def expired_session_ids(
+    conn: sqlite3.Connection, project_id: int, started_before_ms: int, *, limit: int
+) -> list[int]:
+    """Up to ``limit`` ids of the project's finished sessions that started before
+    ``started_before_ms``, oldest first: the steps of a retention sweep (a live session waits
+    for its end)."""
+    rows = conn.execute(
+        "SELECT session_id FROM sessions INDEXED BY sessions_project_start"
+        " WHERE project_id = ? AND start_ts < ? AND duration IS NOT NULL"
+        " ORDER BY start_ts LIMIT ?",
+        (project_id, started_before_ms, limit),
+    )
+    return [int(r[0]) for r in rows]
+
+
 def first_session_starts(conn: sqlite3.Connection, project_ids: Sequence[int]) -> dict[int, int]:
     """Per project, the start (epoch ms) of its earliest recorded session: the project's
     ``firstRecordedSessionAt``. Projects without a session are left out.

@@ -3,7 +3,8 @@
 Started by ``runtime.process.serve`` before the HTTP listener opens. It opens the projector (which
 takes the projections' write lock and reloads the live sessions), resumes the engine supervisor
 after the projections' lowest checkpoint, feeds it the log's live tail, appends clock ticks while
-sessions are live, and hands the HTTP host what its routes read: the projection reader, the
+sessions are live, runs the data lifecycle (:mod:`runtime.erasure`: delete-user jobs, retention),
+and hands the HTTP host what its routes read: the projection reader, the
 projector, the supervisor and the live sessions (:meth:`runtime.assembly.Host.provide`; the host
 decides which surface gets what, this module knows no route). The projections are in
 ``config.projections_db_path``, a file apart from the log's (``config.db_path``). Cancelling it
@@ -38,6 +39,7 @@ from projections.pipeline import Projector
 from projections.reader import ProjectionReader
 from runtime.assembly import EngineObjects, Host, ProcessRole
 from runtime.context import ServiceContext
+from runtime.erasure import LifecycleExecutor
 from storage.catalog import Catalog
 from storage.log import poll_tail
 from storage.records import LogRecord
@@ -281,6 +283,18 @@ async def projections_service(
                         now_ms=ctx.record_clock,
                     )
                 )
+                # Delete-user jobs and retention (runtime.erasure): they wait on the projector.
+                lifecycle = LifecycleExecutor(
+                    log=ctx.log,
+                    projector=projector,
+                    reader=reader,
+                    catalog=ctx.catalog,
+                    images_path=ctx.config.images_db_path,
+                    clock=ctx.record_clock,
+                    interval_s=ctx.config.lifecycle_interval_s,
+                    retention_interval_s=ctx.config.retention_interval_s,
+                )
+                await engine_nursery.start(lifecycle.run)
                 task_status.started(projector)
     finally:
         reader.close()

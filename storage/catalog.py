@@ -119,6 +119,10 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX login_sessions_user ON login_sessions (user_id);
     CREATE INDEX login_sessions_expiry ON login_sessions (expires_at_ms);
     """,
+    # 3: a retention period per project (runtime.erasure erases older sessions); 0 = forever.
+    """
+    ALTER TABLE projects ADD COLUMN retention_days INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
@@ -137,11 +141,13 @@ class Project:
     save_request_payloads: bool
     beacon_size: int  # max batch size for this project; 0 = the server default
     created_at_ms: int
+    # Sessions that started more than this many days ago are erased (runtime.erasure); 0 = never.
+    retention_days: int = 0
 
 
 _PROJECT_COLUMNS = (
     "project_id, org_id, project_key, name, platform, active, sample_rate, "
-    "max_session_duration_ms, save_request_payloads, beacon_size, created_at_ms"
+    "max_session_duration_ms, save_request_payloads, beacon_size, created_at_ms, retention_days"
 )
 
 
@@ -158,6 +164,7 @@ def _project(row: tuple) -> Project:
         save_request_payloads=bool(row[8]),
         beacon_size=row[9],
         created_at_ms=row[10],
+        retention_days=row[11],
     )
 
 
@@ -426,6 +433,16 @@ class Catalog:
                 self._remember(project)
             return projects
 
+    def projects_with_retention(self) -> list[Project]:
+        """Every project (of any organization) with a retention period, from SQLite: what the
+        retention sweep works through (a change by the CLI counts from its next sweep)."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE retention_days > 0"
+                " ORDER BY project_id"
+            ).fetchall()
+        return [_project(row) for row in rows]
+
     # -- API keys --------------------------------------------------------------------------------
 
     def create_api_key(self, org_id: int = DEFAULT_ORG_ID, label: str = "") -> str:
@@ -517,6 +534,17 @@ class Catalog:
         return ApiKeyInfo(
             key_id=key_hash[:API_KEY_ID_LENGTH], org_id=org, created_at_ms=created, label=label
         )
+
+    def set_retention_days(self, project_id: int, days: int) -> Project | None:
+        """Set the project's retention period (0 = keep forever); the updated project, or None
+        when there is none. A running server reads it at its next retention sweep."""
+        if days < 0:
+            raise ValueError("retention days must be >= 0")
+        with self._lock, _writing("set the retention"):
+            self._conn.execute(
+                "UPDATE projects SET retention_days = ? WHERE project_id = ?", (days, project_id)
+            )
+        return self._select_project("project_id", project_id)
 
     def delete_project(self, project_id: int) -> bool:
         """Delete the project's catalog row; False when there is none.

@@ -24,18 +24,19 @@ writer).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from os import PathLike
 
 import attrs
 
 from storage.errors import ImagesUnavailable, is_database_wide
 from storage.schema import apply_migrations
-from storage.sqlite import atomic, connect
+from storage.sqlite import atomic, connect, wal_truncate
 
 IMAGES_COMPONENT = "images"
 HASH_LIST_MAX = 40  # the reference's MAX_RETURNING_COUNT (MOBILE.md 2.9)
@@ -90,6 +91,11 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX canvas_frames_hash ON canvas_frames (project_id, session_id, hash);
     -- Erasure asks whether any frame still names a blob.
     CREATE INDEX canvas_frames_by_hash ON canvas_frames (hash);
+    """,
+    # 3: erasing a session's images (forget_sessions) drops a blob no link names any more: this
+    # index answers "is this hash linked anywhere" without a scan of every link.
+    """
+    CREATE INDEX image_links_hash ON image_links (hash);
     """,
 ]
 
@@ -279,33 +285,12 @@ class ImageStore:
         delete-user jobs and retention call for the web sessions they erase.
         """
         ids = sorted(set(session_ids))
-        removed = 0
         with (
             self._write_lock,
             _unavailable_on_database_errors("erase the canvas frames"),
             atomic(self._writer) as conn,
         ):
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                hashes = [
-                    row[0]
-                    for row in conn.execute(
-                        "DELETE FROM canvas_frames"
-                        f" WHERE project_id = ? AND session_id IN ({marks}) RETURNING hash",
-                        (project_id, *chunk),
-                    )
-                ]
-                removed += len(hashes)
-                for digest in set(hashes):
-                    conn.execute(
-                        "DELETE FROM image_blobs WHERE hash = ?"
-                        " AND NOT EXISTS (SELECT 1 FROM canvas_frames"
-                        " INDEXED BY canvas_frames_by_hash WHERE hash = ?)"
-                        " AND NOT EXISTS (SELECT 1 FROM image_links WHERE hash = ?)",
-                        (digest, digest, digest),
-                    )
-        return removed
+            return _forget_canvas(conn, project_id, ids)
 
     def session_images(self, project_id: int, session_id: int) -> list[StoredImage]:
         """A session's images in capture order (then by hash); [] for an unknown session."""
@@ -347,6 +332,78 @@ class ImageStore:
                 (project_id, min(limit, HASH_LIST_MAX)),
             ).fetchall()
         return [row[0] for row in rows]
+
+    def forget_sessions(self, project_id: int, session_ids: Sequence[int]) -> int:
+        """Erase the images of these sessions of the project (the data lifecycle: user deletion,
+        retention): their links, their share of the usage counts, and every blob no other link
+        names, and their canvas frames; one transaction. Returns the links and frames removed.
+        ``secure_delete`` (storage.sqlite) zeroes the freed bytes; :meth:`checkpoint` then empties
+        the WAL."""
+        removed = 0
+        with (
+            self._write_lock,
+            _unavailable_on_database_errors("erase the images"),
+            atomic(self._writer) as conn,
+        ):
+            for session_id in session_ids:
+                rows = conn.execute(
+                    "DELETE FROM image_links WHERE project_id = ? AND session_id = ?"
+                    " RETURNING hash",
+                    (project_id, session_id),
+                ).fetchall()
+                removed += len(rows)
+                uses = collections.Counter(str(row[0]) for row in rows)
+                for digest, count in uses.items():
+                    conn.execute(
+                        "UPDATE image_usage SET uses = uses - ? WHERE project_id = ? AND hash = ?",
+                        (count, project_id, digest),
+                    )
+                    conn.execute(
+                        "DELETE FROM image_usage WHERE project_id = ? AND hash = ? AND uses <= 0",
+                        (project_id, digest),
+                    )
+                    conn.execute(
+                        "DELETE FROM image_blobs WHERE hash = ? AND NOT EXISTS"
+                        " (SELECT 1 FROM image_links WHERE hash = ?) AND NOT EXISTS"
+                        " (SELECT 1 FROM canvas_frames INDEXED BY canvas_frames_by_hash"
+                        " WHERE hash = ?)",
+                        (digest, digest, digest),
+                    )
+            # The web tracker's canvas frames of these sessions go in the same transaction.
+            removed += _forget_canvas(conn, project_id, sorted(set(session_ids)))
+        return removed
+
+    def checkpoint(self) -> bool:
+        """Empty the images' WAL into their file (:func:`storage.sqlite.wal_truncate`)."""
+        with self._write_lock, _unavailable_on_database_errors("checkpoint the images"):
+            return wal_truncate(self._writer)
+
+
+def _forget_canvas(conn: sqlite3.Connection, project_id: int, ids: Sequence[int]) -> int:
+    """Delete the canvas frames of these sessions and every blob nothing names any more (inside
+    the caller's transaction); returns the frames removed."""
+    removed = 0
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        hashes = [
+            row[0]
+            for row in conn.execute(
+                "DELETE FROM canvas_frames"
+                f" WHERE project_id = ? AND session_id IN ({marks}) RETURNING hash",
+                (project_id, *chunk),
+            )
+        ]
+        removed += len(hashes)
+        for digest in set(hashes):
+            conn.execute(
+                "DELETE FROM image_blobs WHERE hash = ?"
+                " AND NOT EXISTS (SELECT 1 FROM canvas_frames"
+                " INDEXED BY canvas_frames_by_hash WHERE hash = ?)"
+                " AND NOT EXISTS (SELECT 1 FROM image_links WHERE hash = ?)",
+                (digest, digest, digest),
+            )
+    return removed
 
 
 def _store_one(

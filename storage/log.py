@@ -54,7 +54,7 @@ from storage.errors import (
     LogUnavailable,
 )
 from storage.recorder import LogReadSide, LogRecorder, RecorderFactory, SizeCapped
-from storage.records import AppendResult, ErasureResult, LogRecord, NewRecord
+from storage.records import AppendResult, ErasureRequest, ErasureResult, LogRecord, NewRecord
 from storage.sqlite import DEFAULT_BUSY_TIMEOUT_MS, SYNCHRONOUS_MODES
 
 # LogReader (SQLite's read side) is re-exported: tests and scripts outside storage/ name it here.
@@ -469,19 +469,31 @@ class EventLog:
         """Delete the records at ``positions`` and record that, in one transaction.
 
         The only way records leave the log (DESIGN.md invariant 4): the user-deletion and
-        retention jobs call it. The ``ERASURE`` record (stamped ``received_at_ms``, clamped like
-        any record) lists the positions actually deleted (absent ones are skipped) and their
-        sessions; it takes the next position, so the head never goes back and no later append
-        lands behind a reader. An erasure record itself cannot be erased
-        (:class:`LogErasureRefused`).
+        retention jobs call it (or :meth:`erase_sessions`). The ``ERASURE`` record (stamped
+        ``received_at_ms``, clamped like any record) gives the positions actually deleted (absent
+        ones are skipped) as ranges, their count and their sessions; it takes the next position,
+        so the head never goes back and no later append lands behind a reader. An erasure record
+        itself cannot be erased (:class:`LogErasureRefused`).
         Raises the errors of :meth:`append` otherwise; on any error nothing was deleted.
         """
+        wanted = tuple(sorted({int(position) for position in positions}))
+        request = ErasureRequest(reason=reason, positions=wanted)
+        return await self.erase_sessions(request, received_at_ms=received_at_ms)
+
+    async def erase_sessions(
+        self, request: ErasureRequest, *, received_at_ms: int
+    ) -> ErasureResult:
+        """Delete every record of ``request.sessions`` (ids of ``request.project_id``) and at
+        ``request.positions``, and record that, in one transaction (as :meth:`erase`).
+
+        The records are found inside the transaction, so none committed before it is missed.
+        It holds the writer for that one transaction: callers erase in bounded steps.
+        """
         recorder = self._running_recorder()
-        wanted = sorted({int(position) for position in positions})
         try:
             # Shares the writer's recorder and limiter: never overlaps a group commit.
             result, floor = await trio.to_thread.run_sync(
-                recorder.erase, wanted, reason, received_at_ms, self._last_received_at_ms,
+                recorder.erase_sessions, request, received_at_ms, self._last_received_at_ms,
                 limiter=self._writer_limiter,
             )  # fmt: skip
         except LogErasureRefused:
@@ -495,6 +507,13 @@ class EventLog:
         self._head = max(self._head, result.position)
         self._wake_waiters()
         return result
+
+    async def checkpoint(self) -> bool:
+        """Empty the log's write-ahead log into its file (after an erasure: the old frames hold
+        the erased bytes). Runs between group commits, holding the writer meanwhile; False when
+        a reader kept it from completing."""
+        recorder = self._running_recorder()
+        return await trio.to_thread.run_sync(recorder.checkpoint, limiter=self._writer_limiter)
 
     # -- positions and reading ---------------------------------------------------------------
 

@@ -21,7 +21,15 @@ from typing import Protocol, runtime_checkable
 import attrs
 
 from storage.errors import LogError
-from storage.records import AppendResult, Erasure, ErasureResult, LogRecord, NewRecord, RecordKind
+from storage.records import (
+    AppendResult,
+    Erasure,
+    ErasureRequest,
+    ErasureResult,
+    LogRecord,
+    NewRecord,
+    RecordKind,
+)
 
 # One request's outcome: its results (in order), or the error that kept all its records out.
 Outcome = list[AppendResult] | LogError
@@ -140,6 +148,18 @@ class LogRecorder(LogReadSide, Protocol):
         Raises :class:`storage.errors.LogErasureRefused` for an erasure record, another
         :class:`storage.errors.LogError` when the transaction failed (nothing deleted then).
         """
+        ...
+
+    def erase_sessions(
+        self, request: ErasureRequest, received_at_ms: int, floor: int
+    ) -> tuple[ErasureResult, int]:
+        """Like :meth:`erase`, for every record of the request's sessions (found inside the
+        transaction) plus its positions."""
+        ...
+
+    def checkpoint(self) -> bool:
+        """Move what the backend keeps beside the database (SQLite's WAL) into it and empty
+        that; False when it could not complete now."""
         ...
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Iterable
 
 import attrs
 
@@ -28,6 +29,13 @@ class RecordKind(enum.IntEnum):
     # payload: :class:`Erasure` as JSON). The gaps it leaves in positions are explained by it.
     # Sessions' actors never see it; it only advances the log clock, like a tick.
     ERASURE = 40
+    # Delete-user jobs (engine.jobs has their payloads; session_id 0, project_id the job's):
+    # requested by the API, cancelled by the API, started and finished by the executor
+    # (runtime.erasure). Like an erasure they only move the sessions' clock.
+    JOB_REQUESTED = 50
+    JOB_CANCELLED = 51
+    JOB_STARTED = 52
+    JOB_FINISHED = 53
 
 
 @attrs.frozen(slots=True)
@@ -82,35 +90,101 @@ class AppendResult:
     duplicate: bool = False
 
 
+def position_ranges(positions: Iterable[int]) -> tuple[tuple[int, int], ...]:
+    """Sorted distinct ``positions`` as runs of consecutive numbers: ``((first, last), ...)``."""
+    ranges: list[tuple[int, int]] = []
+    for position in sorted(set(positions)):
+        if ranges and ranges[-1][1] == position - 1:
+            ranges[-1] = (ranges[-1][0], position)
+        else:
+            ranges.append((position, position))
+    return tuple(ranges)
+
+
 @attrs.frozen(slots=True, kw_only=True)
 class Erasure:
     """What one erasure removed from the log: the payload of its ``ERASURE`` record.
 
-    ``positions`` are the records deleted (sorted), ``sessions`` the sessions they belonged to
-    (sorted, distinct), ``reason`` why (e.g. ``"user-deletion"``, ``"retention"``).
+    ``ranges`` are the positions deleted as runs of consecutive numbers (``(first, last)``,
+    inclusive, sorted), ``count`` how many records that is, ``sessions`` the sessions whose
+    records (and derived rows) are gone (sorted, distinct, never 0), ``reason`` why
+    (``"user-deletion"``, ``"retention"``), ``job`` the delete-user job that asked (0: none).
+    Nothing erased (no id, no metadata, no payload byte) is in it.
+
+    Payload shape: ``{"reason", "ranges": [[first, last], ...], "count", "sessions", "job"}``.
+    The first shape, ``{"reason", "positions": [...], "sessions"}``, still parses (as ranges).
     """
 
     reason: str
-    positions: tuple[int, ...]
+    ranges: tuple[tuple[int, int], ...]
+    count: int
     sessions: tuple[int, ...]
+    job: int = 0
+
+    @classmethod
+    def of_positions(
+        cls, *, reason: str, positions: Iterable[int], sessions: Iterable[int], job: int = 0
+    ) -> Erasure:
+        """The erasure of these positions (any order, repeats ignored) and sessions."""
+        ranges = position_ranges(positions)
+        return cls(
+            reason=reason,
+            ranges=ranges,
+            count=sum(last - first + 1 for first, last in ranges),
+            sessions=tuple(sorted({s for s in sessions if s != 0})),
+            job=job,
+        )
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        """Every erased position, in order (the ranges expanded)."""
+        return tuple(p for first, last in self.ranges for p in range(first, last + 1))
 
     def to_bytes(self) -> bytes:
         """The record payload: compact JSON."""
-        body = {"reason": self.reason, "positions": self.positions, "sessions": self.sessions}
+        body = {
+            "reason": self.reason,
+            "ranges": [list(run) for run in self.ranges],
+            "count": self.count,
+            "sessions": self.sessions,
+            "job": self.job,
+        }
         return json.dumps(body, separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> Erasure:
-        """Parse a payload written by :meth:`to_bytes` (``ValueError`` if it is not one)."""
+        """Parse a payload of either shape (``ValueError`` if it is neither)."""
         body = json.loads(payload)
         try:  # not an object: indexing it by a name raises TypeError too
+            if "positions" in body:  # the first shape: every position listed
+                return cls.of_positions(
+                    reason=str(body["reason"]),
+                    positions=(int(p) for p in body["positions"]),
+                    sessions=(int(s) for s in body["sessions"]),
+                )
+            ranges = tuple((int(first), int(last)) for first, last in body["ranges"])
             return cls(
                 reason=str(body["reason"]),
-                positions=tuple(int(p) for p in body["positions"]),
+                ranges=ranges,
+                count=int(body["count"]),
                 sessions=tuple(int(s) for s in body["sessions"]),
+                job=int(body.get("job", 0)),
             )
-        except (KeyError, TypeError) as error:
+        except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"not an erasure payload: {error}") from error
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class ErasureRequest:
+    """What to erase in one transaction: every record of ``sessions`` (ids of ``project_id``)
+    and the records at ``positions`` (a job's own request record, say); ``reason`` and ``job``
+    go into the :class:`Erasure`."""
+
+    reason: str
+    project_id: int = 0
+    sessions: tuple[int, ...] = ()
+    positions: tuple[int, ...] = ()
+    job: int = 0
 
 
 @attrs.frozen(slots=True)

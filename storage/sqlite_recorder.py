@@ -32,9 +32,17 @@ from storage.errors import (
     is_database_wide,
 )
 from storage.recorder import GroupWrite, Outcome, clamp_times, erasure_record
-from storage.records import AppendResult, Erasure, ErasureResult, LogRecord, NewRecord, RecordKind
+from storage.records import (
+    AppendResult,
+    Erasure,
+    ErasureRequest,
+    ErasureResult,
+    LogRecord,
+    NewRecord,
+    RecordKind,
+)
 from storage.schema import migrate_log
-from storage.sqlite import DEFAULT_BUSY_TIMEOUT_MS, atomic, connect
+from storage.sqlite import DEFAULT_BUSY_TIMEOUT_MS, atomic, connect, wal_truncate
 
 # A retry hits the partial unique index and inserts nothing. The group fast path counts the rows
 # inserted (``total_changes``) instead of ``RETURNING position``: measurably cheaper, and
@@ -472,15 +480,25 @@ class SqliteRecorder(LogReader):
     ) -> tuple[ErasureResult, int]:
         """Open the door, delete, record the erasure, close the door; one transaction. Returns
         the result and the new time floor."""
+        return self.erase_sessions(
+            ErasureRequest(reason=reason, positions=tuple(positions)), received_at_ms, floor
+        )
+
+    def erase_sessions(
+        self, request: ErasureRequest, received_at_ms: int, floor: int
+    ) -> tuple[ErasureResult, int]:
+        """Erase every record of the request's sessions (of its project) and its positions, in
+        one transaction, found inside it: a record of those sessions committed just before is
+        erased too. Returns the result and the new time floor."""
         try:
-            return self._erase(positions, reason, received_at_ms, floor)
+            return self._erase(request, received_at_ms, floor)
         except LogErasureRefused:
             raise
         except _WRITE_ERRORS as error:
             raise _log_error(error) from error
 
     def _erase(
-        self, wanted: Sequence[int], reason: str, received_at_ms: int, floor: int
+        self, request: ErasureRequest, received_at_ms: int, floor: int
     ) -> tuple[ErasureResult, int]:
         conn = self._conn
         with atomic(conn):
@@ -488,25 +506,39 @@ class SqliteRecorder(LogReader):
             # delete: record time never goes back, even when the newest record is erased.
             stamped = max(received_at_ms, floor, _newest(conn)[1])
             found: list[tuple[int, int, int]] = []
-            for chunk, marks in _in_chunks(wanted):
+            for chunk, marks in _in_chunks(request.positions):
                 found += conn.execute(
                     f"SELECT position, session_id, kind FROM log WHERE position IN ({marks})",
                     chunk,
                 ).fetchall()
+            for chunk, marks in _in_chunks(request.sessions):
+                # The (session_id, position) index; the project guards against a foreign id.
+                found += conn.execute(
+                    "SELECT position, session_id, kind FROM log"
+                    f" WHERE session_id IN ({marks}) AND project_id = ?",
+                    (*chunk, request.project_id),
+                ).fetchall()
             if any(kind == RecordKind.ERASURE for _, _, kind in found):
                 raise LogErasureRefused("an erasure record cannot be erased")
-            erasure = Erasure(
-                reason=reason,
-                positions=tuple(sorted(position for position, _, _ in found)),
-                sessions=tuple(sorted({session_id for _, session_id, _ in found})),
+            erasure = Erasure.of_positions(
+                reason=request.reason,
+                positions=(position for position, _, _ in found),
+                sessions=[*request.sessions, *(session_id for _, session_id, _ in found)],
+                job=request.job,
             )
-            conn.execute(_OPEN_ERASURE_DOOR, (reason,))
+            conn.execute(_OPEN_ERASURE_DOOR, (request.reason,))
             for chunk, marks in _in_chunks(erasure.positions):
                 conn.execute(f"DELETE FROM log WHERE position IN ({marks})", chunk)
             conn.execute(_CLOSE_ERASURE_DOOR)
             position = conn.execute(_INSERT, _row(erasure_record(erasure, stamped))).lastrowid
             assert position is not None
         return ErasureResult(position=position, erasure=erasure), stamped
+
+    def checkpoint(self) -> bool:
+        """Copy the write-ahead log into the file and truncate it to 0 bytes (TRUNCATE): after
+        an erasure, the only copies of erased bytes outside the (zeroed) pages are old WAL
+        frames. False when a reader kept it from completing (try again later)."""
+        return wal_truncate(self._conn)
 
 
 @attrs.frozen

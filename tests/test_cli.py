@@ -450,3 +450,22 @@ def test_v3_app_create_prints_the_app_id_and_secret_alone_on_the_last_line(tmp_p
     assert app is not None and (app.name, app.secret, app.project_id) == ("BigBrother", secret, 1)
     unknown = replayd("v3", "app", "create", "X", "--project", "nope", "--db", str(db))
     assert unknown.returncode == 1 and "no project with key nope" in unknown.stderr
+
+
+def test_project_set_retention_days(tmp_path: Path) -> None:
+    db = tmp_path / "cli.db"
+    key = replayd("project", "create", "Shop", "--db", str(db), "--create").stdout.split()[-1]
+    kept = replayd("project", "set", key, "--retention-days", "30", "--db", str(db))
+    assert kept.returncode == 0, kept.stderr
+    assert "kept 30 day(s)" in kept.stdout
+    catalog = Catalog.open(db)
+    try:
+        assert [p.retention_days for p in catalog.list_projects()] == [30]
+    finally:
+        catalog.close()
+    forever = replayd("project", "set", key, "--retention-days", "none", "--db", str(db))
+    assert forever.returncode == 0 and "kept forever" in forever.stdout
+    bad = replayd("project", "set", key, "--retention-days", "-1", "--db", str(db))
+    assert bad.returncode != 0 and "retention days must be >= 0" in bad.stderr
+    unknown = replayd("project", "set", "nope", "--retention-days", "1", "--db", str(db))
+    assert unknown.returncode != 0 and "no project with key nope" in unknown.stderr

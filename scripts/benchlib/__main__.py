@@ -24,6 +24,7 @@ import attrs
 from benchlib import (
     common,
     engine,
+    erase,
     hostile,
     ingest,
     memory,
@@ -36,7 +37,17 @@ from benchlib import (
 )
 from benchlib.common import log
 
-SECTIONS = ("ingest", "engine", "starts", "rebuild", "queries", "memory", "hostile", "stalls")
+SECTIONS = (
+    "ingest",
+    "engine",
+    "starts",
+    "rebuild",
+    "queries",
+    "memory",
+    "hostile",
+    "stalls",
+    "erase",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -247,6 +258,17 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
 
+    section(
+        "erase",
+        lambda: report.erase_rows(
+            erase.run(
+                erase.EraseSettings(victim_sessions=200, other_sessions=1_000, baseline_s=2.0)
+                if quick
+                else erase.EraseSettings()
+            )
+        ),
+    )
+
     elapsed = time.monotonic() - t_start
     notes += [
         "Ingest: the same generator process(es) drive both servers with the same trackers, "
@@ -289,6 +311,10 @@ def main(argv: list[str] | None = None) -> int:
         "window's median of the probes slower than 10 ms. The big session's events are read back "
         "to back by a second client; the live sessions are start records projected by "
         "`replayd rebuild`, served by `serve --workers 1`.",
+        "Data lifecycle: the log holds one user's sessions spread among others' (a start and "
+        "a one-click batch each, projected by `replayd rebuild`); 4 keep-alive trackers upload "
+        "1 KB batches back to back, alone and then while `DELETE /api/v1/<key>/users/<id>` "
+        "runs; the job's time is from that request to `completed` (polled every 50 ms).",
         "The 2 cores are shared by the server, the load generator and the driver; background load "
         "on the machine (see the load averages) lowers every figure, ceilings included. Load "
         "average at the end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + ".",

@@ -559,3 +559,22 @@ def stall_rows(st) -> list[Row]:
             "",
         ),
     ]
+
+
+def erase_rows(er) -> list[Row]:
+    """Delete-user job (issue 15 part 3): its time for a user with many sessions under ingest,
+    and what it costs the trackers (req/s during vs before, in the same run)."""
+    return [
+        Row(
+            "Data lifecycle",
+            f"delete-user job, a user with {er.victim_sessions:,} sessions among "
+            f"{er.other_sessions:,}, while trackers upload back to back",
+            f"job {er.job_s:.2f} s ({er.sessions_erased:,} sessions, {er.records_erased:,} "
+            f"records erased); ingest {er.during_req_s:.0f} req/s, p99 {ms(er.during_p99_ms)}, "
+            f"max {ms(er.during_max_ms)}",
+            f"before the job: {er.before_req_s:.0f} req/s, max {ms(er.before_max_ms)}",
+            ratio(er.during_req_s, er.before_req_s) + " (req/s)",
+            "completes; ingest keeps going",
+            verdict(er.sessions_erased == er.victim_sessions and er.during_req_s > 0),
+        )
+    ]

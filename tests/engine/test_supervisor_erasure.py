@@ -12,6 +12,7 @@ from pathlib import Path
 import trio
 
 from engine.events import DomainEvent, RecordParked, SessionStarted
+from engine.lifecycle import SessionsErased
 from engine.supervisor import Supervisor, history_from_reader, resume_point
 from projections import dead_letters, sessions
 from projections.pipeline import Projector
@@ -99,5 +100,13 @@ async def test_the_engine_takes_an_erasure_record_like_a_clock_tick(tmp_path: Pa
     assert (stats.parked_records, stats.last_position, stats.log_clock_ms) == (0, 4, erasure_at)
     assert not [e for e in events if isinstance(e, RecordParked)]
     assert [e.session_id for e in events if isinstance(e, SessionStarted)] == [1]
-    # Its time moved the log clock like any record: session 1 ended at the erasure record.
-    assert [(type(e).__name__, e.position) for e in events][-1] == ("SessionEnded", 4)
+    # Its time moved the log clock like any record: session 1 ended at the erasure record, and
+    # the erasure itself became the event that makes the projections forget session 2.
+    assert [(type(e).__name__, e.position) for e in events][-2:] == [
+        ("SessionEnded", 4),
+        ("SessionsErased", 4),
+    ]
+    assert events[-1] == SessionsErased(
+        position=4, session_id=0, project_id=0, timestamp=erasure_at, sessions=(2,),
+        reason="user-deletion", records=1,
+    )  # fmt: skip

@@ -27,7 +27,8 @@ async def test_sink_applies_and_moves_every_checkpoint(fresh_db_path: Path) -> N
         # Ticks and records of other kinds move the checkpoints without events.
         await projector.sink([], 5)
         assert projector.checkpoints == {
-            "sessions": 5, "events": 5, "users": 5, "v3": 5, "dead_letters": 5, "live_sessions": 5,
+            "sessions": 5, "events": 5, "users": 5, "v3": 5, "jobs": 5, "dead_letters": 5,
+            "live_sessions": 5,
         }  # fmt: skip
         assert projector.resume_position == 5
         assert projector.statistics.sink_calls == 2 and projector.statistics.events_seen == 3

@@ -116,7 +116,7 @@ def live_equals_rebuild(
         live, rebuilt = trio.run(scenario, Path(directory) / "replayd.db")
     assert live == rebuilt
     assert live["projection_checkpoints"] == [
-        (name, head) for name in ("dead_letters", "events", "sessions", "users", "v3")
+        (name, head) for name in ("dead_letters", "events", "jobs", "sessions", "users", "v3")
     ]
     return live
 
@@ -153,7 +153,7 @@ async def test_rebuild_reports_and_matches_the_live_path(
     )
     assert dump_tables(projections_db) == before
     assert result.records == len(records) and result.events > 0
-    assert result.projections == ("sessions", "events", "users", "v3", "dead_letters")
+    assert result.projections == ("sessions", "events", "users", "v3", "jobs", "dead_letters")
     assert "records/s" in result.summary() and "events/s" in result.summary()
     out = stream.getvalue()
     assert out.startswith("\r") and out.endswith("\n")
@@ -209,6 +209,7 @@ def test_choose_projections() -> None:
         "events",
         "users",
         "v3",
+        "jobs",
         "dead_letters",
     ]
     assert [p.name for p in choose_projections(["users", "sessions", "users"])] == [

@@ -37,7 +37,7 @@ WORKER_ROUNDS = int(os.environ.get("REPLAYD_SOAK_WORKER_ROUNDS", "2"))
 TRACKERS = int(os.environ.get("REPLAYD_SOAK_TRACKERS", "8"))
 ROUND_SECONDS = float(os.environ.get("REPLAYD_SOAK_ROUND_SECONDS", "2.0"))  # longest life
 SEED = int(os.environ.get("REPLAYD_SOAK_SEED", str(random.SystemRandom().randrange(2**32))))
-PROJECTIONS = ("dead_letters", "events", "sessions", "users", "v3")
+PROJECTIONS = ("dead_letters", "events", "jobs", "sessions", "users", "v3")
 CATCH_UP_TIMEOUT_S = 60
 
 

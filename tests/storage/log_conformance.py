@@ -273,7 +273,9 @@ class LogRecorderTestCase:
             erased = await log.erase([4, 5, 99], reason="user-deletion", received_at_ms=5)
             assert log.head() == erased.position == 6
             after = await log.append(rec(batch_key="after"))
-        assert erased.erasure == Erasure(reason="user-deletion", positions=(4, 5), sessions=(1, 2))
+        assert erased.erasure == Erasure.of_positions(
+            reason="user-deletion", positions=(4, 5), sessions=(1, 2)
+        )
         assert after.position == 7
         async with self.running() as log:
             assert log.head() == 7
@@ -728,6 +730,8 @@ class LogRecorderTestCase:
             "read_session", "read_keyed_session", "statistics",
             "set_max_page_count",  # a size cap: refuses growth, never touches a record
             "erase",  # the data lifecycle's one door: deletes and records that it did
+            "erase_sessions",  # the same door, by session
+            "checkpoint",  # moves the WAL into the file: no record changes
         }  # fmt: skip
         reads = {
             "read", "read_session", "head", "count", "activity", "project_of_session", "close",
@@ -735,7 +739,9 @@ class LogRecorderTestCase:
         }  # fmt: skip
         assert public(LogReadSide) == reads
         # The writer's recorder adds the schema, group inserts and the lifecycle's erase.
-        assert public(LogRecorder) == reads | {"migrate", "insert_group", "erase"}
+        assert public(LogRecorder) == reads | {
+            "migrate", "insert_group", "erase", "erase_sessions", "checkpoint",
+        }  # fmt: skip
         record = as_committed(rec(), 1)
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
             record.payload = b"tampered"  # type: ignore[misc]

@@ -105,7 +105,7 @@ def test_reopening_keeps_everything_and_migrates_once(tmp_path: Path) -> None:
     finally:
         second.close()
     with sqlite3.connect(path) as conn:
-        assert schema_version(conn, "images") == 2  # 2: canvas_frames
+        assert schema_version(conn, "images") == 3  # 2: canvas_frames, 3: the links by hash
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -138,3 +138,28 @@ def test_canvas_frames_share_the_blobs_and_are_erased_by_session(tmp_path: Path)
     with sqlite3.connect(tmp_path / "replayd-images.db") as conn:
         blobs = {row[0] for row in conn.execute("SELECT hash FROM image_blobs")}
     assert blobs == {image_hash(JPEG)}
+
+
+def test_forgetting_sessions_drops_their_links_and_the_blobs_no_one_else_links(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "images.db"
+    store = ImageStore.open(path)
+    try:
+        store.store(1, 10, [CapturedImage(100, JPEG), CapturedImage(101, WEBP)], received_at_ms=5)
+        store.store(1, 11, [CapturedImage(200, JPEG)], received_at_ms=6)
+        assert store.forget_sessions(1, [10]) == 2
+        assert store.session_images(1, 10) == []
+        assert [i.hash for i in store.session_images(1, 11)] == [image_hash(JPEG)]
+        assert store.frequent_hashes(1) == [image_hash(JPEG)]  # WEBP's count went with it
+        assert store.image(1, 11, image_hash(JPEG)) is not None  # still linked by session 11
+        assert store.forget_sessions(1, [11, 12]) == 1
+        assert store.frequent_hashes(1) == []
+        assert store.checkpoint()
+    finally:
+        store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM image_blobs").fetchone()[0] == 0
+    # secure_delete: not a byte of the images is left in the file (the WAL is empty).
+    data = path.read_bytes()
+    assert b"jpeg body" not in data and b"webp body" not in data
