@@ -231,14 +231,16 @@ def _page() -> tuple[int, int]:
     return limit, (page - 1) * limit
 
 
+PAGE_PARAMETERS = (
+    Parameter("limit", "query", INTEGER, "Page size 1-200 (else 50); all jobs when absent"),
+    Parameter("page", "query", INTEGER, "Page number from 1"),
+)
+
+
 @bp.get("/<project_key>/jobs")
 @schema.v1_operation(
     "The project's delete-user jobs, newest first",
-    parameters=[
-        schema.PROJECT_KEY,
-        Parameter("limit", "query", INTEGER, "Page size 1-200 (else 50); all jobs when absent"),
-        Parameter("page", "query", INTEGER, "Page number from 1"),
-    ],
+    parameters=[schema.PROJECT_KEY, *PAGE_PARAMETERS],
     responses=schema.replies(schema.list_reply("The jobs", JOB), 401, 404, 422),
 )
 async def list_jobs(project_key: str) -> Response:

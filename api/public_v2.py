@@ -28,6 +28,7 @@ import attrs
 from quart import Blueprint, Response, request
 
 from api import public_v1
+from api import public_v1_jobs as jobs
 from api import public_v1_schema as v1_schema
 from api import public_v2_query as query
 from api import public_v2_schema as schema
@@ -245,6 +246,24 @@ V2_ROUTES: tuple[V2Route, ...] = (
         "Search the project's live sessions", v1_schema.data_reply(
             "A page of live sessions", v1_schema.LIVE_SESSIONS),
         [401, 400, 413, 503], parameters=_PROJECT, body={_JSON: schema.LIVE_SEARCH})),
+    # Delete-user jobs: v1's handlers (409 for a user with a job scheduled or running; the list
+    # pages with limit/page, newest first, as v2's does).
+    V2Route("DELETE", "/<project_key>/users/<user_id>", jobs.delete_user, schema.operation(
+        "Schedule a job that erases every session of a user", v1_schema.data_reply(
+            "The job, scheduled", jobs.JOB),
+        [401, 400, 404, 409, 413, 503], parameters=_USER,
+        body={_JSON: jobs.START_AT_BODY})),
+    V2Route("GET", "/<project_key>/jobs", jobs.list_jobs, schema.operation(
+        "The project's delete-user jobs, newest first", v1_schema.list_reply(
+            "The jobs", jobs.JOB),
+        [401, 400, 404], parameters=[*_PROJECT, *jobs.PAGE_PARAMETERS])),
+    V2Route("GET", "/<project_key>/jobs/<job_id>", jobs.get_job, schema.operation(
+        "One delete-user job", v1_schema.data_reply("The job", jobs.JOB),
+        [401, 400, 404], parameters=[*_PROJECT, jobs.JOB_ID])),
+    V2Route("DELETE", "/<project_key>/jobs/<job_id>", jobs.cancel_job, schema.operation(
+        "Cancel a scheduled or running delete-user job", v1_schema.data_reply(
+            "The job, cancelled", jobs.JOB),
+        [401, 400, 404, 503], parameters=[*_PROJECT, jobs.JOB_ID])),
 )  # fmt: skip
 
 

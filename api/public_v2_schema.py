@@ -34,7 +34,15 @@ BAD_REQUEST = error_reply("A malformed path, query or body; the message names th
 NOT_FOUND = error_reply("Unknown project (`project not found.`) or user (`user not found`)")
 TOO_LARGE = error_reply("The body is larger than the server accepts")
 UNAVAILABLE = error_reply("Live sessions are kept by the engine process only (`serve --workers`)")
-_SHARED = {401: UNAUTHORIZED, 400: BAD_REQUEST, 404: NOT_FOUND, 413: TOO_LARGE, 503: UNAVAILABLE}
+CONFLICT = error_reply("A job for this user is already scheduled or running")
+_SHARED = {
+    401: UNAUTHORIZED,
+    400: BAD_REQUEST,
+    404: NOT_FOUND,
+    409: CONFLICT,
+    413: TOO_LARGE,
+    503: UNAVAILABLE,
+}
 
 
 def operation(

@@ -263,3 +263,40 @@ async def test_retention_erases_an_expired_session_and_keeps_a_fresh_one(
             await trio.sleep(0.05)
     events = await call(harness, key, "GET", f"/api/v1/{project.project_key}/sessions/{old}/events")
     assert events.json()["data"] == []
+
+
+async def test_the_v2_jobs_routes_answer_in_v2s_envelope(harness: Harness) -> None:
+    """v2 (API.md 1.3) serves the same jobs through its Bearer key and ``{"error"}`` envelope:
+    409 for a second job of one user, a paged list newest first, 400 for a non-integer id."""
+    key = await api_key(harness)
+    await record(harness, VICTIM, label="x", meta="y")
+    bearer = {"Authorization": f"Bearer {key}"}
+    base = f"/public/{harness.project.project_key}"
+    later = {"startAt": harness.clock.now + 3_600_000}
+    first = await harness.client.request(
+        "DELETE", f"{base}/users/{VICTIM}", headers=bearer, json=later
+    )
+    assert first.status_code == 200, first.text
+    job = first.json()["data"]
+    assert job["status"] == "scheduled"
+    again = await harness.client.request("DELETE", f"/v2/api{base}/users/{VICTIM}", headers=bearer)
+    assert (again.status_code, again.json()) == (
+        409,
+        {"error": "a job for this user is already scheduled or running"},
+    )
+    listed = await harness.client.get(f"{base}/jobs", headers=bearer, params={"limit": 5})
+    assert [j["jobId"] for j in listed.json()["data"]] == [job["jobId"]]
+    one = await harness.client.get(f"{base}/jobs/{job['jobId']}", headers=bearer)
+    assert one.json()["data"] == job
+    bad = await harness.client.get(f"{base}/jobs/abc", headers=bearer)
+    assert bad.status_code == 400 and "error" in bad.json()
+    cancelled = await harness.client.delete(f"{base}/jobs/{job['jobId']}", headers=bearer)
+    assert cancelled.json()["data"]["status"] == "cancelled"
+    twice = await harness.client.delete(f"{base}/jobs/{job['jobId']}", headers=bearer)
+    assert (twice.status_code, twice.json()) == (
+        400,
+        {"error": "The request job has already been cancelled."},
+    )
+    # v2 takes a Bearer key only: the bare key of v1 is a bare 401.
+    bare = await harness.client.get(f"{base}/jobs", headers={"Authorization": key})
+    assert (bare.status_code, bare.content) == (401, b"")
