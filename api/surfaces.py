@@ -24,6 +24,7 @@ from api import (
     operations,
     public_v1,
     public_v1_images,
+    public_v1_replay,
     public_v1_v3,
     v3,
 )
@@ -153,6 +154,8 @@ SURFACES: tuple[Surface, ...] = (
         body_limits=ingest_mobile_images.body_limits,
     ),
     Surface("public_v1_images", public_v1_images.bp),
+    # The replay stream of a web session and its devtools panels (console, network).
+    Surface("public_v1_replay", public_v1_replay.bp, install=public_v1_replay.install),
     # The version 3 generic events API (/3/*, V3.md): signed calls of the Learning Context client.
     Surface("v3", v3.bp, install=_install_v3, provide=_provide_v3, body_limits=v3.body_limits),
     # Reports over the v3 generic events API: intervals and per-type totals.
