@@ -53,20 +53,21 @@ _ATTRIBUTE_NAME = re.compile(r"[A-Za-z_:][-A-Za-z0-9_:.]*")
 # newlines anywhere), so "java\tscript:" is seen as the scheme it is.
 _URL_IGNORED = re.compile(r"[\t\n\r]")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
-_CSS_URL = re.compile(
+CSS_URL = re.compile(
     r"""url\(\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)'|([^)"'\s]*))\s*\)""",
     re.IGNORECASE | re.DOTALL,
 )
 _CSS_IMPORT_STRING = re.compile(
     r"""@import\s+(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')""", re.IGNORECASE
 )
-# The hostile patterns of CSS text (checked on a normalised copy, see _css_view).
+# The hostile patterns of CSS text (checked on a normalised copy, see css_as_parsed).
 HOSTILE_CSS = re.compile(
     r"expression\s*\(|-moz-binding|behavior\s*:|javascript:|vbscript:|livescript:", re.IGNORECASE
 )
 _CSS_COMMENT = re.compile(r"/\*.*?(?:\*/|$)", re.DOTALL)
 _CSS_ESCAPE = re.compile(r"\\([0-9A-Fa-f]{1,6})\s?|\\(.)", re.DOTALL)
 _SCRIPT_SCHEMES = frozenset({"javascript", "vbscript", "livescript"})
+_SCRIPT_SCHEME_ANYWHERE = re.compile(r"(?:javascript|vbscript|livescript)\s*:", re.IGNORECASE)
 
 
 def dropped_tag(tag: str) -> bool:
@@ -118,8 +119,8 @@ def clean_url(
         except ValueError:
             return None
         scheme = url_scheme(value)
-    if scheme not in ("http", "https"):
-        return None
+    if scheme not in ("http", "https") or _SCRIPT_SCHEME_ANYWHERE.search(value):
+        return None  # a script scheme even inside an http URL: nothing legitimate needs it
     if _own_api(value, own_origin):
         return None
     return value
@@ -145,7 +146,7 @@ def _unescape_css(match: re.Match[str]) -> str:
     return match.group(2)
 
 
-def _css_view(text: str) -> str:
+def css_as_parsed(text: str) -> str:
     """What the CSS parser would read: escapes decoded, comments removed, URL-ignored characters
     removed (so ``java\\9script:`` and ``expr/**/ession(`` are seen)."""
     decoded = _CSS_ESCAPE.sub(_unescape_css, _CSS_COMMENT.sub("", text))
@@ -166,9 +167,9 @@ def clean_css(text: str, base: str, *, own_origin: str | None = None) -> str:
     (:data:`HOSTILE_CSS` in the text as the CSS parser would read it)."""
     if len(text) > 10 * MAX_VALUE_CHARS:
         return ""
-    out = _CSS_URL.sub(lambda m: _css_url(m, base, own_origin), text)
+    out = CSS_URL.sub(lambda m: _css_url(m, base, own_origin), text)
     out = _CSS_IMPORT_STRING.sub(lambda m: "@import " + _css_url(m, base, own_origin), out)
-    if HOSTILE_CSS.search(out) or HOSTILE_CSS.search(_css_view(out)):
+    if HOSTILE_CSS.search(out) or HOSTILE_CSS.search(css_as_parsed(out)):
         return "/* replayd: removed unsafe CSS */"
     return out
 

@@ -12,6 +12,7 @@ import trio
 
 from engine.codec import web_messages as wm
 from tests.api.conftest import T0, Harness
+from tests.api.test_ingest_mobile import ios_start_body, mobile_project, post_start
 from tests.api.test_public_v1 import api_key, get, projected, second_organization
 from tests.engine.builders import SessionScript
 from tests.engine.replay_builders import CANARY_TEXT, hostile_page, small_page
@@ -193,8 +194,14 @@ async def test_hostile_recording_is_cut_down(harness: Harness) -> None:
 
 async def test_a_mobile_session_is_a_clear_400(harness: Harness) -> None:
     key = await api_key(harness)
-    mobile = await trio.to_thread.run_sync(
-        lambda: harness.server.catalog.create_project("app", "ios")
+    ios = await mobile_project(harness, "ios")
+    response = await post_start(
+        harness, ios_start_body(ios.project_key), user_agent="App/1 CFNetwork/1410 Darwin/22.6.0"
     )
-    path = f"/api/v1/{mobile.project_key}/sessions/1/replay"
-    assert (await get(harness, key, path)).status_code == 404
+    assert response.status_code == 200, response.text
+    session_id = response.json()["sessionID"]
+    await projected(harness)
+    for tail in ("replay", "console", "network"):
+        answer = await get(harness, key, f"/api/v1/{ios.project_key}/sessions/{session_id}/{tail}")
+        assert answer.status_code == 400
+        assert "screenshots" in answer.json()["errors"][0]
