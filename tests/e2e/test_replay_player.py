@@ -24,7 +24,7 @@ from tests.api.conftest import CHROME_UA, start_body
 from tests.e2e.harness import BrowserRun, ReplaydServer, SiteServer, poll
 from tests.e2e.test_real_tracker import start_response, start_stack
 from tests.engine.builders import SessionScript
-from tests.engine.replay_builders import CANARY, CANARY_TEXT, hostile_page
+from tests.engine.replay_builders import CANARY, CANARY_TEXT, HOSTILE_JS, hostile_page
 
 pytestmark = pytest.mark.e2e
 
@@ -55,9 +55,12 @@ def open_session_player(
     session_id: str,
     *,
     csp: bool = True,
+    forged_stream: str | None = None,
 ) -> BrowserRun:
     """A fresh browser showing the player of ``session_id``, its stream loaded; the page has
-    ``window.replayd.{seek, state, frame}`` as the dashboard's session page will."""
+    ``window.replayd.{seek, state, frame}`` as the dashboard's session page will.
+
+    ``forged_stream`` replaces the server's answer (to test the player's own defences)."""
     run = browser_factory()
     page = run.page
     base = replayd.base_url
@@ -101,6 +104,13 @@ def open_session_player(
     )
     page.route(f"{base}/static/player/**", player_file)
     page.route(f"{base}/api/v1/**", with_api_key)
+    if forged_stream is not None:
+        page.route(
+            f"{base}{replay_url}",
+            lambda route: route.fulfill(
+                status=200, content_type="application/x-ndjson", body=forged_stream
+            ),
+        )
     page.goto(f"{base}/__player-test")
     page.wait_for_function("window.replayd !== undefined", timeout=10_000)
     page.evaluate("window.replayd.seek(0)")  # resolves once the whole stream is in
@@ -273,4 +283,79 @@ def test_a_hostile_recording_replays_without_running_anything(
     )
     assert ui["markup"] == 0, ui
     assert any("<img" in title for title in ui["titles"]), ui
+    assert not player.page_errors, player.page_errors
+
+
+def forged_item(kind: str, **fields: Any) -> str:
+    return json.dumps({"t": 10, "tab": "t1", "k": kind, **fields}) + "\n"
+
+
+def test_the_player_alone_holds_against_a_forged_stream(
+    replayd_factory: Callable[..., ReplaydServer],
+    browser_factory: Callable[[], BrowserRun],
+) -> None:
+    """A stream that never went through the server's sanitizer (a forged answer, a bug): the
+    player's own checks, the frame's sandbox and its node creation must hold on their own."""
+    replayd = replayd_factory().setup().start()
+    canary_url = f"{replayd.base_url}/api/v1/projects?canary=replayd"
+    js = "javascript:" + HOSTILE_JS
+    header = {"version": 1, "startedAt": 1, "duration": 100, "tabs": ["t1"],
+              "markers": [{"time": 10, "type": "click", "label": "<img src=x onerror=alert(1)>",
+                           "tabId": "t1"}],
+              "inactivity": [], "viewports": [], "tabChanges": [], "visibility": [],
+              "truncated": False}  # fmt: skip
+    stream = json.dumps({"header": header}) + "\n" + "".join([
+        forged_item("doc"),
+        forged_item("el", id=1, p=0, i=0, tag="HEAD", svg=False),
+        forged_item("el", id=2, p=0, i=1, tag="BODY", svg=False),
+        forged_item("el", id=3, p=2, i=0, tag="SCRIPT", svg=False),
+        forged_item("text", id=4, p=3, i=0),
+        forged_item("data", id=4, v=HOSTILE_JS),
+        forged_item("el", id=5, p=2, i=1, tag="IMG", svg=False),
+        forged_item("attr", id=5, n="onerror", v=HOSTILE_JS),
+        forged_item("attr", id=5, n="src", v=canary_url),
+        forged_item("el", id=6, p=2, i=2, tag="A", svg=False),
+        forged_item("attr", id=6, n="href", v=js),
+        forged_item("el", id=7, p=2, i=3, tag="IFRAME", svg=False),
+        forged_item("attr", id=7, n="srcdoc", v=f"<script>{HOSTILE_JS}</script>"),
+        forged_item("attr", id=7, n="sandbox", v="allow-scripts allow-same-origin"),
+        forged_item("el", id=8, p=2, i=4, tag="DIV", svg=False),
+        forged_item("attr", id=8, n="style", v=f"background:url({canary_url})"),
+        forged_item("el", id=9, p=1, i=0, tag="STYLE", svg=False),
+        forged_item("text", id=10, p=9, i=0),
+        forged_item("data", id=10, v=f"body{{background:url({canary_url})}}"),
+        forged_item("ss", op="replace", sheet=1, v=f"@import url({canary_url});"),
+        forged_item("ss", op="add", sheet=1, id=0),
+        forged_item("el", id=11, p=2, i=5, tag="svg", svg=True),
+        forged_item("el", id=12, p=11, i=0, tag="script", svg=True),
+        forged_item("el", id=13, p=2, i=6, tag="IMG", svg=False),
+        forged_item("attr", id=13, n="src", v="data:,x"),
+        forged_item("attr", id=13, n="ONERROR", v=HOSTILE_JS),
+    ])  # fmt: skip
+    player = open_session_player(browser_factory, replayd, "1", csp=False, forged_stream=stream)
+    page = player.page
+    page.evaluate("window.replayd.seek(100)")
+    page.evaluate(SETTLE_JS)
+    page.wait_for_timeout(300)
+    assert page.evaluate(f"window.{CANARY}") is None
+    assert page.evaluate(f"window.replayd.frame().contentWindow.{CANARY}") is None
+    assert not [line for line in player.console if CANARY_TEXT in line], player.console
+    seen = [r.url for r in player.requests.collect()]
+    assert not [url for url in seen if "canary=replayd" in url], seen
+    found = page.evaluate(
+        """() => {
+            const doc = window.replayd.frame().contentDocument;
+            const all = [...doc.querySelectorAll('*')];
+            return {
+                tags: all.map((e) => e.localName),
+                attributes: all.flatMap(
+                    (e) => [...e.attributes].map((a) => `${a.name}=${a.value}`)),
+                sheets: doc.adoptedStyleSheets.length,
+            };
+        }"""
+    )
+    assert "script" not in found["tags"], found
+    assert not [a for a in found["attributes"] if a.lower().startswith(("on", "srcdoc", "href=j"))]
+    assert "sandbox=allow-same-origin" in found["attributes"], found
+    assert not [a for a in found["attributes"] if "canary" in a], found
     assert not player.page_errors, player.page_errors
