@@ -145,6 +145,20 @@ def assert_same(live: str, replayed: str, what: str) -> None:
     assert live == replayed, f"{what}: the replay differs from the live page:\n{diff}"
 
 
+def assert_nothing_ran(player: BrowserRun) -> None:
+    """Play the whole replay, then: no canary global (page or frame), no console output from the
+    recording, no request to the canary URL on replayd's API."""
+    page = player.page
+    page.evaluate("window.replayd.seek(window.replayd.state().duration)")
+    page.evaluate(SETTLE_JS)
+    page.wait_for_timeout(300)
+    assert page.evaluate(f"window.{CANARY}") is None
+    assert page.evaluate(f"window.replayd.frame().contentWindow.{CANARY}") is None
+    assert not [line for line in player.console if CANARY_TEXT in line], player.console
+    seen = [r.url for r in player.requests.collect()]
+    assert not [url for url in seen if "canary=replayd" in url], seen
+
+
 def test_the_replay_shows_each_step_as_it_was(
     replayd_factory: Callable[..., ReplaydServer],
     site_factory: Callable[[dict[str, Any]], SiteServer],
@@ -241,15 +255,8 @@ def test_a_hostile_recording_replays_without_running_anything(
     # No CSP on this page: the sandbox and the two sanitizers alone must hold.
     player = open_session_player(browser_factory, replayd, session_id, csp=False)
     page = player.page
-    page.evaluate("window.replayd.seek(window.replayd.state().duration)")
-    page.evaluate(SETTLE_JS)
-    page.wait_for_timeout(300)
+    assert_nothing_ran(player)
     frame = "window.replayd.frame()"
-    assert page.evaluate(f"window.{CANARY}") is None
-    assert page.evaluate(f"{frame}.contentWindow.{CANARY}") is None
-    assert not [line for line in player.console if CANARY_TEXT in line], player.console
-    seen = [r.url for r in player.requests.collect()]
-    assert not [url for url in seen if "canary=replayd" in url], seen
     # What the frame holds: the harmless part of the page, nothing that could run or navigate.
     found = page.evaluate(
         f"""() => {{
@@ -334,14 +341,7 @@ def test_the_player_alone_holds_against_a_forged_stream(
     ])  # fmt: skip
     player = open_session_player(browser_factory, replayd, "1", csp=False, forged_stream=stream)
     page = player.page
-    page.evaluate("window.replayd.seek(100)")
-    page.evaluate(SETTLE_JS)
-    page.wait_for_timeout(300)
-    assert page.evaluate(f"window.{CANARY}") is None
-    assert page.evaluate(f"window.replayd.frame().contentWindow.{CANARY}") is None
-    assert not [line for line in player.console if CANARY_TEXT in line], player.console
-    seen = [r.url for r in player.requests.collect()]
-    assert not [url for url in seen if "canary=replayd" in url], seen
+    assert_nothing_ran(player)
     found = page.evaluate(
         """() => {
             const doc = window.replayd.frame().contentDocument;
