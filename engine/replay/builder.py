@@ -36,7 +36,8 @@ tabchange  id (the tab made active)                          TabChange
 Safety (REPLAY.md 5.4): a dropped tag (:func:`engine.replay.sanitize.dropped_tag`) is never
 created, and nothing about it or its subtree is sent later; attributes, URLs and CSS go through
 the sanitizer; a page holds at most :data:`MAX_NODES` nodes (a gigantic forged tree is a denial of
-service on the viewer) and the dictionary :data:`MAX_DICT_CHARS` characters.
+service on the viewer), the dictionary :data:`MAX_DICT_CHARS` characters and a text node
+:data:`MAX_TEXT_CHARS`.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from engine.replay.walk import TimedMessage
 
 MAX_NODES = 500_000
 MAX_DICT_CHARS = 64_000_000
+MAX_TEXT_CHARS = 1_000_000  # one text node's data (longer is cut: a forged megabyte string)
 _TEXT = "#text"
 _ROOT = "#root"  # a document or shadow root made by CreateIFrameDocument
 Item = dict[str, Any]
@@ -214,7 +216,7 @@ class ReplayBuilder:
     def _node_data(self, tab: _Tab, msg: wm.SetNodeData) -> Item | None:
         if not self._known(tab.page, msg.id):
             return None
-        return {"k": "data", "id": msg.id, "v": msg.data}
+        return {"k": "data", "id": msg.id, "v": msg.data[:MAX_TEXT_CHARS]}
 
     def _css_data(self, tab: _Tab, msg: wm.SetCSSData) -> Item | None:
         if not self._known(tab.page, msg.id):

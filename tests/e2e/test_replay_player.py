@@ -359,3 +359,95 @@ def test_the_player_alone_holds_against_a_forged_stream(
     assert "sandbox=allow-same-origin" in found["attributes"], found
     assert not [a for a in found["attributes"] if "canary" in a], found
     assert not player.page_errors, player.page_errors
+
+
+def test_frames_shadow_roots_sheets_and_seeking_on_a_synthetic_stream(
+    replayd_factory: Callable[..., ReplaydServer],
+    browser_factory: Callable[[], BrowserRun],
+) -> None:
+    """Player behaviour on a hand-made stream: a nested frame's document, a shadow root, adopted
+    sheets made in the frame's realm, a select valued before its options, moves, removals, masks,
+    scrolls; and every moment looks the same reached forward or backward."""
+    replayd = replayd_factory().setup().start()
+
+    def at(t: int, kind: str, **fields: Any) -> str:
+        return json.dumps({"t": t, "tab": "t1", "k": kind, **fields}) + "\n"
+
+    header = {"version": 1, "startedAt": 1, "duration": 400, "tabs": ["t1"], "markers": [],
+              "inactivity": [], "viewports": [{"time": 0, "tabId": "t1", "width": 800,
+                                               "height": 600}],
+              "tabChanges": [], "visibility": [], "truncated": False}  # fmt: skip
+    stream = json.dumps({"header": header}) + "\n" + "".join([
+        at(0, "doc"),
+        at(0, "el", id=1, p=0, i=0, tag="HEAD", svg=False),
+        at(0, "el", id=2, p=0, i=1, tag="BODY", svg=False),
+        at(0, "el", id=3, p=2, i=0, tag="SELECT", svg=False),
+        at(0, "input", id=3, v="b", mask=0),  # before its options exist
+        at(0, "el", id=4, p=3, i=0, tag="OPTION", svg=False),
+        at(0, "attr", id=4, n="value", v="a"),
+        at(0, "el", id=5, p=3, i=1, tag="OPTION", svg=False),
+        at(0, "attr", id=5, n="value", v="b"),
+        at(100, "el", id=10, p=2, i=1, tag="IFRAME", svg=False),
+        at(100, "frame", frame=10, id=11),
+        at(100, "el", id=12, p=11, i=0, tag="HTML", svg=False),
+        at(100, "el", id=13, p=12, i=0, tag="BODY", svg=False),
+        at(100, "text", id=14, p=13, i=0),
+        at(100, "data", id=14, v="inside the frame"),
+        at(200, "el", id=20, p=2, i=2, tag="DIV", svg=False),
+        at(200, "attr", id=20, n="id", v="host"),
+        at(200, "frame", frame=20, id=21),
+        at(200, "el", id=22, p=21, i=0, tag="P", svg=False),
+        at(200, "text", id=23, p=22, i=0),
+        at(200, "data", id=23, v="in the shadow"),
+        at(200, "ss", op="replace", sheet=1, v="p { color: rgb(1, 2, 3); }"),
+        at(200, "ss", op="add", sheet=1, id=21),
+        at(200, "ss", op="insert", sheet=2, v="body { margin: 7px; }", i=0),
+        at(200, "ss", op="add", sheet=2, id=0),
+        at(300, "el", id=30, p=2, i=3, tag="INPUT", svg=False),
+        at(300, "input", id=30, v="", mask=4),
+        at(300, "move", id=20, p=2, i=0),
+        at(300, "rm", id=3),
+        at(300, "el", id=31, p=2, i=4, tag="DIV", svg=False),
+        at(300, "attr", id=31, n="data-digest-scroll", v="1"),
+        at(300, "attr", id=31, n="style", v="height: 40px; overflow: auto"),
+        at(300, "el", id=32, p=31, i=0, tag="DIV", svg=False),
+        at(300, "attr", id=32, n="style", v="height: 400px"),
+        at(300, "scroll", id=31, x=0, y=50),
+        at(400, "rm", id=10),
+    ])  # fmt: skip
+    player = open_session_player(browser_factory, replayd, "1", forged_stream=stream)
+    page = player.page
+    facts = """() => {
+        const doc = window.replayd.frame().contentDocument;
+        const host = doc.getElementById('host');
+        const frame = doc.querySelector('iframe');
+        return {
+            select: doc.querySelector('select')?.value ?? null,
+            frameText: frame?.contentDocument?.body?.textContent ?? null,
+            frameSandbox: frame?.getAttribute('sandbox') ?? null,
+            shadowText: host?.shadowRoot?.textContent ?? null,
+            shadowColour: host ? getComputedStyle(host.shadowRoot.querySelector('p')).color : null,
+            bodyMargin: getComputedStyle(doc.body).marginTop,
+            masked: doc.querySelector('input')?.value ?? null,
+            first: doc.body.firstElementChild?.id ?? null,
+            scrolled: doc.querySelector('[data-digest-scroll]')?.scrollTop ?? null,
+        };
+    }"""
+    moments = (50, 150, 250, 350, 400)
+    forward = {}
+    for ms in moments:
+        page.evaluate("(ms) => window.replayd.seek(ms)", ms)
+        forward[ms] = (page.evaluate(facts), frame_digest(player))
+    assert forward[50][0]["select"] == "b"
+    assert forward[150][0]["frameText"] == "inside the frame"
+    assert forward[150][0]["frameSandbox"] == "allow-same-origin"
+    assert forward[250][0]["shadowText"] == "in the shadow"
+    assert forward[250][0]["shadowColour"] == "rgb(1, 2, 3)"
+    assert forward[250][0]["bodyMargin"] == "7px"
+    assert forward[350][0]["masked"] == "****" and forward[350][0]["first"] == "host"
+    assert forward[350][0]["select"] is None and forward[350][0]["scrolled"] == 50
+    assert forward[400][0]["frameText"] is None
+    for ms in reversed(moments):
+        page.evaluate("(ms) => window.replayd.seek(ms)", ms)
+        assert (page.evaluate(facts), frame_digest(player)) == forward[ms], ms
+    assert not player.page_errors, player.page_errors
