@@ -370,13 +370,14 @@ def test_frames_shadow_roots_sheets_and_seeking_on_a_synthetic_stream(
     scrolls; and every moment looks the same reached forward or backward."""
     replayd = replayd_factory().setup().start()
 
-    def at(t: int, kind: str, **fields: Any) -> str:
-        return json.dumps({"t": t, "tab": "t1", "k": kind, **fields}) + "\n"
+    def at(t: int, kind: str, tab: str = "t1", **fields: Any) -> str:
+        return json.dumps({"t": t, "tab": tab, "k": kind, **fields}) + "\n"
 
-    header = {"version": 1, "startedAt": 1, "duration": 400, "tabs": ["t1"], "markers": [],
+    header = {"version": 1, "startedAt": 1, "duration": 500, "tabs": ["t1", "t2"], "markers": [],
               "inactivity": [], "viewports": [{"time": 0, "tabId": "t1", "width": 800,
                                                "height": 600}],
-              "tabChanges": [], "visibility": [], "truncated": False}  # fmt: skip
+              "tabChanges": [{"time": 0, "tabId": "t1"}, {"time": 450, "tabId": "t2"}],
+              "visibility": [], "truncated": False}  # fmt: skip
     stream = json.dumps({"header": header}) + "\n" + "".join([
         at(0, "doc"),
         at(0, "el", id=1, p=0, i=0, tag="HEAD", svg=False),
@@ -414,6 +415,10 @@ def test_frames_shadow_roots_sheets_and_seeking_on_a_synthetic_stream(
         at(300, "attr", id=32, n="style", v="height: 400px"),
         at(300, "scroll", id=31, x=0, y=50),
         at(400, "rm", id=10),
+        # A second tab, shown from 450 on.
+        at(10, "doc", tab="t2"),
+        at(10, "el", tab="t2", id=1, p=0, i=0, tag="BODY", svg=False),
+        at(10, "attr", tab="t2", id=1, n="id", v="second-tab"),
     ])  # fmt: skip
     player = open_session_player(browser_factory, replayd, "1", forged_stream=stream)
     page = player.page
@@ -431,9 +436,10 @@ def test_frames_shadow_roots_sheets_and_seeking_on_a_synthetic_stream(
             masked: doc.querySelector('input')?.value ?? null,
             first: doc.body.firstElementChild?.id ?? null,
             scrolled: doc.querySelector('[data-digest-scroll]')?.scrollTop ?? null,
+            bodyId: doc.body?.id ?? null,
         };
     }"""
-    moments = (50, 150, 250, 350, 400)
+    moments = (50, 150, 250, 350, 400, 500)
     forward = {}
     for ms in moments:
         page.evaluate("(ms) => window.replayd.seek(ms)", ms)
@@ -446,7 +452,8 @@ def test_frames_shadow_roots_sheets_and_seeking_on_a_synthetic_stream(
     assert forward[250][0]["bodyMargin"] == "7px"
     assert forward[350][0]["masked"] == "****" and forward[350][0]["first"] == "host"
     assert forward[350][0]["select"] is None and forward[350][0]["scrolled"] == 50
-    assert forward[400][0]["frameText"] is None
+    assert forward[400][0]["frameText"] is None and forward[400][0]["bodyId"] == ""
+    assert forward[500][0]["bodyId"] == "second-tab"
     for ms in reversed(moments):
         page.evaluate("(ms) => window.replayd.seek(ms)", ms)
         assert (page.evaluate(facts), frame_digest(player)) == forward[ms], ms
