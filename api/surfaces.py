@@ -28,6 +28,7 @@ from api import (
     public_v1,
     public_v1_images,
     public_v1_jobs,
+    public_v1_replay,
     public_v1_session,
     public_v1_v3,
     public_v2,
@@ -206,6 +207,8 @@ SURFACES: tuple[Surface, ...] = (
     Surface("assets", assets.bp, install=assets.install),
     # Delete-user jobs (runtime.erasure runs them).
     Surface("public_v1_jobs", public_v1_jobs.bp, install=_install_jobs),
+    # The replay stream of a web session and its devtools panels (console, network).
+    Surface("public_v1_replay", public_v1_replay.bp, install=public_v1_replay.install),
     # The version 3 generic events API (/3/*, V3.md): signed calls of the Learning Context client.
     Surface("v3", v3.bp, install=_install_v3, provide=_provide_v3, body_limits=v3.body_limits),
     # Reports over the v3 generic events API: intervals and per-type totals.

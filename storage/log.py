@@ -562,6 +562,15 @@ class EventLog:
         """All records of one session in position order (``position < before`` if given)."""
         return await self._read(lambda reader: reader.read_session(session_id, before))
 
+    async def read_session_page(
+        self, session_id: int, *, after: int = 0, limit: int = 100
+    ) -> list[LogRecord]:
+        """Up to ``limit`` records of one session with ``position > after``, in position order:
+        read a big session page by page, passing the last position read as ``after``."""
+        return await self._read(
+            lambda reader: reader.read_session(session_id, after=after, limit=limit)
+        )
+
     async def read_keyed_session(
         self, session_key: str, before: int | None = None
     ) -> list[LogRecord]:

@@ -728,6 +728,7 @@ class LogRecorderTestCase:
         assert public(EventLog) == {
             "run", "append", "append_many", "head", "wait_for_position", "tail", "read",
             "read_session", "read_keyed_session", "statistics",
+            "read_session_page",  # the replay stream's paged read of one session
             "set_max_page_count",  # a size cap: refuses growth, never touches a record
             "erase",  # the data lifecycle's one door: deletes and records that it did
             "erase_sessions",  # the same door, by session
