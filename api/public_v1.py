@@ -204,6 +204,12 @@ async def _json_body() -> Any:
         raise V1ValidationError(["body"], f"JSON decode error ({message})") from None
 
 
+async def json_body() -> Any:
+    """The request body as JSON, None when empty (422 when it is not JSON): for the v1 routes
+    of other modules."""
+    return await _json_body()
+
+
 def _data(payload: Any) -> Response:
     return json_response({"data": payload})
 
