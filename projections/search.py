@@ -44,7 +44,7 @@ from engine.search_query import (
     TextMatch,
 )
 from projections import sessions
-from projections.sessions import SessionRow
+from projections.sessions import UNKNOWN_COUNTRY, SessionRow
 
 # Session filter type -> its column (3.2). "platform" filters the device type, as the reference's
 # does (its values are desktop/mobile/tablet).
@@ -163,15 +163,20 @@ def _quoted(names: Sequence[str]) -> str:
 
 
 class _Sql:
-    """A WHERE clause being built: SQL text parts and their parameters, in order."""
+    """A WHERE clause being built: its named parameters (named, so that an expression holding
+    one, such as a metadata key's lookup, can appear several times in the text)."""
 
     def __init__(self) -> None:
-        self.params: list[Any] = []
+        self.params: dict[str, Any] = {}
 
     def bind(self, *values: Any) -> str:
-        """Placeholders for ``values`` (their parameters appended)."""
-        self.params.extend(values)
-        return ", ".join("?" for _ in values)
+        """Placeholders for ``values`` (their parameters added)."""
+        names = []
+        for value in values:
+            name = f"p{len(self.params)}"
+            self.params[name] = value
+            names.append(f":{name}")
+        return ", ".join(names)
 
     def text(self, expr: str, match: TextMatch) -> str:
         """``expr`` (a column or SQL value) against a string condition (3.4)."""
@@ -218,13 +223,6 @@ def _pattern(operator: str, value: str) -> str:
     return _LIKE_PATTERNS[operator].format(like_escape(value))
 
 
-def _country(match: Match) -> Match:
-    """A country filter as the table stores countries: the API's "UN" (unknown) is ""."""
-    if isinstance(match, TextMatch) and match.operator in ("is", "isNot") and "UN" in match.values:
-        return attrs.evolve(match, values=(*match.values, ""))
-    return match
-
-
 def _session_condition(sql: _Sql, f: SessionFilter) -> str:
     if f.field == "issue":
         return _issue_condition(sql, f.match)
@@ -232,8 +230,10 @@ def _session_condition(sql: _Sql, f: SessionFilter) -> str:
         assert f.key is not None
         expr = f"(SELECT m.value FROM json_each(s.metadata) AS m WHERE m.key = {sql.bind(f.key)})"
         return sql.any(expr, f.match)
-    match = _country(f.match) if f.field == "userCountry" else f.match
-    return sql.any(f"s.{SESSION_COLUMNS[f.field]}", match)
+    if f.field == "userCountry":
+        # As the answers show it: "" (GeoIP knew none) is the API's "UN".
+        return sql.any(f"coalesce(nullif(s.user_country, ''), '{UNKNOWN_COUNTRY}')", f.match)
+    return sql.any(f"s.{SESSION_COLUMNS[f.field]}", f.match)
 
 
 def _issue_condition(sql: _Sql, match: Match) -> str:
@@ -370,7 +370,7 @@ class SearchSql:
 
     source: str  # the FROM clause
     where: str
-    params: tuple[Any, ...]
+    params: dict[str, Any]
     order_by: str
 
 
@@ -400,9 +400,7 @@ def build_search(project_id: int, query: SearchQuery) -> SearchSql:
     if driver not in ("window", "events"):
         # The planner preferred the window's index (it gives the sort order) to the user's.
         source += f" INDEXED BY {driver}"
-    return SearchSql(
-        source=source, where=" AND ".join(parts), params=tuple(sql.params), order_by=order_by
-    )
+    return SearchSql(source=source, where=" AND ".join(parts), params=sql.params, order_by=order_by)
 
 
 _COLUMNS = ", ".join(f"s.{c}" for c in sessions.ROW_COLUMNS)
@@ -423,8 +421,8 @@ def search_sessions(
             return int(total), []
         rows = conn.execute(
             f"SELECT {_COLUMNS} FROM {built.source} WHERE {built.where}"
-            f" ORDER BY {built.order_by} LIMIT ? OFFSET ?",
-            (*built.params, query.limit, query.offset),
+            f" ORDER BY {built.order_by} LIMIT :limit OFFSET :offset",
+            {**built.params, "limit": query.limit, "offset": query.offset},
         ).fetchall()
     finally:
         conn.execute("COMMIT")
@@ -436,6 +434,7 @@ def explain_search(conn: sqlite3.Connection, project_id: int, query: SearchQuery
     built = build_search(project_id, query)
     sql = (
         f"EXPLAIN QUERY PLAN SELECT {_COLUMNS} FROM {built.source} WHERE {built.where}"
-        f" ORDER BY {built.order_by} LIMIT ? OFFSET ?"
+        f" ORDER BY {built.order_by} LIMIT :limit OFFSET :offset"
     )
-    return [str(row[3]) for row in conn.execute(sql, (*built.params, query.limit, query.offset))]
+    params = {**built.params, "limit": query.limit, "offset": query.offset}
+    return [str(row[3]) for row in conn.execute(sql, params)]
