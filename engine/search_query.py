@@ -263,6 +263,12 @@ def _integer(raw: Any, where: tuple[str, ...]) -> int:
     return raw
 
 
+def _timestamp(body: dict[str, Any], keys: tuple[str, ...]) -> int | None:
+    """The first of ``keys`` (a field and its alias) given; each one given must be valid."""
+    values = [_integer(body[k], (k,)) for k in keys if body.get(k) is not None]
+    return values[0] if values else None
+
+
 def _number(raw: Any, where: tuple[str, ...]) -> int | float:
     if isinstance(raw, str):
         try:
@@ -516,14 +522,10 @@ def parse_search(body: Any, *, now_ms: int) -> SearchQuery:
         body = {}
     if not isinstance(body, dict):
         raise SearchQueryError((), "Input should be a valid object")
-    end_raw = _present(body, "endTimestamp", "endDate")
-    end_ts = now_ms if end_raw is None else _integer(end_raw, ("endTimestamp",))
-    start_raw = _present(body, "startTimestamp", "startDate")
-    start_ts = (
-        end_ts - DEFAULT_WINDOW_MS
-        if start_raw is None
-        else _integer(start_raw, ("startTimestamp",))
-    )
+    end_ts = _timestamp(body, ("endTimestamp", "endDate"))
+    end_ts = now_ms if end_ts is None else end_ts
+    start_ts = _timestamp(body, ("startTimestamp", "startDate"))
+    start_ts = end_ts - DEFAULT_WINDOW_MS if start_ts is None else start_ts
     if start_ts > end_ts:
         raise SearchQueryError(("endTimestamp",), "Input should be >= startTimestamp")
 

@@ -7,7 +7,8 @@ page title) and counts the session's event rows (pages, events, errors, issues) 
 ``duration`` and ``end_ts`` stay NULL while the session is live; ``SessionEnded`` sets them (a
 later end of a re-activated session overwrites them with the longer values). ``issue_types`` is a
 sorted JSON array of distinct issue types, ``issue_score`` the sum of per-type weights
-(:data:`ISSUE_WEIGHTS`), ``metadata`` a JSON object of the last value set for each key.
+(:data:`ISSUE_WEIGHTS`), ``metadata`` a JSON object of the last value set for each key, and
+``utm_source``/``utm_medium``/``utm_campaign`` the UTM tags of the session's first page.
 """
 
 from __future__ import annotations

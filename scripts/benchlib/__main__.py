@@ -2,7 +2,8 @@
 
 Sections: ingest, engine, rebuild, queries, memory (issue 5); hostile (issue 8: an unrelated
 tracker's latency while starts with huge User-Agents arrive); stalls (issue 9: the loop's
-latency while a 20,000-event session is read, and in ``--workers`` over 10,000 live sessions).
+latency while a 20,000-event session is read, and in ``--workers`` over 10,000 live sessions);
+search (issue 15: p50/p99 of five typical session searches over stored sessions).
 ``--only a,b`` runs a subset and ``--quick`` shrinks every size (for a try-out in about a minute
 or two). A full run writes
 BENCHMARKS.md at the repository root; a subset or quick run writes only with ``--out PATH``.
@@ -29,11 +30,14 @@ from benchlib import (
     queries,
     rebuild,
     report,
+    search,
     stalls,
 )
 from benchlib.common import log
 
-SECTIONS = ("ingest", "engine", "rebuild", "queries", "memory", "hostile", "stalls")
+SECTIONS = (
+    "ingest", "engine", "rebuild", "queries", "memory", "hostile", "stalls", "search",
+)  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -224,6 +228,20 @@ def main(argv: list[str] | None = None) -> int:
             )
         ),
     )
+
+    section(
+        "search",
+        lambda: report.search_rows(
+            search.run(
+                search.SearchSettings(
+                    stored_sessions=20_000, sessions_with_events=1_000, requests=50,
+                    rebuild_budget_s=30,
+                )
+                if quick
+                else search.SearchSettings()
+            )
+        ),
+    )  # fmt: skip
 
     elapsed = time.monotonic() - t_start
     notes += [
