@@ -381,6 +381,14 @@ def test_a_selective_filter_starts_from_an_index(conn: sqlite3.Connection, name:
     assert "sessions_project_start_duration" not in text, text
 
 
+def test_a_sequence_step_with_an_exact_value_reads_the_index(conn: sqlite3.Connection) -> None:
+    body = {"filters": [{"type": "click", "value": ["Buy"]}, {"type": "location", "value": ["/"]}]}
+    text = plan(conn, body)
+    for step, index, column in (("e0", "by_label", "label"), ("e1", "by_value", "value")):
+        seek = f"(project_id=? AND type=? AND {column}=? AND session_id=?)"
+        assert f"{step} USING INDEX session_events_{index} {seek}" in text, text
+
+
 def test_events_of_one_session_are_read_by_primary_key(conn: sqlite3.Connection) -> None:
     text = plan(conn, {"filters": [{"type": "click", "value": ["Buy"], "operator": "isNot"}]})
     assert "SEARCH e USING PRIMARY KEY (session_id=?)" in text, text
