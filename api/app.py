@@ -79,7 +79,8 @@ def create_app(process: HostParts, *, surfaces: Iterable[Surface]) -> QuartTrio:
     surfaces = list(surfaces)
     config = _server_config(process)
     parts = SurfaceParts(process=process, bodies=ByteBudget(config.ingest_body_bytes))
-    app = QuartTrio("replayd")
+    # No static folder of its own: the dashboard serves /static/ (api.dashboard.routes).
+    app = QuartTrio("replayd", static_folder=None)
     # Upper bound of what Quart buffers for one request body: the app's default, or the larger
     # limit a surface declares for its paths; each route then applies its own (smaller or equal)
     # limit while reading.

@@ -10,6 +10,10 @@ Contract (scripts rely on it):
 * ``replayd project create NAME [--db PATH] [--platform web|ios|android]`` and ``replayd api-key
   create [--db PATH]`` print the new key ALONE on the LAST line of stdout; ``replayd v3 app create
   NAME --project KEY [--db PATH]`` prints ``<app id> <secret>`` alone on the last line.
+* ``replayd user create EMAIL [--db PATH] [--password-stdin] [--create]`` makes a dashboard user;
+  without ``--password-stdin`` it generates a password and prints it ALONE on the LAST line.
+  ``replayd user list`` prints one user a line (id, organization, created, email, tab-separated);
+  ``replayd user delete EMAIL`` deletes one and signs it out.
 * ``replayd project list`` prints one project a line: id, key, platform, name, tab-separated; a
   mobile project adds ``projectID=<n>``, the encoded id an old iOS SDK (``/v1/ios/start``) takes.
 * Only ``serve`` creates a database that does not exist; every other command refuses with "no
@@ -31,6 +35,7 @@ import contextlib
 import errno
 import importlib.metadata
 import os
+import secrets
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -42,7 +47,7 @@ import trio
 
 from api.config import SETTINGS, ServerConfig, Setting, parse_bool
 from engine.mobile_start import MOBILE_PLATFORMS, encode_project_id
-from storage.catalog import PLATFORMS, Catalog, Project
+from storage.catalog import DEFAULT_ORG_ID, PLATFORMS, Catalog, Project, UserExists
 from storage.v3_catalog import V3Catalog
 
 # argparse has no public name for the object add_subparsers() returns.
@@ -464,6 +469,88 @@ def run_api_key_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- dashboard users ----------------------------------------------------------------------------
+
+GENERATED_PASSWORD_BYTES = 18  # 24 URL-safe characters
+
+
+def add_user_command(subparsers: SubParsers) -> None:
+    parser = subparsers.add_parser("user", help="manage dashboard users")
+    actions = parser.add_subparsers(dest="action", required=True, help="what to do")
+    create = actions.add_parser(
+        "create",
+        help="create a dashboard user; without --password-stdin a generated password is printed"
+        " alone on the last line",
+    )
+    create.add_argument("email", help="the user's email (unique whatever its case)")
+    create.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin instead of generating one",
+    )
+    create.add_argument(
+        "--org-id", type=int, default=DEFAULT_ORG_ID, help="the user's organization (default 1)"
+    )
+    _db_argument(create, may_create=True)
+    create.set_defaults(handler=run_user_create)
+    listing = actions.add_parser("list", help="list dashboard users")
+    _db_argument(listing)
+    listing.set_defaults(handler=run_user_list)
+    delete = actions.add_parser("delete", help="delete a dashboard user (signs it out)")
+    delete.add_argument("email", help="the user's email")
+    _db_argument(delete)
+    delete.set_defaults(handler=run_user_delete)
+
+
+def run_user_create(args: argparse.Namespace) -> int:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            return fail("user create", "no password on stdin", 2)
+    else:
+        password = secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
+    db_path = existing_db(args, "user create")
+    if db_path is None:
+        return 1
+    with contextlib.closing(Catalog.open(db_path)) as catalog:
+        if catalog.organization_name(args.org_id) is None:
+            return fail("user create", f"no organization {args.org_id}", 2)
+        try:
+            user = catalog.create_user(args.email, password, org_id=args.org_id)
+        except UserExists:
+            return fail("user create", f"a user {args.email} exists already")
+        except ValueError as error:
+            return fail("user create", str(error), 2)
+    print(f"created dashboard user {user.user_id} {user.email} (organization {user.org_id})")
+    if not args.password_stdin:
+        print("password (shown once; only its hash is stored):")
+        print(password)
+    return 0
+
+
+def run_user_list(args: argparse.Namespace) -> int:
+    db_path = existing_db(args, "user list")
+    if db_path is None:
+        return 1
+    with contextlib.closing(Catalog.open(db_path)) as catalog:
+        users = catalog.list_users()
+    for user in users:
+        print(f"{user.user_id}\t{user.org_id}\t{_utc(user.created_at_ms)}\t{user.email}")
+    return 0
+
+
+def run_user_delete(args: argparse.Namespace) -> int:
+    db_path = existing_db(args, "user delete")
+    if db_path is None:
+        return 1
+    with contextlib.closing(Catalog.open(db_path)) as catalog:
+        user = catalog.delete_user(args.email)
+    if user is None:
+        return fail("user delete", f"no user {args.email} (see `replayd user list`)")
+    print(f"deleted dashboard user {user.user_id} {user.email}")
+    return 0
+
+
 # -- v3 apps -------------------------------------------------------------------------------------
 
 
@@ -606,15 +693,106 @@ def run_dead_letters_retry(args: argparse.Namespace) -> int:
     return run_retry_command(config.db_path, config.projections_db_path, args.project_id)
 
 
+# -- backup, export, restore ---------------------------------------------------------------------
+
+
+def add_backup_commands(subparsers: SubParsers) -> None:
+    backup_text = (
+        "copy every SQLite file of the database (log and catalog, projections, images) into DIR"
+        " under the same file names, with SQLite's online backup API: the server may run"
+    )
+    restore_text = (
+        "copy a backup made by `replayd backup` over the database, then rebuild the projections"
+        " from the restored log (stop the server first)"
+    )
+    for name, text, directory, handler in (
+        ("backup", backup_text, "where the copies go (created if missing)", run_backup),
+        ("restore", restore_text, "the directory `replayd backup` wrote", run_restore),
+    ):
+        parser = subparsers.add_parser(name, help=text, description=text)
+        parser.add_argument("directory", metavar="DIR", help=directory)
+        _db_argument(parser)
+        parser.set_defaults(handler=handler)
+
+    from api.export import FORMATS
+
+    export_text = (
+        'write a project\'s sessions and their events as NDJSON: a {"session": ...} line, then'
+        ' one {"event": ...} line per event (the objects of the public API v1); the server'
+        " may run"
+    )
+    export = subparsers.add_parser("export", help=export_text, description=export_text)
+    export.add_argument("--project", required=True, metavar="KEY", help="the project's key")
+    export.add_argument(
+        "--since", default=None, help="only sessions started then or later: epoch ms or ISO date"
+    )
+    export.add_argument("--format", choices=FORMATS, default="ndjson", help="only ndjson")
+    export.add_argument("--output", default=None, metavar="FILE", help="default: stdout")
+    _db_argument(export)
+    export.set_defaults(handler=run_export)
+
+
+def _database_files(args: argparse.Namespace, command: str) -> tuple[ServerConfig | None, int]:
+    """The configuration naming the database's files, or None and the exit code."""
+    try:
+        config = ServerConfig.from_env(db_path=args.db)
+    except (ValueError, TypeError) as error:
+        fail(command, config_error_text(error))
+        return None, 2
+    return config, 0
+
+
+def run_backup(args: argparse.Namespace) -> int:
+    from runtime.backup import run_backup as backup
+
+    if existing_db(args, "backup") is None:  # the one-line refusal of every other command
+        return 1
+    return _run_on_files(args, "backup", backup)
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    from runtime.backup import run_restore as restore
+
+    return _run_on_files(args, "restore", restore)
+
+
+def _run_on_files(args: argparse.Namespace, command: str, run: Callable[..., int]) -> int:
+    from runtime.backup import DatabaseFiles
+
+    config, code = _database_files(args, command)
+    if config is None:
+        return code
+    files = DatabaseFiles(config.db_path, config.projections_db_path, config.images_db_path)
+    return run(args.directory, files)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from api.export import parse_since
+    from api.export import run_command as export
+
+    config, code = _database_files(args, "export")
+    if config is None:
+        return code
+    if existing_db(args, "export") is None:
+        return 1
+    try:
+        since = 0 if args.since is None else parse_since(args.since)
+    except ValueError as error:
+        return fail("export", str(error), 2)
+    return export(config.db_path, config.projections_db_path, args.project, since, args.output)
+
+
 # -- entry point ---------------------------------------------------------------------------------
 
 COMMANDS: list[Callable[..., None]] = [
     add_serve_command,
     add_project_command,
     add_api_key_command,
+    add_user_command,
     add_v3_command,
     add_rebuild_command,
     add_dead_letters_command,
+    add_backup_commands,
 ]
 
 

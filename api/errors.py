@@ -8,6 +8,8 @@
 * The version 3 events API (``/3/*``) answers ``{"APIVersion":3,"result":0,"reason":"...",
   "code":"..."}`` (V3.md 9.2): its own errors carry their code (``api.v3``); the others (unknown
   interface, wrong method, oversized body, overload) a code of their status.
+* The public API v2 (``/v2/api/public/*``, ``/public/*``) answers ``{"error": "..."}``, the
+  reference v2's envelope (its own 401s have no body, :mod:`api.public_v2`).
 * Everything else (web ingest ``/v1/web/*``, operations, the OpenAPI document, unknown paths
   outside ``/api/v1``) answers ``{"error": "..."}``, the reference backend's Go envelope (the
   tracker reads only the status).
@@ -75,9 +77,16 @@ def v3_errors(message: str, code: str = "") -> dict[str, Any]:
     return {"APIVersion": 3, "result": 0, "reason": message, "code": code or "internal_error"}
 
 
+# The public API v2 (api.public_v2) answers ``{"error": "..."}`` too, as the reference's v2 does.
+V2_PREFIXES = ("/v2/api/public", "/public")
+
 Envelope = Callable[[str], dict[str, Any]]
 # Path prefix -> the envelope of the API generation mounted there; any other path: plain_error.
-ENVELOPES: tuple[tuple[str, Envelope], ...] = ((V1_PREFIX, v1_errors), (V3_PREFIX, v3_errors))
+ENVELOPES: tuple[tuple[str, Envelope], ...] = (
+    (V1_PREFIX, v1_errors),
+    (V3_PREFIX, v3_errors),
+    *((prefix, plain_error) for prefix in V2_PREFIXES),
+)
 
 
 def envelope_for(path: str) -> Envelope:

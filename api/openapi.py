@@ -32,12 +32,18 @@ OPENAPI_PATH = "/api/openapi.json"
 # Security scheme names (what ``operation(security=...)`` takes).
 ORG_API_KEY = "orgApiKey"
 SESSION_TOKEN = "sessionToken"
+ORG_API_KEY_BEARER = "orgApiKeyBearer"  # the public API v2's form of the same key
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     ORG_API_KEY: {
         "type": "apiKey",
         "in": "header",
         "name": "Authorization",
         "description": "The organization API key, raw or as `Bearer <key>`.",
+    },
+    ORG_API_KEY_BEARER: {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The organization API key as `Bearer <key>` (the public API v2).",
     },
     SESSION_TOKEN: {
         "type": "http",

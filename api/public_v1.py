@@ -1,14 +1,20 @@
 """The public API v1 (API.md 1.1, 1.2, 2.1): projects, a session's events, a user's sessions.
 
 Routes under ``/api/v1``, authenticated by an organization API key in ``Authorization`` (the raw
-key as the reference expects, or ``Bearer <key>``). Answers ``{"data": ...}``; every error answers
-``{"errors": ["..."]}`` (401 "Not authenticated" / "Invalid API Key", 404 "project not found.",
-400 "name already exists.", 422 for a malformed path, query or body, the message naming the
-field; the app answers its own 404/405/413/503 under ``/api/v1`` the same way, see
-:mod:`api.errors`). Session ids are strings in JSON.
+key as the reference expects, or ``Bearer <key>``) or, without one, by the dashboard's session
+cookie (``api.dashboard.auth``; non-GET calls then need its ``X-CSRF-Token``, else 403).
+Answers ``{"data": ...}``; every error answers ``{"errors": ["..."]}`` (401 "Not authenticated" /
+"Invalid API Key", 404 "project not found.", 400 "name already exists.", 422 for a malformed
+path, query or body, the message naming the field; the app answers its own 404/405/413/503
+under ``/api/v1`` the same way, see :mod:`api.errors`). Session ids are strings in JSON.
 
 A key only sees its own organization's projects: another organization's project key answers 404,
 as an unknown key does (the reference's v1 did not check the owner; v2 does; we do).
+
+The public API v2 (:mod:`api.public_v2`) serves the same handlers: a request it marks as
+:data:`V2` (:class:`ApiGeneration`) takes only ``Bearer`` keys and answers a project the key does
+not own 401; the functions below the routes (``organization_projects``, ``user_session_page``,
+``live_sessions_page``, ...) are what both generations answer from.
 
 Reads go through :class:`projections.reader.ProjectionReader` and the catalog; no SQL here. The
 objects this blueprint needs live in ``app.extensions[EXTENSION_KEY]`` (see :func:`install`).
@@ -25,10 +31,11 @@ from urllib.parse import urlsplit
 
 import attrs
 import trio
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response, current_app, g, request
 from quart_trio import QuartTrio
 
 from api import public_v1_schema as schema
+from api.dashboard.auth import csrf_problem, request_login_session
 from api.errors import json_response, v1_errors
 from api.openapi import json_reply
 from api.public_v1_schema import (
@@ -121,20 +128,62 @@ def projection_reader() -> ProjectionReader:
 # -- auth and lookups ------------------------------------------------------------------------------
 
 
-def api_key_from_header(header: str | None) -> str | None:
-    """The key in an ``Authorization`` value: raw or after ``Bearer `` (any case); None if blank."""
+@attrs.frozen(slots=True)
+class ApiGeneration:
+    """What differs between the public API generations that share these handlers (API.md 1.1):
+    how the key is sent, and what a project the key does not own answers."""
+
+    name: str
+    # v2 takes ``Authorization: Bearer <key>`` only; v1 the raw key or the Bearer form.
+    bearer_only: bool
+    # v1 answers 404 "project not found."; v2's authorizer a 401 before any handler runs.
+    unowned_project_status: int
+
+
+V1 = ApiGeneration("v1", bearer_only=False, unowned_project_status=404)
+V2 = ApiGeneration("v2", bearer_only=True, unowned_project_status=401)
+_GENERATION_ATTRIBUTE = "replayd_api_generation"
+
+
+def use_generation(generation: ApiGeneration) -> None:
+    """Serve the current request as ``generation`` (the v2 blueprint says so before its views)."""
+    setattr(g, _GENERATION_ATTRIBUTE, generation)
+
+
+def current_generation() -> ApiGeneration:
+    """The generation the current request is served as (v1 unless told)."""
+    generation: ApiGeneration = getattr(g, _GENERATION_ATTRIBUTE, V1)
+    return generation
+
+
+def api_key_from_header(header: str | None, *, bearer_only: bool = False) -> str | None:
+    """The key in an ``Authorization`` value: raw (unless ``bearer_only``) or after ``Bearer ``
+    (any case); None if blank or, with ``bearer_only``, not a Bearer credential."""
     if header is None:
         return None
     value = header.strip()
     if value[:7].lower() == "bearer ":
         value = value[7:].strip()
+    elif bearer_only:
+        return None
     return value or None
 
 
 async def _organization() -> int:
-    key = api_key_from_header(request.headers.get("Authorization"))
+    header = request.headers.get("Authorization")
+    key = api_key_from_header(header, bearer_only=current_generation().bearer_only)
     if key is None:
-        raise V1Error(401, "Not authenticated")
+        if current_generation().bearer_only:  # v2 takes its Bearer key and nothing else
+            raise V1Error(401, "Not authenticated")
+        # No API key: the dashboard's session cookie is a credential too (its user's
+        # organization); a state-changing call with it needs the session's CSRF token.
+        session = await request_login_session()
+        if session is None:
+            raise V1Error(401, "Not authenticated")
+        problem = csrf_problem(session)
+        if problem is not None:
+            raise V1Error(403, problem)
+        return session.user.org_id
     # A key seen before answers from memory: no thread hop and no SQLite on every API call.
     org_id = await _context().catalog.find_api_key(key)
     if org_id is None:
@@ -142,16 +191,24 @@ async def _organization() -> int:
     return org_id
 
 
-async def _project(org_id: int, project_key: str) -> Project:
+async def _project(org_id: int, project_key: str, *, unowned_status: int = 404) -> Project:
     project = await _context().catalog.find_project_by_key(project_key)
     if project is None or project.org_id != org_id:
-        raise V1Error(404, "project not found.")
+        raise V1Error(unowned_status, "project not found.")
     return project
 
 
 async def authorized_project(project_key: str) -> Project:
-    """The project a v1 route names, for the request's API key (401, then 404 as above)."""
-    return await _project(await _organization(), project_key)
+    """The project a route names, for the request's API key or (v1 only) dashboard session cookie
+    (401, 403 for a cookie call without its CSRF token, then 404 as above; under v2 a project the
+    key does not own is a 401, as v2's authorizer answers)."""
+    status = current_generation().unowned_project_status
+    return await _project(await _organization(), project_key, unowned_status=status)
+
+
+async def request_organization() -> int:
+    """The organization of the request's API key (401 without a valid one)."""
+    return await _organization()
 
 
 _INTEGER_RE = re.compile(r"-?[0-9]+")
@@ -187,7 +244,7 @@ def int64_param(raw: str | None, location: list[str]) -> int | None:
     return value
 
 
-async def _json_body() -> Any:
+async def json_body() -> Any:
     """The request body as JSON (None when empty), or a 422 ``json_invalid``.
 
     Strict UTF-8 (RFC 8259), and any parse failure is the client's: a body nested deeper than the
@@ -202,12 +259,6 @@ async def _json_body() -> Any:
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         message = "JSON nested too deeply" if isinstance(error, RecursionError) else str(error)
         raise V1ValidationError(["body"], f"JSON decode error ({message})") from None
-
-
-async def json_body() -> Any:
-    """The request body as JSON, None when empty (422 when it is not JSON): for the v1 routes
-    of other modules."""
-    return await _json_body()
 
 
 def _data(payload: Any) -> Response:
@@ -252,10 +303,20 @@ async def _project_objects(projects: list[Project]) -> list[dict[str, Any]]:
     ),
 )
 async def list_projects() -> Response:
-    org_id = await _organization()
-    projects = await trio.to_thread.run_sync(_context().catalog.list_projects, org_id)
-    listed = await _project_objects(projects)
+    listed = await organization_projects(await _organization())
     return _data([{k: v for k, v in item.items() if k != "projectId"} for item in listed])
+
+
+async def organization_projects(org_id: int) -> list[dict[str, Any]]:
+    """Every project object of the organization (``projectId`` included)."""
+    projects = await trio.to_thread.run_sync(_context().catalog.list_projects, org_id)
+    return await _project_objects(projects)
+
+
+async def project_object(org_id: int, project_key: str) -> dict[str, Any]:
+    """The project object of ``project_key`` if the organization owns it, else a 404."""
+    (item,) = await _project_objects([await _project(org_id, project_key)])
+    return item
 
 
 @bp.get("/projects/<project_key>")
@@ -265,13 +326,10 @@ async def list_projects() -> Response:
     responses=schema.replies(schema.data_reply("The project", schema.PROJECT), 401, 404),
 )
 async def get_project(project_key: str) -> Response:
-    org_id = await _organization()
-    project = await _project(org_id, project_key)
-    (item,) = await _project_objects([project])
-    return _data(item)
+    return _data(await project_object(await _organization(), project_key))
 
 
-def _object_body(body: Any) -> dict[str, Any]:
+def object_body(body: Any) -> dict[str, Any]:
     """A JSON body that must be an object; no body (None) means every field's default."""
     if body is None:
         return {}
@@ -302,7 +360,14 @@ def _create_project(catalog: Catalog, org_id: int, name: str, platform: str) -> 
 )
 async def create_project() -> Response:
     org_id = await _organization()
-    body = _object_body(await _json_body())
+    return _data(await create_project_from(org_id, object_body(await json_body())))
+
+
+async def create_project_from(org_id: int, body: dict[str, Any]) -> dict[str, Any]:
+    """Create the project a (validated) request body describes; its project object.
+
+    Field defaults as v1 has them; 422 naming a wrong field, 400 "name already exists.".
+    """
     name = body.get("name", DEFAULT_PROJECT_NAME)
     platform = body.get("platform", "web")
     if not isinstance(name, str):
@@ -325,7 +390,7 @@ async def create_project() -> Response:
     project = await trio.to_thread.run_sync(_create_project, catalog, org_id, name, platform)
     if project is None:
         raise V1Error(400, "name already exists.")
-    return _data(project_json(project, None))  # new: no session recorded yet
+    return project_json(project, None)  # new: no session recorded yet
 
 
 # -- events ----------------------------------------------------------------------------------------
@@ -570,18 +635,49 @@ def user_json(summary: UserSummary) -> dict[str, Any]:
     ),
 )
 async def user_sessions(project_key: str, user_id: str) -> Response:
-    org_id = await _organization()
-    project = await _project(org_id, project_key)
-    start_date = int64_param(request.args.get("start_date"), ["query", "start_date"])
-    end_date = int64_param(request.args.get("end_date"), ["query", "end_date"])
-    rows = await _context().reader.user_sessions(
+    project = await authorized_project(project_key)
+    query = UserSessionsQuery(
+        start_date=int64_param(request.args.get("start_date"), ["query", "start_date"]),
+        end_date=int64_param(request.args.get("end_date"), ["query", "end_date"]),
+    )
+    page = await user_session_page(project, user_id, query)
+    return _data(page.sessions)
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class UserSessionsQuery:
+    """Which of a user's sessions to answer: v1 asks for the first 50 by id; v2 for a page, in
+    either order, with the total."""
+
+    start_date: int | None = None  # epoch ms, inclusive, on the session's start
+    end_date: int | None = None
+    limit: int = USER_SESSIONS_LIMIT
+    page: int = 1
+    newest_first: bool = False
+
+
+@attrs.frozen(slots=True)
+class UserSessionsPage:
+    """A page of a user's sessions (the objects of API.md 1.2 #4) and how many match in all."""
+
+    total: int
+    sessions: list[dict[str, Any]]
+
+
+async def user_session_page(
+    project: Project, user_id: str, query: UserSessionsQuery
+) -> UserSessionsPage:
+    """The sessions of ``user_id`` that ``query`` names, as both generations answer them."""
+    total, rows = await _context().reader.user_sessions_page(
         project.project_id,
         user_id,
-        start_date=start_date,
-        end_date=end_date,
-        limit=USER_SESSIONS_LIMIT,
+        start_date=query.start_date,
+        end_date=query.end_date,
+        limit=query.limit,
+        offset=(query.page - 1) * query.limit,
+        newest_first=query.newest_first,
     )
-    return _data([user_session_json(row) for row in rows])
+    return UserSessionsPage(total, [user_session_json(row) for row in rows])
 
 
 @bp.get("/<project_key>/users/<user_id>")
@@ -593,10 +689,13 @@ async def user_sessions(project_key: str, user_id: str) -> Response:
     ),
 )
 async def get_user(project_key: str, user_id: str) -> Response:
-    org_id = await _organization()
-    project = await _project(org_id, project_key)
-    summary = await _context().reader.user(project.project_id, user_id)
+    summary = await user_summary(await authorized_project(project_key), user_id)
     return _data(None if summary is None else user_json(summary))
+
+
+async def user_summary(project: Project, user_id: str) -> UserSummary | None:
+    """The user's summary over finished sessions (None without one)."""
+    return await _context().reader.user(project.project_id, user_id)
 
 
 # -- Assist: live sessions -------------------------------------------------------------------------
@@ -636,7 +735,7 @@ def _cut(text: str) -> str:
 def parse_live_search(body: Any) -> tuple[list[LiveFilter], str, str, int, int]:
     """Validate an Assist search body: ``(filters, sort, order, page, limit)`` with the defaults of
     the reference (sort "timestamp", order DESC, page 1, limit 200 at most)."""
-    body = _object_body(body)
+    body = object_body(body)
     raw_filters = _or_default(body, "filters", [])
     if not isinstance(raw_filters, list):
         raise V1ValidationError(["body", "filters"], "Input should be a valid list")
@@ -698,18 +797,17 @@ def _int_field(raw: Any, location: list[str], *, default: int) -> int:
     return raw
 
 
-def _live_page(project: Project, filters: list[LiveFilter], sort: str, order: str, page: int,
-               limit: int) -> Response:  # fmt: skip
+def live_sessions_page(project: Project, filters: list[LiveFilter], sort: str, order: str,
+                       page: int, limit: int) -> dict[str, Any]:  # fmt: skip
+    """A page of the project's live sessions: ``{total, sessions, counter}`` (API.md 4)."""
     result = _live_sessions().search(
         project.project_id, filters, sort=sort, order=order, page=page, limit=limit
     )
-    return _data(
-        {
-            "total": result.total,
-            "sessions": [s.assist_fields() for s in result.sessions],
-            "counter": result.counter,
-        }
-    )
+    return {
+        "total": result.total,
+        "sessions": [s.assist_fields() for s in result.sessions],
+        "counter": result.counter,
+    }
 
 
 @bp.get("/<project_key>/assist/sessions")
@@ -723,11 +821,14 @@ def _live_page(project: Project, filters: list[LiveFilter], sort: str, order: st
 )
 async def list_live_sessions(project_key: str) -> Response:
     """The project's live sessions, newest first (``?userId=`` narrows to one user)."""
-    org_id = await _organization()
-    project = await _project(org_id, project_key)
-    user_id = request.args.get("userId")
-    filters = [] if not user_id else [LiveFilter(type="userId", values=(user_id,), operator="is")]
-    return _live_page(project, filters, "timestamp", "DESC", 1, ASSIST_LIMIT_MAX)
+    project = await authorized_project(project_key)
+    filters = user_id_filter(request.args.get("userId"))
+    return _data(live_sessions_page(project, filters, "timestamp", "DESC", 1, ASSIST_LIMIT_MAX))
+
+
+def user_id_filter(user_id: str | None) -> list[LiveFilter]:
+    """The filters of Assist's ``?userId=`` (none without it)."""
+    return [] if not user_id else [LiveFilter(type="userId", values=(user_id,), operator="is")]
 
 
 @bp.post("/<project_key>/assist/sessions")
@@ -749,8 +850,7 @@ async def list_live_sessions(project_key: str) -> Response:
 )
 async def search_live_sessions(project_key: str) -> Response:
     """Search the project's live sessions: filters, sort, order, page, limit (API.md 4.3)."""
-    org_id = await _organization()
-    project = await _project(org_id, project_key)
+    project = await authorized_project(project_key)
     # No body = every live session.
-    filters, sort, order, page, limit = parse_live_search(await _json_body())
-    return _live_page(project, filters, sort, order, page, limit)
+    filters, sort, order, page, limit = parse_live_search(await json_body())
+    return _data(live_sessions_page(project, filters, sort, order, page, limit))

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from quart import Blueprint, Response
+from werkzeug.exceptions import MethodNotAllowed
 
 from api import public_v1_schema as schema
 from api.errors import json_response, v1_errors
@@ -26,81 +27,54 @@ from api.public_v1 import (
     projection_reader,
 )
 from api.public_v1_schema import any_case_pattern
+from api.public_v1_session import SESSION, session_json
 from engine.search_query import LIMIT_DEFAULT, LIMIT_MAX, SearchQueryError, parse_search
-from engine.start_info import StartView
 from engine.supervisor import wall_clock_ms
-from projections.sessions import SessionRow, country_or_unknown
+from projections.sessions import SessionRow
 
 bp = Blueprint("public_v1_search", __name__, url_prefix="/api/v1")
 
-# Every start fact under its session-object key (API.md 2.5).
-SESSION_VIEW = StartView(lambda field: field.json)
 
-
-def session_json(row: SessionRow) -> dict[str, Any]:
-    """The session object of API.md 2.5 (a search result)."""
-    start = SESSION_VIEW.json(row)
-    start["userCountry"] = country_or_unknown(start["userCountry"])
+def search_session_json(row: SessionRow) -> dict[str, Any]:
+    """A search result: the session object of ``GET .../sessions/<id>``
+    (:func:`api.public_v1_session.session_json`) with what search adds: the end, the UTM tags
+    (filters of 3.2) and the reference's per-user flags (no dashboard user here: false)."""
     return {
-        "sessionId": str(row.session_id),
-        "projectId": row.project_id,
-        "startTs": row.start_ts,
+        **session_json(row),
         "endTs": row.end_ts,
-        "duration": row.duration,
-        **start,
-        "userAnonymousId": row.user_anonymous_id,
-        "pagesCount": row.pages_count,
-        "eventsCount": row.events_count,
-        "errorsCount": row.errors_count,
-        "issueTypes": list(row.issue_types),
-        "issueScore": row.issue_score,
-        "metadata": row.metadata,
         "utmSource": row.utm_source,
         "utmMedium": row.utm_medium,
         "utmCampaign": row.utm_campaign,
-        # Per dashboard user in the reference; no such user on the public API.
         "favorite": False,
         "viewed": False,
     }
 
 
-_NULLABLE_STRING = nullable(STRING)
-SESSION = component(
-    "Session",
-    json_object(
-        {
-            "sessionId": STRING,
-            "projectId": INTEGER,
-            "startTs": INTEGER,
-            "endTs": nullable(INTEGER),
-            "duration": INTEGER,
-            "userId": _NULLABLE_STRING,
-            "userAnonymousId": _NULLABLE_STRING,
-            "userUuid": STRING,
-            "userOs": STRING,
-            "userBrowser": STRING,
-            "userDevice": STRING,
-            "userDeviceType": STRING,
-            "userCountry": {"type": "string", "minLength": 2, "maxLength": 2},
-            "platform": STRING,
-            "pagesCount": INTEGER,
-            "eventsCount": INTEGER,
-            "errorsCount": INTEGER,
-            "issueTypes": {"type": "array", "items": STRING},
-            "issueScore": INTEGER,
-            "metadata": {"type": "object", "additionalProperties": STRING},
-            "favorite": BOOLEAN,
-            "viewed": BOOLEAN,
-        },
-        ["sessionId", "projectId", "startTs", "duration", "userCountry", "issueTypes"],
-    ),
+SEARCH_SESSION = component(
+    "SearchSession",
+    {
+        "allOf": [
+            SESSION,
+            json_object(
+                {
+                    "endTs": nullable(INTEGER),
+                    "utmSource": STRING,
+                    "utmMedium": STRING,
+                    "utmCampaign": STRING,
+                    "favorite": BOOLEAN,
+                    "viewed": BOOLEAN,
+                },
+                ["utmSource", "utmMedium", "utmCampaign"],
+            ),
+        ]
+    },
 )
 SEARCH_RESULT = component(
     "SessionSearchResult",
     json_object(
         {
             "total": {**INTEGER, "minimum": 0, "description": "Sessions matching (all pages)"},
-            "sessions": {"type": "array", "items": SESSION},
+            "sessions": {"type": "array", "items": SEARCH_SESSION},
         },
         ["total", "sessions"],
     ),
@@ -195,4 +169,14 @@ async def search(project_key: str) -> Response:
     except SearchQueryError as error:
         raise V1ValidationError(["body", *error.location], error.message) from None
     total, rows = await projection_reader().search_sessions(project.project_id, query)
-    return json_response({"data": {"total": total, "sessions": [session_json(r) for r in rows]}})
+    return json_response(
+        {"data": {"total": total, "sessions": [search_session_json(r) for r in rows]}}
+    )
+
+
+@bp.route("/<project_key>/sessions/search", methods=["GET", "PUT", "PATCH", "DELETE"])
+async def search_other_methods(project_key: str) -> Response:
+    """405 (``Allow: POST``) for the search path's other methods: without this route
+    ``GET .../sessions/search`` is ``GET .../sessions/<sessionId>`` with the id "search" (a 422
+    where the method is what is wrong)."""
+    raise MethodNotAllowed(valid_methods=["POST"])

@@ -25,11 +25,15 @@ from api import (
     public_v1,
     public_v1_images,
     public_v1_search,
+    public_v1_session,
     public_v1_v3,
+    public_v2,
     v3,
 )
 from api.app import Surface, SurfaceParts, create_app
 from api.config import ServerConfig
+from api.dashboard import auth as dashboard_auth
+from api.dashboard import routes as dashboard
 from api.disconnects import QuietDisconnects
 from api.session_directory import LogProjectLookup, SessionDirectory
 from engine.ids import FlakeIdGenerator
@@ -116,6 +120,10 @@ def _provide_public_v1(app: QuartTrio, objects: EngineObjects) -> None:
     public_v1.install(app, objects.catalog, objects.reader)
 
 
+def _install_dashboard(app: QuartTrio, parts: SurfaceParts) -> None:
+    dashboard_auth.install(app, parts.process.catalog, parts.process.clock)
+
+
 def _install_operations(app: QuartTrio, parts: SurfaceParts) -> None:
     operations.install(app, parts.config, parts.process.log)  # /healthz, /readyz, /metrics
 
@@ -144,6 +152,8 @@ SURFACES: tuple[Surface, ...] = (
         install=_install_ingest_mobile,
     ),
     Surface("public_v1", public_v1.bp, provide=_provide_public_v1),
+    # The public API v2 (/v2/api/public/*, /public/*): the v1 handlers, v2's auth and envelope.
+    Surface("public_v2", public_v2.bp, url_prefixes=public_v2.URL_PREFIXES),
     # Mobile screenshots (its store also serves the public API's images).
     Surface(
         "ingest_mobile_images",
@@ -154,6 +164,8 @@ SURFACES: tuple[Surface, ...] = (
         body_limits=ingest_mobile_images.body_limits,
     ),
     Surface("public_v1_images", public_v1_images.bp),
+    # GET /api/v1/:projectKey/sessions/:sessionId (the dashboard's session page reads it).
+    Surface("public_v1_session", public_v1_session.bp),
     # The version 3 generic events API (/3/*, V3.md): signed calls of the Learning Context client.
     Surface("v3", v3.bp, install=_install_v3, provide=_provide_v3, body_limits=v3.body_limits),
     # Reports over the v3 generic events API: intervals and per-type totals.
@@ -161,6 +173,8 @@ SURFACES: tuple[Surface, ...] = (
     # Session search over the finished sessions (API.md 3).
     Surface("public_v1_search", public_v1_search.bp),
     Surface("operations", operations.bp, install=_install_operations, provide=_provide_operations),
+    # The dashboard at / (pages, /auth/*, /static/*); its cookie is a v1 credential too.
+    Surface("dashboard", dashboard.bp, install=_install_dashboard),
     # GET /api/openapi.json: every route decorated with api.openapi.operation, whatever surface.
     Surface("openapi", openapi.bp),
 )

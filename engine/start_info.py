@@ -135,3 +135,5 @@ LIVE_VIEW = StartView(lambda f: f.live)
 """The start facts in the Assist live session object."""
 USER_SESSIONS_VIEW = StartView(lambda f: f.json if f.user_sessions else None)
 """The start facts in public v1's sessions of a user."""
+SESSION_VIEW = StartView(lambda f: f.json)
+"""Every start fact, in the session object of API.md 2.5."""

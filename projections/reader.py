@@ -101,7 +101,7 @@ class ProjectionReader:
         """Every event row of a session, by (timestamp, message id)."""
         return await self.run(events.session_events, project_id, session_id)
 
-    async def user_sessions(
+    async def user_sessions_page(
         self,
         project_id: int,
         user_id: str,
@@ -109,16 +109,26 @@ class ProjectionReader:
         start_date: int | None = None,
         end_date: int | None = None,
         limit: int = 50,
-    ) -> list[sessions.SessionRow]:
-        """Sessions of a user by session id (see :func:`projections.sessions.user_sessions`)."""
+        offset: int = 0,
+        newest_first: bool = False,
+    ) -> tuple[int, list[sessions.SessionRow]]:
+        """The total and a page of a user's sessions (``sessions.user_sessions_page``)."""
         return await self.run(
-            sessions.user_sessions,
+            sessions.user_sessions_page,
             project_id,
             user_id,
             start_date=start_date,
             end_date=end_date,
             limit=limit,
+            offset=offset,
+            newest_first=newest_first,
         )
+
+    async def search_users(
+        self, project_id: int, query: users.UserQuery
+    ) -> tuple[int, list[users.UserSummary]]:
+        """The total and a page of a project's users (:func:`projections.users.search_users`)."""
+        return await self.run(users.search_users, project_id, query)
 
     async def user(self, project_id: int, user_id: str) -> users.UserSummary | None:
         """A user's summary over finished sessions, or None."""

@@ -453,17 +453,73 @@ def user_sessions(
 
     ``start_date``/``end_date`` (epoch ms) bound ``start_ts``, both inclusive.
     """
-    sql = f"{_SELECT} WHERE project_id = ? AND user_id = ?"
+    where, params = _user_where(project_id, user_id, start_date, end_date)
+    rows = conn.execute(f"{_SELECT} {where} ORDER BY session_id LIMIT ?", [*params, limit])
+    return [_row(r) for r in rows]
+
+
+def _user_where(
+    project_id: int, user_id: str, start_date: int | None, end_date: int | None
+) -> tuple[str, list[Any]]:
+    where = "WHERE project_id = ? AND user_id = ?"
     params: list[Any] = [project_id, user_id]
     if start_date is not None:
-        sql += " AND start_ts >= ?"
+        where += " AND start_ts >= ?"
         params.append(start_date)
     if end_date is not None:
-        sql += " AND start_ts <= ?"
+        where += " AND start_ts <= ?"
         params.append(end_date)
-    sql += " ORDER BY session_id LIMIT ?"
-    params.append(limit)
-    return [_row(r) for r in conn.execute(sql, params)]
+    return where, params
+
+
+def user_sessions_page(
+    conn: sqlite3.Connection,
+    project_id: int,
+    user_id: str,
+    *,
+    start_date: int | None = None,
+    end_date: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    newest_first: bool = False,
+) -> tuple[int, list[SessionRow]]:
+    """How many sessions of ``user_id`` match (bounds as :func:`user_sessions`), and the page of
+    them ``limit``/``offset`` names, by session id (oldest first unless ``newest_first``)."""
+    where, params = _user_where(project_id, user_id, start_date, end_date)
+    (total,) = conn.execute(f"SELECT count(*) FROM sessions {where}", params).fetchone()
+    order = "DESC" if newest_first else "ASC"
+    rows = conn.execute(
+        f"{_SELECT} {where} ORDER BY session_id {order} LIMIT ? OFFSET ?", [*params, limit, offset]
+    )
+    return int(total), [_row(r) for r in rows]
+
+
+def count_project_sessions(conn: sqlite3.Connection, project_id: int, since: int = 0) -> int:
+    """How many sessions of a project started at ``since`` (epoch ms) or later."""
+    (count,) = conn.execute(
+        "SELECT count(*) FROM sessions WHERE project_id = ? AND start_ts >= ?", (project_id, since)
+    ).fetchone()
+    return int(count)
+
+
+def project_sessions_after(
+    conn: sqlite3.Connection,
+    project_id: int,
+    *,
+    since: int = 0,
+    after: tuple[int, int] | None = None,
+    limit: int = 500,
+) -> list[SessionRow]:
+    """Up to ``limit`` sessions of a project started at ``since`` or later, by (start, id),
+    from just past ``after`` (the (start_ts, session_id) of the last one read): pages of a walk
+    over a whole project that never holds more than one page."""
+    sql = f"{_SELECT} WHERE project_id = ? AND start_ts >= ?"
+    params: list[Any] = [project_id, since]
+    if after is not None:
+        sql += " AND (start_ts, session_id) > (?, ?)"
+        params += list(after)
+    sql += " ORDER BY start_ts, session_id LIMIT ?"
+    return [_row(r) for r in conn.execute(sql, [*params, limit])]
 
 
 def first_session_starts(conn: sqlite3.Connection, project_ids: Sequence[int]) -> dict[int, int]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
@@ -171,12 +172,73 @@ PROJECTION = SqlProjection(
 def get_user(conn: sqlite3.Connection, project_id: int, user_id: str) -> UserSummary | None:
     """The summary of ``user_id`` (exact match) in a project, or None without finished sessions."""
     row = conn.execute(
-        "SELECT project_id, user_id, session_count, first_seen, last_seen FROM end_users"
-        " WHERE project_id = ? AND user_id = ?",
-        (project_id, user_id),
+        f"{_SELECT_USERS} WHERE project_id = ? AND user_id = ?", (project_id, user_id)
     ).fetchone()
-    if row is None:
-        return None
+    return None if row is None else _summary(row)
+
+
+_SELECT_USERS = "SELECT project_id, user_id, session_count, first_seen, last_seen FROM end_users"
+
+
+def _summary(row: Sequence[Any]) -> UserSummary:
     return UserSummary(
         project_id=row[0], user_id=row[1], session_count=row[2], first_seen=row[3], last_seen=row[4]
     )
+
+
+# The columns a user search may sort by (the summary's fields), and the stored column of each.
+USER_SORT_COLUMNS = {
+    "userId": "user_id",
+    "sessionCount": "session_count",
+    "firstSeen": "first_seen",
+    "lastSeen": "last_seen",
+}
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class UserQuery:
+    """A search over a project's users: a case-insensitive substring of the user id, users seen
+    in a window (a finished session starting between the bounds, inclusive), sort and page."""
+
+    text: str = ""
+    seen_from: int | None = None  # epoch ms
+    seen_to: int | None = None
+    sort_by: str = "lastSeen"  # a key of USER_SORT_COLUMNS
+    newest_first: bool = True
+    limit: int = 50
+    offset: int = 0
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def search_users(
+    conn: sqlite3.Connection, project_id: int, query: UserQuery
+) -> tuple[int, list[UserSummary]]:
+    """How many users of a project match ``query``, and the page of them it names.
+
+    The window compares the user's first and last finished session starts with the bounds (a
+    user seen before and after the window but not in it still matches: the summary keeps no
+    per-session detail, and the users projection stays one row per user).
+    """
+    where = "WHERE project_id = ?"
+    params: list[Any] = [project_id]
+    if query.text:
+        # LIKE is case-insensitive for ASCII in SQLite, which is what a search box wants.
+        where += " AND user_id LIKE ? ESCAPE '\\'"
+        params.append(f"%{_escape_like(query.text)}%")
+    if query.seen_from is not None:
+        where += " AND last_seen >= ?"
+        params.append(query.seen_from)
+    if query.seen_to is not None:
+        where += " AND first_seen <= ?"
+        params.append(query.seen_to)
+    (total,) = conn.execute(f"SELECT count(*) FROM end_users {where}", params).fetchone()
+    column = USER_SORT_COLUMNS[query.sort_by]
+    order = "DESC" if query.newest_first else "ASC"
+    rows = conn.execute(
+        f"{_SELECT_USERS} {where} ORDER BY {column} {order}, user_id {order} LIMIT ? OFFSET ?",
+        [*params, query.limit, query.offset],
+    )
+    return int(total), [_summary(r) for r in rows]

@@ -1,9 +1,10 @@
 """The catalog: organizations, projects, organization API keys, server settings (token secret).
 
-Owns the tables ``organizations``, ``projects``, ``api_keys`` and ``settings`` (migrated through
-``storage.schema.apply_migrations`` under the component name ``catalog``). Knows nothing of the
-tracker protocol. API keys are stored as SHA-256 hex digests only: the plaintext is returned once
-by ``create_api_key`` and never kept.
+Owns the tables ``organizations``, ``projects``, ``api_keys``, ``settings`` and the dashboard's
+``users`` and ``login_sessions`` (passwords as scrypt hashes, session tokens as SHA-256), migrated
+through ``storage.schema.apply_migrations`` under the component name ``catalog``. Knows nothing
+of the tracker protocol. API keys are stored as SHA-256 hex digests only: the plaintext is
+returned once by ``create_api_key`` and never kept.
 
 Projects are cached in memory: ``/v1/web/start`` looks its project up on every request and must not
 touch SQLite for that. Projects created through this object go straight into the cache; a key (or
@@ -35,8 +36,9 @@ import attrs
 import trio
 
 from storage.errors import CatalogUnavailable, is_database_wide
+from storage.passwords import check_password, decoy_hash, hash_password
 from storage.schema import apply_migrations
-from storage.sqlite import connect
+from storage.sqlite import atomic, connect
 
 DEFAULT_ORG_ID = 1
 # 0 = no project-specific lifetime: the server's setting (REPLAYD_TOKEN_TTL_MS, 2 h by default, the
@@ -59,6 +61,8 @@ _NEGATIVE_KEY_MAX_CHARS = 64
 _VERIFIED_TTL_S = 5.0
 # An API key is listed and revoked by the start of its hash: the key itself is never stored.
 API_KEY_ID_LENGTH = 12
+# Bytes of randomness in a dashboard login session's token (URL-safe base64 in the cookie).
+SESSION_TOKEN_BYTES = 32
 
 _MIGRATIONS: list[str] = [
     # 1: organizations, projects, API keys, settings. org_id is on every project and key so that
@@ -93,6 +97,27 @@ _MIGRATIONS: list[str] = [
         name TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );
+    """,
+    # 2: dashboard users and their login sessions. ``email_key`` is the case-folded email, the
+    # unique one (SQLite's NOCASE folds ASCII only); ``email`` keeps what was typed. A login
+    # session is stored by the SHA-256 of its token, never the token, and goes with its user.
+    """
+    CREATE TABLE users (
+        user_id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES organizations (org_id),
+        email TEXT NOT NULL,
+        email_key TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE login_sessions (
+        token_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users (user_id) ON DELETE CASCADE,
+        created_at_ms INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX login_sessions_user ON login_sessions (user_id);
+    CREATE INDEX login_sessions_expiry ON login_sessions (expires_at_ms);
     """,
 ]
 
@@ -144,6 +169,25 @@ class ApiKeyInfo:
     org_id: int
     created_at_ms: int
     label: str
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class DashboardUser:
+    """A person who signs in to the dashboard; sees the projects of ``org_id`` only."""
+
+    user_id: int
+    org_id: int
+    email: str
+    created_at_ms: int
+
+
+class UserExists(Exception):
+    """A dashboard user with that email (whatever its case) exists already."""
+
+
+def email_key(email: str) -> str:
+    """The form emails are compared in: trimmed and case-folded."""
+    return email.strip().casefold()
 
 
 def hash_api_key(key: str) -> str:
@@ -489,3 +533,109 @@ class Catalog:
             if project is not None:
                 self._by_key.pop(project.project_key, None)
         return deleted > 0
+
+    # -- dashboard users and their login sessions ------------------------------------------------
+
+    def organization_name(self, org_id: int) -> str | None:
+        """The name of an organization, or None if there is none with that id."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT name FROM organizations WHERE org_id = ?", (org_id,)
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def create_user(self, email: str, password: str, org_id: int = DEFAULT_ORG_ID) -> DashboardUser:
+        """A new dashboard user (password stored as a scrypt hash); :class:`UserExists` if the
+        email is taken in any case; ValueError for an empty email or password."""
+        email = email.strip()
+        if not email or not password:
+            raise ValueError("the email and the password must not be empty")
+        stored = hash_password(password)  # the slow part, outside the lock
+        created = _now_ms()
+        with self._lock, _writing("create the user"):
+            try:
+                cursor = self._conn.execute(
+                    "INSERT INTO users (org_id, email, email_key, password_hash, created_at_ms)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (org_id, email, email_key(email), stored, created),
+                )
+            except sqlite3.IntegrityError as error:
+                if "email_key" in str(error):
+                    raise UserExists(email) from error
+                raise
+        assert cursor.lastrowid is not None
+        return DashboardUser(
+            user_id=cursor.lastrowid, org_id=org_id, email=email, created_at_ms=created
+        )
+
+    def list_users(self, org_id: int | None = None) -> list[DashboardUser]:
+        """Dashboard users (of one organization, or all), oldest first."""
+        where, args = ("", ()) if org_id is None else (" WHERE org_id = ?", (org_id,))
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users{where} ORDER BY user_id", args
+            ).fetchall()
+        return [_user(row) for row in rows]
+
+    def delete_user(self, email: str) -> DashboardUser | None:
+        """Delete the user with that email (any case) and its login sessions; None if none."""
+        with self._lock, _writing("delete the user"):
+            row = self._conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE email_key = ?", (email_key(email),)
+            ).fetchone()
+            if row is None:
+                return None
+            self._conn.execute("DELETE FROM users WHERE user_id = ?", (row[0],))
+        return _user(row)
+
+    def check_login(self, email: str, password: str) -> DashboardUser | None:
+        """The user whose email and password these are, else None. An unknown email costs one
+        scrypt too, so the time taken does not tell whether the account exists."""
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE email_key = ?",
+                (email_key(email),),
+            ).fetchone()
+        if row is None:
+            check_password(password, decoy_hash())
+            return None
+        return _user(row[:-1]) if check_password(password, row[-1]) else None
+
+    def create_login_session(self, user_id: int, now_ms: int, ttl_ms: int) -> str:
+        """A new login session of the user, valid for ``ttl_ms``; returns its token (only the
+        token's SHA-256 is stored). Expired sessions are removed in the same transaction."""
+        token = secrets.token_urlsafe(SESSION_TOKEN_BYTES)
+        with self._lock, _writing("create the login session"), atomic(self._conn):
+            self._conn.execute("DELETE FROM login_sessions WHERE expires_at_ms <= ?", (now_ms,))
+            self._conn.execute(
+                "INSERT INTO login_sessions (token_hash, user_id, created_at_ms, expires_at_ms)"
+                " VALUES (?, ?, ?, ?)",
+                (hash_api_key(token), user_id, now_ms, now_ms + ttl_ms),
+            )
+        return token
+
+    def login_session_user(self, token: str, now_ms: int) -> DashboardUser | None:
+        """The user of an unexpired login session token, else None."""
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {', '.join('u.' + c for c in _USER_COLUMNS.split(', '))}"
+                " FROM login_sessions s JOIN users u ON u.user_id = s.user_id"
+                " WHERE s.token_hash = ? AND s.expires_at_ms > ?",
+                (hash_api_key(token), now_ms),
+            ).fetchone()
+        return None if row is None else _user(row)
+
+    def delete_login_session(self, token: str) -> bool:
+        """End a login session (logout); False if there was none."""
+        with self._lock, _writing("delete the login session"):
+            deleted = self._conn.execute(
+                "DELETE FROM login_sessions WHERE token_hash = ?", (hash_api_key(token),)
+            ).rowcount
+        return deleted > 0
+
+
+_USER_COLUMNS = "user_id, org_id, email, created_at_ms"
+
+
+def _user(row: tuple) -> DashboardUser:
+    return DashboardUser(user_id=row[0], org_id=row[1], email=row[2], created_at_ms=row[3])

@@ -14,7 +14,6 @@ serialises the connection.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import sqlite3
 import string
@@ -24,13 +23,12 @@ from os import PathLike
 
 import attrs
 
+from storage.passwords import check_password, hash_password
 from storage.schema import apply_migrations
 from storage.sqlite import atomic, connect
 
 APP_SECRET_LENGTH = 50
 _SECRET_ALPHABET = string.ascii_lowercase + string.digits
-# scrypt's interactive-login cost (RFC 7914's suggestion): ~16 MB, tens of milliseconds.
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 
 _MIGRATIONS: list[str] = [
     """
@@ -89,24 +87,6 @@ class UserExists(Exception):
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def hash_password(password: str) -> str:
-    """``scrypt$N$r$p$salt$hash`` (hex) of the password."""
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(
-        password.encode("utf-8"), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P
-    )
-    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${salt.hex()}${digest.hex()}"
-
-
-def check_password(password: str, stored: str) -> bool:
-    """True if ``password`` matches a :func:`hash_password` value."""
-    _, n, r, p, salt, digest = stored.split("$")
-    got = hashlib.scrypt(
-        password.encode("utf-8"), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p)
-    )
-    return hmac.compare_digest(got.hex(), digest)
 
 
 class V3Catalog:

@@ -25,10 +25,11 @@ from tests.api.conftest import CHROME_UA, start_body
 
 
 def replayd(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "api.cli", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=60,

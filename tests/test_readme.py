@@ -38,5 +38,4 @@ def test_what_is_not_there_yet_is_short() -> None:
     assert 0 < len(missing.split()) < 80
     for feature in ("dashboard", "PostgreSQL"):
         assert feature in missing
-    assert "search" not in missing  # POST /api/v1/:projectKey/sessions/search
     assert "v3" not in missing  # writes, reads and the intervals report are all there

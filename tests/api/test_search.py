@@ -439,3 +439,11 @@ async def test_no_body_and_malformed_json(harness: Harness) -> None:
     assert empty.status_code == 200 and empty.json()["data"] == {"total": 0, "sessions": []}
     broken = await harness.client.post(url, headers={"Authorization": key}, content=b"{")
     assert broken.status_code == 422 and broken.json()["errors"][0].startswith("body: JSON")
+
+
+async def test_other_methods_are_405_not_a_session_named_search(harness: Harness) -> None:
+    key = await api_key(harness)
+    url = f"/api/v1/{harness.project.project_key}/sessions/search"
+    response = await harness.client.get(url, headers={"Authorization": key})
+    assert response.status_code == 405 and response.headers["Allow"] == "POST"
+    assert "errors" in response.json()

@@ -390,7 +390,7 @@ class ProjectionStoreTestCase:
                 out.append(await reader.session_events(project_id, session_id))
             for user in ("ann", "bob", "nobody"):
                 out.append(await reader.user(records[0].project_id, user))
-                out.append(await reader.user_sessions(records[0].project_id, user))
+                out.append((await reader.user_sessions_page(records[0].project_id, user))[1])
             out.append(await reader.run(sessions.live_sessions))
         finally:
             reader.close()
