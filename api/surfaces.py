@@ -29,6 +29,7 @@ from api import (
     public_v1_images,
     public_v1_jobs,
     public_v1_replay,
+    public_v1_search,
     public_v1_session,
     public_v1_v3,
     public_v2,
@@ -213,6 +214,8 @@ SURFACES: tuple[Surface, ...] = (
     Surface("v3", v3.bp, install=_install_v3, provide=_provide_v3, body_limits=v3.body_limits),
     # Reports over the v3 generic events API: intervals and per-type totals.
     Surface("public_v1_v3", public_v1_v3.bp),
+    # Session search over the finished sessions (API.md 3).
+    Surface("public_v1_search", public_v1_search.bp),
     Surface("operations", operations.bp, install=_install_operations, provide=_provide_operations),
     # The dashboard at / (pages, /auth/*, /static/*); its cookie is a v1 credential too.
     Surface("dashboard", dashboard.bp, install=_install_dashboard),

@@ -52,6 +52,18 @@ STEPS: list[str] = [
         PRIMARY KEY (session_id, message_id, type)
     ) WITHOUT ROWID;
     """,
+    # 2: session search (projections.search) finds the sessions with an event of a value through
+    # these, never by reading every event. Partial: only the row types searched by that column
+    # (an input's value, a request's name... are not searched). Each entry ends with the primary
+    # key, so the session id comes from the index alone.
+    """
+    CREATE INDEX session_events_by_label ON session_events (project_id, type, label)
+        WHERE type IN ('CLICK', 'INPUT', 'TAP', 'SWIPE');
+    CREATE INDEX session_events_by_name ON session_events (project_id, type, name)
+        WHERE type IN ('CUSTOM', 'GRAPHQL', 'STATEACTION', 'ERROR', 'VIEW', 'CRASH');
+    CREATE INDEX session_events_by_value ON session_events (project_id, type, value)
+        WHERE type IN ('LOCATION', 'REQUEST', 'ERROR', 'CRASH');
+    """,
 ]
 
 # PageTimingsReported fields kept in a LOCATION row's ``data["timings"]`` (raw, ms from nav start).
@@ -283,8 +295,11 @@ def _error(event: ev.ErrorRaised) -> RowFields:
 @row_mapper(ev.MobileRequestMade, "REQUEST")
 @row_mapper(ev.RequestMade, "REQUEST")
 def _request(event: ev.RequestMade) -> RowFields:
+    # ``value`` is the URL's path: what a search's request filter matches (API.md 3.3).
+    _host, path, _query = _split(event.url)
     return RowFields(
         url=event.url,
+        value=path,
         method=event.method,
         status=event.status,
         duration=event.duration_ms,

@@ -19,7 +19,8 @@ from typing import Concatenate, ParamSpec, TypeVar
 import attrs
 import trio
 
-from projections import dead_letters, events, sessions, users, v3
+from engine.search_query import SearchQuery
+from projections import dead_letters, events, search, sessions, users, v3
 from projections.base import read_checkpoints
 from projections.pipeline import ALL_PROJECTIONS
 from storage.sqlite import connect
@@ -138,6 +139,12 @@ class ProjectionReader:
     async def session(self, project_id: int, session_id: int) -> sessions.SessionRow | None:
         """One session row, or None."""
         return await self.run(sessions.get_session, project_id, session_id)
+
+    async def search_sessions(
+        self, project_id: int, query: SearchQuery
+    ) -> tuple[int, list[sessions.SessionRow]]:
+        """(total, page) of a session search (see :func:`projections.search.search_sessions`)."""
+        return await self.run(search.search_sessions, project_id, query)
 
     async def first_session_starts(self, project_ids: list[int]) -> dict[int, int]:
         """Per project, when its first session was recorded (projects without one left out)."""

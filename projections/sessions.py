@@ -7,7 +7,8 @@ page title) and counts the session's event rows (pages, events, errors, issues) 
 ``duration`` and ``end_ts`` stay NULL while the session is live; ``SessionEnded`` sets them (a
 later end of a re-activated session overwrites them with the longer values). ``issue_types`` is a
 sorted JSON array of distinct issue types, ``issue_score`` the sum of per-type weights
-(:data:`ISSUE_WEIGHTS`), ``metadata`` a JSON object of the last value set for each key.
+(:data:`ISSUE_WEIGHTS`), ``metadata`` a JSON object of the last value set for each key, and
+``utm_source``/``utm_medium``/``utm_campaign`` the UTM tags of the session's first page.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import operator
 import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import attrs
 
@@ -78,6 +80,19 @@ STEPS: list[str] = [
     -- start-up reload of the live sessions: only the few rows still live.
     CREATE INDEX sessions_live ON sessions (session_id) WHERE duration IS NULL;
     """,
+    # 2: session search (projections.search). The UTM tags of the session's first page; the
+    # start index gains the duration, so that counting a window's finished sessions (every
+    # search's total) reads the index alone; the anonymous id gets the user id's index.
+    """
+    ALTER TABLE sessions ADD COLUMN utm_source TEXT NOT NULL DEFAULT '';
+    ALTER TABLE sessions ADD COLUMN utm_medium TEXT NOT NULL DEFAULT '';
+    ALTER TABLE sessions ADD COLUMN utm_campaign TEXT NOT NULL DEFAULT '';
+    CREATE INDEX sessions_project_start_duration ON sessions (project_id, start_ts, duration);
+    DROP INDEX sessions_project_start;
+    CREATE INDEX sessions_project_anonymous
+        ON sessions (project_id, user_anonymous_id, session_id)
+        WHERE user_anonymous_id IS NOT NULL;
+    """,
 ]
 
 # Per-type weight of an issue in ``issue_score`` (the secondary sort key of session search): our
@@ -137,6 +152,9 @@ class SessionRow(StartInfo):
     metadata: dict[str, str]
     first_position: int
     last_position: int
+    utm_source: str = ""
+    utm_medium: str = ""
+    utm_campaign: str = ""
 
     @property
     def live(self) -> bool:
@@ -148,6 +166,16 @@ _ROW_COLUMNS = tuple(f.name for f in attrs.fields(SessionRow))
 _SELECT = f"SELECT {', '.join(_ROW_COLUMNS)} FROM sessions"
 # SQLite has no boolean: such columns hold 0/1 (annotations are strings: postponed evaluation).
 _BOOL_COLUMNS = tuple(f.name for f in attrs.fields(SessionRow) if f.type == "bool")
+
+
+ROW_COLUMNS: tuple[str, ...] = _ROW_COLUMNS
+"""The columns of a :class:`SessionRow`, in the order :func:`session_row` reads them."""
+
+
+def session_row(values: Sequence[Any]) -> SessionRow:
+    """A :class:`SessionRow` from the values of :data:`ROW_COLUMNS` (for other read models'
+    queries over this table, e.g. ``projections.search``)."""
+    return _row(values)
 
 
 def _row(values: Sequence[Any]) -> SessionRow:
@@ -197,6 +225,7 @@ class _Patch:
     errors: int = 0
     issue_score: int = 0
     issue_types: set[str] = attrs.Factory(set)
+    first_page_url: str | None = None  # of the call's first PageVisited (its UTM tags)
 
 
 def _fold(patch: _Patch, event: ev.DomainEvent) -> None:
@@ -224,6 +253,8 @@ def _fold(patch: _Patch, event: ev.DomainEvent) -> None:
                 patch.events += 1
             if isinstance(event, ev.PageVisited):
                 patch.pages += 1
+                if patch.first_page_url is None:
+                    patch.first_page_url = event.url
             elif isinstance(event, ev.ErrorRaised | ev.Crashed):
                 patch.errors += 1
             elif isinstance(event, ev.IssueDetected):
@@ -260,6 +291,11 @@ _UPDATE_COMMON = (
         )
     ) END,
     metadata = CASE WHEN :metadata = '{}' THEN metadata ELSE :metadata END,
+    -- The first page of the session is the call's first when the row counted none before.
+    utm_source = CASE WHEN :has_page AND pages_count = 0 THEN :utm_source ELSE utm_source END,
+    utm_medium = CASE WHEN :has_page AND pages_count = 0 THEN :utm_medium ELSE utm_medium END,
+    utm_campaign = CASE WHEN :has_page AND pages_count = 0 THEN :utm_campaign
+        ELSE utm_campaign END,
     first_position = min(first_position, :first_position),
     last_position = max(last_position, :last_position)
     WHERE session_id = :session_id
@@ -422,6 +458,8 @@ def _common_params(patch: _Patch) -> dict[str, Any]:
         "metadata": _metadata_text(patch.metadata),
         "first_position": patch.first_position,
         "last_position": patch.last_position,
+        "has_page": patch.first_page_url is not None,
+        **utm_tags(patch.first_page_url),
     }
     for column in _SET_COLUMNS:
         params[f"has_{column}"] = column in patch.sets
@@ -433,6 +471,28 @@ def _metadata_text(metadata: dict[str, str]) -> str:
     # ensure_ascii=False: a lone surrogate then fails here (the event is parked) instead of
     # SQLite turning its escape into invalid UTF-8 that no read could decode.
     return json.dumps(metadata, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+_UTM_TAGS = ("utm_source", "utm_medium", "utm_campaign")
+
+
+def utm_tags(url: str | None) -> dict[str, str]:
+    """The UTM tags of a page URL's query (first value of each; "" when absent or unparsable).
+
+    Read from the session's first page, as the reference backend fills its utm_* columns; once
+    a session, so the fold's cost per event does not grow.
+    """
+    tags = dict.fromkeys(_UTM_TAGS, "")
+    if not url or "utm_" not in url:
+        return tags
+    try:
+        query = parse_qs(urlsplit(url).query)
+    except ValueError:
+        return tags
+    for tag in _UTM_TAGS:
+        if query.get(tag):
+            tags[tag] = query[tag][0]
+    return tags
 
 
 def forget_sessions(conn: sqlite3.Connection, session_ids: Sequence[int]) -> None:
@@ -571,7 +631,7 @@ def first_session_starts(conn: sqlite3.Connection, project_ids: Sequence[int]) -
     ``firstRecordedSessionAt``. Projects without a session are left out.
 
     Derived here rather than stored on the project: it follows the log (a rebuild gives the same
-    answer) and each lookup is one step down the ``sessions_project_start`` index.
+    answer) and each lookup is one step down the ``sessions_project_start_duration`` index.
     """
     out: dict[int, int] = {}
     for project_id in project_ids:

@@ -4,7 +4,8 @@ Sections: ingest, engine, rebuild, queries, memory (issue 5); starts (issue 16: 
 session starts against a fixed-answer start handler, and the SQLite statements per start and per
 upload from the server's own counters); hostile (issue 8: an unrelated
 tracker's latency while starts with huge User-Agents arrive); stalls (issue 9: the loop's
-latency while a 20,000-event session is read, and in ``--workers`` over 10,000 live sessions).
+latency while a 20,000-event session is read, and in ``--workers`` over 10,000 live sessions);
+search (issue 15: p50/p99 of five typical session searches over stored sessions).
 ``--only a,b`` runs a subset and ``--quick`` shrinks every size (for a try-out in about a minute
 or two). A full run writes
 BENCHMARKS.md at the repository root; a subset or quick run writes only with ``--out PATH``.
@@ -32,6 +33,7 @@ from benchlib import (
     queries,
     rebuild,
     report,
+    search,
     stalls,
     starts,
 )
@@ -47,6 +49,7 @@ SECTIONS = (
     "hostile",
     "stalls",
     "erase",
+    "search",
 )
 
 
@@ -268,6 +271,20 @@ def main(argv: list[str] | None = None) -> int:
             )
         ),
     )
+
+    section(
+        "search",
+        lambda: report.search_rows(
+            search.run(
+                search.SearchSettings(
+                    stored_sessions=20_000, sessions_with_events=1_000, requests=50,
+                    rebuild_budget_s=30,
+                )
+                if quick
+                else search.SearchSettings()
+            )
+        ),
+    )  # fmt: skip
 
     elapsed = time.monotonic() - t_start
     notes += [

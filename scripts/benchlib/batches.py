@@ -243,6 +243,23 @@ def session_events_batch(seed: int, start_ts: int, clicks: int = 20) -> bytes:
     return web.encode_batch(msgs)
 
 
+CHECKOUT_URL = "https://shop.example.com/checkout"
+
+
+def checkout_batch(seed: int, ts: int) -> bytes:
+    """A later batch of a :func:`session_events_batch` session: a visit of the checkout page at
+    ``ts`` (after its clicks: a click-then-location sequence to search) and, for one session in
+    ten, a ``TypeError``."""
+    msgs: list[m.WebMessage] = [
+        m.BatchMetadata(version=1, page_no=0, first_index=500, timestamp=ts, location=PAGE_URL),
+        *_chunk_head(ts),
+        m.SetPageLocation(url=CHECKOUT_URL, referrer="", navigation_start=0, document_title="Pay"),
+    ]
+    if seed % 10 == 0:
+        msgs.append(m.JSException("TypeError", "x is undefined", "[]", "{}"))
+    return web.encode_batch(msgs)
+
+
 def live_batch(seed: int, start_ts: int, user_id: str) -> bytes:
     """A first batch of a live session: location, user id, metadata, a click (Assist-searchable)."""
     rng = random.Random(seed)

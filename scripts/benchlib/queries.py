@@ -145,6 +145,9 @@ class QueryResult:
     stored_set: StoredSet | None = None
 
 
+_BROWSERS = (b'"Chrome"', b'"Firefox"', b'"Safari"')
+
+
 def _stored_records(project_id: int, n: int, with_events: int, ids: list[int]) -> Iterator:
     span_ms = 29 * 86_400_000
     base = int(time.time() * 1000) - 30 * 86_400_000
@@ -153,10 +156,22 @@ def _stored_records(project_id: int, n: int, with_events: int, ids: list[int]) -
     payloads = rebuild.StartPayloads(project_id)
     for i, sid in enumerate(ids):
         ts = base + i * step
-        yield rebuild.start_record(project_id, sid, ts, i, payloads)
+        start = rebuild.start_record(project_id, sid, ts, i, payloads)
+        if i % len(_BROWSERS):  # sessions vary in browser too (the search benchmark's filters)
+            start = attrs.evolve(
+                start, payload=start.payload.replace(b'"Chrome"', _BROWSERS[i % 3], 1)
+            )
+        yield start
         if i % events_every == 0:
             yield rebuild.batch_record(
                 project_id, sid, ts + 1000, 1, batches.session_events_batch(i, ts + 1000)
+            )
+            yield rebuild.batch_record(
+                project_id,
+                sid,
+                ts + 70_000,
+                2,
+                batches.checkout_batch(i // events_every, ts + 70_000),
             )
 
 

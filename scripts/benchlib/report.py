@@ -314,10 +314,13 @@ def _lat(lat, empty_label: str = "") -> str:
     return f"p50 {ms(lat.p50_ms)} · p99 {ms(lat.p99_ms)} (n={lat.n}){extra}"
 
 
+def _stored(stored: int, wanted: int) -> str:
+    """How many stored sessions a section measured over (and how many it wanted, if fewer)."""
+    return f"{stored:,} stored sessions" + ("" if stored >= wanted else f" (of {wanted:,} wanted)")
+
+
 def query_rows(q) -> list[Row]:
-    stored = f"{q.stored:,} stored sessions" + (
-        "" if q.stored >= q.stored_wanted else f" (of {q.stored_wanted:,} wanted)"
-    )
+    stored = _stored(q.stored, q.stored_wanted)
     live = f"{q.live:,} listed live of {q.live_wanted:,} started"
     ok_ev = q.events.errors == 0 and q.events.n > 0 and q.events.empty == 0
     ok_live = q.live_search.errors == 0 and q.live_search.n > 0
@@ -379,6 +382,32 @@ def query_rows(q) -> list[Row]:
         )
     )
     return rows
+
+
+def search_rows(r) -> list[Row]:
+    """Session search (issue 15): p50/p99 per typical search, against the same client's floor."""
+    stored = _stored(r.stored, r.stored_wanted)
+    rows = []
+    for c in r.cases:
+        ok = c.latency.errors == 0 and c.latency.n > 0
+        rows.append(
+            Row(
+                "Search",
+                f"{c.name}, {stored}, ~{c.median_total:,} matches",
+                _lat(c.latency, "searches matched nothing"),
+                "empty GET: " + _lat(r.floor),
+                ratio(c.latency.p99_ms, r.floor.p99_ms) + " (p99)",
+                "p99 < 50 ms" if c.selective else "(unselective: as measured)",
+                verdict(ok and c.latency.p99_ms < 50) if c.selective else ("" if ok else "MISS"),
+            )
+        )
+    notes = [r.note] if r.note else []
+    build = f"{r.stored:,} sessions projected by `replayd rebuild` in {r.rebuild_s:.1f} s"
+    return (
+        rows
+        + [Row("Search", "data set", n) for n in notes]
+        + [Row("Search", "data set build", build)]
+    )
 
 
 def memory_rows(m, ingest_rss: int = 0, stored=None) -> list[Row]:

@@ -36,6 +36,10 @@ UNDESCRIBED_ENDPOINTS = {
         "me",
         "static_file",
     )
+} | {
+    # Only answers 405 (Allow: POST) for the search path's other methods, which the session
+    # route would otherwise take for a session id "search".
+    "public_v1_search.search_other_methods",
 }
 # Bounded run: examples per operation, seconds per request, seconds for the whole run.
 MAX_EXAMPLES = 40
