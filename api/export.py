@@ -27,7 +27,7 @@ from typing import Any, TextIO
 import attrs
 
 from api.public_v1 import event_json, user_session_json
-from engine.start_info import SESSION_VIEW
+from api.public_v1_search import search_session_json
 from projections import events as event_rows
 from projections import sessions
 from projections.sessions import SessionRow
@@ -41,21 +41,10 @@ PROGRESS_INTERVAL_S = 0.2
 
 
 def session_json(row: SessionRow) -> dict[str, Any]:
-    """A session as API.md 2.5 names its fields: what the public v1 sessions of a user show of
-    it (the same values), then the other start facts, times, issues and metadata."""
-    listed = user_session_json(row)
-    more = {k: v for k, v in SESSION_VIEW.json(row).items() if k not in listed}
-    return {
-        **listed,
-        "endTs": row.end_ts,
-        "live": row.live,
-        **more,
-        "userAnonymousId": row.user_anonymous_id,
-        "pageTitle": row.page_title,
-        "issueTypes": list(row.issue_types),
-        "issueScore": row.issue_score,
-        "metadata": dict(row.metadata),
-    }
+    """A session as API.md 2.5 names its fields: the session object search answers
+    (:func:`api.public_v1_search.search_session_json`), with the values the public v1 sessions of
+    a user show where the two spell a field differently (an unknown browser is null there)."""
+    return {**search_session_json(row), **user_session_json(row)}
 
 
 def parse_since(text: str) -> int:

@@ -40,6 +40,7 @@ from api import public_v1_schema as schema
 from api.errors import json_response, v1_errors
 from api.openapi import INTEGER, STRING, Parameter, component, json_object, json_reply, nullable
 from api.public_v1 import (
+    INT64_MAX,
     V1Error,
     V1ValidationError,
     authorized_project,
@@ -228,7 +229,8 @@ def _page() -> tuple[int, int]:
     page = int64_param(raw_page, ["query", "page"]) or 1
     if page < 1:
         raise V1ValidationError(["query", "page"], "Input should be greater than or equal to 1")
-    return limit, (page - 1) * limit
+    # SQLite binds a 64-bit OFFSET: a page beyond it holds no job (and must not be a 500).
+    return limit, min((page - 1) * limit, INT64_MAX)
 
 
 PAGE_PARAMETERS = (

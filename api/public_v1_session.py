@@ -19,13 +19,10 @@ from api import public_v1_schema as schema
 from api.errors import json_response, v1_errors
 from api.openapi import BOOLEAN, INTEGER, STRING, component, json_object
 from api.public_v1 import V1Error, authorized_project, path_session_id, projection_reader
-from engine.start_info import StartInfo, StartView, start_field
+from engine.start_info import SESSION_VIEW, StartInfo, start_field
 from projections.sessions import SessionRow, country_or_unknown
 
 bp = Blueprint("public_v1_session", __name__, url_prefix="/api/v1")
-
-SESSION_VIEW = StartView(lambda f: f.json)
-"""Every start fact, under its key of API.md 2.5."""
 
 _TYPES = {"str": STRING, "str | None": schema.NULLABLE_STRING, "int": INTEGER, "bool": BOOLEAN}
 SESSION = component(

@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 from quart import Blueprint, Response, request
 
-from api import public_v1
+from api import public_v1, public_v1_search
 from api import public_v1_jobs as jobs
 from api import public_v1_schema as v1_schema
 from api import public_v2_query as query
@@ -125,6 +125,11 @@ async def get_user(project_key: str, user_id: str) -> Response:
     if summary is None:
         raise V1Error(404, "user not found")
     return _data(user_json(summary))
+
+
+async def delete_user(project_key: str, user_id: str) -> Response:
+    """v1's delete-user job, for a user id v2 accepts (1..256 characters, else 400)."""
+    return await jobs.delete_user(project_key, query.user_id_path(user_id))
 
 
 async def user_sessions(project_key: str, user_id: str) -> Response:
@@ -246,9 +251,15 @@ V2_ROUTES: tuple[V2Route, ...] = (
         "Search the project's live sessions", v1_schema.data_reply(
             "A page of live sessions", v1_schema.LIVE_SESSIONS),
         [401, 400, 413, 503], parameters=_PROJECT, body={_JSON: schema.LIVE_SEARCH})),
+    # Session search (API.md 3): v1's handler; its 422s naming a field are v2's 400s.
+    V2Route("POST", "/<project_key>/sessions/search", public_v1_search.search, schema.operation(
+        "Search the project's recorded sessions", v1_schema.data_reply(
+            "A page of sessions", public_v1_search.SEARCH_RESULT),
+        [401, 400, 404, 413], parameters=_PROJECT,
+        body={_JSON: public_v1_search.SEARCH})),
     # Delete-user jobs: v1's handlers (409 for a user with a job scheduled or running; the list
     # pages with limit/page, newest first, as v2's does).
-    V2Route("DELETE", "/<project_key>/users/<user_id>", jobs.delete_user, schema.operation(
+    V2Route("DELETE", "/<project_key>/users/<user_id>", delete_user, schema.operation(
         "Schedule a job that erases every session of a user", v1_schema.data_reply(
             "The job, scheduled", jobs.JOB),
         [401, 400, 404, 409, 413, 503], parameters=_USER,

@@ -618,7 +618,7 @@ def expired_session_ids(
     ``started_before_ms``, oldest first: the steps of a retention sweep (a live session waits
     for its end)."""
     rows = conn.execute(
-        "SELECT session_id FROM sessions INDEXED BY sessions_project_start"
+        "SELECT session_id FROM sessions INDEXED BY sessions_project_start_duration"
         " WHERE project_id = ? AND start_ts < ? AND duration IS NOT NULL"
         " ORDER BY start_ts LIMIT ?",
         (project_id, started_before_ms, limit),

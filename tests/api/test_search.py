@@ -447,3 +447,31 @@ async def test_other_methods_are_405_not_a_session_named_search(harness: Harness
     response = await harness.client.get(url, headers={"Authorization": key})
     assert response.status_code == 405 and response.headers["Allow"] == "POST"
     assert "errors" in response.json()
+
+
+async def test_v2_search_answers_what_v1_answers(shop: tuple[Harness, str, dict[str, str]]) -> None:
+    """``/public/:projectKey/sessions/search`` (and under ``/v2/api``) is v1's handler with v2's
+    Bearer key and envelope: the same page of sessions; a bad field is a 400 naming it."""
+    harness, key, _ = shop
+    body = {**WINDOW, "filters": [f("userBrowser", ["Chrome"], "is")], "sort": "startTs"}
+    v1 = (await search(harness, key, body)).json()["data"]
+    assert v1["total"] == 2
+    project = harness.project.project_key
+    for prefix in ("/public", "/v2/api/public"):
+        v2 = await harness.client.post(
+            f"{prefix}/{project}/sessions/search",
+            headers={"Authorization": f"Bearer {key}"},
+            content=json.dumps(body),
+        )
+        assert v2.status_code == 200, v2.text
+        assert v2.json()["data"] == v1
+    bad = await harness.client.post(
+        f"/public/{project}/sessions/search",
+        headers={"Authorization": f"Bearer {key}"},
+        content=json.dumps({"filters": [{"type": "userBrowser", "operator": "like"}]}),
+    )
+    assert bad.status_code == 400 and "operator" in bad.json()["error"]
+    bare = await harness.client.post(
+        f"/public/{project}/sessions/search", headers={"Authorization": key}, content="{}"
+    )
+    assert (bare.status_code, bare.content) == (401, b"")
