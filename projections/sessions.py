@@ -395,6 +395,9 @@ _WHOLE_COLUMNS: tuple[str, ...] = (
     "issue_score",
     "issue_types",
     "metadata",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
     "first_position",
     "last_position",
 )
@@ -424,6 +427,7 @@ def _whole_row(patch: _Patch) -> tuple[Any, ...]:
         if patch.issue_types
         else "[]",
         _metadata_text(patch.metadata) if patch.metadata else "{}",
+        *utm_tags(patch.first_page_url).values(),  # the patch's first page is the session's
         patch.first_position,
         patch.last_position,
     )
