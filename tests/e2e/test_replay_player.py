@@ -2,10 +2,9 @@
 (the same canonical DOM digest at every step, seeking forward and backward); a hostile recording
 made with our encoder replays without running anything.
 
-The player is opened by :func:`open_session_player`, the one place that knows how: a page that
-Playwright serves on replayd's origin, which mounts ``api/dashboard/static/player/player.js`` (the
-files from disk) with the API key added to the stream's request. When the dashboard lands, that
-function becomes "log in and open the session page" and nothing else here changes.
+The player is the dashboard's: :func:`open_session_player` creates a user, signs in through
+``POST /auth/login`` and opens ``/projects/<key>/sessions/<id>`` under its real
+Content-Security-Policy, then drives ``window.replayd.{seek, state, frame}``.
 """
 
 from __future__ import annotations
@@ -28,17 +27,8 @@ from tests.engine.replay_builders import CANARY, CANARY_TEXT, HOSTILE_JS, hostil
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
-PLAYER_DIR = REPO / "api" / "dashboard" / "static" / "player"
+VIEWER_EMAIL = "viewer@example.test"
 DIGEST_JS = (Path(__file__).resolve().parent / "digest.js").read_text()
-# The dashboard's Content-Security-Policy as REPLAY.md 5.4 item 9 suggests it (the replay frame
-# inherits it): the player must work under it.
-DASHBOARD_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline' https: http:; "
-    "img-src https: http: data: blob:; font-src https: http: data:; media-src https: http: data:; "
-    "connect-src 'self'; frame-src 'self'; base-uri 'none'; form-action 'none'; "
-    "object-src 'none'; frame-ancestors 'self'"
-)
 SETTLE_JS = (
     "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame("
     "() => setTimeout(done, 150))))"
@@ -49,6 +39,18 @@ SHOW_AFTER_STAMP_MS = 300
 STEP_GAP_MS = 500
 
 
+def sign_in(run: BrowserRun, replayd: ReplaydServer) -> None:
+    """Create a dashboard user and sign ``run``'s browser in through ``POST /auth/login`` (the
+    cookie lands in the browser context: its request API shares the context's cookie jar)."""
+    password = replayd.cli("user", "create", VIEWER_EMAIL)  # the generated one
+    answer = run.context.request.post(
+        f"{replayd.base_url}/auth/login",
+        data=json.dumps({"email": VIEWER_EMAIL, "password": password}),
+        headers={"Content-Type": "application/json"},
+    )
+    assert answer.status == 200, answer.text()
+
+
 def open_session_player(
     browser_factory: Callable[[], BrowserRun],
     replayd: ReplaydServer,
@@ -57,64 +59,59 @@ def open_session_player(
     csp: bool = True,
     forged_stream: str | None = None,
 ) -> BrowserRun:
-    """A fresh browser showing the player of ``session_id``, its stream loaded; the page has
-    ``window.replayd.{seek, state, frame}`` as the dashboard's session page will.
+    """A fresh browser, signed in, showing the dashboard's page of ``session_id`` with its stream
+    loaded; the page's ``window.replayd.{seek, state, frame}`` drive the player.
 
-    ``forged_stream`` replaces the server's answer (to test the player's own defences)."""
+    ``csp=False`` drops the page's Content-Security-Policy (to test the sandbox and the
+    sanitizers alone); ``forged_stream`` replaces the server's replay stream (to test the
+    player's own defences)."""
     run = browser_factory()
+    sign_in(run, replayd)
     page = run.page
     base = replayd.base_url
-    replay_url = f"/api/v1/{replayd.project_key}/sessions/{session_id}/replay"
-    html = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>player</title></head>'
-        '<body><div id="player" style="width: 960px"></div>'
-        '<script type="module" src="/__player-test.js"></script></body></html>'
-    )
-    boot = (
-        "import { mountPlayer } from '/static/player/player.js';\n"
-        f"const player = mountPlayer(document.getElementById('player'), "
-        f"{{ replayUrl: {json.dumps(replay_url)} }});\n"
-        "window.replayd = { seek: (ms) => player.seek(ms), state: () => player.state(),"
-        " frame: () => player.frame() };\n"
-    )
-    headers = {"Content-Security-Policy": DASHBOARD_CSP} if csp else {}
+    page_url = f"{base}/projects/{replayd.project_key}/sessions/{session_id}"
+    replay_url = f"{base}/api/v1/{replayd.project_key}/sessions/{session_id}/replay"
+    if not csp:
 
-    def player_file(route: Any) -> None:
-        name = route.request.url.split("/static/player/", 1)[1].split("?")[0]
-        path = PLAYER_DIR / name
-        if path.parent != PLAYER_DIR or not path.is_file():
-            route.fulfill(status=404, body="not found")
-            return
-        route.fulfill(status=200, content_type="text/javascript", body=path.read_text())
+        def without_csp(route: Any) -> None:
+            answer = route.fetch()
+            headers = {
+                name: value
+                for name, value in answer.headers.items()
+                if name.lower() != "content-security-policy"
+            }
+            route.fulfill(response=answer, headers=headers)
 
-    def with_api_key(route: Any) -> None:
-        route.continue_(headers={**route.request.headers, "authorization": replayd.api_key})
-
-    page.route(
-        f"{base}/__player-test",
-        lambda route: route.fulfill(
-            status=200, content_type="text/html", body=html, headers=headers
-        ),
-    )
-    page.route(
-        f"{base}/__player-test.js",
-        lambda route: route.fulfill(
-            status=200, content_type="text/javascript", body=boot, headers=headers
-        ),
-    )
-    page.route(f"{base}/static/player/**", player_file)
-    page.route(f"{base}/api/v1/**", with_api_key)
+        page.route(page_url, without_csp)
     if forged_stream is not None:
         page.route(
-            f"{base}{replay_url}",
+            replay_url,
             lambda route: route.fulfill(
                 status=200, content_type="application/x-ndjson", body=forged_stream
             ),
         )
-    page.goto(f"{base}/__player-test")
-    page.wait_for_function("window.replayd !== undefined", timeout=10_000)
+    page.goto(page_url)
+    assert page.url == page_url, f"not signed in: sent to {page.url}"
+    # A function, not a string: a string predicate is eval'd in the page, which its CSP refuses.
+    page.wait_for_function("() => window.replayd !== undefined", timeout=10_000)
     page.evaluate("window.replayd.seek(0)")  # resolves once the whole stream is in
     return run
+
+
+def started_session(replayd: ReplaydServer) -> str:
+    """A web session that exists (so its dashboard page opens) and has recorded nothing."""
+    with httpx.Client(base_url=replayd.base_url, timeout=10.0) as client:
+        started = client.post(
+            "/v1/web/start",
+            content=json.dumps(start_body(replayd.project_key)),
+            headers={"Content-Type": "application/json", "User-Agent": CHROME_UA},
+        )
+        assert started.status_code == 200, started.text
+    session_id = str(started.json()["sessionID"])
+    with replayd.api() as api:
+        path = f"/api/v1/{replayd.project_key}/sessions/{session_id}"
+        assert poll(lambda: api.get(path).status_code == 200), "the session was not projected"
+    return session_id
 
 
 def replay_lines(replayd: ReplaydServer, session_id: str) -> list[dict[str, Any]]:
@@ -252,8 +249,8 @@ def test_a_hostile_recording_replays_without_running_anything(
         assert uploaded.status_code == 200, uploaded.text
     assert poll(lambda: replay_lines(replayd, session_id), timeout=10.0)
 
-    # No CSP on this page: the sandbox and the two sanitizers alone must hold.
-    player = open_session_player(browser_factory, replayd, session_id, csp=False)
+    # The dashboard's own page and policy, as a viewer sees it.
+    player = open_session_player(browser_factory, replayd, session_id)
     page = player.page
     assert_nothing_ran(player)
     frame = "window.replayd.frame()"
@@ -339,7 +336,10 @@ def test_the_player_alone_holds_against_a_forged_stream(
         forged_item("attr", id=13, n="src", v="data:,x"),
         forged_item("attr", id=13, n="ONERROR", v=HOSTILE_JS),
     ])  # fmt: skip
-    player = open_session_player(browser_factory, replayd, "1", csp=False, forged_stream=stream)
+    session_id = started_session(replayd)
+    player = open_session_player(
+        browser_factory, replayd, session_id, csp=False, forged_stream=stream
+    )
     page = player.page
     assert_nothing_ran(player)
     found = page.evaluate(
@@ -420,7 +420,9 @@ def test_frames_shadow_roots_sheets_and_seeking_on_a_synthetic_stream(
         at(10, "el", tab="t2", id=1, p=0, i=0, tag="BODY", svg=False),
         at(10, "attr", tab="t2", id=1, n="id", v="second-tab"),
     ])  # fmt: skip
-    player = open_session_player(browser_factory, replayd, "1", forged_stream=stream)
+    player = open_session_player(
+        browser_factory, replayd, started_session(replayd), forged_stream=stream
+    )
     page = player.page
     facts = """() => {
         const doc = window.replayd.frame().contentDocument;
