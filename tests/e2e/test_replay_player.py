@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import struct
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
+from engine.codec import web_messages as wm
+from engine.codec.mobile_images import encode_frames
+from storage.images import CapturedImage
 from tests.api.conftest import CHROME_UA, start_body
 from tests.e2e.harness import BrowserRun, ReplaydServer, SiteServer, poll
 from tests.e2e.test_real_tracker import start_response, start_stack
@@ -98,16 +103,21 @@ def open_session_player(
     return run
 
 
-def started_session(replayd: ReplaydServer) -> str:
-    """A web session that exists (so its dashboard page opens) and has recorded nothing."""
+def web_start(replayd: ReplaydServer, timestamp: int) -> tuple[str, str]:
+    """Start a web session over HTTP; its id and token."""
     with httpx.Client(base_url=replayd.base_url, timeout=10.0) as client:
         started = client.post(
             "/v1/web/start",
-            content=json.dumps(start_body(replayd.project_key)),
+            content=json.dumps(start_body(replayd.project_key, timestamp=timestamp)),
             headers={"Content-Type": "application/json", "User-Agent": CHROME_UA},
         )
-        assert started.status_code == 200, started.text
-    session_id = str(started.json()["sessionID"])
+    assert started.status_code == 200, started.text
+    return str(started.json()["sessionID"]), started.json()["token"]
+
+
+def started_session(replayd: ReplaydServer) -> str:
+    """A web session that exists (so its dashboard page opens) and has recorded nothing."""
+    session_id, _ = web_start(replayd, int(time.time() * 1000))
     with replayd.api() as api:
         path = f"/api/v1/{replayd.project_key}/sessions/{session_id}"
         assert poll(lambda: api.get(path).status_code == 200), "the session was not projected"
@@ -459,4 +469,78 @@ def test_frames_shadow_roots_sheets_and_seeking_on_a_synthetic_stream(
     for ms in reversed(moments):
         page.evaluate("(ms) => window.replayd.seek(ms)", ms)
         assert (page.evaluate(facts), frame_digest(player)) == forward[ms], ms
+    assert not player.page_errors, player.page_errors
+
+
+def solid_png(red: int, green: int, blue: int, size: int = 4) -> bytes:
+    """A ``size``-pixel square PNG of one colour (8-bit RGB, no filter)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\x00" + bytes((red, green, blue)) * size
+    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * size))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_the_player_draws_a_canvas_frame_of_the_replay_time(
+    replayd_factory: Callable[..., ReplaydServer],
+    browser_factory: Callable[[], BrowserRun],
+) -> None:
+    """Canvas frames uploaded as tracker 19 sends them (``/v1/web/images``, keyed by the
+    CanvasNode's node id, epoch-ms times): each seek shows the frame of its moment."""
+    replayd = replayd_factory({"REPLAYD_RECORD_CANVAS": "1"}).setup().start()
+    now = int(time.time() * 1000)
+    session_id, token = web_start(replayd, now)
+    script = SessionScript(int(session_id), start_ms=now)
+    script.add(wm.CreateDocument())
+    script.add(wm.CreateElementNode(1, 0, 0, "HEAD", False))
+    script.add(wm.CreateElementNode(2, 0, 1, "BODY", False))
+    script.add(wm.CreateElementNode(3, 2, 0, "CANVAS", False))
+    script.add(wm.SetNodeAttribute(3, "width", "4"))
+    script.add(wm.SetNodeAttribute(3, "height", "4"))
+    script.add(wm.CanvasNode("3", now))
+    script.wait(4000)
+    script.add(wm.MouseMove(1, 1))  # the session lasts past the last frame
+    record = script.batch()
+    red, blue = solid_png(220, 20, 20), solid_png(20, 20, 220)
+    with httpx.Client(base_url=replayd.base_url, timeout=10.0) as client:
+        auth = {"Authorization": f"Bearer {token}"}
+        uploaded = client.post(
+            "/v1/web/i",
+            content=record.payload,
+            headers={**auth, "DataType": "player"},
+            params={"batch": f"0_1_{len(record.payload)}_kyes"},
+        )
+        assert uploaded.status_code == 200, uploaded.text
+        frames = encode_frames([CapturedImage(now + 1000, red), CapturedImage(now + 2500, blue)])
+        sent = client.post(
+            "/v1/web/images",
+            data={"type": "frames"},
+            files={"frames": (f"{now}_3.png.frames", frames)},
+            headers=auth,
+        )
+        assert sent.status_code == 200, sent.text
+    assert poll(lambda: len(replay_lines(replayd, session_id)) > 1, timeout=10.0)
+    started_at = replay_lines(replayd, session_id)[0]["header"]["startedAt"]
+
+    player = open_session_player(browser_factory, replayd, session_id)
+    pixel = """async (ms) => {
+        await window.replayd.seek(ms);
+        const canvas = window.replayd.frame().contentDocument.querySelector('canvas');
+        return [...canvas.getContext('2d').getImageData(1, 1, 1, 1).data];
+    }"""
+    at = {name: epoch - started_at for name, epoch in (("red", now + 1000), ("blue", now + 2500))}
+    shown = {ms: player.page.evaluate(pixel, ms) for ms in (at["red"] - 500, at["red"] + 200,
+                                                              at["blue"] + 200)}  # fmt: skip
+    assert shown[at["red"] - 500] == [0, 0, 0, 0]  # before the first frame: nothing drawn
+    assert shown[at["red"] + 200] == [220, 20, 20, 255]
+    assert shown[at["blue"] + 200] == [20, 20, 220, 255]
+    assert player.page.evaluate(pixel, at["red"] + 200) == [220, 20, 20, 255]  # backward
     assert not player.page_errors, player.page_errors
