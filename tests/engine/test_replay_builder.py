@@ -6,7 +6,6 @@ import json
 import tracemalloc
 
 import pytest
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -225,8 +224,12 @@ _URL_MESSAGES = st.lists(
             st.sampled_from(["a.css", "../b.png 2x, c.png", "background:url(a.css)", "x.png"]),
             st.just("https://a.test/p/"),
         ),
-        st.builds(wm.SetCSSDataURLBased, _IDS, st.just("p{background:url(x.png)}"),
-                  st.just("https://a.test/p/")),  # fmt: skip
+        st.builds(
+            wm.SetCSSDataURLBased,
+            _IDS,
+            st.just("p{background:url(x.png)}"),
+            st.just("https://a.test/p/"),
+        ),
     ),
     max_size=40,
 )
