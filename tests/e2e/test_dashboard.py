@@ -142,11 +142,6 @@ def assert_safe(run: BrowserRun) -> None:
     assert page.evaluate(made) == 0
 
 
-def player_shipped(replayd: ReplaydServer) -> bool:
-    """True once the replay player (branch i13-replay) is in /static."""
-    return httpx.get(replayd.base_url + "/static/player/player.js").status_code == 200
-
-
 def test_dashboard_pages_show_hostile_strings_as_text(
     replayd_factory: Callable[..., ReplaydServer], browser_factory: Callable[[], BrowserRun]
 ) -> None:
@@ -181,21 +176,16 @@ def test_dashboard_pages_show_hostile_strings_as_text(
     assert ["ERROR", f"Error · {HOSTILE_ERROR}"] in kinds
     page.click("#tab-errors")
     assert page.text_content("#panel-errors li .what") == HOSTILE_ERROR
-    if player_shipped(replayd):
-        # The automation contract (issue 13 part 5), once the player is merged.
-        page.wait_for_function("() => window.replayd !== undefined")
-        page.evaluate("window.replayd.seek(0)")
-        state = page.evaluate("window.replayd.state()")
-        assert set(state) >= {"time", "duration", "startedAt", "playing"}
-        assert page.evaluate("window.replayd.frame().tagName") == "IFRAME"
-        page.locator("#timeline .event[data-type=CLICK]").click()
-        page.wait_for_function("() => window.replayd.state().time >= 1000")
-        assert page.locator("#timeline li.current .event[data-type=CLICK]").count() == 1
-    else:
-        page.wait_for_selector("#player-missing")
-        page.locator("#timeline .event[data-type=CLICK]").click()  # seeks the panels' clock
-        assert page.locator("#timeline li.current .event[data-type=CLICK]").count() == 1
-        assert page.locator("#panel-errors li.current").count() == 0  # the error comes later
+    # The player's automation contract (issue 13 part 5); a click on an event seeks it.
+    page.wait_for_function("() => window.replayd !== undefined")
+    page.evaluate("window.replayd.seek(0)")
+    state = page.evaluate("window.replayd.state()")
+    assert set(state) >= {"time", "duration", "startedAt", "playing"}
+    assert page.evaluate("window.replayd.frame().tagName") == "IFRAME"
+    page.locator("#timeline .event[data-type=CLICK]").click()
+    page.wait_for_function("() => window.replayd.state().time >= 1000")
+    assert page.locator("#timeline li.current .event[data-type=CLICK]").count() == 1
+    assert page.locator("#panel-errors li.current").count() == 0  # the error comes later
     assert_safe(run)
 
     page.click("#logout")
