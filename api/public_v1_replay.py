@@ -26,13 +26,17 @@ what has arrived while the rest streams, and neither side holds the whole answer
 
 All three read the session's log records page by page (:meth:`storage.log.EventLog.
 read_session_page`), build each page's text in a worker thread and send it as it is made, gzip
-compressed (one stream over the whole answer) when the client accepts it. Authenticated and scoped
-as every v1 route (:func:`api.public_v1.authorized_project`); a session of another project is 404.
-A mobile session is answered 400: its replay is its screenshots (``.../images``).
+compressed (one stream over the whole answer) when the client accepts it. With the asset cache on
+(``REPLAYD_CACHE_ASSETS``), the replay's URL-based messages point at the cached copies
+(``/assets/<sha256>`` on this origin): one cache read per page, in that page's worker thread.
+Authenticated and scoped as every v1 route (:func:`api.public_v1.authorized_project`); a session
+of another project is 404. A mobile session is answered 400: its replay is its screenshots
+(``.../images``).
 """
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -43,10 +47,11 @@ from quart_trio import QuartTrio
 
 from api import public_v1_schema as schema
 from api.app import SurfaceParts
+from api.assets import opened_store
 from api.errors import json_response, v1_errors
 from api.openapi import INTEGER, STRING, Reply, component, json_object, json_reply
 from api.public_v1 import V1Error, authorized_project, path_session_id, projection_reader
-from engine.replay.stream import DevtoolsRows, ReplayStream
+from engine.replay.stream import AssetPaths, DevtoolsRows, ReplayStream
 from projections.sessions import SessionRow
 from storage.log import EventLog
 from storage.records import LogRecord
@@ -188,7 +193,11 @@ def _replies(ok: Reply) -> dict[int, Reply]:
 async def session_replay(project_key: str, session_id: str) -> Response:
     row = await _web_session(project_key, session_id)
     own_origin = f"{request.scheme}://{request.host}"
-    stream = ReplayStream(row.start_ts, own_origin=own_origin)
+    store = opened_store()
+    asset_paths: AssetPaths | None = (
+        None if store is None else functools.partial(store.paths_of, row.project_id)
+    )
+    stream = ReplayStream(row.start_ts, own_origin=own_origin, asset_paths=asset_paths)
     gzip = _gzip_accepted()
     body = _replay_body(_log(), row.session_id, stream, _Encoder(gzip))
     return _streamed(body, NDJSON, gzip)

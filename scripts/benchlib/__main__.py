@@ -5,7 +5,8 @@ session starts against a fixed-answer start handler, and the SQLite statements p
 upload from the server's own counters); hostile (issue 8: an unrelated
 tracker's latency while starts with huge User-Agents arrive); stalls (issue 9: the loop's
 latency while a 20,000-event session is read, and in ``--workers`` over 10,000 live sessions);
-search (issue 15: p50/p99 of five typical session searches over stored sessions).
+search (issue 15: p50/p99 of five typical session searches over stored sessions); replay (issue
+13: a 30-minute session's replay stream and the player's backward seek in Chromium).
 ``--only a,b`` runs a subset and ``--quick`` shrinks every size (for a try-out in about a minute
 or two). A full run writes
 BENCHMARKS.md at the repository root; a subset or quick run writes only with ``--out PATH``.
@@ -32,6 +33,7 @@ from benchlib import (
     profile,
     queries,
     rebuild,
+    replay,
     report,
     search,
     stalls,
@@ -50,6 +52,7 @@ SECTIONS = (
     "stalls",
     "erase",
     "search",
+    "replay",
 )
 
 
@@ -286,6 +289,17 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )  # fmt: skip
 
+    section(
+        "replay",
+        lambda: report.replay_rows(
+            replay.run(
+                replay.ReplaySettings(minutes=5, dom_messages=20_000)
+                if quick
+                else replay.ReplaySettings()
+            )
+        ),
+    )
+
     elapsed = time.monotonic() - t_start
     notes += [
         "Ingest: the same generator process(es) drive both servers with the same trackers, "
@@ -332,6 +346,11 @@ def main(argv: list[str] | None = None) -> int:
         "a one-click batch each, projected by `replayd rebuild`); 4 keep-alive trackers upload "
         "1 KB batches back to back, alone and then while `DELETE /api/v1/<key>/users/<id>` "
         "runs; the job's time is from that request to `completed` (polled every 50 ms).",
+        "Replay: one web session's start and encoder-made batches of DOM changes (one every "
+        "5 s), appended with `EventLog.append_many` and projected by `replayd rebuild`; the "
+        "stream is read uncompressed over one connection after a warm-up read; the player runs "
+        "in Chromium on the dashboard's session page, its seeks timed by the page's own clock "
+        "(the `window.replayd.seek` promise).",
         "The 2 cores are shared by the server, the load generator and the driver; background load "
         "on the machine (see the load averages) lowers every figure, ceilings included. Load "
         "average at the end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + ".",

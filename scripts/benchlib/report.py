@@ -410,6 +410,29 @@ def search_rows(r) -> list[Row]:
     )
 
 
+def replay_rows(r) -> list[Row]:
+    """Replay (issue 13): the stream of a long session against reading its records from the
+    log, and the player's backward seek against its forward seek to the end."""
+    session = f"{r.minutes}-minute session, {r.dom_messages:,} DOM messages, {r.records:,} records"
+    read = f"log read of its records: {ms(r.log_read_s * 1000)}"
+    size = f"{r.stream_lines:,} lines, {mb(r.stream_bytes)}"
+    rows = [
+        Row("Replay", f"stream to the first line (the header), {session}",
+            ms(r.first_line_s * 1000), read, ratio(r.first_line_s, r.log_read_s)),
+        Row("Replay", f"stream to the end, {session}", f"{ms(r.stream_s * 1000)} ({size})",
+            read, ratio(r.stream_s, r.log_read_s)),
+    ]  # fmt: skip
+    if r.seek_backward_ms is None or r.seek_forward_ms is None:
+        rows.append(Row("Replay", "player seeks in Chromium", "not measured: " + r.player_note))
+    else:
+        rows.append(
+            Row("Replay", "player: seek back from the end to 1 s (Chromium)",
+                ms(r.seek_backward_ms), f"seek from the start to the end: {ms(r.seek_forward_ms)}",
+                ratio(r.seek_backward_ms, r.seek_forward_ms))
+        )  # fmt: skip
+    return rows
+
+
 def memory_rows(m, ingest_rss: int = 0, stored=None) -> list[Row]:
     """Idle and live RSS; with ``ingest_rss`` (peak during the 64 KB ingest run) and ``stored``
     (the query data set's ``StoredSet``: its full rebuild and its probe) their rows too."""

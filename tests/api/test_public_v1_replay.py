@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 import trio
 
 from engine.codec import web_messages as wm
-from tests.api.conftest import T0, Harness
+from tests.api.conftest import T0, Harness, ServerFactory
+from tests.api.test_asset_cache import _cached_path
 from tests.api.test_ingest_mobile import ios_start_body, mobile_project, post_start
 from tests.api.test_public_v1 import api_key, get, projected, second_organization
+from tests.asset_site import AssetSite
 from tests.engine.builders import SessionScript
 from tests.engine.replay_builders import CANARY_TEXT, hostile_page, small_page
 
@@ -205,3 +208,39 @@ async def test_a_mobile_session_is_a_clear_400(harness: Harness) -> None:
         answer = await get(harness, key, f"/api/v1/{ios.project_key}/sessions/{session_id}/{tail}")
         assert answer.status_code == 400
         assert "screenshots" in answer.json()["errors"][0]
+
+
+async def test_cached_assets_replace_the_recorded_urls(
+    server_factory: ServerFactory, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """With the cache on, a cached stylesheet's link and a style's url() point at this origin's
+    ``/assets/<sha256>``; a URL the cache does not hold stays the absolute recorded one."""
+    site: AssetSite = await nursery.start(AssetSite().run)
+    site.routes["/css/site.css"] = (200, {"Content-Type": "text/css"}, b"body{color:red}")
+    harness = await server_factory(cache_assets=True, asset_allow="127.0.0.1")
+    page = site.url("/shop/")
+    missing = site.url("/img/none.png")  # a 404 on the site: never cached
+
+    def styled(script: SessionScript) -> list:
+        script.add(wm.SetPageLocation(page, "", 1, "Styled"))
+        script.add(wm.CreateDocument())
+        script.add(wm.CreateElementNode(1, 0, 0, "HEAD", False))
+        script.add(wm.CreateElementNode(2, 1, 0, "LINK", False))
+        script.add(wm.SetNodeAttribute(2, "rel", "stylesheet"))
+        script.add(wm.SetNodeAttributeURLBased(2, "href", "../css/site.css", page))
+        script.add(wm.CreateElementNode(3, 0, 1, "BODY", False))
+        style = "background:url(../css/site.css) , url(/img/none.png)"
+        script.add(wm.SetNodeAttributeURLBased(3, "style", style, page))
+        return [script.batch()]
+
+    session_id, _ = await recorded(harness, styled)
+    sheet = site.url("/css/site.css")
+    path = await _cached_path(tmp_path / "replayd-assets.db", harness.project.project_id, sheet)
+    key = await api_key(harness)
+    replay = f"/api/v1/{harness.project.project_key}/sessions/{session_id}/replay"
+    _, items = replay_lines(await get(harness, key, replay))
+    attrs_of = {(i["id"], i["n"]): i["v"] for i in items if i["k"] == "attr"}
+    own = str(harness.client.base_url).rstrip("/")
+    assert attrs_of[(2, "href")] == own + path
+    assert own + path in attrs_of[(3, "style")] and missing in attrs_of[(3, "style")]
+    assert sheet not in attrs_of[(3, "style")]

@@ -2,10 +2,9 @@
 ``REPLAYD_CACHE_ASSETS=1`` (and ``REPLAYD_ASSET_ALLOW=127.0.0.1``: the test site is on loopback)
 caches it; the site then restyles, and the cached copy is still the recorded style.
 
-The style is checked in Chromium: a replayd page (same origin as ``/assets/``, as the dashboard's
-replay iframe is) links the cached path, and the computed color is the recorded one. The player
-(another branch) will point the replay iframe at the same path through
-``storage.assets.AssetStore.path_of``.
+The style is checked in Chromium twice: a replayd page links the cached path directly, and the
+dashboard's session page replays the recording, whose replay stream points the link at the cached
+copy (``/assets/<sha256>``): the computed color inside the replay iframe is the recorded one.
 """
 
 from __future__ import annotations
@@ -20,7 +19,8 @@ import pytest
 from api.config import default_assets_path
 from storage.assets import AssetStore
 from tests.e2e.harness import BrowserRun, ReplaydServer, SiteServer, poll
-from tests.e2e.test_real_tracker import open_page, start_stack
+from tests.e2e.test_real_tracker import open_page, start_response, start_stack
+from tests.e2e.test_replay_player import open_session_player
 from tests.soak.trackers import read_log
 
 pytestmark = pytest.mark.e2e
@@ -85,3 +85,24 @@ def test_a_recorded_stylesheet_keeps_its_style_after_the_site_changes(
         path,
     )
     assert color == "rgb(10, 120, 30)"
+
+    # The dashboard's replay of the session: the iframe's link is the cached copy.
+    (start,) = run.requests.starts(replayd.base_url)
+    session_id = str(start_response(start)["sessionID"])
+    player = open_session_player(browser_factory, replayd, session_id)
+    replayed = player.page.evaluate(
+        """async () => {
+            await window.replayd.seek(window.replayd.state().duration);
+            const doc = window.replayd.frame().contentDocument;
+            const link = doc.querySelector('link[rel=stylesheet]');
+            if (!link.sheet) {
+                await new Promise((ok) => { link.onload = ok; link.onerror = ok; });
+            }
+            return {
+                href: link.getAttribute('href'),
+                color: getComputedStyle(doc.getElementById('styled')).color,
+            };
+        }"""
+    )
+    assert replayed == {"href": replayd.base_url + path, "color": "rgb(10, 120, 30)"}, replayed
+    assert not player.page_errors, player.page_errors

@@ -2,17 +2,18 @@
 (the same canonical DOM digest at every step, seeking forward and backward); a hostile recording
 made with our encoder replays without running anything.
 
-The player is opened by :func:`open_session_player`, the one place that knows how: a page that
-Playwright serves on replayd's origin, which mounts ``api/dashboard/static/player/player.js`` (the
-files from disk) with the API key added to the stream's request. When the dashboard lands, that
-function becomes "log in and open the session page" and nothing else here changes.
+The player is the dashboard's: :func:`open_session_player` creates a user, signs in through
+``POST /auth/login`` and opens ``/projects/<key>/sessions/<id>`` under its real
+Content-Security-Policy, then drives ``window.replayd.{seek, state, frame}``.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import struct
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
+from engine.codec import web_messages as wm
+from engine.codec.mobile_images import encode_frames
+from storage.images import CapturedImage
 from tests.api.conftest import CHROME_UA, start_body
 from tests.e2e.harness import BrowserRun, ReplaydServer, SiteServer, poll
 from tests.e2e.test_real_tracker import start_response, start_stack
@@ -28,17 +32,8 @@ from tests.engine.replay_builders import CANARY, CANARY_TEXT, HOSTILE_JS, hostil
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
-PLAYER_DIR = REPO / "api" / "dashboard" / "static" / "player"
+VIEWER_EMAIL = "viewer@example.test"
 DIGEST_JS = (Path(__file__).resolve().parent / "digest.js").read_text()
-# The dashboard's Content-Security-Policy as REPLAY.md 5.4 item 9 suggests it (the replay frame
-# inherits it): the player must work under it.
-DASHBOARD_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline' https: http:; "
-    "img-src https: http: data: blob:; font-src https: http: data:; media-src https: http: data:; "
-    "connect-src 'self'; frame-src 'self'; base-uri 'none'; form-action 'none'; "
-    "object-src 'none'; frame-ancestors 'self'"
-)
 SETTLE_JS = (
     "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame("
     "() => setTimeout(done, 150))))"
@@ -49,6 +44,18 @@ SHOW_AFTER_STAMP_MS = 300
 STEP_GAP_MS = 500
 
 
+def sign_in(run: BrowserRun, replayd: ReplaydServer) -> None:
+    """Create a dashboard user and sign ``run``'s browser in through ``POST /auth/login`` (the
+    cookie lands in the browser context: its request API shares the context's cookie jar)."""
+    password = replayd.cli("user", "create", VIEWER_EMAIL)  # the generated one
+    answer = run.context.request.post(
+        f"{replayd.base_url}/auth/login",
+        data=json.dumps({"email": VIEWER_EMAIL, "password": password}),
+        headers={"Content-Type": "application/json"},
+    )
+    assert answer.status == 200, answer.text()
+
+
 def open_session_player(
     browser_factory: Callable[[], BrowserRun],
     replayd: ReplaydServer,
@@ -57,64 +64,64 @@ def open_session_player(
     csp: bool = True,
     forged_stream: str | None = None,
 ) -> BrowserRun:
-    """A fresh browser showing the player of ``session_id``, its stream loaded; the page has
-    ``window.replayd.{seek, state, frame}`` as the dashboard's session page will.
+    """A fresh browser, signed in, showing the dashboard's page of ``session_id`` with its stream
+    loaded; the page's ``window.replayd.{seek, state, frame}`` drive the player.
 
-    ``forged_stream`` replaces the server's answer (to test the player's own defences)."""
+    ``csp=False`` drops the page's Content-Security-Policy (to test the sandbox and the
+    sanitizers alone); ``forged_stream`` replaces the server's replay stream (to test the
+    player's own defences)."""
     run = browser_factory()
+    sign_in(run, replayd)
     page = run.page
     base = replayd.base_url
-    replay_url = f"/api/v1/{replayd.project_key}/sessions/{session_id}/replay"
-    html = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>player</title></head>'
-        '<body><div id="player" style="width: 960px"></div>'
-        '<script type="module" src="/__player-test.js"></script></body></html>'
-    )
-    boot = (
-        "import { mountPlayer } from '/static/player/player.js';\n"
-        f"const player = mountPlayer(document.getElementById('player'), "
-        f"{{ replayUrl: {json.dumps(replay_url)} }});\n"
-        "window.replayd = { seek: (ms) => player.seek(ms), state: () => player.state(),"
-        " frame: () => player.frame() };\n"
-    )
-    headers = {"Content-Security-Policy": DASHBOARD_CSP} if csp else {}
+    page_url = f"{base}/projects/{replayd.project_key}/sessions/{session_id}"
+    replay_url = f"{base}/api/v1/{replayd.project_key}/sessions/{session_id}/replay"
+    if not csp:
 
-    def player_file(route: Any) -> None:
-        name = route.request.url.split("/static/player/", 1)[1].split("?")[0]
-        path = PLAYER_DIR / name
-        if path.parent != PLAYER_DIR or not path.is_file():
-            route.fulfill(status=404, body="not found")
-            return
-        route.fulfill(status=200, content_type="text/javascript", body=path.read_text())
+        def without_csp(route: Any) -> None:
+            answer = route.fetch()
+            headers = {
+                name: value
+                for name, value in answer.headers.items()
+                if name.lower() != "content-security-policy"
+            }
+            route.fulfill(response=answer, headers=headers)
 
-    def with_api_key(route: Any) -> None:
-        route.continue_(headers={**route.request.headers, "authorization": replayd.api_key})
-
-    page.route(
-        f"{base}/__player-test",
-        lambda route: route.fulfill(
-            status=200, content_type="text/html", body=html, headers=headers
-        ),
-    )
-    page.route(
-        f"{base}/__player-test.js",
-        lambda route: route.fulfill(
-            status=200, content_type="text/javascript", body=boot, headers=headers
-        ),
-    )
-    page.route(f"{base}/static/player/**", player_file)
-    page.route(f"{base}/api/v1/**", with_api_key)
+        page.route(page_url, without_csp)
     if forged_stream is not None:
         page.route(
-            f"{base}{replay_url}",
+            replay_url,
             lambda route: route.fulfill(
                 status=200, content_type="application/x-ndjson", body=forged_stream
             ),
         )
-    page.goto(f"{base}/__player-test")
-    page.wait_for_function("window.replayd !== undefined", timeout=10_000)
+    page.goto(page_url)
+    assert page.url == page_url, f"not signed in: sent to {page.url}"
+    # A function, not a string: a string predicate is eval'd in the page, which its CSP refuses.
+    page.wait_for_function("() => window.replayd !== undefined", timeout=10_000)
     page.evaluate("window.replayd.seek(0)")  # resolves once the whole stream is in
     return run
+
+
+def web_start(replayd: ReplaydServer, timestamp: int) -> tuple[str, str]:
+    """Start a web session over HTTP; its id and token."""
+    with httpx.Client(base_url=replayd.base_url, timeout=10.0) as client:
+        started = client.post(
+            "/v1/web/start",
+            content=json.dumps(start_body(replayd.project_key, timestamp=timestamp)),
+            headers={"Content-Type": "application/json", "User-Agent": CHROME_UA},
+        )
+    assert started.status_code == 200, started.text
+    return str(started.json()["sessionID"]), started.json()["token"]
+
+
+def started_session(replayd: ReplaydServer) -> str:
+    """A web session that exists (so its dashboard page opens) and has recorded nothing."""
+    session_id, _ = web_start(replayd, int(time.time() * 1000))
+    with replayd.api() as api:
+        path = f"/api/v1/{replayd.project_key}/sessions/{session_id}"
+        assert poll(lambda: api.get(path).status_code == 200), "the session was not projected"
+    return session_id
 
 
 def replay_lines(replayd: ReplaydServer, session_id: str) -> list[dict[str, Any]]:
@@ -252,8 +259,8 @@ def test_a_hostile_recording_replays_without_running_anything(
         assert uploaded.status_code == 200, uploaded.text
     assert poll(lambda: replay_lines(replayd, session_id), timeout=10.0)
 
-    # No CSP on this page: the sandbox and the two sanitizers alone must hold.
-    player = open_session_player(browser_factory, replayd, session_id, csp=False)
+    # The dashboard's own page and policy, as a viewer sees it.
+    player = open_session_player(browser_factory, replayd, session_id)
     page = player.page
     assert_nothing_ran(player)
     frame = "window.replayd.frame()"
@@ -339,7 +346,10 @@ def test_the_player_alone_holds_against_a_forged_stream(
         forged_item("attr", id=13, n="src", v="data:,x"),
         forged_item("attr", id=13, n="ONERROR", v=HOSTILE_JS),
     ])  # fmt: skip
-    player = open_session_player(browser_factory, replayd, "1", csp=False, forged_stream=stream)
+    session_id = started_session(replayd)
+    player = open_session_player(
+        browser_factory, replayd, session_id, csp=False, forged_stream=stream
+    )
     page = player.page
     assert_nothing_ran(player)
     found = page.evaluate(
@@ -420,7 +430,9 @@ def test_frames_shadow_roots_sheets_and_seeking_on_a_synthetic_stream(
         at(10, "el", tab="t2", id=1, p=0, i=0, tag="BODY", svg=False),
         at(10, "attr", tab="t2", id=1, n="id", v="second-tab"),
     ])  # fmt: skip
-    player = open_session_player(browser_factory, replayd, "1", forged_stream=stream)
+    player = open_session_player(
+        browser_factory, replayd, started_session(replayd), forged_stream=stream
+    )
     page = player.page
     facts = """() => {
         const doc = window.replayd.frame().contentDocument;
@@ -457,4 +469,78 @@ def test_frames_shadow_roots_sheets_and_seeking_on_a_synthetic_stream(
     for ms in reversed(moments):
         page.evaluate("(ms) => window.replayd.seek(ms)", ms)
         assert (page.evaluate(facts), frame_digest(player)) == forward[ms], ms
+    assert not player.page_errors, player.page_errors
+
+
+def solid_png(red: int, green: int, blue: int, size: int = 4) -> bytes:
+    """A ``size``-pixel square PNG of one colour (8-bit RGB, no filter)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\x00" + bytes((red, green, blue)) * size
+    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * size))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_the_player_draws_a_canvas_frame_of_the_replay_time(
+    replayd_factory: Callable[..., ReplaydServer],
+    browser_factory: Callable[[], BrowserRun],
+) -> None:
+    """Canvas frames uploaded as tracker 19 sends them (``/v1/web/images``, keyed by the
+    CanvasNode's node id, epoch-ms times): each seek shows the frame of its moment."""
+    replayd = replayd_factory({"REPLAYD_RECORD_CANVAS": "1"}).setup().start()
+    now = int(time.time() * 1000)
+    session_id, token = web_start(replayd, now)
+    script = SessionScript(int(session_id), start_ms=now)
+    script.add(wm.CreateDocument())
+    script.add(wm.CreateElementNode(1, 0, 0, "HEAD", False))
+    script.add(wm.CreateElementNode(2, 0, 1, "BODY", False))
+    script.add(wm.CreateElementNode(3, 2, 0, "CANVAS", False))
+    script.add(wm.SetNodeAttribute(3, "width", "4"))
+    script.add(wm.SetNodeAttribute(3, "height", "4"))
+    script.add(wm.CanvasNode("3", now))
+    script.wait(4000)
+    script.add(wm.MouseMove(1, 1))  # the session lasts past the last frame
+    record = script.batch()
+    red, blue = solid_png(220, 20, 20), solid_png(20, 20, 220)
+    with httpx.Client(base_url=replayd.base_url, timeout=10.0) as client:
+        auth = {"Authorization": f"Bearer {token}"}
+        uploaded = client.post(
+            "/v1/web/i",
+            content=record.payload,
+            headers={**auth, "DataType": "player"},
+            params={"batch": f"0_1_{len(record.payload)}_kyes"},
+        )
+        assert uploaded.status_code == 200, uploaded.text
+        frames = encode_frames([CapturedImage(now + 1000, red), CapturedImage(now + 2500, blue)])
+        sent = client.post(
+            "/v1/web/images",
+            data={"type": "frames"},
+            files={"frames": (f"{now}_3.png.frames", frames)},
+            headers=auth,
+        )
+        assert sent.status_code == 200, sent.text
+    assert poll(lambda: len(replay_lines(replayd, session_id)) > 1, timeout=10.0)
+    started_at = replay_lines(replayd, session_id)[0]["header"]["startedAt"]
+
+    player = open_session_player(browser_factory, replayd, session_id)
+    pixel = """async (ms) => {
+        await window.replayd.seek(ms);
+        const canvas = window.replayd.frame().contentDocument.querySelector('canvas');
+        return [...canvas.getContext('2d').getImageData(1, 1, 1, 1).data];
+    }"""
+    at = {name: epoch - started_at for name, epoch in (("red", now + 1000), ("blue", now + 2500))}
+    shown = {ms: player.page.evaluate(pixel, ms) for ms in (at["red"] - 500, at["red"] + 200,
+                                                              at["blue"] + 200)}  # fmt: skip
+    assert shown[at["red"] - 500] == [0, 0, 0, 0]  # before the first frame: nothing drawn
+    assert shown[at["red"] + 200] == [220, 20, 20, 255]
+    assert shown[at["blue"] + 200] == [20, 20, 220, 255]
+    assert player.page.evaluate(pixel, at["red"] + 200) == [220, 20, 20, 255]  # backward
     assert not player.page_errors, player.page_errors

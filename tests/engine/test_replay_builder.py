@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tracemalloc
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -210,3 +211,61 @@ def test_memory_does_not_grow_with_the_session() -> None:
     short = _long_session_peak(25)
     long = _long_session_peak(100)
     assert long < short * 1.5, (short, long)
+
+
+OWN = "http://replayd.test"
+_URL_MESSAGES = st.lists(
+    st.one_of(
+        _MESSAGES,
+        st.builds(
+            wm.SetNodeAttributeURLBased,
+            _IDS,
+            st.sampled_from(["href", "src", "style", "srcset"]),
+            st.sampled_from(["a.css", "../b.png 2x, c.png", "background:url(a.css)", "x.png"]),
+            st.just("https://a.test/p/"),
+        ),
+        st.builds(
+            wm.SetCSSDataURLBased,
+            _IDS,
+            st.just("p{background:url(x.png)}"),
+            st.just("https://a.test/p/"),
+        ),
+    ),
+    max_size=40,
+)
+
+
+def _stream_items(messages: list[wm.WebMessage], **kwargs) -> list[dict]:
+    script = SessionScript(7, start_ms=T0)
+    for msg in messages:
+        script.add(msg)
+    stream = ReplayStream(T0, own_origin=OWN, **kwargs)
+    return [json.loads(line) for line in stream.lines(committed([script.batch()])).splitlines()]
+
+
+@settings(max_examples=150)
+@given(_URL_MESSAGES, st.sets(st.sampled_from(["https://a.test/p/a.css", "https://a.test/p/x.png",
+                                               "https://a.test/b.png"])))  # fmt: skip
+def test_cached_assets_change_only_their_urls(
+    messages: list[wm.WebMessage], cached: set[str]
+) -> None:
+    """Through the cache lookup, the items are those without it, each cached URL replaced by
+    our origin's ``/assets/<hash>``; the lookup is asked once per page."""
+    asks: list[list[str]] = []
+
+    def asset_paths(urls: list[str]) -> dict[str, str]:
+        asks.append(list(urls))
+        return {url: f"/assets/{n:064x}" for n, url in enumerate(sorted(cached)) if url in urls}
+
+    plain = _stream_items(messages)
+    through_cache = _stream_items(messages, asset_paths=asset_paths)
+    expected = json.dumps(plain)
+    for n, url in enumerate(sorted(cached)):
+        expected = expected.replace(url, f"{OWN}/assets/{n:064x}")
+    assert json.dumps(through_cache) == expected
+    assert len(asks) <= 1
+
+
+def test_a_cache_lookup_needs_our_origin() -> None:
+    with pytest.raises(ValueError, match="own_origin"):
+        ReplayStream(T0, asset_paths=lambda urls: {})

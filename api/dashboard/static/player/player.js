@@ -1,6 +1,6 @@
 // replayd's DOM replay player (REPLAY.md 1.4-1.7, 3, 5.4, 6): plain ES modules, no dependency.
 //
-//   const player = mountPlayer(container, { replayUrl, fetchInit });
+//   const player = mountPlayer(container, { replayUrl, canvasUrl, fetchInit });
 //   await player.ready;          // the stream's header is in (duration, markers, tabs)
 //   await player.seek(ms);       // ms since the session's first message; the DOM is applied
 //   player.state();              // { time, duration, startedAt, playing }
@@ -16,6 +16,12 @@
 // target; seeking backward (or to another page or tab) rebuilds the page from its CreateDocument,
 // in slices that yield to the event loop. The controls are our own elements; recorded strings
 // (marker labels, titles) only ever reach them as text.
+//
+// Canvases: the frames the tracker captured (GET .../sessions/:id/canvas, next to the replay
+// stream unless `canvasUrl` says otherwise: per canvas node id, frames with epoch-ms timestamps)
+// are drawn onto that node's <canvas> in the frame, the latest frame at or before the replay
+// time, by our script (the frame runs none). Only the pixels change: no recorded attribute is
+// touched, so the DOM stays the recorded one.
 
 import { Applier } from './applier.js';
 
@@ -29,8 +35,8 @@ const MARKER_COLOURS = {
 };
 
 /** Mount a player for the replay stream at `replayUrl` inside `container`. */
-export function mountPlayer(container, { replayUrl, fetchInit } = {}) {
-  return new Player(container, replayUrl, fetchInit);
+export function mountPlayer(container, { replayUrl, canvasUrl, fetchInit } = {}) {
+  return new Player(container, replayUrl, fetchInit, canvasUrl);
 }
 
 function make(doc, tag, style = {}, props = {}) {
@@ -71,10 +77,13 @@ function formatTime(ms) {
 }
 
 export class Player {
-  constructor(container, replayUrl, fetchInit = {}) {
+  constructor(container, replayUrl, fetchInit = {}, canvasUrl = undefined) {
     this.container = container;
     this.replayUrl = replayUrl;
     this.fetchInit = fetchInit;
+    this.canvasUrl = canvasUrl ?? String(replayUrl).replace(/\/replay$/, '/canvas');
+    this._canvasImages = new Map(); // frame url -> Promise<HTMLImageElement | null>
+    this._drawn = new WeakMap(); // <canvas> -> the url of the frame on it
     this.header = null;
     this.tabs = new Map(); // tabId -> { items: [...], docs: [indexes of the doc items] }
     this._time = 0;
@@ -101,6 +110,8 @@ export class Player {
       throw error;
     });
     this.loaded.catch(() => {}); // reported in the UI and through ready/seek
+    // A session without canvas frames (or an answer we cannot read) simply draws nothing.
+    this.canvases = this._loadCanvases().catch(() => []);
     this.ready.catch(() => {});
   }
 
@@ -179,6 +190,51 @@ export class Player {
     this._status.textContent = '';
   }
 
+  async _loadCanvases() {
+    const response = await fetch(this.canvasUrl, { credentials: 'same-origin', ...this.fetchInit });
+    if (!response.ok) return [];
+    const { data } = await response.json();
+    const own = new URL(this.canvasUrl, this.container.ownerDocument.location.href).origin;
+    return (Array.isArray(data) ? data : []).map((canvas) => ({
+      id: Number(canvas.nodeId),
+      // Our own server's frame URLs only (an image from elsewhere would be a request we did not mean).
+      frames: (canvas.frames ?? [])
+        .filter((f) => typeof f.url === 'string' && new URL(f.url, own).origin === own)
+        .map((f) => ({ time: Number(f.timestamp), url: f.url }))
+        .sort((a, b) => a.time - b.time),
+    })).filter((canvas) => Number.isInteger(canvas.id) && canvas.frames.length);
+  }
+
+  _canvasImage(url) {
+    let image = this._canvasImages.get(url);
+    if (!image) {
+      const img = new Image();
+      img.src = url;
+      image = img.decode().then(() => img, () => null);
+      this._canvasImages.set(url, image);
+    }
+    return image;
+  }
+
+  /** Draw each canvas's frame of the moment `ms` (ms since startedAt) onto its node. */
+  async _drawCanvases(ms) {
+    const canvases = await this.canvases;
+    const at = this.header.startedAt + ms;
+    await Promise.all(canvases.map(async (canvas) => {
+      const node = this.applier.nodes.get(canvas.id);
+      if (!node || node.localName !== 'canvas') return;
+      const frame = lastAtOrBefore(canvas.frames, at);
+      const url = frame?.url ?? null;
+      if (this._drawn.get(node) === url) return;
+      const image = url === null ? null : await this._canvasImage(url);
+      const context = node.getContext('2d');
+      if (!context) return;
+      context.clearRect(0, 0, node.width, node.height);
+      if (image) context.drawImage(image, 0, 0, node.width, node.height);
+      this._drawn.set(node, url);
+    }));
+  }
+
   _line(line) {
     const value = JSON.parse(line);
     if (!this.header) {
@@ -213,6 +269,7 @@ export class Player {
     const tabId = this._activeTab(target);
     const tab = this.tabs.get(tabId);
     if (tab) await this._applyUpTo(tabId, tab, target);
+    await this._drawCanvases(target);
     this._showTime(target, tabId);
     for (const listener of this._listeners) listener(target);
   }
